@@ -1,0 +1,40 @@
+# The two commands (see README): `make demo` and `make test`. Both set up .venv themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.deps-installed
+
+.PHONY: demo test build lint rust-test py-test bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "maturin>=1.5,<2" "numpy>=1.24" "pytest>=7" "hypothesis>=6" "pytest-benchmark>=4" "ruff>=0.5"
+	touch $(STAMP)
+
+build: $(STAMP)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release --quiet
+
+demo: build
+	$(PY) -m ferroptim bench
+
+rust-test:
+	cargo test --workspace --exclude ferroptim-python --quiet
+	cargo test --release -p ferroptim-core --quiet --examples
+
+lint: $(STAMP)
+	cargo fmt --all --check
+	PYO3_PYTHON=$(abspath $(PY)) cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+
+py-test: build
+	$(PY) -m pytest
+
+test: build rust-test py-test lint
+
+bench: build
+	$(PY) -m pytest benches --benchmark-enable --benchmark-only -p no:cacheprovider
+
+clean:
+	rm -rf target $(VENV)

@@ -1,0 +1,39 @@
+"""ferroptim: fused, SIMD-vectorized Rust optimizer kernels for NumPy.
+
+Optimizers follow torch.optim's names, defaults and update rules and update NumPy arrays in place::
+
+    import ferroptim as fo
+    opt = fo.optim.Adam(params, lr=1e-3)
+    opt.step(grads)
+
+Every kernel has a pure-NumPy twin (``backend="reference"``) that the native code is tested against.
+"""
+
+from ferroptim import functional, optim, reference
+from ferroptim._native import get_num_threads, set_num_threads, supported_simd_levels
+from ferroptim._native import set_simd_level as _set_simd_level
+from ferroptim._native import simd_level
+
+__all__ = [
+    "functional",
+    "get_num_threads",
+    "optim",
+    "reference",
+    "set_num_threads",
+    "set_simd_level",
+    "simd_level",
+    "supported_simd_levels",
+]
+__version__ = "0.1.0"
+
+
+def set_simd_level(level: str) -> None:
+    """Force the instruction set kernels use (``"avx512"``, ``"avx2"``, ``"sse2"``, ``"neon"``,
+    ``"scalar"``); the environment variable ``FERROPTIM_SIMD`` sets it at start-up.
+
+    Raises
+    ------
+    ValueError
+        If the level is unknown or this machine cannot run it.
+    """
+    _set_simd_level(level)

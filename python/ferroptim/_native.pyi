@@ -1,0 +1,64 @@
+"""Type stubs for the compiled module ``ferroptim._native`` (private; use ``ferroptim``)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+Arrays = Sequence[NDArray[np.floating]]
+OptGrads = Sequence[NDArray[np.floating] | None]
+Steps = NDArray[np.int64]
+
+GRAIN_ELEMENTS: int
+PARALLEL_MIN_ELEMENTS: int
+
+def simd_level() -> str: ...
+def supported_simd_levels() -> list[str]: ...
+def set_simd_level(level: str) -> None: ...
+def get_num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def sgd_step(
+    params: Arrays, grads: OptGrads, momentum_buffers: Arrays | None, steps: Steps, *,
+    lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
+    maximize: bool,
+) -> None: ...
+def adagrad_step(
+    params: Arrays, grads: OptGrads, state_sums: Arrays, steps: Steps, *,
+    lr: float, lr_decay: float, weight_decay: float, eps: float, maximize: bool,
+) -> None: ...
+def adadelta_step(
+    params: Arrays, grads: OptGrads, square_avgs: Arrays, acc_deltas: Arrays, steps: Steps, *,
+    lr: float, rho: float, eps: float, weight_decay: float, maximize: bool,
+) -> None: ...
+def rmsprop_step(
+    params: Arrays, grads: OptGrads, square_avgs: Arrays, grad_avgs: Arrays | None,
+    momentum_buffers: Arrays | None, steps: Steps, *,
+    lr: float, alpha: float, eps: float, weight_decay: float, momentum: float, centered: bool,
+    maximize: bool,
+) -> None: ...
+def adam_step(
+    params: Arrays, grads: OptGrads, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+    max_exp_avg_sqs: Arrays | None, steps: Steps, *,
+    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool,
+    maximize: bool, decoupled_weight_decay: bool,
+) -> None: ...
+def adamax_step(
+    params: Arrays, grads: OptGrads, exp_avgs: Arrays, exp_infs: Arrays, steps: Steps, *,
+    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, maximize: bool,
+) -> None: ...
+def nadam_step(
+    params: Arrays, grads: OptGrads, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+    mu_products: NDArray[np.float32], steps: Steps, *,
+    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+    momentum_decay: float, maximize: bool, decoupled_weight_decay: bool,
+) -> None: ...
+def radam_step(
+    params: Arrays, grads: OptGrads, exp_avgs: Arrays, exp_avg_sqs: Arrays, steps: Steps, *,
+    lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, maximize: bool,
+    decoupled_weight_decay: bool,
+) -> None: ...
+def lion_step(
+    params: Arrays, grads: OptGrads, exp_avgs: Arrays, steps: Steps, *,
+    lr: float, beta1: float, beta2: float, weight_decay: float, maximize: bool,
+) -> None: ...
+def roofline_step(params: Arrays, grads: Arrays, *states: Arrays) -> None: ...

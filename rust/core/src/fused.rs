@@ -1,0 +1,238 @@
+//! The one loop every optimizer runs: read each element of param, grad and state once, update it,
+//! write it once.
+//!
+//! An optimizer supplies only its element update ([`Update`]) and per-tensor scalars. This module
+//! applies the steps common to all of them, in torch's order:
+//! `g = grad * grad_scale` (maximize and clipping fold into the scale), then either
+//! L2 decay `g = g + weight_decay * p` or decoupled decay `p = p * (1 - lr * weight_decay)`,
+//! then the optimizer's own update.
+//!
+//! Elements are processed in blocks of [`BLOCK`]: each block is copied into local arrays, updated,
+//! and copied back, so the compiler sees no aliasing and vectorizes the update at every SIMD level.
+
+use crate::error::Error;
+use crate::pool::{for_each_piece, Splittable};
+use crate::real::Real;
+use crate::simd::{dispatch, Kernel};
+use crate::tensor::{Lanes, TensorRef, MAX_STATE};
+
+/// Elements per block: one 512-bit vector of f32.
+const BLOCK: usize = 16;
+
+/// The element update of one optimizer. `p` and `g` arrive after the common gradient steps; the
+/// first [`Update::STATES`] entries of `s` hold the state and are written back.
+pub(crate) trait Update<T: Real>: Clone + Sync + Send {
+    /// Number of state arrays the update reads and writes.
+    const STATES: usize;
+    /// Return the new parameter value.
+    fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T;
+}
+
+/// Weight decay as the optimizer applies it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Decay {
+    /// No weight decay.
+    None,
+    /// L2 penalty folded into the gradient: `g + weight_decay * p`.
+    L2(f64),
+    /// Decoupled: `p * factor` with `factor = 1 - lr * weight_decay`, before the update.
+    Decoupled(f64),
+}
+
+impl Decay {
+    /// The decay torch applies for `weight_decay` (none when it is 0).
+    pub(crate) fn new(weight_decay: f64, decoupled: bool, lr: f64) -> Self {
+        match (weight_decay == 0.0, decoupled) {
+            (true, _) => Decay::None,
+            (false, false) => Decay::L2(weight_decay),
+            (false, true) => Decay::Decoupled(1.0 - lr * weight_decay),
+        }
+    }
+}
+
+/// The gradient steps shared by all optimizers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GradPrep {
+    /// Multiplies every gradient element: -1 for maximize, a clip coefficient, or 1.
+    pub grad_scale: f64,
+    pub decay: Decay,
+}
+
+impl GradPrep {
+    pub(crate) fn new(maximize: bool, decay: Decay) -> Self {
+        GradPrep {
+            grad_scale: if maximize { -1.0 } else { 1.0 },
+            decay,
+        }
+    }
+}
+
+/// torch's `lerp_(end, weight)`: `start + w * (end - start)` when `w < 0.5`, else
+/// `end - (end - start) * (1 - w)`; both written as `base + coeff * (end - start)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lerp<T> {
+    coeff: T,
+    from_end: bool,
+}
+
+impl<T: Real> Lerp<T> {
+    pub(crate) fn new(weight: f64) -> Self {
+        if weight < 0.5 {
+            Lerp {
+                coeff: T::from_f64(weight),
+                from_end: false,
+            }
+        } else {
+            Lerp {
+                coeff: -T::from_f64(1.0 - weight),
+                from_end: true,
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn apply(&self, start: T, end: T) -> T {
+        let base = if self.from_end { end } else { start };
+        base + self.coeff * (end - start)
+    }
+}
+
+/// Check every tensor, then apply `make_op(index, step)`'s update to each. Nothing is written unless every
+/// tensor passes its checks.
+pub(crate) fn run<T: Real, U: Update<T>>(
+    tensors: &mut [TensorRef<'_, T>],
+    prep: GradPrep,
+    make_op: impl Fn(usize, u64) -> U,
+) -> Result<(), Error> {
+    for (index, t) in tensors.iter().enumerate() {
+        t.check(index, U::STATES)?;
+    }
+    let work: Vec<Piece<'_, T, U>> = tensors
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(index, t)| Piece {
+            op: make_op(index, t.step),
+            lanes: t.lanes(),
+        })
+        .collect();
+    let scale = T::from_f64(prep.grad_scale);
+    let scaled = prep.grad_scale != 1.0;
+    match (prep.decay, scaled) {
+        (Decay::None, false) => execute::<T, U, 0>(work, scale, T::ZERO),
+        (Decay::None, true) => execute::<T, U, 1>(work, scale, T::ZERO),
+        (Decay::L2(wd), false) => execute::<T, U, 2>(work, scale, T::from_f64(wd)),
+        (Decay::L2(wd), true) => execute::<T, U, 3>(work, scale, T::from_f64(wd)),
+        (Decay::Decoupled(f), false) => execute::<T, U, 4>(work, scale, T::from_f64(f)),
+        (Decay::Decoupled(f), true) => execute::<T, U, 5>(work, scale, T::from_f64(f)),
+    }
+    Ok(())
+}
+
+/// Part of one tensor with the update to apply to it.
+struct Piece<'a, T, U> {
+    lanes: Lanes<'a, T>,
+    op: U,
+}
+
+/// `MODE` = 2 * decay kind (0 none, 1 L2, 2 decoupled) + (1 if the gradient is scaled).
+fn execute<T: Real, U: Update<T>, const MODE: u8>(work: Vec<Piece<'_, T, U>>, scale: T, wd: T) {
+    for_each_piece(work, |piece| {
+        dispatch(Block::<T, U, MODE> {
+            lanes: piece.lanes,
+            op: &piece.op,
+            scale,
+            wd,
+        })
+    });
+}
+
+impl<T: Real, U: Update<T>> Splittable for Piece<'_, T, U> {
+    fn len(&self) -> usize {
+        self.lanes.len()
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a, b) = self.lanes.split_at(mid);
+        (
+            Piece {
+                lanes: a,
+                op: self.op.clone(),
+            },
+            Piece { lanes: b, op: self.op },
+        )
+    }
+}
+
+struct Block<'a, 'o, T, U, const MODE: u8> {
+    lanes: Lanes<'a, T>,
+    op: &'o U,
+    scale: T,
+    wd: T,
+}
+
+impl<T: Real, U: Update<T>, const MODE: u8> Block<'_, '_, T, U, MODE> {
+    #[inline(always)]
+    fn element(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
+        let mut g = g;
+        if MODE & 1 == 1 {
+            g = g * self.scale;
+        }
+        let p = match MODE >> 1 {
+            1 => {
+                g = g + self.wd * p;
+                p
+            }
+            2 => p * self.wd,
+            _ => p,
+        };
+        self.op.update(p, g, s)
+    }
+}
+
+impl<T: Real, U: Update<T>, const MODE: u8> Kernel for Block<'_, '_, T, U, MODE> {
+    #[inline(always)]
+    fn run(mut self) {
+        let n = self.lanes.len();
+        // Safety: each slice is taken once from this piece's lanes, which no one else holds.
+        let param = unsafe { self.lanes.param() };
+        let grad = self.lanes.grad();
+        let mut state: [&mut [T]; MAX_STATE] = [&mut [], &mut [], &mut []];
+        for (k, slot) in state.iter_mut().enumerate().take(U::STATES) {
+            // Safety: k < U::STATES, the tensor's checked state count.
+            *slot = unsafe { self.lanes.state(k) };
+        }
+        let mut i = 0;
+        while i + BLOCK <= n {
+            let mut pb = [T::ZERO; BLOCK];
+            let mut gb = [T::ZERO; BLOCK];
+            let mut sb = [[T::ZERO; BLOCK]; MAX_STATE];
+            pb.copy_from_slice(&param[i..i + BLOCK]);
+            gb.copy_from_slice(&grad[i..i + BLOCK]);
+            for k in 0..U::STATES {
+                sb[k].copy_from_slice(&state[k][i..i + BLOCK]);
+            }
+            for j in 0..BLOCK {
+                let mut s = [sb[0][j], sb[1][j], sb[2][j]];
+                pb[j] = self.element(pb[j], gb[j], &mut s);
+                for k in 0..U::STATES {
+                    sb[k][j] = s[k];
+                }
+            }
+            param[i..i + BLOCK].copy_from_slice(&pb);
+            for k in 0..U::STATES {
+                state[k][i..i + BLOCK].copy_from_slice(&sb[k]);
+            }
+            i += BLOCK;
+        }
+        for j in i..n {
+            let mut s = [T::ZERO; MAX_STATE];
+            for k in 0..U::STATES {
+                s[k] = state[k][j];
+            }
+            param[j] = self.element(param[j], grad[j], &mut s);
+            for k in 0..U::STATES {
+                state[k][j] = s[k];
+            }
+        }
+    }
+}

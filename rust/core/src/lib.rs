@@ -1,0 +1,41 @@
+//! ferroptim-core: fused optimizer kernels for deep learning, in pure Rust.
+//!
+//! Each optimizer updates parameters in place, reading every element of parameter, gradient and
+//! state once and writing it once, vectorized for the best instruction set found at run time
+//! ([`simd`]) and spread over a thread pool ([`set_num_threads`]). Update rules, defaults and the
+//! order of floating-point operations follow PyTorch's single-tensor `torch.optim` code, so results
+//! agree with it to rounding, and exactly with ferroptim's NumPy reference.
+//!
+//! ```
+//! use ferroptim_core::{adam_step, AdamConfig, TensorRef};
+//! let mut w = vec![1.0f32; 10];
+//! let g = vec![0.5f32; 10];
+//! let (mut m, mut v) = (vec![0.0f32; 10], vec![0.0f32; 10]);
+//! let mut t = [TensorRef::new(&mut w, &g, 1).with_state(&mut m).with_state(&mut v)];
+//! adam_step(&mut t, &AdamConfig::default()).unwrap();
+//! assert!((w[0] - (1.0 - 1e-3)).abs() < 1e-6);
+//! ```
+
+mod error;
+mod fused;
+pub mod optim;
+mod pool;
+mod real;
+pub mod roofline;
+pub mod simd;
+mod tensor;
+
+pub use error::Error;
+pub use optim::adadelta::{adadelta_step, AdadeltaConfig};
+pub use optim::adagrad::{adagrad_step, AdagradConfig};
+pub use optim::adam::{adam_step, AdamConfig};
+pub use optim::adamax::{adamax_step, AdamaxConfig};
+pub use optim::lion::{lion_step, LionConfig};
+pub use optim::nadam::{nadam_step, NadamConfig};
+pub use optim::radam::{radam_step, RadamConfig};
+pub use optim::rmsprop::{rmsprop_step, RmspropConfig};
+pub use optim::sgd::{sgd_step, SgdConfig};
+pub use pool::{num_threads, set_num_threads, GRAIN_ELEMENTS, PARALLEL_MIN_ELEMENTS};
+pub use real::Real;
+pub use simd::SimdLevel;
+pub use tensor::{TensorRef, MAX_STATE};

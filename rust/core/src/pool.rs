@@ -1,0 +1,183 @@
+//! The worker threads kernels use, and how a step's work is spread over them.
+//!
+//! Work below [`PARALLEL_MIN_ELEMENTS`] stays on the calling thread. Larger work is split, tensor by
+//! tensor and then into halves, down to [`GRAIN_ELEMENTS`] (a piece whose arrays fit in L2), and the
+//! pieces run on a rayon pool of [`num_threads`] threads. The pool is rebuilt after `fork()`, whose
+//! child inherits no threads.
+
+use rayon::ThreadPool;
+use std::sync::{Arc, Mutex};
+
+/// Below this many elements in one call, the work runs on the calling thread.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+/// Largest piece of one tensor handed to one thread.
+pub const GRAIN_ELEMENTS: usize = 1 << 15;
+/// Split points are multiples of this many elements (whole cache lines, whole vectors).
+const SPLIT_ALIGN: usize = 64;
+
+struct PoolState {
+    threads: usize,
+    pool: Option<Arc<ThreadPool>>,
+    pid: u32,
+}
+
+static STATE: Mutex<Option<PoolState>> = Mutex::new(None);
+
+fn default_threads() -> usize {
+    std::env::var("FERROPTIM_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build(threads: usize) -> PoolState {
+    let pool = if threads > 1 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ferroptim-{i}"))
+            .build()
+            .ok()
+            .map(Arc::new)
+    } else {
+        None
+    };
+    PoolState {
+        threads,
+        pool,
+        pid: std::process::id(),
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Option<PoolState>> {
+    // A panic while holding this lock leaves plain data behind; keep using it.
+    STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The pool to run on (None: run on the calling thread), rebuilt if this process was forked.
+fn current_pool() -> Option<Arc<ThreadPool>> {
+    let mut state = lock();
+    let pid = std::process::id();
+    match state.as_mut() {
+        Some(s) if s.pid == pid => s.pool.clone(),
+        Some(s) => {
+            // Forked child: the parent's worker threads do not exist here, and the old pool's locks
+            // may be held by them forever. Leak it rather than touch it.
+            let threads = s.threads;
+            if let Some(old) = s.pool.take() {
+                std::mem::forget(old);
+            }
+            *s = build(threads);
+            s.pool.clone()
+        }
+        None => {
+            let s = build(default_threads());
+            let pool = s.pool.clone();
+            *state = Some(s);
+            pool
+        }
+    }
+}
+
+/// Number of threads kernels use (`FERROPTIM_NUM_THREADS`, else the machine's core count).
+pub fn num_threads() -> usize {
+    let mut state = lock();
+    state.get_or_insert_with(|| build(default_threads())).threads
+}
+
+/// Set the number of threads kernels use (at least 1). Takes effect at the next call.
+pub fn set_num_threads(threads: usize) -> Result<(), crate::Error> {
+    if threads == 0 {
+        return Err(crate::Error::InvalidHyperparameter {
+            name: "num_threads",
+            value: 0.0,
+            expected: "at least 1",
+        });
+    }
+    let mut state = lock();
+    if state.as_ref().map(|s| s.threads) != Some(threads) {
+        *state = Some(build(threads));
+    }
+    Ok(())
+}
+
+/// Something that can be cut into two contiguous pieces.
+pub(crate) trait Splittable: Sized + Send {
+    fn len(&self) -> usize;
+    fn split_at(self, mid: usize) -> (Self, Self);
+}
+
+/// Run `f` on every item, cutting items into pieces of at most [`GRAIN_ELEMENTS`] and spreading
+/// them over the pool when the total is large enough. `f` must not care how items are cut.
+pub(crate) fn for_each_piece<W, F>(items: Vec<W>, f: F)
+where
+    W: Splittable,
+    F: Fn(W) + Sync,
+{
+    let total: usize = items.iter().map(Splittable::len).sum();
+    let pool = if total >= PARALLEL_MIN_ELEMENTS {
+        current_pool()
+    } else {
+        None
+    };
+    match pool {
+        None => items.into_iter().for_each(f),
+        Some(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            items.into_par_iter().for_each(|w| split_run(w, &f));
+        }),
+    }
+}
+
+fn split_run<W: Splittable, F: Fn(W) + Sync>(w: W, f: &F) {
+    let len = w.len();
+    if len <= GRAIN_ELEMENTS {
+        return f(w);
+    }
+    let mid = (len / 2).div_ceil(SPLIT_ALIGN) * SPLIT_ALIGN;
+    let (a, b) = w.split_at(mid);
+    rayon::join(|| split_run(a, f), || split_run(b, f));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Range(usize, usize);
+    impl Splittable for Range {
+        fn len(&self) -> usize {
+            self.1 - self.0
+        }
+        fn split_at(self, mid: usize) -> (Self, Self) {
+            (Range(self.0, self.0 + mid), Range(self.0 + mid, self.1))
+        }
+    }
+
+    #[test]
+    fn pieces_cover_everything_once() {
+        let sizes = [0, 1, 63, GRAIN_ELEMENTS + 1, 5 * GRAIN_ELEMENTS + 17];
+        let mut start = 0;
+        let items: Vec<Range> = sizes
+            .iter()
+            .map(|&n| {
+                start += n;
+                Range(start - n, start)
+            })
+            .collect();
+        let covered = AtomicUsize::new(0);
+        let max_piece = AtomicUsize::new(0);
+        for_each_piece(items, |r| {
+            covered.fetch_add(r.len(), Ordering::Relaxed);
+            max_piece.fetch_max(r.len(), Ordering::Relaxed);
+        });
+        assert_eq!(covered.into_inner(), sizes.iter().sum::<usize>());
+        assert!(max_piece.into_inner() <= GRAIN_ELEMENTS);
+    }
+
+    #[test]
+    fn zero_threads_rejected() {
+        assert!(set_num_threads(0).is_err());
+        assert!(num_threads() >= 1);
+    }
+}

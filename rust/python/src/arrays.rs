@@ -1,0 +1,462 @@
+//! Turning Python lists of NumPy arrays into checked slices for the core kernels.
+//!
+//! Every check runs before any kernel starts, so a refused call changes nothing. Each message names
+//! the argument and the list index: `grads[3] has shape (4, 5) but params[3] has shape (5, 4)`.
+//! Arrays must be NumPy arrays of float32 or float64 in native byte order, C-contiguous and aligned;
+//! written arrays must be writeable; no written array may share memory with any other array.
+
+use ferroptim_core::{Real, TensorRef};
+use numpy::npyffi;
+use numpy::prelude::*;
+use numpy::{PyArrayDescr, PyUntypedArray};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PySequence, PyTuple};
+
+/// The element type of a parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F64,
+}
+
+/// One checked array: where its data is and how many elements it has.
+#[derive(Clone, Copy)]
+struct RawArray {
+    data: *mut u8,
+    len: usize,
+    bytes: usize,
+}
+
+/// A memory range some argument occupies, for the overlap check.
+struct Span {
+    start: usize,
+    end: usize,
+    written: bool,
+    arg: String,
+    index: usize,
+}
+
+/// One tensor of the call: its parameter, gradient and state, all checked.
+struct Entry {
+    index: usize,
+    dtype: Dtype,
+    param: RawArray,
+    grad: RawArray,
+    state: Vec<RawArray>,
+}
+
+/// Every tensor of one optimizer call, checked and ready to run.
+pub struct Batch {
+    entries: Vec<Entry>,
+    /// Per-tensor step counts (int64), incremented in place after a successful step.
+    steps: Option<*mut i64>,
+    /// Per-tensor float32 scalars some optimizers keep (NAdam's mu_product).
+    scalars: Option<*mut f32>,
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_string())
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A list or tuple argument as a sequence of items.
+pub fn items<'py>(arg: &str, obj: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if let Ok(list) = obj.cast::<PyList>() {
+        return Ok(list.iter().collect());
+    }
+    if let Ok(tuple) = obj.cast::<PyTuple>() {
+        return Ok(tuple.iter().collect());
+    }
+    if obj.cast::<PySequence>().is_ok() && obj.cast::<PyUntypedArray>().is_err() {
+        return obj
+            .try_iter()?
+            .collect::<PyResult<Vec<_>>>()
+            .map_err(|e| PyTypeError::new_err(format!("{arg}: {e}")));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{arg} must be a list of numpy arrays, got {}",
+        type_name(obj)
+    )))
+}
+
+struct Checker<'py> {
+    f32_dtype: Bound<'py, PyArrayDescr>,
+    f64_dtype: Bound<'py, PyArrayDescr>,
+    spans: Vec<Span>,
+}
+
+impl<'py> Checker<'py> {
+    fn new(py: Python<'py>) -> Self {
+        Checker {
+            f32_dtype: numpy::dtype::<f32>(py),
+            f64_dtype: numpy::dtype::<f64>(py),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Check one array and record its memory. `like` gives the dtype and shape it must match.
+    fn array(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        arg: &str,
+        index: usize,
+        written: bool,
+        like: Option<(Dtype, &[usize])>,
+    ) -> PyResult<(RawArray, Dtype)> {
+        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{arg}[{index}] must be a numpy.ndarray, got {}",
+                type_name(obj)
+            ))
+        })?;
+        let descr = array.dtype();
+        let dtype = if descr.is_equiv_to(&self.f32_dtype) {
+            Dtype::F32
+        } else if descr.is_equiv_to(&self.f64_dtype) {
+            Dtype::F64
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "{arg}[{index}] has dtype {descr}; expected float32 or float64 in native byte order"
+            )));
+        };
+        if let Some((want, shape)) = like {
+            if dtype != want {
+                return Err(PyTypeError::new_err(format!(
+                    "{arg}[{index}] has dtype {descr} but params[{index}] has dtype {}",
+                    dtype_name(want)
+                )));
+            }
+            if array.shape() != shape {
+                return Err(PyValueError::new_err(format!(
+                    "{arg}[{index}] has shape {} but params[{index}] has shape {}",
+                    shape_str(array.shape()),
+                    shape_str(shape)
+                )));
+            }
+        }
+        if !array.is_c_contiguous() {
+            return Err(PyValueError::new_err(format!(
+                "{arg}[{index}] is not C-contiguous; pass a contiguous array (np.ascontiguousarray \
+                 makes a copy, which would not be updated in place)"
+            )));
+        }
+        let len: usize = array.shape().iter().product();
+        let (flags, data) = flags_and_data(array);
+        if len > 0 && flags & npyffi::NPY_ARRAY_ALIGNED == 0 {
+            return Err(PyValueError::new_err(format!(
+                "{arg}[{index}] is not aligned for its dtype"
+            )));
+        }
+        if written && flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
+            return Err(PyValueError::new_err(format!(
+                "{arg}[{index}] is read-only; it must be writeable to be updated in place"
+            )));
+        }
+        let item = match dtype {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        };
+        let raw = RawArray {
+            data,
+            len,
+            bytes: len * item,
+        };
+        self.record(raw, written, arg, index);
+        Ok((raw, dtype))
+    }
+
+    fn record(&mut self, raw: RawArray, written: bool, arg: &str, index: usize) {
+        if raw.bytes > 0 {
+            self.spans.push(Span {
+                start: raw.data as usize,
+                end: raw.data as usize + raw.bytes,
+                written,
+                arg: arg.to_string(),
+                index,
+            });
+        }
+    }
+
+    /// Refuse any overlap between a written array and any other array.
+    fn check_overlaps(&mut self) -> PyResult<()> {
+        self.spans.sort_unstable_by_key(|s| s.start);
+        // Among the spans seen so far, the one reaching furthest (and the furthest written one).
+        let mut furthest: Option<usize> = None;
+        let mut furthest_written: Option<usize> = None;
+        for i in 0..self.spans.len() {
+            let cur = &self.spans[i];
+            let clash = [furthest, furthest_written]
+                .into_iter()
+                .flatten()
+                .find(|&j| {
+                    let other = &self.spans[j];
+                    other.end > cur.start && (other.written || cur.written)
+                });
+            if let Some(j) = clash {
+                let (a, b) = (&self.spans[j], cur);
+                return Err(PyValueError::new_err(format!(
+                    "{}[{}] shares memory with {}[{}]; every updated array must be distinct",
+                    b.arg, b.index, a.arg, a.index
+                )));
+            }
+            if furthest.is_none_or(|j| self.spans[j].end < cur.end) {
+                furthest = Some(i);
+            }
+            if cur.written && furthest_written.is_none_or(|j| self.spans[j].end < cur.end) {
+                furthest_written = Some(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// A 1-d, writeable, contiguous array of `n` scalars of element type `E` (steps, mu_products).
+    fn scalars<E: numpy::Element>(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        arg: &str,
+        n: usize,
+    ) -> PyResult<*mut E> {
+        let py = obj.py();
+        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{arg} must be a numpy.ndarray, got {}",
+                type_name(obj)
+            ))
+        })?;
+        let want = numpy::dtype::<E>(py);
+        if !array.dtype().is_equiv_to(&want) {
+            return Err(PyTypeError::new_err(format!(
+                "{arg} has dtype {}; expected {want}",
+                array.dtype()
+            )));
+        }
+        if array.ndim() != 1 || array.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "{arg} must have shape ({n},), got {}",
+                shape_str(array.shape())
+            )));
+        }
+        let (flags, data) = flags_and_data(array);
+        let needed = npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED | npyffi::NPY_ARRAY_WRITEABLE;
+        if n > 0 && flags & needed != needed {
+            return Err(PyValueError::new_err(format!(
+                "{arg} must be a writeable, aligned, C-contiguous array"
+            )));
+        }
+        let raw = RawArray {
+            data,
+            len: n,
+            bytes: n * std::mem::size_of::<E>(),
+        };
+        self.record(raw, true, arg, 0);
+        Ok(data as *mut E)
+    }
+}
+
+/// NumPy's flag bits and data pointer of an array.
+fn flags_and_data(array: &Bound<'_, PyUntypedArray>) -> (std::ffi::c_int, *mut u8) {
+    // Safety: `array` is a live ndarray; reading these two fields is what NumPy's own accessor
+    // macros (PyArray_FLAGS, PyArray_DATA) do.
+    unsafe {
+        let raw = array.as_array_ptr();
+        ((*raw).fields.flags, (*raw).fields.data as *mut u8)
+    }
+}
+
+fn dtype_name(d: Dtype) -> &'static str {
+    match d {
+        Dtype::F32 => f32::NAME,
+        Dtype::F64 => f64::NAME,
+    }
+}
+
+/// The arguments of one optimizer call, as Python passed them.
+pub struct CallArgs<'a, 'py> {
+    pub params: &'a Bound<'py, PyAny>,
+    pub grads: &'a Bound<'py, PyAny>,
+    /// State lists in the optimizer's documented order (`None` entries are skipped).
+    pub states: &'a [(&'static str, Option<&'a Bound<'py, PyAny>>)],
+    pub steps: Option<&'a Bound<'py, PyAny>>,
+    pub scalars: Option<(&'static str, &'a Bound<'py, PyAny>)>,
+}
+
+impl Batch {
+    /// Check every array of the call. Tensors whose gradient is `None` are left out.
+    pub fn gather(py: Python<'_>, args: CallArgs<'_, '_>) -> PyResult<Batch> {
+        let params = items("params", args.params)?;
+        let grads = items("grads", args.grads)?;
+        let n = params.len();
+        if grads.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "got {} grads for {n} params; pass one gradient (or None) per parameter",
+                grads.len()
+            )));
+        }
+        let mut state_lists = Vec::new();
+        for &(arg, list) in args.states {
+            if let Some(list) = list {
+                let list = items(arg, list)?;
+                if list.len() != n {
+                    return Err(PyValueError::new_err(format!(
+                        "{arg} has {} arrays for {n} params",
+                        list.len()
+                    )));
+                }
+                state_lists.push((arg, list));
+            }
+        }
+        let mut checker = Checker::new(py);
+        let mut entries = Vec::with_capacity(n);
+        for i in 0..n {
+            if grads[i].is_none() {
+                continue;
+            }
+            let (param, dtype) = checker.array(&params[i], "params", i, true, None)?;
+            let shape = params[i].cast::<PyUntypedArray>()?.shape().to_vec();
+            let like = Some((dtype, shape.as_slice()));
+            let (grad, _) = checker.array(&grads[i], "grads", i, false, like)?;
+            let mut state = Vec::with_capacity(state_lists.len());
+            for (arg, list) in &state_lists {
+                state.push(checker.array(&list[i], arg, i, true, like)?.0);
+            }
+            entries.push(Entry {
+                index: i,
+                dtype,
+                param,
+                grad,
+                state,
+            });
+        }
+        let steps = match args.steps {
+            Some(obj) => Some(checker.scalars::<i64>(obj, "steps", n)?),
+            None => None,
+        };
+        let scalars = match args.scalars {
+            Some((arg, obj)) => Some(checker.scalars::<f32>(obj, arg, n)?),
+            None => None,
+        };
+        checker.check_overlaps()?;
+        let batch = Batch {
+            entries,
+            steps,
+            scalars,
+        };
+        batch.check_steps()?;
+        Ok(batch)
+    }
+
+    fn check_steps(&self) -> PyResult<()> {
+        if let Some(steps) = self.steps {
+            for e in &self.entries {
+                // Safety: `steps` was checked to hold one int64 per parameter.
+                let s = unsafe { *steps.add(e.index) };
+                if !(0..i64::MAX).contains(&s) {
+                    return Err(PyValueError::new_err(format!(
+                        "steps[{}] is {s}; step counts must be non-negative",
+                        e.index
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The step `t` tensor `index` runs with: its count plus one (1 without a steps array).
+    fn next_step(&self, index: usize) -> u64 {
+        match self.steps {
+            // Safety: checked length and range in `gather`.
+            Some(steps) => unsafe { *steps.add(index) as u64 + 1 },
+            None => 1,
+        }
+    }
+
+    /// Run `kernel` on the float32 tensors and then the float64 ones, without the GIL. On success,
+    /// every stepped tensor's count is incremented.
+    pub fn run<K: StepKernel>(self, py: Python<'_>, kernel: &K) -> PyResult<()> {
+        let result = py.detach(|| -> Result<(), ferroptim_core::Error> {
+            self.run_dtype::<f32, K>(Dtype::F32, kernel)?;
+            self.run_dtype::<f64, K>(Dtype::F64, kernel)?;
+            if let Some(steps) = self.steps {
+                for e in &self.entries {
+                    // Safety: checked in `gather`; no other reference to this memory is live.
+                    unsafe { *steps.add(e.index) += 1 };
+                }
+            }
+            Ok(())
+        });
+        result.map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    fn run_dtype<T: Real, K: StepKernel>(
+        &self,
+        dtype: Dtype,
+        kernel: &K,
+    ) -> Result<(), ferroptim_core::Error> {
+        let chosen: Vec<&Entry> = self.entries.iter().filter(|e| e.dtype == dtype).collect();
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let mut tensors: Vec<TensorRef<'_, T>> = chosen
+            .iter()
+            .map(|e| {
+                // Safety: `gather` checked that each array holds `len` aligned, contiguous elements
+                // of type T, that written arrays are writeable, and that no written array overlaps
+                // any other; the Python objects stay alive for this call.
+                unsafe {
+                    let p = std::slice::from_raw_parts_mut(e.param.data as *mut T, e.param.len);
+                    let g = std::slice::from_raw_parts(e.grad.data as *const T, e.grad.len);
+                    let mut t = TensorRef::new(p, g, self.next_step(e.index));
+                    for s in &e.state {
+                        t = t.with_state(std::slice::from_raw_parts_mut(s.data as *mut T, s.len));
+                    }
+                    t
+                }
+            })
+            .collect();
+        let mut scalars: Vec<f32> = match self.scalars {
+            // Safety: checked to hold one float32 per parameter.
+            Some(ptr) => chosen.iter().map(|e| unsafe { *ptr.add(e.index) }).collect(),
+            None => Vec::new(),
+        };
+        kernel.step(&mut tensors, &mut scalars)?;
+        if let Some(ptr) = self.scalars {
+            for (e, v) in chosen.iter().zip(&scalars) {
+                // Safety: as above.
+                unsafe { *ptr.add(e.index) = *v };
+            }
+        }
+        Ok(())
+    }
+}
+
+// Safety: a `Batch` is only used inside the call that built it, while the arrays it points into are
+// kept alive by the caller's arguments; the kernels' writes go to disjoint, checked memory.
+unsafe impl Send for Batch {}
+unsafe impl Sync for Batch {}
+
+/// An optimizer's core step function, callable for either dtype.
+pub trait StepKernel: Sync {
+    /// Update `tensors`; `scalars` holds per-tensor float32 scalar state where the optimizer has one.
+    fn step<T: Real>(
+        &self,
+        tensors: &mut [TensorRef<'_, T>],
+        scalars: &mut [f32],
+    ) -> Result<(), ferroptim_core::Error>;
+}

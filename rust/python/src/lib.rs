@@ -1,0 +1,75 @@
+//! `ferroptim._native`: the Python face of ferroptim-core. Private; use the `ferroptim` package.
+
+mod arrays;
+mod optim;
+
+use ferroptim_core::simd::{self, SimdLevel};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// The instruction set kernels run at (`avx512`, `avx2`, `sse2`, `neon` or `scalar`).
+#[pyfunction]
+fn simd_level() -> &'static str {
+    simd::level().name()
+}
+
+/// Levels this machine supports, best first.
+#[pyfunction]
+fn supported_simd_levels() -> Vec<&'static str> {
+    simd::supported_levels().into_iter().map(SimdLevel::name).collect()
+}
+
+/// Force the instruction set for later calls (overrides `FERROPTIM_SIMD`).
+#[pyfunction]
+fn set_simd_level(level: &str) -> PyResult<()> {
+    let parsed = SimdLevel::parse(level).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "level: unknown SIMD level {level:?}; expected one of avx512, avx2, sse2, neon, scalar"
+        ))
+    })?;
+    if !simd::set_level(parsed) {
+        return Err(PyValueError::new_err(format!(
+            "level: {level} is not supported on this machine (supported: {})",
+            supported_simd_levels().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Number of threads kernels use.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    ferroptim_core::num_threads()
+}
+
+/// Set the number of threads kernels use (at least 1).
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| PyValueError::new_err(format!("n: must be at least 1, got {n}")))?;
+    ferroptim_core::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(supported_simd_levels, m)?)?;
+    m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adagrad_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adadelta_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::rmsprop_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::adamax_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::nadam_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::radam_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::lion_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::roofline_step, m)?)?;
+    m.add("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS)?;
+    m.add("PARALLEL_MIN_ELEMENTS", ferroptim_core::PARALLEL_MIN_ELEMENTS)?;
+    Ok(())
+}
