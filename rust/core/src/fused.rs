@@ -7,17 +7,14 @@
 //! L2 decay `g = g + weight_decay * p` or decoupled decay `p = p * (1 - lr * weight_decay)`,
 //! then the optimizer's own update.
 //!
-//! Elements are processed in blocks of [`BLOCK`]: each block is copied into local arrays, updated,
-//! and copied back, so the compiler sees no aliasing and vectorizes the update at every SIMD level.
+//! The loop takes the arrays as separate slice arguments, so the compiler knows they do not alias
+//! and vectorizes the update at every SIMD level.
 
 use crate::error::Error;
 use crate::pool::{for_each_piece, Splittable};
 use crate::real::Real;
 use crate::simd::{dispatch, Kernel};
 use crate::tensor::{Lanes, TensorRef, MAX_STATE};
-
-/// Elements per block: one 512-bit vector of f32.
-const BLOCK: usize = 16;
 
 /// The element update of one optimizer. `p` and `g` arrive after the common gradient steps; the
 /// first [`Update::STATES`] entries of `s` hold the state and are written back.
@@ -192,46 +189,51 @@ impl<T: Real, U: Update<T>, const MODE: u8> Block<'_, '_, T, U, MODE> {
 impl<T: Real, U: Update<T>, const MODE: u8> Kernel for Block<'_, '_, T, U, MODE> {
     #[inline(always)]
     fn run(mut self) {
-        let n = self.lanes.len();
-        // Safety: each slice is taken once from this piece's lanes, which no one else holds.
-        let param = unsafe { self.lanes.param() };
+        // Safety: each slice is taken once from this piece's lanes, which no one else holds, and
+        // state k is taken only for k < U::STATES, the tensor's checked state count.
+        let (param, s0, s1, s2) = unsafe {
+            (
+                self.lanes.param(),
+                if U::STATES > 0 { self.lanes.state(0) } else { &mut [] },
+                if U::STATES > 1 { self.lanes.state(1) } else { &mut [] },
+                if U::STATES > 2 { self.lanes.state(2) } else { &mut [] },
+            )
+        };
         let grad = self.lanes.grad();
-        let mut state: [&mut [T]; MAX_STATE] = [&mut [], &mut [], &mut []];
-        for (k, slot) in state.iter_mut().enumerate().take(U::STATES) {
-            // Safety: k < U::STATES, the tensor's checked state count.
-            *slot = unsafe { self.lanes.state(k) };
-        }
-        let mut i = 0;
-        while i + BLOCK <= n {
-            let mut pb = [T::ZERO; BLOCK];
-            let mut gb = [T::ZERO; BLOCK];
-            let mut sb = [[T::ZERO; BLOCK]; MAX_STATE];
-            pb.copy_from_slice(&param[i..i + BLOCK]);
-            gb.copy_from_slice(&grad[i..i + BLOCK]);
-            for k in 0..U::STATES {
-                sb[k].copy_from_slice(&state[k][i..i + BLOCK]);
-            }
-            for j in 0..BLOCK {
-                let mut s = [sb[0][j], sb[1][j], sb[2][j]];
-                pb[j] = self.element(pb[j], gb[j], &mut s);
-                for k in 0..U::STATES {
-                    sb[k][j] = s[k];
-                }
-            }
-            param[i..i + BLOCK].copy_from_slice(&pb);
-            for k in 0..U::STATES {
-                state[k][i..i + BLOCK].copy_from_slice(&sb[k]);
-            }
-            i += BLOCK;
-        }
-        for j in i..n {
+        self.fused_loop(param, grad, s0, s1, s2);
+    }
+}
+
+impl<T: Real, U: Update<T>, const MODE: u8> Block<'_, '_, T, U, MODE> {
+    /// The loop proper. Taking the slices as arguments tells the compiler they do not alias, so it
+    /// vectorizes without run-time overlap checks.
+    #[inline(always)]
+    fn fused_loop(&self, p: &mut [T], g: &[T], s0: &mut [T], s1: &mut [T], s2: &mut [T]) {
+        let n = p.len();
+        let g = &g[..n];
+        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
+        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
+        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
+        for i in 0..n {
             let mut s = [T::ZERO; MAX_STATE];
-            for k in 0..U::STATES {
-                s[k] = state[k][j];
+            if U::STATES > 0 {
+                s[0] = s0[i];
             }
-            param[j] = self.element(param[j], grad[j], &mut s);
-            for k in 0..U::STATES {
-                state[k][j] = s[k];
+            if U::STATES > 1 {
+                s[1] = s1[i];
+            }
+            if U::STATES > 2 {
+                s[2] = s2[i];
+            }
+            p[i] = self.element(p[i], g[i], &mut s);
+            if U::STATES > 0 {
+                s0[i] = s[0];
+            }
+            if U::STATES > 1 {
+                s1[i] = s[1];
+            }
+            if U::STATES > 2 {
+                s2[i] = s[2];
             }
         }
     }

@@ -1,0 +1,84 @@
+"""Argument checks shared by the optimizers: each error names the argument (and index)."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_number(name: str, value: object, *, low: float = 0.0, below: float | None = None) -> float:
+    """Return ``value`` as a float after checking ``low <= value`` (``< below`` when given).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (bools are refused too).
+    ValueError
+        If it is not finite or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or (below is not None and value >= below):
+        bound = f"{low} <= {name}" + (f" < {below}" if below is not None else "")
+        raise ValueError(f"Invalid {name} value: {value} (expected {bound})")
+    return value
+
+
+def check_betas(value: object, name: str = "betas") -> tuple[float, float]:
+    """Check a (beta1, beta2) pair, each in [0, 1)."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {value!r}")
+    return (
+        check_number(f"{name}[0]", value[0], below=1.0),
+        check_number(f"{name}[1]", value[1], below=1.0),
+    )
+
+
+def check_flag(name: str, value: object) -> bool:
+    """Check a boolean option."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_params(params: list, offset: int = 0) -> None:
+    """Check parameters are distinct, writeable, C-contiguous float32/float64 arrays.
+
+    ``offset`` is the index of ``params[0]`` among all of the optimizer's parameters.
+    """
+    spans = []
+    for i, p in enumerate(params, start=offset):
+        if not isinstance(p, np.ndarray):
+            raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"params[{i}] has dtype {p.dtype}; expected float32 or float64")
+        if not p.flags.c_contiguous:
+            raise ValueError(f"params[{i}] is not C-contiguous; it could not be updated in place")
+        if not p.flags.writeable:
+            raise ValueError(f"params[{i}] is read-only; it must be writeable")
+        if not p.flags.aligned:
+            raise ValueError(f"params[{i}] is not aligned for its dtype")
+        if p.nbytes:
+            start = p.__array_interface__["data"][0]
+            spans.append((start, start + p.nbytes, i))
+    spans.sort()
+    for (_, end, i), (start, _, j) in zip(spans, spans[1:], strict=False):
+        if start < end:
+            raise ValueError(f"params[{j}] shares memory with params[{i}]; parameters must be distinct")
+
+
+def check_adam_like(group: dict, flags: tuple[str, ...] = ()) -> None:
+    """Check (in place) the hyperparameters the Adam family shares: lr, betas, eps,
+    weight_decay, maximize, plus any boolean ``flags``."""
+    group["lr"] = check_number("lr", group["lr"])
+    group["betas"] = check_betas(group["betas"])
+    if "eps" in group:
+        group["eps"] = check_number("eps", group["eps"])
+    group["weight_decay"] = check_number("weight_decay", group["weight_decay"])
+    for name in ("maximize", *flags):
+        group[name] = check_flag(name, group[name])

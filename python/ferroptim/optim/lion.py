@@ -1,0 +1,57 @@
+"""Lion (Chen et al. 2023), with optax.lion's hyperparameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ferroptim.optim._checks import check_adam_like
+from ferroptim.optim.optimizer import Optimizer, _GroupState
+
+
+class Lion(Optimizer):
+    """Lion: ``c = beta1*m + (1-beta1)*g``; ``p = p*(1 - lr*weight_decay) - lr*sign(c)``;
+    ``m = beta2*m + (1-beta2)*g``.
+
+    Parameters
+    ----------
+    params : list of numpy.ndarray or list of dict
+    lr : float, default 1e-4
+    betas : (float, float), default (0.9, 0.99)
+    weight_decay : float, default 0
+        Decoupled, as optax.lion's.
+    maximize : bool, default False
+    backend : {"native", "reference"}
+    """
+
+    kernel_name = "lion_step"
+    state_names = ("exp_avg",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        backend: str = "native",
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, backend=backend)
+
+    def validate_group(self, group: dict[str, Any]) -> None:
+        check_adam_like(group)
+
+    def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Any) -> None:
+        beta1, beta2 = group["betas"]
+        self._kernel(
+            group["params"],
+            grads,
+            state.arrays["exp_avg"],
+            state.steps,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
