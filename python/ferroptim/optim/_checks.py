@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from numbers import Real
 
@@ -10,7 +11,9 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_number(name: str, value: object, *, low: float = 0.0, below: float | None = None) -> float:
+def check_number(
+    name: str, value: object, *, low: float = 0.0, below: float | None = None
+) -> float:
     """Return ``value`` as a float after checking ``low <= value`` (``< below`` when given).
 
     Raises
@@ -67,9 +70,11 @@ def check_params(params: list, offset: int = 0) -> None:
             start = p.__array_interface__["data"][0]
             spans.append((start, start + p.nbytes, i))
     spans.sort()
-    for (_, end, i), (start, _, j) in zip(spans, spans[1:], strict=False):
+    for (_, end, i), (start, _, j) in itertools.pairwise(spans):
         if start < end:
-            raise ValueError(f"params[{j}] shares memory with params[{i}]; parameters must be distinct")
+            raise ValueError(
+                f"params[{j}] shares memory with params[{i}]; parameters must be distinct"
+            )
 
 
 def check_adam_like(group: dict, flags: tuple[str, ...] = ()) -> None:

@@ -259,7 +259,9 @@ class Optimizer:
                     plan.append((state, i, entry, self._check_entry(index + i, entry, names, p)))
             index += len(group["params"])
         # Everything checked: apply.
-        for group, new, state in zip(self.param_groups, new_groups, self._group_states, strict=True):
+        for group, new, state in zip(
+            self.param_groups, new_groups, self._group_states, strict=True
+        ):
             new["params"] = group["params"]
             group.clear()
             group.update(new)

@@ -11,7 +11,8 @@ from ferroptim.optim.optimizer import Optimizer, _GroupState
 class RAdam(Optimizer):
     """RAdam, as ``torch.optim.RAdam``.
 
-    ``m``, ``v`` as Adam; ``rho_inf = 2/(1-beta2) - 1``; ``rho_t = rho_inf - 2t*beta2**t/(1-beta2**t)``;
+    ``m``, ``v`` as Adam; ``rho_inf = 2/(1-beta2) - 1``;
+    ``rho_t = rho_inf - 2t*beta2**t/(1-beta2**t)``;
     if ``rho_t > 5``: ``p -= lr * m/(1-beta1**t) * rect * sqrt(1-beta2**t)/(sqrt(v) + eps)`` with
     ``rect = sqrt((rho_t-4)(rho_t-2)rho_inf / ((rho_inf-4)(rho_inf-2)rho_t))``, else
     ``p -= lr * m/(1-beta1**t)``.

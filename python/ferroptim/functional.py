@@ -1,0 +1,349 @@
+"""Stateless optimizer steps for users who keep their own state arrays.
+
+Each function updates ``params`` and the given state arrays in place with one fused kernel call,
+using torch.optim's defaults and formulas (see the optimizer classes in :mod:`ferroptim.optim`).
+``step`` is the step number ``t`` of this update (1 for the first), one int for all tensors or one
+per tensor. ``backend="reference"`` runs the pure-NumPy twin, which gives identical results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ferroptim import _native, reference
+
+Arrays = Sequence[np.ndarray]
+Grads = Sequence[np.ndarray | None]
+
+_BACKENDS = {"native": _native, "reference": reference}
+
+
+def _kernel(name: str, backend: str) -> Callable[..., None]:
+    try:
+        return getattr(_BACKENDS[backend], name)
+    except KeyError:
+        raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}") from None
+
+
+def _steps_before(step: int | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
+    """The kernels take per-tensor counts *before* this step; ``step`` is the count after it."""
+    t = np.asarray(step)
+    if t.dtype.kind not in "iu" or t.ndim > 1 or (t.ndim == 1 and t.shape[0] != n):
+        raise ValueError(f"step must be an int or {n} ints, got {step!r}")
+    if np.any(t < 1):
+        raise ValueError(f"step must be at least 1, got {step!r}")
+    return np.broadcast_to(t.astype(np.int64) - 1, (n,)).copy()
+
+
+def _betas(betas: Sequence[float]) -> tuple[float, float]:
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair, got {betas!r}")
+    return float(betas[0]), float(betas[1])
+
+
+def sgd_step(
+    params: Arrays,
+    grads: Grads,
+    momentum_buffers: Arrays | None = None,
+    *,
+    step: int | Sequence[int] = 1,
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    backend: str = "native",
+) -> None:
+    """SGD: ``buf = g`` at ``step == 1``, else ``buf = momentum*buf + (1-dampening)*g``;
+    ``p -= lr * (g + momentum*buf if nesterov else buf)``; without momentum ``p -= lr*g``.
+    ``momentum_buffers`` is required when ``momentum != 0``."""
+    if momentum != 0 and momentum_buffers is None:
+        raise ValueError("momentum_buffers: required when momentum != 0")
+    _kernel("sgd_step", backend)(
+        params,
+        grads,
+        momentum_buffers if momentum != 0 else None,
+        _steps_before(step, len(params)),
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+    )
+
+
+def adagrad_step(
+    params: Arrays,
+    grads: Grads,
+    state_sums: Arrays,
+    *,
+    step: int | Sequence[int],
+    lr: float = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    eps: float = 1e-10,
+    maximize: bool = False,
+    backend: str = "native",
+) -> None:
+    """Adagrad: ``sum += g*g``; ``p -= lr/(1+(step-1)*lr_decay) * g/(sqrt(sum)+eps)``."""
+    _kernel("adagrad_step", backend)(
+        params,
+        grads,
+        state_sums,
+        _steps_before(step, len(params)),
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=maximize,
+    )
+
+
+def adadelta_step(
+    params: Arrays,
+    grads: Grads,
+    square_avgs: Arrays,
+    acc_deltas: Arrays,
+    *,
+    lr: float = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    backend: str = "native",
+) -> None:
+    """Adadelta: ``sq = rho*sq + (1-rho)*g*g``; ``d = sqrt(acc+eps)/sqrt(sq+eps)*g``;
+    ``acc = rho*acc + (1-rho)*d*d``; ``p -= lr*d``."""
+    _kernel("adadelta_step", backend)(
+        params,
+        grads,
+        square_avgs,
+        acc_deltas,
+        _steps_before(1, len(params)),
+        lr=lr,
+        rho=rho,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
+
+
+def rmsprop_step(
+    params: Arrays,
+    grads: Grads,
+    square_avgs: Arrays,
+    grad_avgs: Arrays | None = None,
+    momentum_buffers: Arrays | None = None,
+    *,
+    lr: float = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    maximize: bool = False,
+    backend: str = "native",
+) -> None:
+    """RMSprop; centered when ``grad_avgs`` is given. ``sq = alpha*sq + (1-alpha)*g*g``;
+    ``avg = sqrt(sq - ga*ga) + eps`` (centered) or ``sqrt(sq) + eps``; with momentum
+    ``buf = momentum*buf + g/avg``, ``p -= lr*buf``, else ``p -= lr*g/avg``."""
+    if momentum > 0 and momentum_buffers is None:
+        raise ValueError("momentum_buffers: required when momentum > 0")
+    _kernel("rmsprop_step", backend)(
+        params,
+        grads,
+        square_avgs,
+        grad_avgs,
+        momentum_buffers if momentum > 0 else None,
+        _steps_before(1, len(params)),
+        lr=lr,
+        alpha=alpha,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        centered=grad_avgs is not None,
+        maximize=maximize,
+    )
+
+
+def adam_step(
+    params: Arrays,
+    grads: Grads,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    max_exp_avg_sqs: Arrays | None = None,
+    *,
+    step: int | Sequence[int],
+    lr: float = 1e-3,
+    betas: Sequence[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    backend: str = "native",
+) -> None:
+    """Adam (AMSGrad when ``max_exp_avg_sqs`` is given; AdamW with ``decoupled_weight_decay``):
+    ``m = lerp(m, g, 1-b1)``; ``v = b2*v + (1-b2)*g*g``;
+    ``p -= lr/(1-b1**step) * m / (sqrt(v)/sqrt(1-b2**step) + eps)``."""
+    beta1, beta2 = _betas(betas)
+    _kernel("adam_step", backend)(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        _steps_before(step, len(params)),
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        amsgrad=max_exp_avg_sqs is not None,
+        maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+
+
+def adamax_step(
+    params: Arrays,
+    grads: Grads,
+    exp_avgs: Arrays,
+    exp_infs: Arrays,
+    *,
+    step: int | Sequence[int],
+    lr: float = 2e-3,
+    betas: Sequence[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    backend: str = "native",
+) -> None:
+    """Adamax: ``m = lerp(m, g, 1-b1)``; ``u = max(b2*u, |g|+eps)``;
+    ``p -= lr/(1-b1**step) * m/u``."""
+    beta1, beta2 = _betas(betas)
+    _kernel("adamax_step", backend)(
+        params,
+        grads,
+        exp_avgs,
+        exp_infs,
+        _steps_before(step, len(params)),
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
+
+
+def nadam_step(
+    params: Arrays,
+    grads: Grads,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    mu_products: np.ndarray,
+    *,
+    step: int | Sequence[int],
+    lr: float = 2e-3,
+    betas: Sequence[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum_decay: float = 4e-3,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    backend: str = "native",
+) -> None:
+    """NAdam. ``mu_products`` is a float32 array with one running product per tensor (start it at
+    ones); it is updated in place. Formula: see :class:`ferroptim.optim.NAdam`."""
+    beta1, beta2 = _betas(betas)
+    _kernel("nadam_step", backend)(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        mu_products,
+        _steps_before(step, len(params)),
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        momentum_decay=momentum_decay,
+        maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+
+
+def radam_step(
+    params: Arrays,
+    grads: Grads,
+    exp_avgs: Arrays,
+    exp_avg_sqs: Arrays,
+    *,
+    step: int | Sequence[int],
+    lr: float = 1e-3,
+    betas: Sequence[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    backend: str = "native",
+) -> None:
+    """RAdam. Formula: see :class:`ferroptim.optim.RAdam`."""
+    beta1, beta2 = _betas(betas)
+    _kernel("radam_step", backend)(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        _steps_before(step, len(params)),
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
+
+
+def lion_step(
+    params: Arrays,
+    grads: Grads,
+    exp_avgs: Arrays,
+    *,
+    lr: float = 1e-4,
+    betas: Sequence[float] = (0.9, 0.99),
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+    backend: str = "native",
+) -> None:
+    """Lion: ``c = b1*m + (1-b1)*g``; ``p = p*(1-lr*wd) - lr*sign(c)``; ``m = b2*m + (1-b2)*g``."""
+    beta1, beta2 = _betas(betas)
+    _kernel("lion_step", backend)(
+        params,
+        grads,
+        exp_avgs,
+        _steps_before(1, len(params)),
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
+
+
+__all__ = [
+    "adadelta_step",
+    "adagrad_step",
+    "adam_step",
+    "adamax_step",
+    "lion_step",
+    "nadam_step",
+    "radam_step",
+    "rmsprop_step",
+    "sgd_step",
+]
