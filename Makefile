@@ -20,7 +20,7 @@ demo: build
 
 rust-test:
 	cargo test --workspace --exclude ferroptim-python --quiet
-	cargo test --release -p ferroptim-core --quiet --examples
+	cargo run --release --quiet -p ferroptim-core --example train_mlp
 
 lint: $(STAMP)
 	cargo fmt --all --check

@@ -155,7 +155,10 @@ impl<T: Real, U: Update<T>> Splittable for Piece<'_, T, U> {
                 lanes: a,
                 op: self.op.clone(),
             },
-            Piece { lanes: b, op: self.op },
+            Piece {
+                lanes: b,
+                op: self.op,
+            },
         )
     }
 }
@@ -194,9 +197,21 @@ impl<T: Real, U: Update<T>, const MODE: u8> Kernel for Block<'_, '_, T, U, MODE>
         let (param, s0, s1, s2) = unsafe {
             (
                 self.lanes.param(),
-                if U::STATES > 0 { self.lanes.state(0) } else { &mut [] },
-                if U::STATES > 1 { self.lanes.state(1) } else { &mut [] },
-                if U::STATES > 2 { self.lanes.state(2) } else { &mut [] },
+                if U::STATES > 0 {
+                    self.lanes.state(0)
+                } else {
+                    &mut []
+                },
+                if U::STATES > 1 {
+                    self.lanes.state(1)
+                } else {
+                    &mut []
+                },
+                if U::STATES > 2 {
+                    self.lanes.state(2)
+                } else {
+                    &mut []
+                },
             )
         };
         let grad = self.lanes.grad();

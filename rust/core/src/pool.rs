@@ -51,7 +51,9 @@ fn build(threads: usize) -> PoolState {
 
 fn lock() -> std::sync::MutexGuard<'static, Option<PoolState>> {
     // A panic while holding this lock leaves plain data behind; keep using it.
-    STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    STATE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The pool to run on (None: run on the calling thread), rebuilt if this process was forked.
@@ -82,7 +84,9 @@ fn current_pool() -> Option<Arc<ThreadPool>> {
 /// Number of threads kernels use (`FERROPTIM_NUM_THREADS`, else the machine's core count).
 pub fn num_threads() -> usize {
     let mut state = lock();
-    state.get_or_insert_with(|| build(default_threads())).threads
+    state
+        .get_or_insert_with(|| build(default_threads()))
+        .threads
 }
 
 /// Set the number of threads kernels use (at least 1). Takes effect at the next call.

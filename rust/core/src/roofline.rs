@@ -33,7 +33,10 @@ impl<T: Real, const S: usize> Update<T> for Rotate<S> {
 }
 
 /// Move the bytes of one optimizer step with `n_state` state arrays per tensor (0 to 3).
-pub fn roofline_step<T: Real>(tensors: &mut [TensorRef<'_, T>], n_state: usize) -> Result<(), Error> {
+pub fn roofline_step<T: Real>(
+    tensors: &mut [TensorRef<'_, T>],
+    n_state: usize,
+) -> Result<(), Error> {
     let prep = GradPrep::new(false, Decay::None);
     match n_state {
         0 => run(tensors, prep, |_, _| Rotate::<0>),

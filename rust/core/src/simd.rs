@@ -25,7 +25,13 @@ pub enum SimdLevel {
 
 impl SimdLevel {
     /// Every level, best first.
-    pub const ALL: [SimdLevel; 5] = [Self::Avx512, Self::Avx2, Self::Sse2, Self::Neon, Self::Scalar];
+    pub const ALL: [SimdLevel; 5] = [
+        Self::Avx512,
+        Self::Avx2,
+        Self::Sse2,
+        Self::Neon,
+        Self::Scalar,
+    ];
 
     /// The lower-case name used by `FERROPTIM_SIMD` and `ferroptim.simd_level()`.
     pub fn name(self) -> &'static str {
@@ -40,7 +46,9 @@ impl SimdLevel {
 
     /// Parse a level name (case-insensitive).
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(name.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name().eq_ignore_ascii_case(name.trim()))
     }
 
     /// Whether this machine can run code compiled for this level.
@@ -80,7 +88,10 @@ impl SimdLevel {
 
 /// Levels this machine supports, best first.
 pub fn supported_levels() -> Vec<SimdLevel> {
-    SimdLevel::ALL.into_iter().filter(|l| l.is_supported()).collect()
+    SimdLevel::ALL
+        .into_iter()
+        .filter(|l| l.is_supported())
+        .collect()
 }
 
 /// The best level this machine supports.

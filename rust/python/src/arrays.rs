@@ -254,7 +254,9 @@ impl<'py> Checker<'py> {
             )));
         }
         let (flags, data) = flags_and_data(array);
-        let needed = npyffi::NPY_ARRAY_C_CONTIGUOUS | npyffi::NPY_ARRAY_ALIGNED | npyffi::NPY_ARRAY_WRITEABLE;
+        let needed = npyffi::NPY_ARRAY_C_CONTIGUOUS
+            | npyffi::NPY_ARRAY_ALIGNED
+            | npyffi::NPY_ARRAY_WRITEABLE;
         if n > 0 && flags & needed != needed {
             return Err(PyValueError::new_err(format!(
                 "{arg} must be a writeable, aligned, C-contiguous array"
@@ -432,7 +434,10 @@ impl Batch {
             .collect();
         let mut scalars: Vec<f32> = match self.scalars {
             // Safety: checked to hold one float32 per parameter.
-            Some(ptr) => chosen.iter().map(|e| unsafe { *ptr.add(e.index) }).collect(),
+            Some(ptr) => chosen
+                .iter()
+                .map(|e| unsafe { *ptr.add(e.index) })
+                .collect(),
             None => Vec::new(),
         };
         kernel.step(&mut tensors, &mut scalars)?;

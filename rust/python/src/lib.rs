@@ -16,7 +16,10 @@ fn simd_level() -> &'static str {
 /// Levels this machine supports, best first.
 #[pyfunction]
 fn supported_simd_levels() -> Vec<&'static str> {
-    simd::supported_levels().into_iter().map(SimdLevel::name).collect()
+    simd::supported_levels()
+        .into_iter()
+        .map(SimdLevel::name)
+        .collect()
 }
 
 /// Force the instruction set for later calls (overrides `FERROPTIM_SIMD`).
@@ -70,6 +73,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::lion_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::roofline_step, m)?)?;
     m.add("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS)?;
-    m.add("PARALLEL_MIN_ELEMENTS", ferroptim_core::PARALLEL_MIN_ELEMENTS)?;
+    m.add(
+        "PARALLEL_MIN_ELEMENTS",
+        ferroptim_core::PARALLEL_MIN_ELEMENTS,
+    )?;
     Ok(())
 }

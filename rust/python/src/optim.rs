@@ -84,13 +84,18 @@ pub fn sgd_step<'py>(
         maximize,
     };
     let states = [("momentum_buffers", momentum_buffers)];
-    run(py, cfg, core::SgdConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::SgdConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// Adagrad step. State: `state_sums`.
@@ -117,13 +122,18 @@ pub fn adagrad_step<'py>(
         maximize,
     };
     let states = [("state_sums", Some(state_sums))];
-    run(py, cfg, core::AdagradConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::AdagradConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// Adadelta step. State: `square_avgs`, `acc_deltas`.
@@ -154,13 +164,18 @@ pub fn adadelta_step<'py>(
         ("square_avgs", Some(square_avgs)),
         ("acc_deltas", Some(acc_deltas)),
     ];
-    run(py, cfg, core::AdadeltaConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::AdadeltaConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// RMSprop step. State: `square_avgs`, `grad_avgs` (centered, else None), `momentum_buffers`
@@ -198,13 +213,18 @@ pub fn rmsprop_step<'py>(
         ("grad_avgs", grad_avgs),
         ("momentum_buffers", momentum_buffers),
     ];
-    run(py, cfg, core::RmspropConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::RmspropConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// Adam / AdamW / AMSGrad step. State: `exp_avgs`, `exp_avg_sqs`, `max_exp_avg_sqs` (amsgrad, else
@@ -244,13 +264,18 @@ pub fn adam_step<'py>(
         ("exp_avg_sqs", Some(exp_avg_sqs)),
         ("max_exp_avg_sqs", max_exp_avg_sqs),
     ];
-    run(py, cfg, core::AdamConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::AdamConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// Adamax step. State: `exp_avgs`, `exp_infs`.
@@ -280,13 +305,18 @@ pub fn adamax_step<'py>(
         maximize,
     };
     let states = [("exp_avgs", Some(exp_avgs)), ("exp_infs", Some(exp_infs))];
-    run(py, cfg, core::AdamaxConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::AdamaxConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// NAdam step. State: `exp_avgs`, `exp_avg_sqs`, and `mu_products` (float32 array, one per param).
@@ -324,13 +354,18 @@ pub fn nadam_step<'py>(
         ("exp_avgs", Some(exp_avgs)),
         ("exp_avg_sqs", Some(exp_avg_sqs)),
     ];
-    run(py, cfg, core::NadamConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: Some(("mu_products", mu_products)),
-    })
+    run(
+        py,
+        cfg,
+        core::NadamConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: Some(("mu_products", mu_products)),
+        },
+    )
 }
 
 /// RAdam step. State: `exp_avgs`, `exp_avg_sqs`.
@@ -365,13 +400,18 @@ pub fn radam_step<'py>(
         ("exp_avgs", Some(exp_avgs)),
         ("exp_avg_sqs", Some(exp_avg_sqs)),
     ];
-    run(py, cfg, core::RadamConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::RadamConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// Lion step. State: `exp_avgs`.
@@ -398,13 +438,18 @@ pub fn lion_step<'py>(
         maximize,
     };
     let states = [("exp_avgs", Some(exp_avgs))];
-    run(py, cfg, core::LionConfig::validate, CallArgs {
-        params,
-        grads,
-        states: &states,
-        steps: Some(steps),
-        scalars: None,
-    })
+    run(
+        py,
+        cfg,
+        core::LionConfig::validate,
+        CallArgs {
+            params,
+            grads,
+            states: &states,
+            steps: Some(steps),
+            scalars: None,
+        },
+    )
 }
 
 /// The roofline kernel: moves the bytes of a step with `len(states)` state lists, no arithmetic.
@@ -429,8 +474,11 @@ pub fn roofline_step<'py>(
     if states.len() > NAMES.len() {
         return Err(PyValueError::new_err("at most 3 state lists"));
     }
-    let lists: Vec<(&'static str, Option<&Any<'py>>)> =
-        states.iter().zip(NAMES).map(|(s, n)| (n, Some(s))).collect();
+    let lists: Vec<(&'static str, Option<&Any<'py>>)> = states
+        .iter()
+        .zip(NAMES)
+        .map(|(s, n)| (n, Some(s)))
+        .collect();
     let args = CallArgs {
         params,
         grads,

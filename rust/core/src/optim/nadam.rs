@@ -53,7 +53,12 @@ impl NadamConfig {
         check_unit("beta2", self.beta2)?;
         check_min("eps", self.eps, 0.0, "eps >= 0")?;
         check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")?;
-        check_min("momentum_decay", self.momentum_decay, 0.0, "momentum_decay >= 0")
+        check_min(
+            "momentum_decay",
+            self.momentum_decay,
+            0.0,
+            "momentum_decay >= 0",
+        )
     }
 
     /// The momentum coefficient `mu` of step `t`.
