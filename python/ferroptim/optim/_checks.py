@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from numbers import Real
 
@@ -66,15 +65,28 @@ def check_params(params: list, offset: int = 0) -> None:
             raise ValueError(f"params[{i}] is read-only; it must be writeable")
         if not p.flags.aligned:
             raise ValueError(f"params[{i}] is not aligned for its dtype")
-        if p.nbytes:
-            start = p.__array_interface__["data"][0]
-            spans.append((start, start + p.nbytes, i))
-    spans.sort()
-    for (_, end, i), (start, _, j) in itertools.pairwise(spans):
-        if start < end:
-            raise ValueError(
-                f"params[{j}] shares memory with params[{i}]; parameters must be distinct"
-            )
+        spans.append((p, f"params[{i}]", True))
+    check_disjoint(spans)
+
+
+def check_disjoint(arrays: list[tuple[np.ndarray, str, bool]]) -> None:
+    """Refuse any memory overlap between a written array and any other array.
+
+    ``arrays`` holds ``(array, label, written)`` triples; the error names both labels.
+    """
+    spans = []
+    for array, label, written in arrays:
+        if array.nbytes:
+            start = array.__array_interface__["data"][0]
+            spans.append((start, start + array.nbytes, label, written))
+    spans.sort(key=lambda s: s[0])
+    reach: list = []  # spans seen so far that still extend past the current start
+    for start, end, label, written in spans:
+        reach = [s for s in reach if s[1] > start]
+        for other in reach:
+            if written or other[3]:
+                raise ValueError(f"{label} shares memory with {other[2]}; arrays must be distinct")
+        reach.append((start, end, label, written))
 
 
 def check_adam_like(group: dict, flags: tuple[str, ...] = ()) -> None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ferroptim import _native, reference
-from ferroptim.optim._checks import check_params
+from ferroptim.optim._checks import check_disjoint, check_params
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
 
@@ -148,16 +148,27 @@ class Optimizer:
                 n = len(group["params"])
                 plan.append((group, state, list(grads[start : start + n]), start))
                 start += n
-            for group, _, group_grads, offset in plan:
-                self._precheck(group, group_grads, offset)
+            spans: list = []
+            for group, state, group_grads, offset in plan:
+                self._precheck(group, state, group_grads, offset, spans)
+            check_disjoint(spans)
             for group, state, group_grads, _ in plan:
                 self._step_group(group, state, group_grads)
 
-    def _precheck(self, group: dict[str, Any], grads: list, offset: int) -> None:
-        """Check a group's gradients against its params (used when several groups step at once)."""
+    def _precheck(
+        self, group: dict[str, Any], state: _GroupState, grads: list, offset: int, spans: list
+    ) -> None:
+        """Check a group's gradients against its params, and collect the memory every array of the
+        step occupies into ``spans``, so that several groups can be checked before any is updated
+        (the kernels check one group at a time)."""
+        self.validate_group(dict(group))
+        self._ensure_state(group, state)
         for i, (p, g) in enumerate(zip(group["params"], grads, strict=True), start=offset):
             if g is None:
                 continue
+            spans.append((p, f"params[{i}]", True))
+            for name in self.active_states(group):
+                spans.append((state.arrays[name][i - offset], f"state[{i}][{name!r}]", True))
             if not isinstance(g, np.ndarray):
                 raise TypeError(f"grads[{i}] must be a numpy.ndarray, got {type(g).__name__}")
             if g.dtype != p.dtype:
@@ -166,9 +177,9 @@ class Optimizer:
                 raise ValueError(
                     f"grads[{i}] has shape {g.shape} but params[{i}] has shape {p.shape}"
                 )
-            if not g.flags.c_contiguous:
-                raise ValueError(f"grads[{i}] is not C-contiguous")
-        self.validate_group(dict(group))
+            if not g.flags.c_contiguous or not g.flags.aligned:
+                raise ValueError(f"grads[{i}] is not C-contiguous and aligned")
+            spans.append((g, f"grads[{i}]", False))
 
     def _step_group(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
         self._ensure_state(group, state)
