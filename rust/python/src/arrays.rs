@@ -458,6 +458,8 @@ unsafe impl Sync for Batch {}
 
 /// An optimizer's core step function, callable for either dtype.
 pub trait StepKernel: Sync {
+    /// Check the hyperparameters.
+    fn validate(&self) -> Result<(), ferroptim_core::Error>;
     /// Update `tensors`; `scalars` holds per-tensor float32 scalar state where the optimizer has one.
     fn step<T: Real>(
         &self,

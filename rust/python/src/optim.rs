@@ -19,6 +19,9 @@ fn config_error(e: core::Error) -> PyErr {
 macro_rules! step_kernel {
     ($cfg:ty, |$s:ident, $t:ident, $sc:ident| $body:expr) => {
         impl StepKernel for Kernel<$cfg> {
+            fn validate(&self) -> Result<(), core::Error> {
+                self.0.validate()
+            }
             fn step<T: Real>(
                 &self,
                 $t: &mut [TensorRef<'_, T>],
@@ -48,14 +51,40 @@ step_kernel!(core::LionConfig, |c, t, _s| core::lion_step(t, c));
 fn run<'py, C>(
     py: Python<'py>,
     cfg: C,
-    validate: impl FnOnce(&C) -> Result<(), core::Error>,
-    args: CallArgs<'_, 'py>,
+    params: &Any<'py>,
+    grads: &Any<'py>,
+    states: &[(&'static str, Option<&Any<'py>>)],
+    steps: &Any<'py>,
 ) -> PyResult<()>
 where
     Kernel<C>: StepKernel,
 {
-    validate(&cfg).map_err(config_error)?;
-    Batch::gather(py, args)?.run(py, &Kernel(cfg))
+    run_with_scalars(py, cfg, params, grads, states, steps, None)
+}
+
+/// [`run`] for optimizers that also keep one float32 scalar per tensor.
+fn run_with_scalars<'py, C>(
+    py: Python<'py>,
+    cfg: C,
+    params: &Any<'py>,
+    grads: &Any<'py>,
+    states: &[(&'static str, Option<&Any<'py>>)],
+    steps: &Any<'py>,
+    scalars: Option<(&'static str, &Any<'py>)>,
+) -> PyResult<()>
+where
+    Kernel<C>: StepKernel,
+{
+    let kernel = Kernel(cfg);
+    kernel.validate().map_err(config_error)?;
+    let args = CallArgs {
+        params,
+        grads,
+        states,
+        steps: Some(steps),
+        scalars,
+    };
+    Batch::gather(py, args)?.run(py, &kernel)
 }
 
 /// SGD step. State: `momentum_buffers` (pass None when momentum is 0).
@@ -84,18 +113,7 @@ pub fn sgd_step<'py>(
         maximize,
     };
     let states = [("momentum_buffers", momentum_buffers)];
-    run(
-        py,
-        cfg,
-        core::SgdConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// Adagrad step. State: `state_sums`.
@@ -122,18 +140,7 @@ pub fn adagrad_step<'py>(
         maximize,
     };
     let states = [("state_sums", Some(state_sums))];
-    run(
-        py,
-        cfg,
-        core::AdagradConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// Adadelta step. State: `square_avgs`, `acc_deltas`.
@@ -164,18 +171,7 @@ pub fn adadelta_step<'py>(
         ("square_avgs", Some(square_avgs)),
         ("acc_deltas", Some(acc_deltas)),
     ];
-    run(
-        py,
-        cfg,
-        core::AdadeltaConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// RMSprop step. State: `square_avgs`, `grad_avgs` (centered, else None), `momentum_buffers`
@@ -213,18 +209,7 @@ pub fn rmsprop_step<'py>(
         ("grad_avgs", grad_avgs),
         ("momentum_buffers", momentum_buffers),
     ];
-    run(
-        py,
-        cfg,
-        core::RmspropConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// Adam / AdamW / AMSGrad step. State: `exp_avgs`, `exp_avg_sqs`, `max_exp_avg_sqs` (amsgrad, else
@@ -264,18 +249,7 @@ pub fn adam_step<'py>(
         ("exp_avg_sqs", Some(exp_avg_sqs)),
         ("max_exp_avg_sqs", max_exp_avg_sqs),
     ];
-    run(
-        py,
-        cfg,
-        core::AdamConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// Adamax step. State: `exp_avgs`, `exp_infs`.
@@ -305,18 +279,7 @@ pub fn adamax_step<'py>(
         maximize,
     };
     let states = [("exp_avgs", Some(exp_avgs)), ("exp_infs", Some(exp_infs))];
-    run(
-        py,
-        cfg,
-        core::AdamaxConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// NAdam step. State: `exp_avgs`, `exp_avg_sqs`, and `mu_products` (float32 array, one per param).
@@ -354,18 +317,8 @@ pub fn nadam_step<'py>(
         ("exp_avgs", Some(exp_avgs)),
         ("exp_avg_sqs", Some(exp_avg_sqs)),
     ];
-    run(
-        py,
-        cfg,
-        core::NadamConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: Some(("mu_products", mu_products)),
-        },
-    )
+    let scalars = Some(("mu_products", mu_products));
+    run_with_scalars(py, cfg, params, grads, &states, steps, scalars)
 }
 
 /// RAdam step. State: `exp_avgs`, `exp_avg_sqs`.
@@ -400,18 +353,7 @@ pub fn radam_step<'py>(
         ("exp_avgs", Some(exp_avgs)),
         ("exp_avg_sqs", Some(exp_avg_sqs)),
     ];
-    run(
-        py,
-        cfg,
-        core::RadamConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// Lion step. State: `exp_avgs`.
@@ -438,24 +380,16 @@ pub fn lion_step<'py>(
         maximize,
     };
     let states = [("exp_avgs", Some(exp_avgs))];
-    run(
-        py,
-        cfg,
-        core::LionConfig::validate,
-        CallArgs {
-            params,
-            grads,
-            states: &states,
-            steps: Some(steps),
-            scalars: None,
-        },
-    )
+    run(py, cfg, params, grads, &states, steps)
 }
 
 /// The roofline kernel: moves the bytes of a step with `len(states)` state lists, no arithmetic.
 struct Roofline(usize);
 
 impl StepKernel for Roofline {
+    fn validate(&self) -> Result<(), core::Error> {
+        Ok(())
+    }
     fn step<T: Real>(&self, t: &mut [TensorRef<'_, T>], _s: &mut [f32]) -> Result<(), core::Error> {
         core::roofline::roofline_step(t, self.0)
     }
