@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ferroptim import _native, reference
+from ferroptim import _native, optim, reference
 
 Arrays = Sequence[np.ndarray]
 Grads = Sequence[np.ndarray | None]
@@ -37,10 +37,11 @@ def _steps_before(step: int | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     return np.broadcast_to(t.astype(np.int64) - 1, (n,)).copy()
 
 
-def _betas(betas: Sequence[float]) -> tuple[float, float]:
-    if len(betas) != 2:
-        raise ValueError(f"betas must be a pair, got {betas!r}")
-    return float(betas[0]), float(betas[1])
+def _checked(cls: type[optim.Optimizer], **hyper: object) -> dict:
+    """The hyperparameters checked (and normalized) exactly as the optimizer class checks them,
+    so a bad value raises an error naming it."""
+    cls.validate_group(hyper)
+    return hyper
 
 
 def sgd_step(
@@ -59,14 +60,9 @@ def sgd_step(
 ) -> None:
     """SGD: ``buf = g`` at ``step == 1``, else ``buf = momentum*buf + (1-dampening)*g``;
     ``p -= lr * (g + momentum*buf if nesterov else buf)``; without momentum ``p -= lr*g``.
-    ``momentum_buffers`` is required when ``momentum != 0``."""
-    if momentum != 0 and momentum_buffers is None:
-        raise ValueError("momentum_buffers: required when momentum != 0")
-    _kernel("sgd_step", backend)(
-        params,
-        grads,
-        momentum_buffers if momentum != 0 else None,
-        _steps_before(step, len(params)),
+    ``momentum_buffers`` is required exactly when ``momentum != 0``."""
+    h = _checked(
+        optim.SGD,
         lr=lr,
         momentum=momentum,
         dampening=dampening,
@@ -74,6 +70,8 @@ def sgd_step(
         nesterov=nesterov,
         maximize=maximize,
     )
+    steps = _steps_before(step, len(params))
+    _kernel("sgd_step", backend)(params, grads, momentum_buffers, steps, **h)
 
 
 def adagrad_step(
@@ -90,17 +88,18 @@ def adagrad_step(
     backend: str = "native",
 ) -> None:
     """Adagrad: ``sum += g*g``; ``p -= lr/(1+(step-1)*lr_decay) * g/(sqrt(sum)+eps)``."""
-    _kernel("adagrad_step", backend)(
-        params,
-        grads,
-        state_sums,
-        _steps_before(step, len(params)),
+    h = _checked(
+        optim.Adagrad,
         lr=lr,
         lr_decay=lr_decay,
         weight_decay=weight_decay,
+        initial_accumulator_value=0.0,
         eps=eps,
         maximize=maximize,
     )
+    del h["initial_accumulator_value"]
+    steps = _steps_before(step, len(params))
+    _kernel("adagrad_step", backend)(params, grads, state_sums, steps, **h)
 
 
 def adadelta_step(
@@ -118,18 +117,11 @@ def adadelta_step(
 ) -> None:
     """Adadelta: ``sq = rho*sq + (1-rho)*g*g``; ``d = sqrt(acc+eps)/sqrt(sq+eps)*g``;
     ``acc = rho*acc + (1-rho)*d*d``; ``p -= lr*d``."""
-    _kernel("adadelta_step", backend)(
-        params,
-        grads,
-        square_avgs,
-        acc_deltas,
-        _steps_before(1, len(params)),
-        lr=lr,
-        rho=rho,
-        eps=eps,
-        weight_decay=weight_decay,
-        maximize=maximize,
+    h = _checked(
+        optim.Adadelta, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize
     )
+    steps = _steps_before(1, len(params))
+    _kernel("adadelta_step", backend)(params, grads, square_avgs, acc_deltas, steps, **h)
 
 
 def rmsprop_step(
@@ -149,16 +141,10 @@ def rmsprop_step(
 ) -> None:
     """RMSprop; centered when ``grad_avgs`` is given. ``sq = alpha*sq + (1-alpha)*g*g``;
     ``avg = sqrt(sq - ga*ga) + eps`` (centered) or ``sqrt(sq) + eps``; with momentum
-    ``buf = momentum*buf + g/avg``, ``p -= lr*buf``, else ``p -= lr*g/avg``."""
-    if momentum > 0 and momentum_buffers is None:
-        raise ValueError("momentum_buffers: required when momentum > 0")
-    _kernel("rmsprop_step", backend)(
-        params,
-        grads,
-        square_avgs,
-        grad_avgs,
-        momentum_buffers if momentum > 0 else None,
-        _steps_before(1, len(params)),
+    ``buf = momentum*buf + g/avg``, ``p -= lr*buf``, else ``p -= lr*g/avg``.
+    ``momentum_buffers`` is required exactly when ``momentum > 0``."""
+    h = _checked(
+        optim.RMSprop,
         lr=lr,
         alpha=alpha,
         eps=eps,
@@ -166,6 +152,10 @@ def rmsprop_step(
         momentum=momentum,
         centered=grad_avgs is not None,
         maximize=maximize,
+    )
+    steps = _steps_before(1, len(params))
+    _kernel("rmsprop_step", backend)(
+        params, grads, square_avgs, grad_avgs, momentum_buffers, steps, **h
     )
 
 
@@ -178,7 +168,7 @@ def adam_step(
     *,
     step: int | Sequence[int],
     lr: float = 1e-3,
-    betas: Sequence[float] = (0.9, 0.999),
+    betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     maximize: bool = False,
@@ -188,22 +178,19 @@ def adam_step(
     """Adam (AMSGrad when ``max_exp_avg_sqs`` is given; AdamW with ``decoupled_weight_decay``):
     ``m = lerp(m, g, 1-b1)``; ``v = b2*v + (1-b2)*g*g``;
     ``p -= lr/(1-b1**step) * m / (sqrt(v)/sqrt(1-b2**step) + eps)``."""
-    beta1, beta2 = _betas(betas)
-    _kernel("adam_step", backend)(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        max_exp_avg_sqs,
-        _steps_before(step, len(params)),
+    h = _checked(
+        optim.Adam,
         lr=lr,
-        beta1=beta1,
-        beta2=beta2,
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         amsgrad=max_exp_avg_sqs is not None,
         maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
+    )
+    steps = _steps_before(step, len(params))
+    _kernel("adam_step", backend)(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **_split_betas(h)
     )
 
 
@@ -215,7 +202,7 @@ def adamax_step(
     *,
     step: int | Sequence[int],
     lr: float = 2e-3,
-    betas: Sequence[float] = (0.9, 0.999),
+    betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     maximize: bool = False,
@@ -223,20 +210,11 @@ def adamax_step(
 ) -> None:
     """Adamax: ``m = lerp(m, g, 1-b1)``; ``u = max(b2*u, |g|+eps)``;
     ``p -= lr/(1-b1**step) * m/u``."""
-    beta1, beta2 = _betas(betas)
-    _kernel("adamax_step", backend)(
-        params,
-        grads,
-        exp_avgs,
-        exp_infs,
-        _steps_before(step, len(params)),
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-        maximize=maximize,
+    h = _checked(
+        optim.Adamax, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize
     )
+    steps = _steps_before(step, len(params))
+    _kernel("adamax_step", backend)(params, grads, exp_avgs, exp_infs, steps, **_split_betas(h))
 
 
 def nadam_step(
@@ -248,7 +226,7 @@ def nadam_step(
     *,
     step: int | Sequence[int],
     lr: float = 2e-3,
-    betas: Sequence[float] = (0.9, 0.999),
+    betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     momentum_decay: float = 4e-3,
@@ -258,22 +236,19 @@ def nadam_step(
 ) -> None:
     """NAdam. ``mu_products`` is a float32 array with one running product per tensor (start it at
     ones); it is updated in place. Formula: see :class:`ferroptim.optim.NAdam`."""
-    beta1, beta2 = _betas(betas)
-    _kernel("nadam_step", backend)(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        mu_products,
-        _steps_before(step, len(params)),
+    h = _checked(
+        optim.NAdam,
         lr=lr,
-        beta1=beta1,
-        beta2=beta2,
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
         momentum_decay=momentum_decay,
-        maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
+    steps = _steps_before(step, len(params))
+    _kernel("nadam_step", backend)(
+        params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, **_split_betas(h)
     )
 
 
@@ -285,7 +260,7 @@ def radam_step(
     *,
     step: int | Sequence[int],
     lr: float = 1e-3,
-    betas: Sequence[float] = (0.9, 0.999),
+    betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     maximize: bool = False,
@@ -293,21 +268,17 @@ def radam_step(
     backend: str = "native",
 ) -> None:
     """RAdam. Formula: see :class:`ferroptim.optim.RAdam`."""
-    beta1, beta2 = _betas(betas)
-    _kernel("radam_step", backend)(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        _steps_before(step, len(params)),
+    h = _checked(
+        optim.RAdam,
         lr=lr,
-        beta1=beta1,
-        beta2=beta2,
+        betas=betas,
         eps=eps,
         weight_decay=weight_decay,
-        maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
     )
+    steps = _steps_before(step, len(params))
+    _kernel("radam_step", backend)(params, grads, exp_avgs, exp_avg_sqs, steps, **_split_betas(h))
 
 
 def lion_step(
@@ -316,24 +287,21 @@ def lion_step(
     exp_avgs: Arrays,
     *,
     lr: float = 1e-4,
-    betas: Sequence[float] = (0.9, 0.99),
+    betas: tuple[float, float] = (0.9, 0.99),
     weight_decay: float = 0.0,
     maximize: bool = False,
     backend: str = "native",
 ) -> None:
     """Lion: ``c = b1*m + (1-b1)*g``; ``p = p*(1-lr*wd) - lr*sign(c)``; ``m = b2*m + (1-b2)*g``."""
-    beta1, beta2 = _betas(betas)
-    _kernel("lion_step", backend)(
-        params,
-        grads,
-        exp_avgs,
-        _steps_before(1, len(params)),
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        weight_decay=weight_decay,
-        maximize=maximize,
-    )
+    h = _checked(optim.Lion, lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
+    steps = _steps_before(1, len(params))
+    _kernel("lion_step", backend)(params, grads, exp_avgs, steps, **_split_betas(h))
+
+
+def _split_betas(hyper: dict) -> dict:
+    """The kernels take ``beta1`` and ``beta2`` rather than a ``betas`` pair."""
+    beta1, beta2 = hyper.pop("betas")
+    return {**hyper, "beta1": beta1, "beta2": beta2}
 
 
 __all__ = [

@@ -42,7 +42,8 @@ class Adadelta(Optimizer):
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         group["lr"] = check_number("lr", group["lr"])
         group["rho"] = check_number("rho", group["rho"])
         if group["rho"] > 1.0:

@@ -54,7 +54,8 @@ class Adagrad(Optimizer):
         )
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
             group[name] = check_number(name, group[name])
         group["maximize"] = check_flag("maximize", group["maximize"])

@@ -56,7 +56,8 @@ class Adam(Optimizer):
         )
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         check_adam_like(group, ("amsgrad", "decoupled_weight_decay"))
 
     def active_states(self, group: dict[str, Any]) -> tuple[str, ...]:

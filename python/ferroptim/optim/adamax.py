@@ -41,7 +41,8 @@ class Adamax(Optimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         check_adam_like(group)
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Any) -> None:

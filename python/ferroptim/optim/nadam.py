@@ -57,7 +57,8 @@ class NAdam(Optimizer):
         )
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         check_adam_like(group, ("decoupled_weight_decay",))
         group["momentum_decay"] = check_number("momentum_decay", group["momentum_decay"])
 

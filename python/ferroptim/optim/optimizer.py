@@ -90,7 +90,8 @@ class Optimizer:
     #: allocate state at construction (torch's Adagrad does) rather than at the first step
     eager_state: ClassVar[bool] = False
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         """Check (and normalize in place) a group's hyperparameters. Subclasses override."""
 
     def active_states(self, group: dict[str, Any]) -> tuple[str, ...]:

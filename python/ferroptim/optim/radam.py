@@ -54,7 +54,8 @@ class RAdam(Optimizer):
         )
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         check_adam_like(group, ("decoupled_weight_decay",))
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Any) -> None:

@@ -55,7 +55,8 @@ class RMSprop(Optimizer):
         )
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         for name in ("lr", "alpha", "eps", "weight_decay", "momentum"):
             group[name] = check_number(name, group[name])
         group["centered"] = check_flag("centered", group["centered"])

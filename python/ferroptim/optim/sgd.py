@@ -55,7 +55,8 @@ class SGD(Optimizer):
         )
         super().__init__(params, defaults, backend=backend)
 
-    def validate_group(self, group: dict[str, Any]) -> None:
+    @staticmethod
+    def validate_group(group: dict[str, Any]) -> None:
         group["lr"] = check_number("lr", group["lr"])
         group["momentum"] = check_number("momentum", group["momentum"])
         group["dampening"] = check_number("dampening", group["dampening"], low=-np.inf)

@@ -16,6 +16,25 @@ fn config_error(e: core::Error) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
+/// An optional state list, which must be given exactly when `option` is on (so a list can never
+/// land in another list's slot).
+fn slot<'a, 'py>(
+    name: &'static str,
+    list: Option<&'a Any<'py>>,
+    needed: bool,
+    option: &str,
+) -> PyResult<(&'static str, Option<&'a Any<'py>>)> {
+    match (list.is_some(), needed) {
+        (false, true) => Err(PyValueError::new_err(format!(
+            "{name}: a list of arrays is required when {option}"
+        ))),
+        (true, false) => Err(PyValueError::new_err(format!(
+            "{name}: must be None unless {option}"
+        ))),
+        _ => Ok((name, list)),
+    }
+}
+
 macro_rules! step_kernel {
     ($cfg:ty, |$s:ident, $t:ident, $sc:ident| $body:expr) => {
         impl StepKernel for Kernel<$cfg> {
@@ -112,7 +131,14 @@ pub fn sgd_step<'py>(
         nesterov,
         maximize,
     };
-    let states = [("momentum_buffers", momentum_buffers)];
+    // Hyperparameter errors come first, as in the reference.
+    cfg.validate().map_err(config_error)?;
+    let states = [slot(
+        "momentum_buffers",
+        momentum_buffers,
+        momentum != 0.0,
+        "momentum != 0",
+    )?];
     run(py, cfg, params, grads, &states, steps)
 }
 
@@ -204,10 +230,17 @@ pub fn rmsprop_step<'py>(
         centered,
         maximize,
     };
+    // Hyperparameter errors come first, as in the reference.
+    cfg.validate().map_err(config_error)?;
     let states = [
         ("square_avgs", Some(square_avgs)),
-        ("grad_avgs", grad_avgs),
-        ("momentum_buffers", momentum_buffers),
+        slot("grad_avgs", grad_avgs, centered, "centered=True")?,
+        slot(
+            "momentum_buffers",
+            momentum_buffers,
+            momentum > 0.0,
+            "momentum > 0",
+        )?,
     ];
     run(py, cfg, params, grads, &states, steps)
 }
@@ -244,10 +277,12 @@ pub fn adam_step<'py>(
         maximize,
         decoupled_weight_decay,
     };
+    // Hyperparameter errors come first, as in the reference.
+    cfg.validate().map_err(config_error)?;
     let states = [
         ("exp_avgs", Some(exp_avgs)),
         ("exp_avg_sqs", Some(exp_avg_sqs)),
-        ("max_exp_avg_sqs", max_exp_avg_sqs),
+        slot("max_exp_avg_sqs", max_exp_avg_sqs, amsgrad, "amsgrad=True")?,
     ];
     run(py, cfg, params, grads, &states, steps)
 }

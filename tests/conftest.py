@@ -1,0 +1,369 @@
+"""Shared helpers for the kernel tests: the two backends, problem builders, exact comparison.
+
+A :class:`Problem` holds everything one optimizer call updates (params, state lists, steps and
+NAdam's mu_products) plus its hyperparameters. Copy it, step one copy with ``ferroptim._native``
+and the other with ``ferroptim.reference`` on the same gradients, and compare with
+:func:`assert_problems_equal`, which demands identical bits (NaN-aware).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import ferroptim._native as native
+import ferroptim.reference as reference
+
+BACKENDS = {"native": native, "reference": reference}
+KERNELS = ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "radam", "lion")
+DTYPES = (np.float32, np.float64)
+
+# Hyperparameters every test starts from (torch-like, lr larger so that steps move the params).
+DEFAULTS: dict[str, dict[str, object]] = {
+    "sgd": dict(
+        lr=0.05, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False
+    ),
+    "adagrad": dict(lr=0.05, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False),
+    "adadelta": dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
+    "rmsprop": dict(
+        lr=0.01,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        maximize=False,
+    ),
+    "adam": dict(
+        lr=0.01,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        maximize=False,
+        decoupled_weight_decay=False,
+    ),
+    "adamax": dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, maximize=False),
+    "nadam": dict(
+        lr=0.01,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum_decay=4e-3,
+        maximize=False,
+        decoupled_weight_decay=False,
+    ),
+    "radam": dict(
+        lr=0.01,
+        beta1=0.9,
+        beta2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        maximize=False,
+        decoupled_weight_decay=False,
+    ),
+    "lion": dict(lr=0.01, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False),
+}
+
+# Every option switched on (every state list present): the configs the SIMD and error tests use.
+FULL: dict[str, dict[str, object]] = {
+    "sgd": dict(momentum=0.9, weight_decay=0.01, nesterov=True, maximize=True),
+    "adagrad": dict(lr_decay=0.01, weight_decay=0.01, maximize=True),
+    "adadelta": dict(weight_decay=0.01, maximize=True),
+    "rmsprop": dict(momentum=0.9, centered=True, weight_decay=0.01, maximize=True),
+    "adam": dict(amsgrad=True, decoupled_weight_decay=True, weight_decay=0.01, maximize=True),
+    "adamax": dict(weight_decay=0.01, maximize=True),
+    "nadam": dict(weight_decay=0.01, maximize=True),
+    "radam": dict(weight_decay=0.01, maximize=True, decoupled_weight_decay=True),
+    "lion": dict(weight_decay=0.01, maximize=True),
+}
+
+# State lists whose values must be non-negative (squares, maxima of squares).
+NONNEGATIVE_STATES = frozenset(
+    {"state_sums", "square_avgs", "acc_deltas", "exp_avg_sqs", "max_exp_avg_sqs", "exp_infs"}
+)
+
+
+def hyper(kernel: str, *, full: bool = False, **overrides: object) -> dict[str, object]:
+    """The hyperparameters of ``kernel``: DEFAULTS, then FULL (if asked), then ``overrides``."""
+    unknown = set(overrides) - set(DEFAULTS[kernel])
+    assert not unknown, f"{kernel} has no hyperparameters {unknown}"
+    return {**DEFAULTS[kernel], **(FULL[kernel] if full else {}), **overrides}
+
+
+def slot_layout(kernel: str, hp: dict[str, object]) -> list[tuple[str, str]]:
+    """The positional arguments between ``grads`` and ``steps``, as ``(name, kind)`` with kind
+    ``"list"`` (a state list), ``"none"`` (an optional list the options do not use) or ``"mu"``
+    (NAdam's float32 mu_products)."""
+
+    def opt(name: str, used: object) -> tuple[str, str]:
+        return (name, "list" if used else "none")
+
+    layouts = {
+        "sgd": lambda: [opt("momentum_buffers", hp["momentum"] != 0)],
+        "adagrad": lambda: [("state_sums", "list")],
+        "adadelta": lambda: [("square_avgs", "list"), ("acc_deltas", "list")],
+        "rmsprop": lambda: [
+            ("square_avgs", "list"),
+            opt("grad_avgs", hp["centered"]),
+            opt("momentum_buffers", hp["momentum"] > 0),
+        ],
+        "adam": lambda: [
+            ("exp_avgs", "list"),
+            ("exp_avg_sqs", "list"),
+            opt("max_exp_avg_sqs", hp["amsgrad"]),
+        ],
+        "adamax": lambda: [("exp_avgs", "list"), ("exp_infs", "list")],
+        "nadam": lambda: [("exp_avgs", "list"), ("exp_avg_sqs", "list"), ("mu_products", "mu")],
+        "radam": lambda: [("exp_avgs", "list"), ("exp_avg_sqs", "list")],
+        "lion": lambda: [("exp_avgs", "list")],
+    }
+    return layouts[kernel]()
+
+
+def random_values(rng: np.random.Generator, shape: tuple[int, ...], dtype, *, zeros: float = 0.1):
+    """Standard-normal values of ``dtype`` with a fraction ``zeros`` of exact zeros."""
+    values = rng.standard_normal(shape)
+    values[rng.random(shape) < zeros] = 0.0
+    return np.asarray(values, dtype)
+
+
+@dataclass
+class Problem:
+    """The arrays and hyperparameters of one optimizer call (everything that call writes)."""
+
+    kernel: str
+    hp: dict[str, object]
+    params: list
+    slots: list  # [name, value]: a state list, None, or the mu_products array
+    steps: object
+
+    @classmethod
+    def build(
+        cls,
+        kernel: str,
+        hp: dict[str, object],
+        shapes: Iterable[tuple[int, ...]],
+        dtypes=np.float32,
+        *,
+        seed: int = 0,
+        state: str | float = "zeros",
+        start_steps: Iterable[int] | int = 0,
+    ) -> Problem:
+        """Random params of the given shapes; ``dtypes`` is one dtype or one per tensor.
+
+        ``state`` is ``"zeros"`` (a fresh optimizer), ``"random"`` (a resumed one: random
+        states, non-negative where required, mu_products in (0.5, 1]) or a constant fill.
+        """
+        rng = np.random.default_rng(seed)
+        shapes = [tuple(s) for s in shapes]
+        n = len(shapes)
+        if isinstance(dtypes, list | tuple):
+            dtype_list = list(dtypes)
+        else:
+            dtype_list = [dtypes] * n
+        params = [random_values(rng, s, d) for s, d in zip(shapes, dtype_list, strict=True)]
+        slots: list = []
+        for name, kind in slot_layout(kernel, hp):
+            if kind == "none":
+                slots.append([name, None])
+            elif kind == "mu":
+                mu = np.ones(n, np.float32)
+                if state == "random":
+                    mu = rng.uniform(0.5, 1.0, n).astype(np.float32)
+                slots.append([name, mu])
+            else:
+                arrays = []
+                for s, d in zip(shapes, dtype_list, strict=True):
+                    if state == "zeros":
+                        a = np.zeros(s, d)
+                    elif state == "random":
+                        a = random_values(rng, s, d)
+                        if name in NONNEGATIVE_STATES:
+                            a = np.abs(a)
+                        elif name == "grad_avgs":
+                            a = (a * 0.1).astype(d)
+                    else:
+                        a = np.full(s, state, d)
+                    arrays.append(np.asarray(a, d))  # (0-d arithmetic gives scalars)
+                slots.append([name, arrays])
+        if isinstance(start_steps, int):
+            steps = np.full(n, start_steps, np.int64)
+        else:
+            steps = np.array(list(start_steps), np.int64)
+        return cls(kernel, dict(hp), params, slots, steps)
+
+    def copy(self) -> Problem:
+        """A deep copy (new arrays, same values)."""
+        return copy.deepcopy(self)
+
+    def slot(self, name: str):
+        """The value of the positional argument ``name``."""
+        for key, value in self.slots:
+            if key == name:
+                return value
+        raise KeyError(name)
+
+    def set_slot(self, name: str, value: object) -> None:
+        """Replace the positional argument ``name``."""
+        for entry in self.slots:
+            if entry[0] == name:
+                entry[1] = value
+                return
+        raise KeyError(name)
+
+    def state_lists(self) -> list[tuple[str, list]]:
+        """``(name, list)`` of every state list passed."""
+        return [(k, v) for k, v in self.slots if isinstance(v, list)]
+
+    def args(self, grads: list) -> list:
+        """The positional arguments of the kernel call."""
+        return [self.params, grads, *(value for _, value in self.slots), self.steps]
+
+    def step(self, backend: str, grads: list) -> None:
+        """Run one step of this problem's kernel with ``backend`` ("native" or "reference")."""
+        function = getattr(BACKENDS[backend], f"{self.kernel}_step")
+        function(*self.args(grads), **self.hp)
+
+    def random_grads(
+        self, rng: np.random.Generator, *, none_at: Iterable[int] = (), zeros: float = 0.1
+    ) -> list:
+        """Fresh random gradients shaped like the params, ``None`` at ``none_at``."""
+        skip = set(none_at)
+        return [
+            None if i in skip else random_values(rng, p.shape, p.dtype, zeros=zeros)
+            for i, p in enumerate(self.params)
+        ]
+
+    def arrays(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every array this problem's calls write, labelled ``"exp_avgs[2]"`` etc."""
+        for i, p in enumerate(self.params):
+            yield f"params[{i}]", p
+        for name, value in self.slots:
+            if isinstance(value, list):
+                for i, a in enumerate(value):
+                    yield f"{name}[{i}]", a
+            elif isinstance(value, np.ndarray):
+                yield name, value
+        yield "steps", self.steps
+
+
+def assert_same(actual: np.ndarray, expected: np.ndarray, label: str = "") -> None:
+    """Equal dtype, shape and bits (NaNs compare equal to NaNs; +0 and -0 differ)."""
+    assert actual.dtype == expected.dtype, f"{label}: dtype {actual.dtype} != {expected.dtype}"
+    np.testing.assert_array_equal(actual, expected, err_msg=label, strict=True)
+    if actual.dtype.kind == "f":
+        bits = np.dtype(f"u{actual.dtype.itemsize}")
+        keep = ~np.isnan(expected)
+        np.testing.assert_array_equal(
+            actual[keep].view(bits), expected[keep].view(bits), err_msg=f"{label} (bits)"
+        )
+
+
+def assert_problems_equal(actual: Problem, expected: Problem, context: str = "") -> None:
+    """Every array of two problems is bit-identical."""
+    pairs = zip(actual.arrays(), expected.arrays(), strict=True)
+    for (label, a), (label_b, b) in pairs:
+        assert label == label_b
+        assert_same(a, b, f"{context} {label}".strip())
+
+
+def run_equivalence(
+    kernel: str,
+    hp: dict[str, object],
+    shapes: Iterable[tuple[int, ...]],
+    dtypes=np.float32,
+    *,
+    n_steps: int = 10,
+    none_at: Iterable[int] = (),
+    seed: int = 0,
+    state: str | float = "zeros",
+    start_steps: Iterable[int] | int = 0,
+) -> tuple[Problem, Problem]:
+    """Step a problem ``n_steps`` times with both backends on the same fresh random gradients
+    (``None`` at ``none_at`` on even steps) and assert bit-identical results after every step.
+    The gradients must come back unchanged. Returns the (native, reference) problems."""
+    ours = Problem.build(
+        kernel, hp, shapes, dtypes, seed=seed, state=state, start_steps=start_steps
+    )
+    theirs = ours.copy()
+    rng = np.random.default_rng(seed + 1)
+    none_at = tuple(none_at)
+    for k in range(n_steps):
+        grads = ours.random_grads(rng, none_at=none_at if k % 2 == 0 else ())
+        before = [None if g is None else g.copy() for g in grads]
+        ours.step("native", grads)
+        theirs.step("reference", grads)
+        for g, b in zip(grads, before, strict=True):
+            if g is not None:
+                assert_same(g, b, "gradient was modified")
+        assert_problems_equal(ours, theirs, f"{kernel} {hp} step {k}:")
+    return ours, theirs
+
+
+def snapshot(*objects: object) -> list[tuple[np.ndarray, bytes, bool]]:
+    """The bytes (and writeable flag) of every ndarray found in ``objects`` (lists are searched)."""
+    found: list[tuple[np.ndarray, bytes, bool]] = []
+
+    def visit(obj: object) -> None:
+        if isinstance(obj, np.ndarray):
+            found.append((obj, obj.tobytes(), obj.flags.writeable))
+        elif isinstance(obj, list | tuple):
+            for item in obj:
+                visit(item)
+
+    for obj in objects:
+        visit(obj)
+    return found
+
+
+def assert_unchanged(saved: list[tuple[np.ndarray, bytes, bool]]) -> None:
+    """No array of a :func:`snapshot` was modified."""
+    for k, (array, data, writeable) in enumerate(saved):
+        assert array.tobytes() == data, f"array #{k} ({array.dtype}{array.shape}) was modified"
+        assert array.flags.writeable == writeable
+
+
+def config_id(hp: dict[str, object]) -> str:
+    """A short test id for the options that differ from the defaults."""
+    parts = []
+    for key, value in hp.items():
+        if value is True:
+            parts.append(key)
+        elif value is not False:
+            parts.append(f"{key}={value}")
+    return "-".join(parts)
+
+
+def product(**choices: Iterable[object]) -> Iterator[dict[str, object]]:
+    """Every combination of the given choices, as dicts."""
+    keys = list(choices)
+    for values in itertools.product(*(choices[k] for k in keys)):
+        yield dict(zip(keys, values, strict=True))
+
+
+@pytest.fixture
+def restore_simd_level() -> Iterator[None]:
+    """Restore the native SIMD level after the test."""
+    original = native.simd_level()
+    try:
+        yield
+    finally:
+        native.set_simd_level(original)
+
+
+@pytest.fixture
+def restore_num_threads() -> Iterator[None]:
+    """Restore the native thread count after the test."""
+    original = native.get_num_threads()
+    try:
+        yield
+    finally:
+        native.set_num_threads(original)
