@@ -1,0 +1,102 @@
+"""Smoke test of ``python -m ferroptim bench``: the table's shape and sign, never its timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPECTED_COLUMNS = [
+    "optimizer",
+    "B/elem",
+    "native µs",
+    "GB/s",
+    "reference µs",
+    "ref/native",
+    "roofline µs",
+    "% of roofline",
+]
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ferroptim", "bench", *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """Cells of every markdown table row (header and data; not the alignment rule)."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|:"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _number(cell: str) -> float:
+    return float(cell.rstrip("%x").replace(",", ""))
+
+
+def test_bench_quick_mlp(tmp_path: Path) -> None:
+    json_path, md_path = tmp_path / "bench.json", tmp_path / "bench.md"
+    proc = _bench(
+        "--quick",
+        "--workloads",
+        "mlp",
+        "--optimizers",
+        "Adam,SGD",
+        "--json",
+        str(json_path),
+        "--markdown",
+        str(md_path),
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    out = proc.stdout
+    assert out.startswith("CPU: ")
+    assert "SIMD: " in out.splitlines()[0]
+    assert "### mlp: 55,050 params in 6 tensors" in out
+    assert md_path.read_text(encoding="utf-8") == out
+
+    header, *rows = _table_rows(out)
+    assert header == EXPECTED_COLUMNS
+    assert [r[0] for r in rows] == ["SGD", "Adam"]
+    assert [r[1] for r in rows] == ["12", "28"]
+    for row in rows:
+        assert all(_number(cell) > 0 for cell in row[2:]), row
+
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["machine"]["threads"] == 2
+    assert data["settings"]["workloads"] == ["mlp"]
+    results = data["results"]
+    assert [(r["workload"], r["optimizer"], r["n_state"]) for r in results] == [
+        ("mlp", "SGD", 0),
+        ("mlp", "Adam", 2),
+    ]
+    for r in results:
+        assert r["n_params"] == 55_050
+        for key in ("native_us", "native_gbps", "reference_ms", "roofline_ms", "pct_of_roofline"):
+            assert r[key] > 0, key
+        assert r["ref_over_native"] > 0
+        assert r["native"]["n"] >= 1 and r["reference"]["n"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--optimizers", "Adamm"), "unknown optimizer 'Adamm'"),
+        (("--workloads", "cnn"), "unknown workload 'cnn'"),
+    ],
+)
+def test_bench_rejects_unknown_names(args: tuple[str, ...], message: str) -> None:
+    proc = _bench("--quick", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
