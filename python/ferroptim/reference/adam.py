@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ferroptim.reference._checks import StateArg, check_min, check_unit, flag, gather, real
-from ferroptim.reference._common import GradPrep, cast, fsqrt, ieee, lerp, maximum
+from ferroptim.reference._common import GradPrep, cast, fdiv, fsqrt, ieee, lerp, maximum
 from ferroptim.reference._types import Arrays, OptArrays, OptGrads, Steps
 
 __all__ = ["adam_step"]
@@ -37,7 +37,7 @@ def adam_step(
         m = lerp(m, g, 1 - beta1)
         v = v * beta2 + ((1 - beta2) * g) * g
         vmax = maximum(vmax, v)                  (amsgrad; vmax replaces v below)
-        denom = sqrt(v) / sqrt(bc2) + eps
+        denom = sqrt(v) * (1 / sqrt(bc2)) + eps     (torch divides: within 1 ulp)
         p = p - (lr / bc1) * (m / denom)
 
     Parameters
@@ -99,6 +99,6 @@ def adam_step(
             if amsgrad:
                 v = maximum(state[2], v)
                 state[2][...] = v
-            denom = np.sqrt(v) / cast(p, fsqrt(bias_correction2)) + cast(p, eps)
+            denom = np.sqrt(v) * cast(p, fdiv(1.0, fsqrt(bias_correction2))) + cast(p, eps)
             param[...] = p - cast(p, lr / bias_correction1) * (m / denom)
     batch.count_steps()

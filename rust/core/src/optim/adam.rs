@@ -5,9 +5,13 @@
 //! m = lerp(m, g, 1 - beta1)
 //! v = v * beta2 + ((1 - beta2) * g) * g
 //! vmax = maximum(vmax, v)                                  (amsgrad; vmax replaces v below)
-//! denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+//! denom = sqrt(v) * (1 / sqrt(1 - beta2^t)) + eps
 //! p = p - (lr / (1 - beta1^t)) * (m / denom)
 //! ```
+//! The reciprocal of `sqrt(1 - beta2^t)` is computed once on the host, so each element costs one
+//! division and one square root; torch divides by `sqrt(1 - beta2^t)`, which differs by at most an
+//! ulp in `denom`.
+//!
 //! State, in order: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
 
 use crate::error::{check_min, check_unit, Error};
@@ -69,7 +73,7 @@ struct AdamOp<T, const AMSGRAD: bool> {
     lerp: Lerp<T>,
     beta2: T,
     one_minus_beta2: T,
-    bias_correction2_sqrt: T,
+    inv_bias_correction2_sqrt: T,
     eps: T,
     step_size: T,
 }
@@ -83,7 +87,7 @@ impl<T: Real, const AMSGRAD: bool> AdamOp<T, AMSGRAD> {
             lerp: Lerp::new(1.0 - cfg.beta1),
             beta2: T::from_f64(cfg.beta2),
             one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
-            bias_correction2_sqrt: T::from_f64(bias_correction2.sqrt()),
+            inv_bias_correction2_sqrt: T::from_f64(1.0 / bias_correction2.sqrt()),
             eps: T::from_f64(cfg.eps),
             step_size: T::from_f64(cfg.lr / bias_correction1),
         }
@@ -105,7 +109,7 @@ impl<T: Real, const AMSGRAD: bool> Update<T> for AdamOp<T, AMSGRAD> {
         } else {
             v
         };
-        let denom = v.sqrt() / self.bias_correction2_sqrt + self.eps;
+        let denom = v.sqrt() * self.inv_bias_correction2_sqrt + self.eps;
         p - self.step_size * (m / denom)
     }
 }
