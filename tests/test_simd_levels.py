@@ -18,6 +18,11 @@ from conftest import DTYPES, KERNELS, Problem, assert_problems_equal, hyper, run
 LEVELS = native.supported_simd_levels()
 GRAIN = native.GRAIN_ELEMENTS
 PARALLEL_MIN = native.PARALLEL_MIN_ELEMENTS
+ASSIST_MIN = native.ASSIST_MIN_ELEMENTS
+PIECE = native.ASSIST_PIECE_ELEMENTS
+# Mid-sized work (ASSIST_MIN <= total < PARALLEL_MIN) is shared with the helper thread.
+MID_SIZES = [PIECE * 3 + 7, 5, PIECE - 1, 40000, 64, 640]
+assert ASSIST_MIN <= sum(MID_SIZES) < PARALLEL_MIN
 
 # Sizes around one 16-element block and a cache line, around the grain, and a total above the
 # parallel threshold (so the call is split into pieces run on the pool).
@@ -48,9 +53,18 @@ def test_every_level_and_thread_count(kernel, dtype, simd_level, num_threads):
     run_equivalence(kernel, hyper(kernel, full=True), shapes, dtype, n_steps=3, none_at=(2,))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mid_sized_work_shared_with_helper(kernel, dtype, simd_level, num_threads):
+    shapes = [(n,) for n in MID_SIZES]
+    run_equivalence(kernel, hyper(kernel, full=True), shapes, dtype, n_steps=3, none_at=(1,))
+
+
 @pytest.mark.parametrize(
     "sizes",
     [
+        [ASSIST_MIN - 1],
+        [ASSIST_MIN],
         [PARALLEL_MIN - 1],
         [PARALLEL_MIN],
         [PARALLEL_MIN + 1],

@@ -11,6 +11,8 @@ Steps = NDArray[np.int64]
 
 GRAIN_ELEMENTS: int
 PARALLEL_MIN_ELEMENTS: int
+ASSIST_MIN_ELEMENTS: int
+ASSIST_PIECE_ELEMENTS: int
 
 def simd_level() -> str: ...
 def supported_simd_levels() -> list[str]: ...

@@ -127,8 +127,9 @@ class Optimizer:
         TypeError, ValueError
             On a bad gradient or hyperparameter; nothing is modified then.
         """
-        if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
-            grads = _as_list(grads)
+        if type(grads) is not list and type(grads) is not tuple:  # fast path first
+            if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+                grads = _as_list(grads)
         with self._lock:
             groups = self.param_groups
             if len(groups) == 1:
@@ -183,11 +184,17 @@ class Optimizer:
             spans.append((g, f"grads[{i}]", False))
 
     def _step_group(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
-        self._ensure_state(group, state)
-        self.run_kernel(group, state, grads)
+        try:
+            self.run_kernel(group, state, grads)
+        except KeyError:
+            # A state array is missing (first step, or an option that needs one was switched on):
+            # run_kernel failed while gathering its arguments, before touching anything.
+            self._ensure_state(group, state)
+            self.run_kernel(group, state, grads)
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
-        """Call the fused kernel for one group. Subclasses implement."""
+        """Call the fused kernel for one group. Subclasses implement it, reading every state array
+        they need as ``state.arrays[name]`` (a missing one raises KeyError, which allocates it)."""
         raise NotImplementedError
 
     # ----- state_dict -------------------------------------------------------------------------

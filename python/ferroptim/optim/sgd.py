@@ -80,7 +80,7 @@ class SGD(Optimizer):
         state.steps[i] = 1 if entry.get("momentum_buffer") is not None else 0
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Any) -> None:
-        buffers = state.arrays.get("momentum_buffer") if group["momentum"] != 0 else None
+        buffers = state.arrays["momentum_buffer"] if group["momentum"] != 0 else None
         self._kernel(
             group["params"],
             grads,

@@ -16,6 +16,7 @@
 //! assert!((w[0] - (1.0 - 1e-3)).abs() < 1e-6);
 //! ```
 
+mod assist;
 mod error;
 mod fused;
 pub mod optim;
@@ -35,7 +36,10 @@ pub use optim::nadam::{nadam_step, NadamConfig};
 pub use optim::radam::{radam_step, RadamConfig};
 pub use optim::rmsprop::{rmsprop_step, RmspropConfig};
 pub use optim::sgd::{sgd_step, SgdConfig};
-pub use pool::{num_threads, set_num_threads, GRAIN_ELEMENTS, PARALLEL_MIN_ELEMENTS};
+pub use pool::{
+    num_threads, set_num_threads, ASSIST_MIN_ELEMENTS, ASSIST_PIECE_ELEMENTS, GRAIN_ELEMENTS,
+    PARALLEL_MIN_ELEMENTS,
+};
 pub use real::Real;
 pub use simd::SimdLevel;
 pub use tensor::{TensorRef, MAX_STATE};

@@ -1,15 +1,22 @@
 //! The worker threads kernels use, and how a step's work is spread over them.
 //!
-//! Work below [`PARALLEL_MIN_ELEMENTS`] stays on the calling thread. Larger work is split, tensor by
-//! tensor and then into halves, down to [`GRAIN_ELEMENTS`] (a piece whose arrays fit in L2), and the
-//! pieces run on a rayon pool of [`num_threads`] threads. The pool is rebuilt after `fork()`, whose
-//! child inherits no threads.
+//! Work below [`ASSIST_MIN_ELEMENTS`] stays on the calling thread. Mid-sized work is shared with one
+//! helper thread (`assist.rs`), whose hand-off is cheaper than waking the pool. Larger work is split,
+//! tensor by tensor and then into halves, down to [`GRAIN_ELEMENTS`] (a piece whose arrays fit in
+//! L2), and the pieces run on a rayon pool of [`num_threads`] threads. With one thread everything
+//! runs on the caller. The pool and the helper are rebuilt after `fork()`, whose child inherits no
+//! threads.
 
 use rayon::ThreadPool;
 use std::sync::{Arc, Mutex};
 
-/// Below this many elements in one call, the work runs on the calling thread.
+/// From this many elements in one call, the work is spread over the rayon pool.
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+/// From this many elements (and below [`PARALLEL_MIN_ELEMENTS`]), the calling thread shares the
+/// work with one helper thread in pieces of [`ASSIST_PIECE_ELEMENTS`] (see `assist.rs`).
+pub const ASSIST_MIN_ELEMENTS: usize = 1 << 14;
+/// Piece size for work shared with the helper thread.
+pub const ASSIST_PIECE_ELEMENTS: usize = 1 << 12;
 /// Largest piece of one tensor handed to one thread.
 pub const GRAIN_ELEMENTS: usize = 1 << 15;
 /// Split points are multiples of this many elements (whole cache lines, whole vectors).
@@ -119,18 +126,40 @@ where
     F: Fn(W) + Sync,
 {
     let total: usize = items.iter().map(Splittable::len).sum();
-    let pool = if total >= PARALLEL_MIN_ELEMENTS {
-        current_pool()
-    } else {
-        None
-    };
-    match pool {
-        None => items.into_iter().for_each(f),
-        Some(pool) => pool.install(|| {
-            use rayon::prelude::*;
-            items.into_par_iter().for_each(|w| split_run(w, &f));
-        }),
+    if total >= PARALLEL_MIN_ELEMENTS {
+        if let Some(pool) = current_pool() {
+            return pool.install(|| {
+                use rayon::prelude::*;
+                items.into_par_iter().for_each(|w| split_run(w, &f));
+            });
+        }
+    } else if total >= ASSIST_MIN_ELEMENTS && num_threads() > 1 {
+        let pieces: Vec<Mutex<Option<W>>> = cut(items, ASSIST_PIECE_ELEMENTS)
+            .into_iter()
+            .map(|w| Mutex::new(Some(w)))
+            .collect();
+        return crate::assist::run_shared(pieces.len(), &|i| {
+            let piece = pieces[i].lock().ok().and_then(|mut slot| slot.take());
+            if let Some(piece) = piece {
+                f(piece);
+            }
+        });
     }
+    items.into_iter().for_each(f)
+}
+
+/// Cut every item into consecutive pieces of at most `size` elements.
+fn cut<W: Splittable>(items: Vec<W>, size: usize) -> Vec<W> {
+    let mut pieces = Vec::new();
+    for mut item in items {
+        while item.len() > size {
+            let (head, rest) = item.split_at(size);
+            pieces.push(head);
+            item = rest;
+        }
+        pieces.push(item);
+    }
+    pieces
 }
 
 fn split_run<W: Splittable, F: Fn(W) + Sync>(w: W, f: &F) {
@@ -161,6 +190,12 @@ mod tests {
     #[test]
     fn pieces_cover_everything_once() {
         let sizes = [0, 1, 63, GRAIN_ELEMENTS + 1, 5 * GRAIN_ELEMENTS + 17];
+        check_cover(&sizes);
+        // Mid-sized: goes through the helper thread.
+        check_cover(&[1, ASSIST_PIECE_ELEMENTS + 3, ASSIST_MIN_ELEMENTS]);
+    }
+
+    fn check_cover(sizes: &[usize]) {
         let mut start = 0;
         let items: Vec<Range> = sizes
             .iter()

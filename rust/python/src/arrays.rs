@@ -33,7 +33,7 @@ struct Span {
     start: usize,
     end: usize,
     written: bool,
-    arg: String,
+    arg: &'static str,
     index: usize,
 }
 
@@ -77,7 +77,7 @@ fn shape_str(shape: &[usize]) -> String {
 }
 
 /// A list or tuple argument as a sequence of items.
-pub fn items<'py>(arg: &str, obj: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+pub fn items<'py>(arg: &'static str, obj: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
     if let Ok(list) = obj.cast::<PyList>() {
         return Ok(list.iter().collect());
     }
@@ -115,7 +115,7 @@ impl<'py> Checker<'py> {
     fn array(
         &mut self,
         obj: &Bound<'py, PyAny>,
-        arg: &str,
+        arg: &'static str,
         index: usize,
         written: bool,
         like: Option<(Dtype, &[usize])>,
@@ -127,9 +127,10 @@ impl<'py> Checker<'py> {
             ))
         })?;
         let descr = array.dtype();
-        let dtype = if descr.is_equiv_to(&self.f32_dtype) {
+        // Built-in dtypes are singletons, so pointer equality settles the common case.
+        let dtype = if descr.is(&self.f32_dtype) || descr.is_equiv_to(&self.f32_dtype) {
             Dtype::F32
-        } else if descr.is_equiv_to(&self.f64_dtype) {
+        } else if descr.is(&self.f64_dtype) || descr.is_equiv_to(&self.f64_dtype) {
             Dtype::F64
         } else {
             return Err(PyTypeError::new_err(format!(
@@ -182,13 +183,13 @@ impl<'py> Checker<'py> {
         Ok((raw, dtype))
     }
 
-    fn record(&mut self, raw: RawArray, written: bool, arg: &str, index: usize) {
+    fn record(&mut self, raw: RawArray, written: bool, arg: &'static str, index: usize) {
         if raw.bytes > 0 {
             self.spans.push(Span {
                 start: raw.data as usize,
                 end: raw.data as usize + raw.bytes,
                 written,
-                arg: arg.to_string(),
+                arg,
                 index,
             });
         }
@@ -230,7 +231,7 @@ impl<'py> Checker<'py> {
     fn scalars<E: numpy::Element>(
         &mut self,
         obj: &Bound<'py, PyAny>,
-        arg: &str,
+        arg: &'static str,
         n: usize,
     ) -> PyResult<*mut E> {
         let py = obj.py();
@@ -331,8 +332,8 @@ impl Batch {
                 continue;
             }
             let (param, dtype) = checker.array(&params[i], "params", i, true, None)?;
-            let shape = params[i].cast::<PyUntypedArray>()?.shape().to_vec();
-            let like = Some((dtype, shape.as_slice()));
+            let param_array = params[i].cast::<PyUntypedArray>()?;
+            let like = Some((dtype, param_array.shape()));
             let (grad, _) = checker.array(&grads[i], "grads", i, false, like)?;
             let mut state = Vec::with_capacity(state_lists.len());
             for (arg, list) in &state_lists {

@@ -77,5 +77,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "PARALLEL_MIN_ELEMENTS",
         ferroptim_core::PARALLEL_MIN_ELEMENTS,
     )?;
+    m.add("ASSIST_MIN_ELEMENTS", ferroptim_core::ASSIST_MIN_ELEMENTS)?;
+    m.add(
+        "ASSIST_PIECE_ELEMENTS",
+        ferroptim_core::ASSIST_PIECE_ELEMENTS,
+    )?;
     Ok(())
 }

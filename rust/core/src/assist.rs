@@ -1,0 +1,267 @@
+//! A helper thread for work too small for the rayon pool but large enough to share.
+//!
+//! Waking a sleeping pool thread costs more than half of a 50,000-element step, so mid-sized work
+//! goes through a lighter hand-off: the caller publishes a job of numbered pieces, starts on them at
+//! once, and the helper claims pieces through the same atomic counter. The caller takes every piece
+//! the helper has not claimed, so a helper that is asleep or busy never makes a call slower than
+//! running it alone. After a job the helper spins for [`SPIN`] before parking, so back-to-back steps
+//! find it awake.
+//!
+//! The caller takes pieces from the front and the helper from the back, so when both are busy the
+//! split point, and with it the data each core touches, stays the same from one step to the next,
+//! and each core finds its part of the arrays in its own cache.
+//!
+//! Protocol. `claim` packs the job's epoch (high 32 bits) with the front and back piece indices
+//! (16 bits each); a piece is taken by a compare-and-swap that also checks the epoch, so a stale
+//! claim for a finished job always fails. The caller returns only when `done` counts every piece, so
+//! no piece of a job runs after its caller returns, and the job (which lives on the caller's stack)
+//! is never read afterwards.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+/// How long the helper keeps looking for work after a job before it parks.
+pub const SPIN: Duration = Duration::from_micros(100);
+
+const EPOCH_SHIFT: u32 = 32;
+const INDEX_BITS: u32 = 16;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+/// Most pieces one job can have.
+const MAX_PIECES: usize = INDEX_MASK as usize;
+
+/// A published job: `run(i)` for every piece `i` below `pieces`.
+struct Job<'a> {
+    run: &'a (dyn Fn(usize) + Sync),
+}
+
+struct Shared {
+    /// `epoch << 32 | front << 16 | back`: pieces `front..back` are unclaimed.
+    claim: AtomicU64,
+    /// The epoch of the last published job.
+    epoch: AtomicU64,
+    /// Pieces finished in the current epoch.
+    done: AtomicU64,
+    /// The current `Job`, type-erased.
+    job: AtomicPtr<()>,
+    /// Set while the helper is (about to be) parked.
+    sleeping: AtomicBool,
+    /// Set if a piece panicked on the helper.
+    panicked: AtomicBool,
+}
+
+static SHARED: Shared = Shared {
+    claim: AtomicU64::new(0),
+    epoch: AtomicU64::new(0),
+    done: AtomicU64::new(0),
+    job: AtomicPtr::new(std::ptr::null_mut()),
+    sleeping: AtomicBool::new(false),
+    panicked: AtomicBool::new(false),
+};
+
+/// One caller at a time; others run alone rather than wait.
+static CALLER: Mutex<()> = Mutex::new(());
+/// The helper thread and the process it was started in (it does not survive `fork()`).
+static HELPER: Mutex<Option<(Thread, u32)>> = Mutex::new(None);
+
+fn epoch_of(word: u64) -> u64 {
+    word >> EPOCH_SHIFT
+}
+
+fn pack(epoch: u64, front: u64, back: u64) -> u64 {
+    epoch << EPOCH_SHIFT | front << INDEX_BITS | back
+}
+
+/// Which end of the unclaimed range to take from.
+#[derive(Clone, Copy)]
+enum End {
+    Front,
+    Back,
+}
+
+/// Take the next unclaimed piece of job `epoch` from `end`, if any is left.
+fn claim(epoch: u64, end: End) -> Option<usize> {
+    let shared = &SHARED;
+    let mut current = shared.claim.load(Ordering::Acquire);
+    loop {
+        let front = (current >> INDEX_BITS) & INDEX_MASK;
+        let back = current & INDEX_MASK;
+        if epoch_of(current) != epoch || front >= back {
+            return None;
+        }
+        let (next, piece) = match end {
+            End::Front => (pack(epoch, front + 1, back), front),
+            End::Back => (pack(epoch, front, back - 1), back - 1),
+        };
+        match shared
+            .claim
+            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return Some(piece as usize),
+            Err(now) => current = now,
+        }
+    }
+}
+
+fn helper_thread() -> Option<Thread> {
+    let mut helper = HELPER.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if let Some((thread, owner)) = helper.as_ref() {
+        if *owner == pid {
+            return Some(thread.clone());
+        }
+    }
+    let handle = std::thread::Builder::new()
+        .name("ferroptim-assist".into())
+        .spawn(helper_main)
+        .ok()?;
+    let thread = handle.thread().clone();
+    *helper = Some((thread.clone(), pid));
+    Some(thread)
+}
+
+fn helper_main() {
+    let shared = &SHARED;
+    let mut seen = epoch_of(shared.claim.load(Ordering::Acquire));
+    loop {
+        seen = wait_for_job(seen);
+        while let Some(i) = claim(seen, End::Back) {
+            // Safety: holding piece `i` of epoch `seen` keeps that job's caller waiting, so the
+            // `Job` it published (before the epoch, with release ordering) is alive.
+            let job = unsafe { &*(shared.job.load(Ordering::Acquire) as *const Job<'_>) };
+            if catch_unwind(AssertUnwindSafe(|| (job.run)(i))).is_err() {
+                shared.panicked.store(true, Ordering::Release);
+            }
+            shared.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// Spin, then park, until a job newer than `seen` is published; return its epoch.
+fn wait_for_job(seen: u64) -> u64 {
+    let shared = &SHARED;
+    let mut start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            let epoch = epoch_of(shared.claim.load(Ordering::Acquire));
+            if epoch != seen {
+                return epoch;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() > SPIN {
+            shared.sleeping.store(true, Ordering::SeqCst);
+            if epoch_of(shared.claim.load(Ordering::SeqCst)) == seen {
+                std::thread::park();
+            }
+            shared.sleeping.store(false, Ordering::SeqCst);
+            start = Instant::now();
+        }
+    }
+}
+
+/// Run `run(i)` for every `i < pieces`, sharing the pieces with the helper thread when it is free.
+/// A panic in any piece is re-raised here after every piece has finished.
+pub(crate) fn run_shared(pieces: usize, run: &(dyn Fn(usize) + Sync)) {
+    let alone = || (0..pieces).for_each(run);
+    if !(2..=MAX_PIECES).contains(&pieces) {
+        return alone();
+    }
+    let Ok(_caller) = CALLER.try_lock() else {
+        return alone();
+    };
+    let Some(helper) = helper_thread() else {
+        return alone();
+    };
+    let shared = &SHARED;
+    let job = Job { run };
+    // Epochs wrap after 2^32 jobs; only a claim stalled across all of them could be confused.
+    let epoch = (shared.epoch.load(Ordering::Relaxed) + 1) & 0xFFFF_FFFF;
+    shared.epoch.store(epoch, Ordering::Relaxed);
+    let n = pieces as u64;
+    shared.done.store(0, Ordering::Relaxed);
+    shared.panicked.store(false, Ordering::Relaxed);
+    shared
+        .job
+        .store(&job as *const Job<'_> as *mut (), Ordering::Relaxed);
+    shared.claim.store(pack(epoch, 0, n), Ordering::SeqCst);
+    if shared.sleeping.load(Ordering::SeqCst) {
+        helper.unpark();
+    }
+    let mut caller_panic = None;
+    while let Some(i) = claim(epoch, End::Front) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run(i))) {
+            caller_panic.get_or_insert(payload);
+        }
+        shared.done.fetch_add(1, Ordering::Release);
+    }
+    // The helper may still be finishing a piece that reads this job: wait for it.
+    while shared.done.load(Ordering::Acquire) < n {
+        std::hint::spin_loop();
+    }
+    if let Some(payload) = caller_panic {
+        std::panic::resume_unwind(payload);
+    }
+    if shared.panicked.load(Ordering::Acquire) {
+        panic!("a ferroptim kernel panicked on the helper thread");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn every_piece_runs_exactly_once() {
+        for pieces in [0, 1, 2, 3, 16, 1000] {
+            for _ in 0..50 {
+                let counts: Vec<AtomicUsize> = (0..pieces).map(|_| AtomicUsize::new(0)).collect();
+                run_shared(pieces, &|i| {
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_callers_are_all_served() {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let total = AtomicUsize::new(0);
+                        run_shared(8, &|i| {
+                            total.fetch_add(i + 1, Ordering::Relaxed);
+                        });
+                        assert_eq!(total.into_inner(), 36);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn panics_surface_in_the_caller_after_all_pieces() {
+        let finished = AtomicUsize::new(0);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            run_shared(16, &|i| {
+                if i == 3 {
+                    panic!("piece 3");
+                }
+                finished.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(finished.into_inner(), 15);
+        // Still usable afterwards.
+        let total = AtomicUsize::new(0);
+        run_shared(4, &|_| {
+            total.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(total.into_inner(), 4);
+    }
+}
