@@ -106,7 +106,11 @@ fn claim(epoch: u64, end: End) -> Option<usize> {
 }
 
 fn helper_thread() -> Option<Thread> {
-    let mut helper = HELPER.lock().unwrap_or_else(|e| e.into_inner());
+    // Only the caller holding CALLER gets here; a failed try_lock means a fork() copied the lock
+    // held by a thread that no longer exists: run alone rather than wait forever.
+    let Ok(mut helper) = HELPER.try_lock() else {
+        return None;
+    };
     let pid = std::process::id();
     if let Some((thread, owner)) = helper.as_ref() {
         if *owner == pid {
@@ -256,7 +260,10 @@ mod tests {
             })
         }));
         assert!(result.is_err());
-        assert_eq!(finished.into_inner(), 15);
+        // Shared with the helper, every other piece still runs (15); run alone (another test may
+        // hold the caller lock), the panic stops the loop at piece 3.
+        let finished = finished.into_inner();
+        assert!(finished == 15 || finished == 3, "{finished}");
         // Still usable afterwards.
         let total = AtomicUsize::new(0);
         run_shared(4, &|_| {
