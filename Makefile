@@ -31,7 +31,7 @@ lint: $(STAMP)
 py-test: build
 	$(PY) -m pytest
 
-test: build rust-test py-test lint
+test: build lint rust-test py-test
 
 bench: build
 	$(PY) -m pytest benches --benchmark-enable --benchmark-only -p no:cacheprovider

@@ -12,8 +12,9 @@
 //! let g = vec![0.5f32; 10];
 //! let (mut m, mut v) = (vec![0.0f32; 10], vec![0.0f32; 10]);
 //! let mut t = [TensorRef::new(&mut w, &g, 1).with_state(&mut m).with_state(&mut v)];
-//! adam_step(&mut t, &AdamConfig::default()).unwrap();
+//! adam_step(&mut t, &AdamConfig::default())?;
 //! assert!((w[0] - (1.0 - 1e-3)).abs() < 1e-6);
+//! # Ok::<(), ferroptim_core::Error>(())
 //! ```
 
 mod assist;
