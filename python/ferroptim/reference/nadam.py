@@ -43,7 +43,7 @@ def nadam_step(
         mu_next = beta1 * (1 - 0.5 * 0.96**((t + 1) * momentum_decay))
         mu_product = float32(mu_product * float32(mu))         (stored back in mu_products[i])
         m = lerp(m, g, 1 - beta1);  v = v * beta2 + ((1 - beta2) * g) * g
-        denom = sqrt(v / (1 - beta2**t)) + eps
+        denom = sqrt(v * (1 / (1 - beta2**t))) + eps
         p = p - (lr * (1 - mu) / (1 - mu_product)) * (g / denom)
         p = p - (lr * mu_next / (1 - mu_product * mu_next)) * (m / denom)
 
@@ -110,7 +110,7 @@ def nadam_step(
             v = v_array * cast(p, beta2) + (cast(p, 1.0 - beta2) * g) * g
             m_array[...] = m
             v_array[...] = v
-            denom = np.sqrt(v / cast(p, 1.0 - beta2**t)) + cast(p, eps)
+            denom = np.sqrt(v * cast(p, fdiv(1.0, 1.0 - beta2**t))) + cast(p, eps)
             p = p - cast(p, grad_coeff) * (g / denom)
             param[...] = p - cast(p, avg_coeff) * (m / denom)
         for index, value in updated.items():

@@ -90,7 +90,7 @@ def radam_step(
             v = v_array * cast(p, beta2) + (cast(p, 1.0 - beta2) * g) * g
             m_array[...] = m
             v_array[...] = v
-            corrected = (m / cast(p, bias_correction1)) * cast(p, lr)
+            corrected = (m * cast(p, fdiv(1.0, bias_correction1))) * cast(p, lr)
             if rectified:
                 rect = fsqrt(
                     fdiv(

@@ -6,7 +6,7 @@
 //! mu_next = beta1 * (1 - 0.5 * 0.96^((t + 1) * momentum_decay))
 //! mu_product = mu_product * mu                 (kept in float32, as torch's scalar state)
 //! m = lerp(m, g, 1 - beta1);  v = v * beta2 + ((1 - beta2) * g) * g
-//! denom = sqrt(v / (1 - beta2^t)) + eps
+//! denom = sqrt(v * (1 / (1 - beta2^t))) + eps         (torch divides by 1 - beta2^t)
 //! p = p - (lr (1 - mu) / (1 - mu_product)) * (g / denom)
 //! p = p - (lr mu_next / (1 - mu_product * mu_next)) * (m / denom)
 //! ```
@@ -77,7 +77,7 @@ struct NadamOp<T> {
     lerp: Lerp<T>,
     beta2: T,
     one_minus_beta2: T,
-    bias_correction2: T,
+    inv_bias_correction2: T,
     eps: T,
     grad_coeff: T,
     avg_coeff: T,
@@ -95,7 +95,7 @@ impl<T: Real> NadamOp<T> {
             lerp: Lerp::new(1.0 - cfg.beta1),
             beta2: T::from_f64(cfg.beta2),
             one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
-            bias_correction2: T::from_f64(1.0 - cfg.beta2.powf(t)),
+            inv_bias_correction2: T::from_f64(1.0 / (1.0 - cfg.beta2.powf(t))),
             eps: T::from_f64(cfg.eps),
             grad_coeff: T::from_f64(cfg.lr * (1.0 - mu) / (1.0 - mu_product)),
             avg_coeff: T::from_f64(cfg.lr * mu_next / (1.0 - mu_product_next)),
@@ -112,7 +112,7 @@ impl<T: Real> Update<T> for NadamOp<T> {
         let v = s[1] * self.beta2 + (self.one_minus_beta2 * g) * g;
         s[0] = m;
         s[1] = v;
-        let denom = (v / self.bias_correction2).sqrt() + self.eps;
+        let denom = (v * self.inv_bias_correction2).sqrt() + self.eps;
         let p = p - self.grad_coeff * (g / denom);
         p - self.avg_coeff * (m / denom)
     }

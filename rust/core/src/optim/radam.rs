@@ -4,10 +4,12 @@
 //! `rho_inf = 2 / (1 - beta2) - 1`, `rho_t = rho_inf - 2 t beta2^t / bc2`:
 //! ```text
 //! m, v as Adam
-//! rho_t > 5:  p = p - (((m / bc1) * lr) * (sqrt(bc2) / (sqrt(v) + eps))) * rect
+//! rho_t > 5:  p = p - (((m * (1 / bc1)) * lr) * (sqrt(bc2) / (sqrt(v) + eps))) * rect
 //!             rect = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
-//! otherwise:  p = p - (m / bc1) * lr
+//! otherwise:  p = p - (m * (1 / bc1)) * lr
 //! ```
+//! `1 / bc1` is computed once on the host (torch divides by `bc1`: within an ulp).
+//!
 //! State, in order: `exp_avg`, `exp_avg_sq`.
 
 use crate::error::{check_min, check_unit, Error};
@@ -57,7 +59,7 @@ struct RadamOp<T> {
     lerp: Lerp<T>,
     beta2: T,
     one_minus_beta2: T,
-    bias_correction1: T,
+    inv_bias_correction1: T,
     lr: T,
     bias_correction2_sqrt: T,
     eps: T,
@@ -83,7 +85,7 @@ impl<T: Real> RadamOp<T> {
             lerp: Lerp::new(1.0 - cfg.beta1),
             beta2: T::from_f64(cfg.beta2),
             one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
-            bias_correction1: T::from_f64(bias_correction1),
+            inv_bias_correction1: T::from_f64(1.0 / bias_correction1),
             lr: T::from_f64(cfg.lr),
             bias_correction2_sqrt: T::from_f64(bias_correction2.sqrt()),
             eps: T::from_f64(cfg.eps),
@@ -102,7 +104,7 @@ impl<T: Real> Update<T> for RadamOp<T> {
         let v = s[1] * self.beta2 + (self.one_minus_beta2 * g) * g;
         s[0] = m;
         s[1] = v;
-        let corrected = (m / self.bias_correction1) * self.lr;
+        let corrected = (m * self.inv_bias_correction1) * self.lr;
         if self.rectified {
             let adaptive = self.bias_correction2_sqrt / (v.sqrt() + self.eps);
             p - (corrected * adaptive) * self.rect
