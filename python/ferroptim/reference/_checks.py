@@ -74,6 +74,17 @@ def check_min(name: str, value: float, lo: float = 0.0) -> None:
         raise _invalid(name, value, f"{name} >= {lo:g}")
 
 
+def clip_args(grad_scale: object, clip_value: object) -> tuple[float, float | None]:
+    """The in-step clipping arguments: ``grad_scale`` any real number (NaN included, as a
+    non-finite norm gives), ``clip_value`` None or finite and ``>= 0``."""
+    scale = real("grad_scale", grad_scale)
+    if clip_value is None:
+        return scale, None
+    bound = real("clip_value", clip_value)
+    check_min("clip_value", bound)
+    return scale, bound
+
+
 def check_unit(name: str, value: float) -> None:
     """``0 <= value < 1`` (betas)."""
     if not 0.0 <= value < 1.0:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GradPrep", "cast", "fdiv", "fsqrt", "ieee", "lerp", "maximum", "sign"]
+__all__ = ["GradPrep", "cast", "clamp", "fdiv", "fsqrt", "ieee", "lerp", "maximum", "sign"]
 
 
 def ieee() -> np.errstate:
@@ -44,6 +44,13 @@ def fdiv(a: float, b: float) -> float:
 def fsqrt(x: float) -> float:
     """IEEE float64 square root (NaN for negative input), as Rust's ``f64::sqrt``."""
     return math.sqrt(x) if x >= 0.0 else math.nan
+
+
+def clamp(x: np.ndarray, bound: float) -> np.ndarray:
+    """``clamp(x, -c, c)`` in ``x``'s dtype, ``c = dtype(bound)``; NaN stays NaN (torch.clamp)."""
+    c = cast(x, bound)
+    with ieee():
+        return np.where(x < -c, -c, np.where(x > c, c, x))
 
 
 def lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
@@ -78,28 +85,41 @@ def sign(x: np.ndarray) -> np.ndarray:
 class GradPrep:
     """The steps every optimizer applies first, in torch's order.
 
-    ``g = g * -1`` when maximizing; then either L2 decay ``g = g + weight_decay * p`` or decoupled
-    decay ``p = p * (1 - lr * weight_decay)`` (the factor rounded from float64). No decay at all
-    when ``weight_decay == 0``.
+    ``g = clamp(g, -clip_value, clip_value)`` (when set), then ``g = g * grad_scale`` (negated when
+    maximizing; skipped when the factor is 1); then either L2 decay ``g = g + weight_decay * p``
+    or decoupled decay ``p = p * (1 - lr * weight_decay)`` (the factor rounded from float64). No
+    decay at all when ``weight_decay == 0``.
     """
 
-    maximize: bool
+    scale: float  # grad_scale, negated when maximizing
     kind: str  # "none", "l2" or "decoupled"
     value: float  # weight_decay (l2) or the factor 1 - lr * weight_decay (decoupled)
+    clip_value: float | None = None
 
     @classmethod
-    def make(cls, maximize: bool, weight_decay: float, decoupled: bool, lr: float) -> GradPrep:
+    def make(
+        cls,
+        maximize: bool,
+        weight_decay: float,
+        decoupled: bool,
+        lr: float,
+        grad_scale: float = 1.0,
+        clip_value: float | None = None,
+    ) -> GradPrep:
         """The preparation torch applies for these options."""
+        scale = -grad_scale if maximize else grad_scale
         if weight_decay == 0.0:
-            return cls(maximize, "none", 0.0)
+            return cls(scale, "none", 0.0, clip_value)
         if decoupled:
-            return cls(maximize, "decoupled", 1.0 - lr * weight_decay)
-        return cls(maximize, "l2", weight_decay)
+            return cls(scale, "decoupled", 1.0 - lr * weight_decay, clip_value)
+        return cls(scale, "l2", weight_decay, clip_value)
 
     def apply(self, p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return the prepared ``(p, g)``; the inputs are not modified."""
-        if self.maximize:
-            g = g * cast(p, -1.0)
+        if self.clip_value is not None:
+            g = clamp(g, self.clip_value)
+        if self.scale != 1.0:
+            g = g * cast(p, self.scale)
         if self.kind == "l2":
             g = g + cast(p, self.value) * p
         elif self.kind == "decoupled":

@@ -8,6 +8,7 @@ from ferroptim.reference._checks import (
     StateArg,
     check_closed_unit,
     check_min,
+    clip_args,
     flag,
     gather,
     real,
@@ -30,6 +31,8 @@ def adadelta_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One Adadelta step on every tensor, in place (twin of ``ferroptim._native.adadelta_step``).
 
@@ -67,6 +70,7 @@ def adadelta_step(
     eps = real("eps", eps)
     weight_decay = real("weight_decay", weight_decay)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     check_min("lr", lr)
     check_closed_unit("rho", rho)
     check_min("eps", eps)
@@ -74,7 +78,7 @@ def adadelta_step(
 
     states = [StateArg("square_avgs", square_avgs), StateArg("acc_deltas", acc_deltas)]
     batch = gather(params, grads, states, steps)
-    prep = GradPrep.make(maximize, weight_decay, False, lr)
+    prep = GradPrep.make(maximize, weight_decay, False, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param, (sq_array, acc_array) = tensor.param, tensor.states

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferroptim.reference._checks import StateArg, check_min, flag, gather, real
+from ferroptim.reference._checks import StateArg, check_min, clip_args, flag, gather, real
 from ferroptim.reference._common import GradPrep, cast, ieee
 from ferroptim.reference._types import Arrays, OptGrads, Steps
 
@@ -22,6 +22,8 @@ def adagrad_step(
     weight_decay: float,
     eps: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One Adagrad step on every tensor, in place (twin of ``ferroptim._native.adagrad_step``).
 
@@ -57,13 +59,14 @@ def adagrad_step(
     weight_decay = real("weight_decay", weight_decay)
     eps = real("eps", eps)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     check_min("lr", lr)
     check_min("lr_decay", lr_decay)
     check_min("weight_decay", weight_decay)
     check_min("eps", eps)
 
     batch = gather(params, grads, [StateArg("state_sums", state_sums)], steps)
-    prep = GradPrep.make(maximize, weight_decay, False, lr)
+    prep = GradPrep.make(maximize, weight_decay, False, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param, (sum_array,) = tensor.param, tensor.states

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferroptim.reference._checks import StateArg, check_min, check_unit, flag, gather, real
+from ferroptim.reference._checks import (
+    StateArg,
+    check_min,
+    check_unit,
+    clip_args,
+    flag,
+    gather,
+    real,
+)
 from ferroptim.reference._common import GradPrep, cast, fdiv, fsqrt, ieee, lerp, maximum
 from ferroptim.reference._types import Arrays, OptArrays, OptGrads, Steps
 
@@ -27,6 +35,8 @@ def adam_step(
     amsgrad: bool,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One Adam step on every tensor, in place (twin of ``ferroptim._native.adam_step``).
 
@@ -71,6 +81,7 @@ def adam_step(
     weight_decay = real("weight_decay", weight_decay)
     amsgrad = flag("amsgrad", amsgrad)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     decoupled_weight_decay = flag("decoupled_weight_decay", decoupled_weight_decay)
     check_min("lr", lr)
     check_unit("beta1", beta1)
@@ -84,7 +95,7 @@ def adam_step(
         StateArg("max_exp_avg_sqs", max_exp_avg_sqs, optional=True, needed=amsgrad),
     ]
     batch = gather(params, grads, states, steps)
-    prep = GradPrep.make(maximize, weight_decay, decoupled_weight_decay, lr)
+    prep = GradPrep.make(maximize, weight_decay, decoupled_weight_decay, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param, state = tensor.param, tensor.states

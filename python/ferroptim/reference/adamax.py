@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferroptim.reference._checks import StateArg, check_min, check_unit, flag, gather, real
+from ferroptim.reference._checks import (
+    StateArg,
+    check_min,
+    check_unit,
+    clip_args,
+    flag,
+    gather,
+    real,
+)
 from ferroptim.reference._common import GradPrep, cast, ieee, lerp, maximum
 from ferroptim.reference._types import Arrays, OptGrads, Steps
 
@@ -24,6 +32,8 @@ def adamax_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One Adamax step on every tensor, in place (twin of ``ferroptim._native.adamax_step``).
 
@@ -62,6 +72,7 @@ def adamax_step(
     eps = real("eps", eps)
     weight_decay = real("weight_decay", weight_decay)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     check_min("lr", lr)
     check_unit("beta1", beta1)
     check_unit("beta2", beta2)
@@ -70,7 +81,7 @@ def adamax_step(
 
     states = [StateArg("exp_avgs", exp_avgs), StateArg("exp_infs", exp_infs)]
     batch = gather(params, grads, states, steps)
-    prep = GradPrep.make(maximize, weight_decay, False, lr)
+    prep = GradPrep.make(maximize, weight_decay, False, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param, (m_array, u_array) = tensor.param, tensor.states

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ferroptim.reference._checks import StateArg, check_min, check_unit, flag, gather, real
+from ferroptim.reference._checks import (
+    StateArg,
+    check_min,
+    check_unit,
+    clip_args,
+    flag,
+    gather,
+    real,
+)
 from ferroptim.reference._common import GradPrep, cast, ieee, sign
 from ferroptim.reference._types import Arrays, OptGrads, Steps
 
@@ -20,6 +28,8 @@ def lion_step(
     beta2: float,
     weight_decay: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One Lion step on every tensor, in place (twin of ``ferroptim._native.lion_step``).
 
@@ -57,13 +67,14 @@ def lion_step(
     beta2 = real("beta2", beta2)
     weight_decay = real("weight_decay", weight_decay)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     check_min("lr", lr)
     check_unit("beta1", beta1)
     check_unit("beta2", beta2)
     check_min("weight_decay", weight_decay)
 
     batch = gather(params, grads, [StateArg("exp_avgs", exp_avgs)], steps)
-    prep = GradPrep.make(maximize, weight_decay, True, lr)
+    prep = GradPrep.make(maximize, weight_decay, True, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param, (m_array,) = tensor.param, tensor.states

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ferroptim.reference._checks import StateArg, check_min, check_unit, flag, gather, real
+from ferroptim.reference._checks import (
+    StateArg,
+    check_min,
+    check_unit,
+    clip_args,
+    flag,
+    gather,
+    real,
+)
 from ferroptim.reference._common import GradPrep, cast, fdiv, ieee, lerp
 from ferroptim.reference._types import Arrays, OptGrads, Steps
 
@@ -33,6 +41,8 @@ def nadam_step(
     momentum_decay: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One NAdam step on every tensor, in place (twin of ``ferroptim._native.nadam_step``).
 
@@ -79,6 +89,7 @@ def nadam_step(
     weight_decay = real("weight_decay", weight_decay)
     momentum_decay = real("momentum_decay", momentum_decay)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     decoupled_weight_decay = flag("decoupled_weight_decay", decoupled_weight_decay)
     check_min("lr", lr)
     check_unit("beta1", beta1)
@@ -91,7 +102,7 @@ def nadam_step(
     batch = gather(params, grads, states, steps, ("mu_products", mu_products))
     products = batch.scalars
     assert products is not None
-    prep = GradPrep.make(maximize, weight_decay, decoupled_weight_decay, lr)
+    prep = GradPrep.make(maximize, weight_decay, decoupled_weight_decay, lr, grad_scale, clip_value)
     updated = {}
     with ieee():
         for tensor in batch.tensors:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferroptim.reference._checks import StateArg, check_min, check_unit, flag, gather, real
+from ferroptim.reference._checks import (
+    StateArg,
+    check_min,
+    check_unit,
+    clip_args,
+    flag,
+    gather,
+    real,
+)
 from ferroptim.reference._common import GradPrep, cast, fdiv, fsqrt, ieee, lerp
 from ferroptim.reference._types import Arrays, OptGrads, Steps
 
@@ -25,6 +33,8 @@ def radam_step(
     weight_decay: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One RAdam step on every tensor, in place (twin of ``ferroptim._native.radam_step``).
 
@@ -65,6 +75,7 @@ def radam_step(
     eps = real("eps", eps)
     weight_decay = real("weight_decay", weight_decay)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     decoupled_weight_decay = flag("decoupled_weight_decay", decoupled_weight_decay)
     check_min("lr", lr)
     check_unit("beta1", beta1)
@@ -74,7 +85,7 @@ def radam_step(
 
     states = [StateArg("exp_avgs", exp_avgs), StateArg("exp_avg_sqs", exp_avg_sqs)]
     batch = gather(params, grads, states, steps)
-    prep = GradPrep.make(maximize, weight_decay, decoupled_weight_decay, lr)
+    prep = GradPrep.make(maximize, weight_decay, decoupled_weight_decay, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             t = float(tensor.step)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferroptim.reference._checks import StateArg, check_min, flag, gather, real
+from ferroptim.reference._checks import StateArg, check_min, clip_args, flag, gather, real
 from ferroptim.reference._common import GradPrep, cast, ieee, lerp
 from ferroptim.reference._types import Arrays, OptArrays, OptGrads, Steps
 
@@ -26,6 +26,8 @@ def rmsprop_step(
     momentum: float,
     centered: bool,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One RMSprop step on every tensor, in place (twin of ``ferroptim._native.rmsprop_step``).
 
@@ -72,6 +74,7 @@ def rmsprop_step(
     momentum = real("momentum", momentum)
     centered = flag("centered", centered)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     check_min("lr", lr)
     check_min("alpha", alpha)
     check_min("eps", eps)
@@ -85,7 +88,7 @@ def rmsprop_step(
         StateArg("momentum_buffers", momentum_buffers, optional=True, needed=has_momentum),
     ]
     batch = gather(params, grads, states, steps)
-    prep = GradPrep.make(maximize, weight_decay, False, lr)
+    prep = GradPrep.make(maximize, weight_decay, False, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param, state = tensor.param, list(tensor.states)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ferroptim.reference._checks import StateArg, check_finite, check_min, flag, gather, real
+from ferroptim.reference._checks import (
+    StateArg,
+    check_finite,
+    check_min,
+    clip_args,
+    flag,
+    gather,
+    real,
+)
 from ferroptim.reference._common import GradPrep, cast, ieee
 from ferroptim.reference._types import Arrays, OptArrays, OptGrads, Steps
 
@@ -21,6 +29,8 @@ def sgd_step(
     weight_decay: float,
     nesterov: bool,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None:
     """One SGD step on every tensor, in place (pure-NumPy twin of ``ferroptim._native.sgd_step``).
 
@@ -64,6 +74,7 @@ def sgd_step(
     weight_decay = real("weight_decay", weight_decay)
     nesterov = flag("nesterov", nesterov)
     maximize = flag("maximize", maximize)
+    grad_scale, clip_value = clip_args(grad_scale, clip_value)
     check_min("lr", lr)
     check_min("momentum", momentum)
     check_finite("dampening", dampening)
@@ -74,7 +85,7 @@ def sgd_step(
     has_momentum = momentum != 0.0
     states = [StateArg("momentum_buffers", momentum_buffers, optional=True, needed=has_momentum)]
     batch = gather(params, grads, states, steps)
-    prep = GradPrep.make(maximize, weight_decay, False, lr)
+    prep = GradPrep.make(maximize, weight_decay, False, lr, grad_scale, clip_value)
     with ieee():
         for tensor in batch.tensors:
             param = tensor.param

@@ -3,13 +3,15 @@
 //!
 //! An optimizer supplies only its element update ([`Update`]) and per-tensor scalars. This module
 //! applies the steps common to all of them, in torch's order:
-//! `g = grad * grad_scale` (maximize and clipping fold into the scale), then either
+//! `g = clamp(grad, -clip_value, clip_value)` (value clipping, when set), then
+//! `g = g * grad_scale` (norm clipping and maximize fold into the scale), then either
 //! L2 decay `g = g + weight_decay * p` or decoupled decay `p = p * (1 - lr * weight_decay)`,
 //! then the optimizer's own update.
 //!
 //! The loop takes the arrays as separate slice arguments, so the compiler knows they do not alias
 //! and vectorizes the update at every SIMD level.
 
+use crate::clip::{clamp_value, GradClip};
 use crate::error::Error;
 use crate::pool::{for_each_piece, Splittable};
 use crate::real::Real;
@@ -50,15 +52,18 @@ impl Decay {
 /// The gradient steps shared by all optimizers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GradPrep {
-    /// Multiplies every gradient element: -1 for maximize, a clip coefficient, or 1.
+    /// Multiplies every gradient element: the clip coefficient, negated for maximize.
     pub grad_scale: f64,
+    /// Clamp bound applied before the scale.
+    pub clip_value: Option<f64>,
     pub decay: Decay,
 }
 
 impl GradPrep {
-    pub(crate) fn new(maximize: bool, decay: Decay) -> Self {
+    pub(crate) fn new(maximize: bool, decay: Decay, clip: &GradClip) -> Self {
         GradPrep {
-            grad_scale: if maximize { -1.0 } else { 1.0 },
+            grad_scale: if maximize { -clip.scale } else { clip.scale },
+            clip_value: clip.clip_value,
             decay,
         }
     }
@@ -114,14 +119,28 @@ pub(crate) fn run<T: Real, U: Update<T>>(
         })
         .collect();
     let scale = T::from_f64(prep.grad_scale);
-    let scaled = prep.grad_scale != 1.0;
-    match (prep.decay, scaled) {
-        (Decay::None, false) => execute::<T, U, 0>(work, scale, T::ZERO),
-        (Decay::None, true) => execute::<T, U, 1>(work, scale, T::ZERO),
-        (Decay::L2(wd), false) => execute::<T, U, 2>(work, scale, T::from_f64(wd)),
-        (Decay::L2(wd), true) => execute::<T, U, 3>(work, scale, T::from_f64(wd)),
-        (Decay::Decoupled(f), false) => execute::<T, U, 4>(work, scale, T::from_f64(f)),
-        (Decay::Decoupled(f), true) => execute::<T, U, 5>(work, scale, T::from_f64(f)),
+    let clip = T::from_f64(prep.clip_value.unwrap_or(0.0));
+    let (decay_kind, wd) = match prep.decay {
+        Decay::None => (0, T::ZERO),
+        Decay::L2(wd) => (1, T::from_f64(wd)),
+        Decay::Decoupled(factor) => (2, T::from_f64(factor)),
+    };
+    let mode =
+        decay_kind * 2 + u8::from(prep.grad_scale != 1.0) + 8 * u8::from(prep.clip_value.is_some());
+    let args = Args { scale, wd, clip };
+    match mode {
+        0 => execute::<T, U, 0>(work, args),
+        1 => execute::<T, U, 1>(work, args),
+        2 => execute::<T, U, 2>(work, args),
+        3 => execute::<T, U, 3>(work, args),
+        4 => execute::<T, U, 4>(work, args),
+        5 => execute::<T, U, 5>(work, args),
+        8 => execute::<T, U, 8>(work, args),
+        9 => execute::<T, U, 9>(work, args),
+        10 => execute::<T, U, 10>(work, args),
+        11 => execute::<T, U, 11>(work, args),
+        12 => execute::<T, U, 12>(work, args),
+        _ => execute::<T, U, 13>(work, args),
     }
     Ok(())
 }
@@ -132,14 +151,23 @@ struct Piece<'a, T, U> {
     op: U,
 }
 
-/// `MODE` = 2 * decay kind (0 none, 1 L2, 2 decoupled) + (1 if the gradient is scaled).
-fn execute<T: Real, U: Update<T>, const MODE: u8>(work: Vec<Piece<'_, T, U>>, scale: T, wd: T) {
+/// Scalars of the common gradient steps, in the element type.
+#[derive(Clone, Copy)]
+struct Args<T> {
+    scale: T,
+    /// L2 coefficient, or the decoupled decay factor.
+    wd: T,
+    clip: T,
+}
+
+/// `MODE` = 2 * decay kind (0 none, 1 L2, 2 decoupled) + (1 if the gradient is scaled)
+/// + (8 if it is clamped).
+fn execute<T: Real, U: Update<T>, const MODE: u8>(work: Vec<Piece<'_, T, U>>, args: Args<T>) {
     for_each_piece(work, |piece| {
         dispatch(Block::<T, U, MODE> {
             lanes: piece.lanes,
             op: &piece.op,
-            scale,
-            wd,
+            args,
         })
     });
 }
@@ -166,23 +194,25 @@ impl<T: Real, U: Update<T>> Splittable for Piece<'_, T, U> {
 struct Block<'a, 'o, T, U, const MODE: u8> {
     lanes: Lanes<'a, T>,
     op: &'o U,
-    scale: T,
-    wd: T,
+    args: Args<T>,
 }
 
 impl<T: Real, U: Update<T>, const MODE: u8> Block<'_, '_, T, U, MODE> {
     #[inline(always)]
     fn element(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
         let mut g = g;
-        if MODE & 1 == 1 {
-            g = g * self.scale;
+        if MODE & 8 == 8 {
+            g = clamp_value(g, self.args.clip);
         }
-        let p = match MODE >> 1 {
+        if MODE & 1 == 1 {
+            g = g * self.args.scale;
+        }
+        let p = match (MODE >> 1) & 3 {
             1 => {
-                g = g + self.wd * p;
+                g = g + self.args.wd * p;
                 p
             }
-            2 => p * self.wd,
+            2 => p * self.args.wd,
             _ => p,
         };
         self.op.update(p, g, s)

@@ -18,6 +18,7 @@
 //! ```
 
 mod assist;
+pub mod clip;
 mod error;
 mod fused;
 pub mod optim;
@@ -27,6 +28,7 @@ pub mod roofline;
 pub mod simd;
 mod tensor;
 
+pub use clip::{GradClip, NormType};
 pub use error::Error;
 pub use optim::adadelta::{adadelta_step, AdadeltaConfig};
 pub use optim::adagrad::{adagrad_step, AdagradConfig};

@@ -148,6 +148,30 @@ where
     items.into_iter().for_each(f)
 }
 
+/// `f(i)` for every `i < n`, in order, where item `i` covers about `elements / n` elements; spread
+/// over the helper thread or the pool exactly as [`for_each_piece`] would spread `elements`
+/// elements. The result does not depend on how the work was spread.
+pub(crate) fn map_indexed<F>(n: usize, elements: usize, f: F) -> Vec<f64>
+where
+    F: Fn(usize) -> f64 + Sync,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if elements >= PARALLEL_MIN_ELEMENTS {
+        if let Some(pool) = current_pool() {
+            use rayon::prelude::*;
+            return pool.install(|| (0..n).into_par_iter().map(&f).collect());
+        }
+    } else if elements >= ASSIST_MIN_ELEMENTS && num_threads() > 1 {
+        let out: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+        crate::assist::run_shared(n, &|i| out[i].store(f(i).to_bits(), Ordering::Relaxed));
+        return out
+            .into_iter()
+            .map(|x| f64::from_bits(x.into_inner()))
+            .collect();
+    }
+    (0..n).map(f).collect()
+}
+
 /// Cut every item into consecutive pieces of at most `size` elements.
 fn cut<W: Splittable>(items: Vec<W>, size: usize) -> Vec<W> {
     let mut pieces = Vec::new();

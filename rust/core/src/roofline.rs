@@ -6,6 +6,7 @@
 //! live. An optimizer with `n_state` state arrays moves the same bytes as `roofline_step` with the
 //! same `n_state`.
 
+use crate::clip::GradClip;
 use crate::error::Error;
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
@@ -37,7 +38,7 @@ pub fn roofline_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     n_state: usize,
 ) -> Result<(), Error> {
-    let prep = GradPrep::new(false, Decay::None);
+    let prep = GradPrep::new(false, Decay::None, &GradClip::NONE);
     match n_state {
         0 => run(tensors, prep, |_, _| Rotate::<0>),
         1 => run(tensors, prep, |_, _| Rotate::<1>),

@@ -5,13 +5,42 @@
 //! Arrays must be NumPy arrays of float32 or float64 in native byte order, C-contiguous and aligned;
 //! written arrays must be writeable; no written array may share memory with any other array.
 
-use ferroptim_core::{Real, TensorRef};
+use ferroptim_core::clip::tensor_partials;
+use ferroptim_core::{GradClip, NormType, Real, TensorRef};
 use numpy::npyffi;
 use numpy::prelude::*;
 use numpy::{PyArrayDescr, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PySequence, PyTuple};
+
+/// Call `$body(positions, slices)` once per dtype present among `$items` (pairs of `Dtype` and
+/// `RawArray`), with the positions of that dtype's arrays and their data as `&[T]`.
+macro_rules! for_each_dtype {
+    ($items:expr, |$pos:ident, $slices:ident| $body:block) => {{
+        let items: Vec<(Dtype, RawArray)> = $items.collect();
+        {
+            let ($pos, $slices): (Vec<usize>, Vec<&[f32]>) = items
+                .iter()
+                .enumerate()
+                .filter(|(_, (d, _))| *d == Dtype::F32)
+                // Safety: checked float32 data of `len` elements, alive for the call.
+                .map(|(i, (_, a))| (i, unsafe { a.slice::<f32>() }))
+                .unzip();
+            if !$pos.is_empty() $body
+        }
+        {
+            let ($pos, $slices): (Vec<usize>, Vec<&[f64]>) = items
+                .iter()
+                .enumerate()
+                .filter(|(_, (d, _))| *d == Dtype::F64)
+                // Safety: as above, float64.
+                .map(|(i, (_, a))| (i, unsafe { a.slice::<f64>() }))
+                .unzip();
+            if !$pos.is_empty() $body
+        }
+    }};
+}
 
 /// The element type of a parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,10 +51,33 @@ pub enum Dtype {
 
 /// One checked array: where its data is and how many elements it has.
 #[derive(Clone, Copy)]
-struct RawArray {
+pub struct RawArray {
     data: *mut u8,
     len: usize,
     bytes: usize,
+}
+
+impl RawArray {
+    /// The data as a slice.
+    ///
+    /// Safety: the array was checked to hold `len` aligned elements of type `T` and outlives the
+    /// returned slice; nothing writes it meanwhile.
+    unsafe fn slice<'a, T>(&self) -> &'a [T] {
+        if self.len == 0 {
+            return &[];
+        }
+        std::slice::from_raw_parts(self.data as *const T, self.len)
+    }
+
+    /// The data as a mutable slice.
+    ///
+    /// Safety: as [`RawArray::slice`], the array is writeable, and no other reference to it is live.
+    unsafe fn slice_mut<'a, T>(&self) -> &'a mut [T] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        std::slice::from_raw_parts_mut(self.data as *mut T, self.len)
+    }
 }
 
 /// A memory range some argument occupies, for the overlap check.
@@ -458,7 +510,7 @@ unsafe impl Send for Batch {}
 unsafe impl Sync for Batch {}
 
 /// An optimizer's core step function, callable for either dtype.
-pub trait StepKernel: Sync {
+pub trait StepKernel: Sync + Send {
     /// Check the hyperparameters.
     fn validate(&self) -> Result<(), ferroptim_core::Error>;
     /// Update `tensors`; `scalars` holds per-tensor float32 scalar state where the optimizer has one.
@@ -467,4 +519,109 @@ pub trait StepKernel: Sync {
         tensors: &mut [TensorRef<'_, T>],
         scalars: &mut [f32],
     ) -> Result<(), ferroptim_core::Error>;
+}
+
+/// A checked list of arrays on their own (gradients to clip or measure), in order.
+pub struct ArrayList {
+    items: Vec<(Dtype, RawArray)>,
+}
+
+// Safety: as for `Batch`.
+unsafe impl Send for ArrayList {}
+unsafe impl Sync for ArrayList {}
+
+impl ArrayList {
+    /// Check every array of `obj` (a list): float32/float64, C-contiguous, aligned, writeable if
+    /// `written`, and, if `written`, sharing memory with no other array of the list.
+    pub fn gather(
+        py: Python<'_>,
+        arg: &'static str,
+        obj: &Bound<'_, PyAny>,
+        written: bool,
+    ) -> PyResult<Self> {
+        let list = items(arg, obj)?;
+        let mut checker = Checker::new(py);
+        let mut out = Vec::with_capacity(list.len());
+        for (i, a) in list.iter().enumerate() {
+            let (raw, dtype) = checker.array(a, arg, i, written, None)?;
+            out.push((dtype, raw));
+        }
+        if written {
+            checker.check_overlaps()?;
+        }
+        Ok(ArrayList { items: out })
+    }
+
+    /// Number of arrays.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Per-array norm partials (see `ferroptim_core::clip::tensor_partials`) of the values
+    /// clamped to `clamp` if given, in order.
+    pub fn partials(&self, norm: NormType, clamp: Option<f64>) -> Vec<f64> {
+        let mut out = vec![0.0; self.items.len()];
+        for_each_dtype!(self.items.iter().copied(), |pos, arrays| {
+            for (&p, v) in pos.iter().zip(tensor_partials(&arrays, norm, clamp)) {
+                out[p] = v;
+            }
+        });
+        out
+    }
+
+    /// Multiply array `i` by `factors[i]`.
+    pub fn scale(&self, factors: &[f64]) {
+        self.split_mut(
+            |f32s, idx| ferroptim_core::clip::scale_each(f32s, &pick(factors, idx)),
+            |f64s, idx| ferroptim_core::clip::scale_each(f64s, &pick(factors, idx)),
+        );
+    }
+
+    /// Clamp every element into `[-clip_value, clip_value]`.
+    pub fn clamp(&self, clip_value: f64) -> Result<(), ferroptim_core::Error> {
+        use ferroptim_core::clip::clamp_all;
+        let bound = GradClip {
+            scale: 1.0,
+            clip_value: Some(clip_value),
+        };
+        bound.validate()?;
+        // Validated above, so neither call can fail.
+        self.split_mut(
+            |a, _| clamp_all(a, clip_value).unwrap_or(()),
+            |a, _| clamp_all(a, clip_value).unwrap_or(()),
+        );
+        Ok(())
+    }
+
+    /// Hand the float32 and the float64 arrays (with their positions) to `f32s` and `f64s`.
+    fn split_mut(
+        &self,
+        mut f32s: impl FnMut(Vec<&mut [f32]>, &[usize]),
+        mut f64s: impl FnMut(Vec<&mut [f64]>, &[usize]),
+    ) {
+        let pos = |d: Dtype| -> Vec<usize> {
+            (0..self.items.len())
+                .filter(|&i| self.items[i].0 == d)
+                .collect()
+        };
+        let (p32, p64) = (pos(Dtype::F32), pos(Dtype::F64));
+        // Safety: `gather` checked each array (writeable, no overlaps when written) and the caller
+        // holds the list for the call.
+        f32s(
+            p32.iter()
+                .map(|&i| unsafe { self.items[i].1.slice_mut::<f32>() })
+                .collect(),
+            &p32,
+        );
+        f64s(
+            p64.iter()
+                .map(|&i| unsafe { self.items[i].1.slice_mut::<f64>() })
+                .collect(),
+            &p64,
+        );
+    }
+}
+
+fn pick(values: &[f64], positions: &[usize]) -> Vec<f64> {
+    positions.iter().map(|&i| values[i]).collect()
 }

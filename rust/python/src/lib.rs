@@ -1,6 +1,7 @@
 //! `ferroptim._native`: the Python face of ferroptim-core. Private; use the `ferroptim` package.
 
 mod arrays;
+mod clip;
 mod optim;
 
 use ferroptim_core::simd::{self, SimdLevel};
@@ -72,6 +73,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::radam_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::lion_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::roofline_step, m)?)?;
+    m.add_function(wrap_pyfunction!(clip::global_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(clip::tensor_norms, m)?)?;
+    m.add_function(wrap_pyfunction!(clip::clip_grad_norm_, m)?)?;
+    m.add_function(wrap_pyfunction!(clip::clip_grad_norm_per_tensor_, m)?)?;
+    m.add_function(wrap_pyfunction!(clip::clip_grad_value_, m)?)?;
     m.add("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS)?;
     m.add(
         "PARALLEL_MIN_ELEMENTS",

@@ -6,7 +6,7 @@
 
 use crate::arrays::{Batch, CallArgs, StepKernel};
 use ferroptim_core as core;
-use ferroptim_core::{Real, TensorRef};
+use ferroptim_core::{GradClip, Real, TensorRef};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -108,7 +108,7 @@ where
 
 /// SGD step. State: `momentum_buffers` (pass None when momentum is 0).
 #[pyfunction]
-#[pyo3(signature = (params, grads, momentum_buffers, steps, *, lr, momentum, dampening, weight_decay, nesterov, maximize))]
+#[pyo3(signature = (params, grads, momentum_buffers, steps, *, lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_step<'py>(
     py: Python<'py>,
@@ -122,6 +122,8 @@ pub fn sgd_step<'py>(
     weight_decay: f64,
     nesterov: bool,
     maximize: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::SgdConfig {
         lr,
@@ -130,6 +132,10 @@ pub fn sgd_step<'py>(
         weight_decay,
         nesterov,
         maximize,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     // Hyperparameter errors come first, as in the reference.
     cfg.validate().map_err(config_error)?;
@@ -144,7 +150,7 @@ pub fn sgd_step<'py>(
 
 /// Adagrad step. State: `state_sums`.
 #[pyfunction]
-#[pyo3(signature = (params, grads, state_sums, steps, *, lr, lr_decay, weight_decay, eps, maximize))]
+#[pyo3(signature = (params, grads, state_sums, steps, *, lr, lr_decay, weight_decay, eps, maximize, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn adagrad_step<'py>(
     py: Python<'py>,
@@ -157,6 +163,8 @@ pub fn adagrad_step<'py>(
     weight_decay: f64,
     eps: f64,
     maximize: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::AdagradConfig {
         lr,
@@ -164,6 +172,10 @@ pub fn adagrad_step<'py>(
         weight_decay,
         eps,
         maximize,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     let states = [("state_sums", Some(state_sums))];
     run(py, cfg, params, grads, &states, steps)
@@ -171,7 +183,7 @@ pub fn adagrad_step<'py>(
 
 /// Adadelta step. State: `square_avgs`, `acc_deltas`.
 #[pyfunction]
-#[pyo3(signature = (params, grads, square_avgs, acc_deltas, steps, *, lr, rho, eps, weight_decay, maximize))]
+#[pyo3(signature = (params, grads, square_avgs, acc_deltas, steps, *, lr, rho, eps, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn adadelta_step<'py>(
     py: Python<'py>,
@@ -185,6 +197,8 @@ pub fn adadelta_step<'py>(
     eps: f64,
     weight_decay: f64,
     maximize: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::AdadeltaConfig {
         lr,
@@ -192,6 +206,10 @@ pub fn adadelta_step<'py>(
         eps,
         weight_decay,
         maximize,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     let states = [
         ("square_avgs", Some(square_avgs)),
@@ -203,7 +221,7 @@ pub fn adadelta_step<'py>(
 /// RMSprop step. State: `square_avgs`, `grad_avgs` (centered, else None), `momentum_buffers`
 /// (momentum > 0, else None).
 #[pyfunction]
-#[pyo3(signature = (params, grads, square_avgs, grad_avgs, momentum_buffers, steps, *, lr, alpha, eps, weight_decay, momentum, centered, maximize))]
+#[pyo3(signature = (params, grads, square_avgs, grad_avgs, momentum_buffers, steps, *, lr, alpha, eps, weight_decay, momentum, centered, maximize, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn rmsprop_step<'py>(
     py: Python<'py>,
@@ -220,6 +238,8 @@ pub fn rmsprop_step<'py>(
     momentum: f64,
     centered: bool,
     maximize: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::RmspropConfig {
         lr,
@@ -229,6 +249,10 @@ pub fn rmsprop_step<'py>(
         momentum,
         centered,
         maximize,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     // Hyperparameter errors come first, as in the reference.
     cfg.validate().map_err(config_error)?;
@@ -248,7 +272,7 @@ pub fn rmsprop_step<'py>(
 /// Adam / AdamW / AMSGrad step. State: `exp_avgs`, `exp_avg_sqs`, `max_exp_avg_sqs` (amsgrad, else
 /// None).
 #[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay))]
+#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn adam_step<'py>(
     py: Python<'py>,
@@ -266,6 +290,8 @@ pub fn adam_step<'py>(
     amsgrad: bool,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::AdamConfig {
         lr,
@@ -276,6 +302,10 @@ pub fn adam_step<'py>(
         amsgrad,
         maximize,
         decoupled_weight_decay,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     // Hyperparameter errors come first, as in the reference.
     cfg.validate().map_err(config_error)?;
@@ -289,7 +319,7 @@ pub fn adam_step<'py>(
 
 /// Adamax step. State: `exp_avgs`, `exp_infs`.
 #[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_infs, steps, *, lr, beta1, beta2, eps, weight_decay, maximize))]
+#[pyo3(signature = (params, grads, exp_avgs, exp_infs, steps, *, lr, beta1, beta2, eps, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn adamax_step<'py>(
     py: Python<'py>,
@@ -304,6 +334,8 @@ pub fn adamax_step<'py>(
     eps: f64,
     weight_decay: f64,
     maximize: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::AdamaxConfig {
         lr,
@@ -312,6 +344,10 @@ pub fn adamax_step<'py>(
         eps,
         weight_decay,
         maximize,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     let states = [("exp_avgs", Some(exp_avgs)), ("exp_infs", Some(exp_infs))];
     run(py, cfg, params, grads, &states, steps)
@@ -319,7 +355,7 @@ pub fn adamax_step<'py>(
 
 /// NAdam step. State: `exp_avgs`, `exp_avg_sqs`, and `mu_products` (float32 array, one per param).
 #[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, *, lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay))]
+#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, *, lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn nadam_step<'py>(
     py: Python<'py>,
@@ -337,6 +373,8 @@ pub fn nadam_step<'py>(
     momentum_decay: f64,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::NadamConfig {
         lr,
@@ -347,6 +385,10 @@ pub fn nadam_step<'py>(
         momentum_decay,
         maximize,
         decoupled_weight_decay,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     let states = [
         ("exp_avgs", Some(exp_avgs)),
@@ -358,7 +400,7 @@ pub fn nadam_step<'py>(
 
 /// RAdam step. State: `exp_avgs`, `exp_avg_sqs`.
 #[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, maximize, decoupled_weight_decay))]
+#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn radam_step<'py>(
     py: Python<'py>,
@@ -374,6 +416,8 @@ pub fn radam_step<'py>(
     weight_decay: f64,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::RadamConfig {
         lr,
@@ -383,6 +427,10 @@ pub fn radam_step<'py>(
         weight_decay,
         maximize,
         decoupled_weight_decay,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     let states = [
         ("exp_avgs", Some(exp_avgs)),
@@ -393,7 +441,7 @@ pub fn radam_step<'py>(
 
 /// Lion step. State: `exp_avgs`.
 #[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, steps, *, lr, beta1, beta2, weight_decay, maximize))]
+#[pyo3(signature = (params, grads, exp_avgs, steps, *, lr, beta1, beta2, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn lion_step<'py>(
     py: Python<'py>,
@@ -406,6 +454,8 @@ pub fn lion_step<'py>(
     beta2: f64,
     weight_decay: f64,
     maximize: bool,
+    grad_scale: f64,
+    clip_value: Option<f64>,
 ) -> PyResult<()> {
     let cfg = core::LionConfig {
         lr,
@@ -413,6 +463,10 @@ pub fn lion_step<'py>(
         beta2,
         weight_decay,
         maximize,
+        grad_clip: GradClip {
+            scale: grad_scale,
+            clip_value,
+        },
     };
     let states = [("exp_avgs", Some(exp_avgs))];
     run(py, cfg, params, grads, &states, steps)

@@ -9,6 +9,7 @@
 //! ```
 //! State, in order: `square_avg`, `acc_delta`.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, Error};
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
@@ -22,6 +23,8 @@ pub struct AdadeltaConfig {
     pub eps: f64,
     pub weight_decay: f64,
     pub maximize: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for AdadeltaConfig {
@@ -32,6 +35,7 @@ impl Default for AdadeltaConfig {
             eps: 1e-6,
             weight_decay: 0.0,
             maximize: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -39,6 +43,7 @@ impl Default for AdadeltaConfig {
 impl AdadeltaConfig {
     /// Check every hyperparameter's range (rho in [0, 1], as torch).
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         if !(0.0..=1.0).contains(&self.rho) {
             return Err(Error::InvalidHyperparameter {
@@ -79,7 +84,11 @@ pub fn adadelta_step<T: Real>(
     cfg: &AdadeltaConfig,
 ) -> Result<(), Error> {
     cfg.validate()?;
-    let prep = GradPrep::new(cfg.maximize, Decay::new(cfg.weight_decay, false, cfg.lr));
+    let prep = GradPrep::new(
+        cfg.maximize,
+        Decay::new(cfg.weight_decay, false, cfg.lr),
+        &cfg.grad_clip,
+    );
     let op = AdadeltaOp {
         lr: T::from_f64(cfg.lr),
         rho: T::from_f64(cfg.rho),

@@ -8,6 +8,7 @@
 //! ```
 //! State: `sum` (start it at `initial_accumulator_value`).
 
+use crate::clip::GradClip;
 use crate::error::{check_min, Error};
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
@@ -21,6 +22,8 @@ pub struct AdagradConfig {
     pub weight_decay: f64,
     pub eps: f64,
     pub maximize: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for AdagradConfig {
@@ -31,6 +34,7 @@ impl Default for AdagradConfig {
             weight_decay: 0.0,
             eps: 1e-10,
             maximize: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -38,6 +42,7 @@ impl Default for AdagradConfig {
 impl AdagradConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_min("lr_decay", self.lr_decay, 0.0, "lr_decay >= 0")?;
         check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")?;
@@ -68,7 +73,11 @@ pub fn adagrad_step<T: Real>(
     cfg: &AdagradConfig,
 ) -> Result<(), Error> {
     cfg.validate()?;
-    let prep = GradPrep::new(cfg.maximize, Decay::new(cfg.weight_decay, false, cfg.lr));
+    let prep = GradPrep::new(
+        cfg.maximize,
+        Decay::new(cfg.weight_decay, false, cfg.lr),
+        &cfg.grad_clip,
+    );
     run(tensors, prep, |_, t| AdagradOp {
         clr: T::from_f64(cfg.lr / (1.0 + (t as f64 - 1.0) * cfg.lr_decay)),
         eps: T::from_f64(cfg.eps),

@@ -14,6 +14,7 @@
 //!
 //! State, in order: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
 use crate::fused::{run, Decay, GradPrep, Lerp, Update};
 use crate::real::Real;
@@ -31,6 +32,8 @@ pub struct AdamConfig {
     pub maximize: bool,
     /// AdamW: `p *= 1 - lr * weight_decay` instead of adding `weight_decay * p` to the gradient.
     pub decoupled_weight_decay: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for AdamConfig {
@@ -44,6 +47,7 @@ impl Default for AdamConfig {
             amsgrad: false,
             maximize: false,
             decoupled_weight_decay: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -51,6 +55,7 @@ impl Default for AdamConfig {
 impl AdamConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_unit("beta1", self.beta1)?;
         check_unit("beta2", self.beta2)?;
@@ -120,6 +125,7 @@ pub fn adam_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &AdamConfig) ->
     let prep = GradPrep::new(
         cfg.maximize,
         Decay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
+        &cfg.grad_clip,
     );
     if cfg.amsgrad {
         run(tensors, prep, |_, t| AdamOp::<T, true>::new(cfg, t))

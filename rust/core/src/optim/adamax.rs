@@ -8,6 +8,7 @@
 //! ```
 //! State, in order: `exp_avg`, `exp_inf`.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
 use crate::fused::{run, Decay, GradPrep, Lerp, Update};
 use crate::real::Real;
@@ -22,6 +23,8 @@ pub struct AdamaxConfig {
     pub eps: f64,
     pub weight_decay: f64,
     pub maximize: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for AdamaxConfig {
@@ -33,6 +36,7 @@ impl Default for AdamaxConfig {
             eps: 1e-8,
             weight_decay: 0.0,
             maximize: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -40,6 +44,7 @@ impl Default for AdamaxConfig {
 impl AdamaxConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_unit("beta1", self.beta1)?;
         check_unit("beta2", self.beta2)?;
@@ -75,7 +80,11 @@ pub fn adamax_step<T: Real>(
     cfg: &AdamaxConfig,
 ) -> Result<(), Error> {
     cfg.validate()?;
-    let prep = GradPrep::new(cfg.maximize, Decay::new(cfg.weight_decay, false, cfg.lr));
+    let prep = GradPrep::new(
+        cfg.maximize,
+        Decay::new(cfg.weight_decay, false, cfg.lr),
+        &cfg.grad_clip,
+    );
     run(tensors, prep, |_, t| AdamaxOp {
         lerp: Lerp::new(1.0 - cfg.beta1),
         beta2: T::from_f64(cfg.beta2),

@@ -8,6 +8,7 @@
 //! ```
 //! State: `exp_avg`.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
@@ -21,6 +22,8 @@ pub struct LionConfig {
     pub beta2: f64,
     pub weight_decay: f64,
     pub maximize: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for LionConfig {
@@ -31,6 +34,7 @@ impl Default for LionConfig {
             beta2: 0.99,
             weight_decay: 0.0,
             maximize: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -38,6 +42,7 @@ impl Default for LionConfig {
 impl LionConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_unit("beta1", self.beta1)?;
         check_unit("beta2", self.beta2)?;
@@ -69,7 +74,11 @@ impl<T: Real> Update<T> for LionOp<T> {
 /// One Lion step on every tensor.
 pub fn lion_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &LionConfig) -> Result<(), Error> {
     cfg.validate()?;
-    let prep = GradPrep::new(cfg.maximize, Decay::new(cfg.weight_decay, true, cfg.lr));
+    let prep = GradPrep::new(
+        cfg.maximize,
+        Decay::new(cfg.weight_decay, true, cfg.lr),
+        &cfg.grad_clip,
+    );
     let op = LionOp {
         lr: T::from_f64(cfg.lr),
         beta1: T::from_f64(cfg.beta1),

@@ -12,6 +12,7 @@
 //! ```
 //! State, in order: `exp_avg`, `exp_avg_sq`; plus one `mu_product` scalar per tensor.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
 use crate::fused::{run, Decay, GradPrep, Lerp, Update};
 use crate::real::Real;
@@ -28,6 +29,8 @@ pub struct NadamConfig {
     pub momentum_decay: f64,
     pub maximize: bool,
     pub decoupled_weight_decay: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for NadamConfig {
@@ -41,6 +44,7 @@ impl Default for NadamConfig {
             momentum_decay: 4e-3,
             maximize: false,
             decoupled_weight_decay: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -48,6 +52,7 @@ impl Default for NadamConfig {
 impl NadamConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_unit("beta1", self.beta1)?;
         check_unit("beta2", self.beta2)?;
@@ -142,6 +147,7 @@ pub fn nadam_step<T: Real>(
     let prep = GradPrep::new(
         cfg.maximize,
         Decay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
+        &cfg.grad_clip,
     );
     run(tensors, prep, |i, t| NadamOp::new(cfg, t, updated[i]))?;
     mu_products.copy_from_slice(&updated);

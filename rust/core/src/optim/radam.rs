@@ -12,6 +12,7 @@
 //!
 //! State, in order: `exp_avg`, `exp_avg_sq`.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
 use crate::fused::{run, Decay, GradPrep, Lerp, Update};
 use crate::real::Real;
@@ -27,6 +28,8 @@ pub struct RadamConfig {
     pub weight_decay: f64,
     pub maximize: bool,
     pub decoupled_weight_decay: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for RadamConfig {
@@ -39,6 +42,7 @@ impl Default for RadamConfig {
             weight_decay: 0.0,
             maximize: false,
             decoupled_weight_decay: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -46,6 +50,7 @@ impl Default for RadamConfig {
 impl RadamConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_unit("beta1", self.beta1)?;
         check_unit("beta2", self.beta2)?;
@@ -123,6 +128,7 @@ pub fn radam_step<T: Real>(
     let prep = GradPrep::new(
         cfg.maximize,
         Decay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
+        &cfg.grad_clip,
     );
     run(tensors, prep, |_, t| RadamOp::new(cfg, t))
 }

@@ -10,6 +10,7 @@
 //! ```
 //! State, in order: `square_avg`, then `grad_avg` if centered, then `momentum_buffer` if momentum > 0.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, Error};
 use crate::fused::{run, Decay, GradPrep, Lerp, Update};
 use crate::real::Real;
@@ -25,6 +26,8 @@ pub struct RmspropConfig {
     pub momentum: f64,
     pub centered: bool,
     pub maximize: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for RmspropConfig {
@@ -37,6 +40,7 @@ impl Default for RmspropConfig {
             momentum: 0.0,
             centered: false,
             maximize: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -44,6 +48,7 @@ impl Default for RmspropConfig {
 impl RmspropConfig {
     /// Check every hyperparameter's range.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_min("alpha", self.alpha, 0.0, "alpha >= 0")?;
         check_min("eps", self.eps, 0.0, "eps >= 0")?;
@@ -113,7 +118,11 @@ pub fn rmsprop_step<T: Real>(
     cfg: &RmspropConfig,
 ) -> Result<(), Error> {
     cfg.validate()?;
-    let prep = GradPrep::new(cfg.maximize, Decay::new(cfg.weight_decay, false, cfg.lr));
+    let prep = GradPrep::new(
+        cfg.maximize,
+        Decay::new(cfg.weight_decay, false, cfg.lr),
+        &cfg.grad_clip,
+    );
     match (cfg.centered, cfg.momentum > 0.0) {
         (false, false) => run(tensors, prep, |_, _| RmspropOp::<T, false, false>::new(cfg)),
         (false, true) => run(tensors, prep, |_, _| RmspropOp::<T, false, true>::new(cfg)),

@@ -9,6 +9,7 @@
 //! ```
 //! State: `momentum_buffer` when `momentum != 0`, none otherwise.
 
+use crate::clip::GradClip;
 use crate::error::{check_min, Error};
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
@@ -23,6 +24,8 @@ pub struct SgdConfig {
     pub weight_decay: f64,
     pub nesterov: bool,
     pub maximize: bool,
+    /// Gradient clipping inside the step (none by default).
+    pub grad_clip: GradClip,
 }
 
 impl Default for SgdConfig {
@@ -34,6 +37,7 @@ impl Default for SgdConfig {
             weight_decay: 0.0,
             nesterov: false,
             maximize: false,
+            grad_clip: GradClip::NONE,
         }
     }
 }
@@ -41,6 +45,7 @@ impl Default for SgdConfig {
 impl SgdConfig {
     /// Check ranges, and that nesterov has momentum and no dampening.
     pub fn validate(&self) -> Result<(), Error> {
+        self.grad_clip.validate()?;
         check_min("lr", self.lr, 0.0, "lr >= 0")?;
         check_min("momentum", self.momentum, 0.0, "momentum >= 0")?;
         if !self.dampening.is_finite() {
@@ -114,7 +119,11 @@ impl<T: Real, const MOMENTUM: bool> Update<T> for SgdOp<T, MOMENTUM> {
 /// the gradient (torch's first step); the buffer's old contents are ignored then.
 pub fn sgd_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &SgdConfig) -> Result<(), Error> {
     cfg.validate()?;
-    let prep = GradPrep::new(cfg.maximize, Decay::new(cfg.weight_decay, false, cfg.lr));
+    let prep = GradPrep::new(
+        cfg.maximize,
+        Decay::new(cfg.weight_decay, false, cfg.lr),
+        &cfg.grad_clip,
+    );
     if cfg.momentum != 0.0 {
         run(tensors, prep, |_, t| SgdOp::<T, true>::new(cfg, t))
     } else {
