@@ -23,6 +23,8 @@ class Adadelta(Optimizer):
     weight_decay : float, default 0
     maximize : bool, default False
     backend : {"native", "reference"}
+    max_grad_norm, clip_value : float, optional
+        Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "adadelta_step"
@@ -37,10 +39,18 @@ class Adadelta(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
         backend: str = "native",
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, backend=backend)
+        super().__init__(
+            params,
+            defaults,
+            backend=backend,
+            max_grad_norm=max_grad_norm,
+            clip_value=clip_value,
+        )
 
     @staticmethod
     def validate_group(group: dict[str, Any]) -> None:
@@ -64,4 +74,5 @@ class Adadelta(Optimizer):
             eps=group["eps"],
             weight_decay=group["weight_decay"],
             maximize=group["maximize"],
+            **self._clip,
         )

@@ -26,6 +26,8 @@ class Adagrad(Optimizer):
     eps : float, default 1e-10
     maximize : bool, default False
     backend : {"native", "reference"}
+    max_grad_norm, clip_value : float, optional
+        Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "adagrad_step"
@@ -42,6 +44,8 @@ class Adagrad(Optimizer):
         eps: float = 1e-10,
         *,
         maximize: bool = False,
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
         backend: str = "native",
     ) -> None:
         defaults = dict(
@@ -52,7 +56,13 @@ class Adagrad(Optimizer):
             eps=eps,
             maximize=maximize,
         )
-        super().__init__(params, defaults, backend=backend)
+        super().__init__(
+            params,
+            defaults,
+            backend=backend,
+            max_grad_norm=max_grad_norm,
+            clip_value=clip_value,
+        )
 
     @staticmethod
     def validate_group(group: dict[str, Any]) -> None:
@@ -74,4 +84,5 @@ class Adagrad(Optimizer):
             weight_decay=group["weight_decay"],
             eps=group["eps"],
             maximize=group["maximize"],
+            **self._clip,
         )

@@ -27,6 +27,8 @@ class Adam(Optimizer):
     maximize : bool, default False
     decoupled_weight_decay : bool, default False
     backend : {"native", "reference"}
+    max_grad_norm, clip_value : float, optional
+        Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "adam_step"
@@ -43,6 +45,8 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
         backend: str = "native",
     ) -> None:
         defaults = dict(
@@ -54,7 +58,13 @@ class Adam(Optimizer):
             maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
         )
-        super().__init__(params, defaults, backend=backend)
+        super().__init__(
+            params,
+            defaults,
+            backend=backend,
+            max_grad_norm=max_grad_norm,
+            clip_value=clip_value,
+        )
 
     @staticmethod
     def validate_group(group: dict[str, Any]) -> None:
@@ -81,6 +91,7 @@ class Adam(Optimizer):
             amsgrad=group["amsgrad"],
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
+            **self._clip,
         )
 
 
@@ -98,6 +109,8 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
         backend: str = "native",
     ) -> None:
         super().__init__(
@@ -110,4 +123,6 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
             backend=backend,
+            max_grad_norm=max_grad_norm,
+            clip_value=clip_value,
         )

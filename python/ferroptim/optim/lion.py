@@ -21,6 +21,8 @@ class Lion(Optimizer):
         Decoupled, as optax.lion's.
     maximize : bool, default False
     backend : {"native", "reference"}
+    max_grad_norm, clip_value : float, optional
+        Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "lion_step"
@@ -34,10 +36,18 @@ class Lion(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
         backend: str = "native",
     ) -> None:
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
-        super().__init__(params, defaults, backend=backend)
+        super().__init__(
+            params,
+            defaults,
+            backend=backend,
+            max_grad_norm=max_grad_norm,
+            clip_value=clip_value,
+        )
 
     @staticmethod
     def validate_group(group: dict[str, Any]) -> None:
@@ -55,4 +65,5 @@ class Lion(Optimizer):
             beta2=beta2,
             weight_decay=group["weight_decay"],
             maximize=group["maximize"],
+            **self._clip,
         )

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ferroptim import _native, reference
-from ferroptim.optim._checks import check_disjoint, check_params
+from ferroptim import _native, clip, reference
+from ferroptim.optim._checks import check_disjoint, check_number, check_params
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
 
@@ -39,6 +39,15 @@ class Optimizer:
         Hyperparameters of the subclass.
     backend : {"native", "reference"}
         ``"native"`` runs the fused Rust kernels; ``"reference"`` runs the pure-NumPy twins.
+    max_grad_norm : float, optional
+        Clip gradients inside the step to a global L2 norm of at most this (over every group's
+        gradients): the same result as ``ferroptim.clip.clip_grad_norm_`` followed by the step,
+        but the caller's gradients are not written and no clipped copy is made (one read pass for
+        the norm, then the usual fused pass with the factor applied). ``last_grad_norm`` holds the
+        norm used.
+    clip_value : float, optional
+        Clamp every gradient element into ``[-clip_value, clip_value]`` inside the step (as
+        ``ferroptim.clip.clip_grad_value_``; applied before norm clipping when both are set).
 
     Notes
     -----
@@ -51,10 +60,23 @@ class Optimizer:
     #: state names in torch's state_dict, in kernel order; subclasses narrow them per group
     state_names: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, params: Any, defaults: dict[str, Any], *, backend: str = "native") -> None:
+    def __init__(
+        self,
+        params: Any,
+        defaults: dict[str, Any],
+        *,
+        backend: str = "native",
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
+    ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
         self.backend = backend
+        self.max_grad_norm = max_grad_norm
+        self.clip_value = clip_value
+        #: the global gradient norm used by the last step (None without ``max_grad_norm``)
+        self.last_grad_norm: float | None = None
+        self._clip: dict[str, float] = {}
         self._kernel = getattr(BACKENDS[backend], self.kernel_name)
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
@@ -65,6 +87,49 @@ class Optimizer:
             raise ValueError("params: optimizer got an empty parameter list")
         for group in groups:
             self.add_param_group(group)
+
+    # ----- clipping inside the step --------------------------------------------------------------
+    @property
+    def max_grad_norm(self) -> float | None:
+        """Global L2 norm the gradients are clipped to inside each step (None: no clipping)."""
+        return self._max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value: float | None) -> None:
+        if value is not None:
+            value = check_number("max_grad_norm", value)
+            if value <= 0:
+                raise ValueError(f"Invalid max_grad_norm value: {value} (expected > 0)")
+        self._max_grad_norm = value
+
+    @property
+    def clip_value(self) -> float | None:
+        """Bound gradient elements are clamped to inside each step (None: no clamping)."""
+        return self._clip_value
+
+    @clip_value.setter
+    def clip_value(self, value: float | None) -> None:
+        self._clip_value = None if value is None else check_number("clip_value", value)
+
+    @property
+    def _clipping(self) -> bool:
+        return self._max_grad_norm is not None or self._clip_value is not None
+
+    def _clip_arguments(self, grads: Sequence) -> dict[str, float]:
+        """The kernels' ``grad_scale`` / ``clip_value`` for this step (a read pass for the norm)."""
+        max_norm, clip_value = self._max_grad_norm, self._clip_value
+        out = {} if clip_value is None else {"clip_value": clip_value}
+        if max_norm is None:
+            self.last_grad_norm = None
+            return out
+        if all(g is None for g in grads):
+            self.last_grad_norm = 0.0
+            return out
+        total = clip.global_norm(grads, 2.0, clip_value, backend=self.backend)
+        coef = max_norm / (total + 1e-6)  # torch's clip coefficient, NaN for a NaN norm
+        out["grad_scale"] = 1.0 if coef > 1.0 else coef
+        self.last_grad_norm = total
+        return out
 
     # ----- groups and state -------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -138,6 +203,7 @@ class Optimizer:
                     raise ValueError(
                         f"grads: got {len(grads)} gradients for {len(group['params'])} params"
                     )
+                self._clip = self._clip_arguments(grads) if self._clipping else {}
                 self._step_group(group, self._group_states[0], grads)
                 return
             total = sum(len(g["params"]) for g in groups)
@@ -154,6 +220,7 @@ class Optimizer:
             for group, state, group_grads, offset in plan:
                 self._precheck(group, state, group_grads, offset, spans)
             check_disjoint(spans)
+            self._clip = self._clip_arguments(grads) if self._clipping else {}
             for group, state, group_grads, _ in plan:
                 self._step_group(group, state, group_grads)
 
@@ -194,7 +261,8 @@ class Optimizer:
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
         """Call the fused kernel for one group. Subclasses implement it, reading every state array
-        they need as ``state.arrays[name]`` (a missing one raises KeyError, which allocates it)."""
+        they need as ``state.arrays[name]`` (a missing one raises KeyError, which allocates it),
+        and passing ``**self._clip`` (this step's clipping arguments) to the kernel."""
         raise NotImplementedError
 
     # ----- state_dict -------------------------------------------------------------------------

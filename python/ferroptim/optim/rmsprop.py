@@ -26,6 +26,8 @@ class RMSprop(Optimizer):
     centered : bool, default False
     maximize : bool, default False
     backend : {"native", "reference"}
+    max_grad_norm, clip_value : float, optional
+        Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "rmsprop_step"
@@ -42,6 +44,8 @@ class RMSprop(Optimizer):
         centered: bool = False,
         *,
         maximize: bool = False,
+        max_grad_norm: float | None = None,
+        clip_value: float | None = None,
         backend: str = "native",
     ) -> None:
         defaults = dict(
@@ -53,7 +57,13 @@ class RMSprop(Optimizer):
             centered=centered,
             maximize=maximize,
         )
-        super().__init__(params, defaults, backend=backend)
+        super().__init__(
+            params,
+            defaults,
+            backend=backend,
+            max_grad_norm=max_grad_norm,
+            clip_value=clip_value,
+        )
 
     @staticmethod
     def validate_group(group: dict[str, Any]) -> None:
@@ -86,4 +96,5 @@ class RMSprop(Optimizer):
             momentum=group["momentum"],
             centered=group["centered"],
             maximize=group["maximize"],
+            **self._clip,
         )

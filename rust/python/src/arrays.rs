@@ -531,8 +531,9 @@ unsafe impl Send for ArrayList {}
 unsafe impl Sync for ArrayList {}
 
 impl ArrayList {
-    /// Check every array of `obj` (a list): float32/float64, C-contiguous, aligned, writeable if
-    /// `written`, and, if `written`, sharing memory with no other array of the list.
+    /// Check every array of `obj` (a list; `None` entries are skipped): float32/float64,
+    /// C-contiguous, aligned, writeable if `written`, and, if `written`, sharing memory with no
+    /// other array of the list. Error messages give positions in the original list.
     pub fn gather(
         py: Python<'_>,
         arg: &'static str,
@@ -543,6 +544,9 @@ impl ArrayList {
         let mut checker = Checker::new(py);
         let mut out = Vec::with_capacity(list.len());
         for (i, a) in list.iter().enumerate() {
+            if a.is_none() {
+                continue; // as torch skips parameters without a gradient
+            }
             let (raw, dtype) = checker.array(a, arg, i, written, None)?;
             out.push((dtype, raw));
         }
