@@ -1,0 +1,233 @@
+"""Gradient clipping benchmarks (rows for the ``bench`` command).
+
+(a) ``clip_grad_norm_`` on one workload, three ways, timed interleaved in the same run:
+
+* ``native``: :func:`ferroptim._native.clip_grad_norm_` (one read pass for the norm, one read and
+  write pass for the scale);
+* ``numpy``: the straightforward NumPy version, ``np.sqrt(sum(np.vdot(g, g)))`` then ``g *= coef``
+  per array;
+* ``roofline``: :func:`ferroptim._native.roofline_step` with no state arrays on a separate list of
+  arrays (read p, read g, write p), which moves the same 12 bytes per float32 element as the
+  clip (read g; read g, write g) and does no arithmetic.
+
+(b) ``Adam(max_grad_norm=1.0)`` against plain ``Adam`` (native, same workload and gradients): the
+cost of clipping inside the step, one extra read of the gradients (32 instead of 28 bytes per
+float32 element, so 1.14x is the memory-bound ideal).
+
+Each function is warmed up, then timed per call, in blocks of consecutive calls interleaved with
+the other functions' blocks; numbers are medians. The same gradients are clipped again at every
+call, and every call must scale them, as fresh gradients above the bound would be in training (a
+coefficient of exactly 1 skips the scale pass): each call's ``max_norm`` is ``DECAY`` times the
+previous call's, starting from the initial norm, so the coefficient stays near ``DECAY``.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import ferroptim as fo
+from ferroptim import _native
+from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
+from ferroptim.bench.timing import Budget, Timing, measure
+from ferroptim.bench.workloads import WORKLOADS, Workload
+
+__all__ = [
+    "CLIP_BYTES_PER_ELEM",
+    "clipping_markdown",
+    "numpy_clip_grad_norm_",
+    "run_clipping_bench",
+    "shrinking_clip",
+]
+
+#: bytes per element a norm-clip moves: read g (norm), read g and write g (scale), times itemsize/4
+CLIP_BYTES_PER_ELEM = 12
+MAX_NORM = 1.0
+#: each timed clip call bounds the norm to this fraction of the previous call's bound
+DECAY = 0.9995
+
+# Consecutive calls of one function in each of 10 blocks (block order alternating): calls of
+# different functions interleaved one by one would evict each other's arrays from the cache and
+# make the median depend on which function ran just before.
+FULL_BUDGET = Budget(seconds=0.5, min_n=10, max_n=5000, warmup=3, warmup_s=0.1, blocks=10)
+QUICK_BUDGET = Budget(seconds=0.02, min_n=3, max_n=20, warmup=1, warmup_s=0.0, blocks=3)
+
+
+def numpy_clip_grad_norm_(grads: Sequence[np.ndarray], max_norm: float) -> float:
+    """The straightforward NumPy ``clip_grad_norm_`` (L2) the native one is compared with."""
+    total = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads)))
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    for g in grads:
+        g *= g.dtype.type(coef)
+    return total
+
+
+def shrinking_clip(
+    clip: Callable[[Sequence[np.ndarray], float], float], grads: list[np.ndarray], total: float
+) -> Callable[[], float]:
+    """``clip(grads, max_norm)`` where ``grads`` has norm ``total`` at the first call and
+    ``max_norm`` is ``DECAY`` times the bound of the previous call (``total * DECAY`` at first):
+    every call scales the gradients by about ``DECAY`` (see the module docstring)."""
+    bound = [total]
+
+    def call() -> float:
+        bound[0] *= DECAY
+        return clip(grads, bound[0])
+
+    return call
+
+
+def _row(section: str, variant: str, workload: Workload, bpe: int, timing: Timing) -> dict:
+    median_ns = timing.median_ns
+    return {
+        "section": section,
+        "variant": variant,
+        "workload": workload.name,
+        "n_params": workload.n_params,
+        "n_tensors": workload.n_tensors,
+        "bytes_per_elem": bpe,
+        "median_ms": median_ns / 1e6,
+        "p25_ms": timing.p25_ns / 1e6,
+        "p75_ms": timing.p75_ns / 1e6,
+        "n": timing.n,
+        "gbps": bpe * workload.n_params / median_ns,  # bytes/ns == GB/s
+    }
+
+
+def _clip_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
+    _, pristine = workload.make_arrays(seed)
+    itemsize = pristine[0].itemsize
+    bpe = CLIP_BYTES_PER_ELEM * itemsize // 4
+    native_grads = [g.copy() for g in pristine]
+    numpy_grads = [g.copy() for g in pristine]
+    roof_params = [g.copy() for g in pristine]  # written; pristine is only read
+    native_total = _native.clip_grad_norm_([g.copy() for g in pristine], MAX_NORM)
+    numpy_total = numpy_clip_grad_norm_([g.copy() for g in pristine], MAX_NORM)
+    fns = {
+        "native": shrinking_clip(_native.clip_grad_norm_, native_grads, native_total),
+        "numpy": shrinking_clip(numpy_clip_grad_norm_, numpy_grads, numpy_total),
+        "roofline": lambda: _native.roofline_step(roof_params, pristine),
+    }
+    timings = measure(fns, budget)
+    native_ns = timings["native"].median_ns
+    roof_ns = timings["roofline"].median_ns
+    rows = []
+    for variant, timing in timings.items():
+        row = _row("clip_grad_norm_", variant, workload, bpe, timing)
+        row["vs_native"] = timing.median_ns / native_ns
+        row["pct_of_roofline"] = roof_ns / timing.median_ns * 100.0
+        rows.append(row)
+    rows[0]["total_norm"] = native_total
+    rows[1]["total_norm"] = numpy_total
+    return rows
+
+
+def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
+    params, grads = workload.make_arrays(seed)
+    itemsize = params[0].itemsize
+    plain = fo.optim.Adam([p.copy() for p in params], backend="native")
+    clipped = fo.optim.Adam([p.copy() for p in params], max_grad_norm=MAX_NORM, backend="native")
+    del params
+    fns = {
+        "Adam": lambda: plain.step(grads),
+        f"Adam max_grad_norm={MAX_NORM:g}": lambda: clipped.step(grads),
+    }
+    timings = measure(fns, budget)
+    plain_ns = timings["Adam"].median_ns
+    rows = []
+    for (variant, timing), extra_reads in zip(timings.items(), (0, 1), strict=True):
+        bpe = itemsize * (3 + 2 * 2 + extra_reads)
+        row = _row("Adam max_grad_norm", variant, workload, bpe, timing)
+        row["vs_plain"] = timing.median_ns / plain_ns
+        rows.append(row)
+    rows[1]["ideal_vs_plain"] = rows[1]["bytes_per_elem"] / rows[0]["bytes_per_elem"]
+    rows[1]["last_grad_norm"] = clipped.last_grad_norm
+    return rows
+
+
+def run_clipping_bench(
+    workload: str = "transformer",
+    *,
+    threads: int = 2,
+    quick: bool = False,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Time (a) ``clip_grad_norm_`` native / NumPy / roofline and (b) Adam with and without
+    ``max_grad_norm`` on ``workload`` (a key of :data:`WORKLOADS`); return one dict per timed
+    function.
+
+    Every row has ``section``, ``variant``, ``workload``, ``n_params``, ``n_tensors``,
+    ``bytes_per_elem``, ``median_ms``, ``p25_ms``, ``p75_ms``, ``n`` (timed calls) and ``gbps``
+    (bytes moved per second at the median). Section ``"clip_grad_norm_"`` rows (variants
+    ``native``, ``numpy``, ``roofline``) add ``vs_native`` (time over native's) and
+    ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows add ``vs_plain`` (time over plain
+    Adam's) and, on the clipped row, ``ideal_vs_plain`` (the bytes ratio) and ``last_grad_norm``.
+    The kernel thread count is set to ``threads`` for the run and restored afterwards.
+    """
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; choose from {', '.join(WORKLOADS)}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    budget = QUICK_BUDGET if quick else FULL_BUDGET
+    old_threads = fo.get_num_threads()
+    fo.set_num_threads(threads)
+    try:
+        chosen = WORKLOADS[workload]
+        rows = _clip_rows(chosen, seed, budget)
+        gc.collect()  # the clip section's arrays, before Adam allocates its own
+        rows += _adam_rows(chosen, seed, budget)
+        gc.collect()
+        return rows
+    finally:
+        fo.set_num_threads(old_threads)
+
+
+def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows of :func:`run_clipping_bench` as two markdown tables."""
+    out = []
+    clip = [r for r in rows if r["section"] == "clip_grad_norm_"]
+    if clip:
+        w = clip[0]
+        out.append(
+            f"clip_grad_norm_ (L2, every call scales) on {w['workload']} "
+            f"({w['n_params']:,} params, {w['n_tensors']} tensors), {w['bytes_per_elem']} B/elem\n"
+        )
+        out.append(
+            markdown_table(
+                [
+                    [
+                        r["variant"],
+                        fmt_time(r["median_ms"]),
+                        f"{r['gbps']:.1f}",
+                        fmt_ratio(r["vs_native"]),
+                        f"{r['pct_of_roofline']:.0f}%",
+                    ]
+                    for r in clip
+                ],
+                ["variant", "ms", "GB/s", "time / native", "% of roofline"],
+            )
+        )
+    adam = [r for r in rows if r["section"] == "Adam max_grad_norm"]
+    if adam:
+        ideal = adam[-1].get("ideal_vs_plain")
+        note = f" (memory-bound ideal {ideal:.2f}x)" if ideal else ""
+        out.append(f"\nAdam with in-step norm clipping vs plain Adam{note}\n")
+        out.append(
+            markdown_table(
+                [
+                    [
+                        r["variant"],
+                        str(r["bytes_per_elem"]),
+                        fmt_time(r["median_ms"]),
+                        f"{r['gbps']:.1f}",
+                        f"{r['vs_plain']:.2f}x",
+                    ]
+                    for r in adam
+                ],
+                ["variant", "B/elem", "ms", "GB/s", "time / plain"],
+            )
+        )
+    return "\n".join(out)
