@@ -16,6 +16,7 @@ import numpy as np
 import ferroptim as fo
 from ferroptim import _native
 from ferroptim.bench import table
+from ferroptim.bench.clipping import clipping_markdown, run_clipping_bench
 from ferroptim.bench.configs import (
     CONFIGS,
     OptimizerConfig,
@@ -28,6 +29,8 @@ from ferroptim.bench.timing import Budget, Timing, measure
 from ferroptim.bench.workloads import WORKLOADS, Workload
 
 MAX_ROOFLINE_STATE = 3
+#: parts of the report: the optimizer table, then the other kernels' benchmarks
+SECTIONS = ("optimizers", "clipping")
 
 
 @dataclass(frozen=True)
@@ -336,6 +339,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--markdown", type=Path, metavar="PATH", help="also write the table as markdown"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--sections",
+        type=_csv,
+        default=None,
+        metavar="A,B",
+        help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -343,25 +353,39 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
+    sections = args.sections or list(SECTIONS)
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(f"error: unknown sections {unknown}; choose from {list(SECTIONS)}", file=sys.stderr)
+        return 2
+    text, report = "", {}
     try:
-        result = run_bench(
-            args.workloads,
-            args.optimizers,
-            threads=args.threads,
-            quick=args.quick,
-            reference=not args.no_reference,
-            seed=args.seed,
-            progress=None if args.quiet else sys.stderr,
-        )
+        if "optimizers" in sections:
+            result = run_bench(
+                args.workloads,
+                args.optimizers,
+                threads=args.threads,
+                quick=args.quick,
+                reference=not args.no_reference,
+                seed=args.seed,
+                progress=None if args.quiet else sys.stderr,
+            )
+            text += result.markdown()
+            report.update(result.to_dict())
+        if "clipping" in sections:
+            rows = run_clipping_bench(
+                "transformer", threads=args.threads, quick=args.quick, seed=args.seed
+            )
+            text += "\n" + clipping_markdown(rows)
+            report["clipping"] = rows
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    text = result.markdown()
     sys.stdout.write(text)
     if args.markdown is not None:
         args.markdown.write_text(text, encoding="utf-8")
     if args.json is not None:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     return 0
 
 
