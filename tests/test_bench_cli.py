@@ -45,10 +45,19 @@ def _number(cell: str) -> float:
     return float(cell.rstrip("%x").replace(",", ""))
 
 
+def test_bench_quick_clipping_section() -> None:
+    proc = _bench("--quick", "--sections", "clipping")
+    assert proc.returncode == 0, proc.stderr
+    assert "clip_grad_norm_" in proc.stdout and "max_grad_norm" in proc.stdout
+    assert all(_number(row[1]) > 0 for row in _table_rows(proc.stdout) if row[0] == "native")
+
+
 def test_bench_quick_mlp(tmp_path: Path) -> None:
     json_path, md_path = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = _bench(
         "--quick",
+        "--sections",
+        "optimizers",
         "--workloads",
         "mlp",
         "--optimizers",
