@@ -31,6 +31,8 @@ def sgd_step(
     weight_decay: float,
     nesterov: bool,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def adagrad_step(
     params: Arrays,
@@ -43,6 +45,8 @@ def adagrad_step(
     weight_decay: float,
     eps: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def adadelta_step(
     params: Arrays,
@@ -56,6 +60,8 @@ def adadelta_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def rmsprop_step(
     params: Arrays,
@@ -72,6 +78,8 @@ def rmsprop_step(
     momentum: float,
     centered: bool,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def adam_step(
     params: Arrays,
@@ -89,6 +97,8 @@ def adam_step(
     amsgrad: bool,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def adamax_step(
     params: Arrays,
@@ -103,6 +113,8 @@ def adamax_step(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def nadam_step(
     params: Arrays,
@@ -120,6 +132,8 @@ def nadam_step(
     momentum_decay: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def radam_step(
     params: Arrays,
@@ -135,6 +149,8 @@ def radam_step(
     weight_decay: float,
     maximize: bool,
     decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
 def lion_step(
     params: Arrays,
@@ -147,5 +163,18 @@ def lion_step(
     beta2: float,
     weight_decay: float,
     maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
 ) -> None: ...
+def global_norm(
+    grads: OptGrads, norm_type: float = 2.0, clip_value: float | None = None
+) -> float: ...
+def tensor_norms(grads: OptGrads, norm_type: float = 2.0) -> list[float]: ...
+def clip_grad_norm_(
+    grads: OptGrads, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+) -> float: ...
+def clip_grad_norm_per_tensor_(
+    grads: OptGrads, max_norm: float, norm_type: float = 2.0
+) -> list[float]: ...
+def clip_grad_value_(grads: OptGrads, clip_value: float) -> None: ...
 def roofline_step(params: Arrays, grads: Arrays, *states: Arrays) -> None: ...
