@@ -178,3 +178,40 @@ def clip_grad_norm_per_tensor_(
 ) -> list[float]: ...
 def clip_grad_value_(grads: OptGrads, clip_value: float) -> None: ...
 def roofline_step(params: Arrays, grads: Arrays, *states: Arrays) -> None: ...
+
+# Batch normalization (rust/python/src/batchnorm.rs; public API in ferroptim.batchnorm).
+# Data arrays: (N, C), (N, C, L) or (N, C, H, W), float32/float64, C-contiguous. Per-channel
+# arrays: (C,), float32 or float64. Statistics and parameter gradients are returned as float64.
+
+def batch_norm_stats(
+    x: NDArray[np.floating],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+def batch_norm_update_running(
+    running_mean: NDArray[np.floating],
+    running_var: NDArray[np.floating],
+    mean: NDArray[np.floating],
+    var: NDArray[np.floating],
+    count: int,
+    momentum: float,
+) -> None: ...
+def batch_norm_forward(
+    x: NDArray[np.floating],
+    out: NDArray[np.floating],
+    mean: NDArray[np.floating],
+    var: NDArray[np.floating],
+    weight: NDArray[np.floating] | None,
+    bias: NDArray[np.floating] | None,
+    *,
+    eps: float,
+    training: bool,
+) -> NDArray[np.float64]: ...
+def batch_norm_backward(
+    dy: NDArray[np.floating],
+    x: NDArray[np.floating],
+    mean: NDArray[np.floating],
+    invstd: NDArray[np.floating],
+    weight: NDArray[np.floating] | None,
+    dx: NDArray[np.floating],
+    *,
+    training: bool,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...

@@ -16,6 +16,7 @@ import numpy as np
 import ferroptim as fo
 from ferroptim import _native
 from ferroptim.bench import table
+from ferroptim.bench.batchnorm import batchnorm_markdown, run_batchnorm_bench
 from ferroptim.bench.clipping import clipping_markdown, run_clipping_bench
 from ferroptim.bench.configs import (
     CONFIGS,
@@ -30,7 +31,7 @@ from ferroptim.bench.workloads import WORKLOADS, Workload
 
 MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
-SECTIONS = ("optimizers", "clipping")
+SECTIONS = ("optimizers", "clipping", "batchnorm")
 
 
 @dataclass(frozen=True)
@@ -378,6 +379,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             )
             text += "\n" + clipping_markdown(rows)
             report["clipping"] = rows
+        if "batchnorm" in sections:
+            rows = run_batchnorm_bench(threads=args.threads, quick=args.quick, seed=args.seed)
+            text += "\n" + batchnorm_markdown(rows)
+            report["batchnorm"] = rows
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

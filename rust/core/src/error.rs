@@ -42,6 +42,31 @@ pub enum Error {
         /// Position in the list.
         index: usize,
     },
+    /// A per-channel array (weight, bias, running statistics, ...) has the wrong length.
+    ChannelCount {
+        /// Which argument (e.g. `"weight"`).
+        arg: &'static str,
+        /// Its length.
+        got: usize,
+        /// The number of channels of the input.
+        expected: usize,
+    },
+    /// An array's element count differs from the layout `n * c * s` it is used with.
+    ElementCount {
+        /// Which argument (e.g. `"x"`, `"dy"`).
+        arg: &'static str,
+        /// Its length.
+        got: usize,
+        /// `n * c * s`.
+        expected: usize,
+    },
+    /// Training-mode batch normalization needs more than one value per channel (`n * s > 1`).
+    TooFewValues {
+        /// Values per channel that were given (`n * s`).
+        per_channel: usize,
+        /// Channels.
+        channels: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -71,6 +96,21 @@ impl fmt::Display for Error {
                 "tensor {index} has {got} state arrays but these options need {expected}"
             ),
             Error::ZeroStep { index } => write!(f, "step of tensor {index} must be at least 1"),
+            Error::ChannelCount { arg, got, expected } => {
+                write!(f, "{arg} has {got} channels but the input has {expected}")
+            }
+            Error::ElementCount { arg, got, expected } => write!(
+                f,
+                "{arg} has {got} elements but the layout needs {expected}"
+            ),
+            Error::TooFewValues {
+                per_channel,
+                channels,
+            } => write!(
+                f,
+                "Expected more than 1 value per channel when training, got {per_channel} value(s) \
+                 per channel for {channels} channels"
+            ),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! ```
 
 mod assist;
+pub mod batchnorm;
 pub mod clip;
 mod error;
 mod fused;

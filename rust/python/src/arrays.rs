@@ -107,14 +107,16 @@ pub struct Batch {
     scalars: Option<*mut f32>,
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+/// The Python type name of `obj`, for error messages.
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "object".to_string())
 }
 
-fn shape_str(shape: &[usize]) -> String {
+/// A shape as Python prints a tuple: `(3,)`, `(4, 5)`.
+pub(crate) fn shape_str(shape: &[usize]) -> String {
     match shape {
         [n] => format!("({n},)"),
         _ => format!(

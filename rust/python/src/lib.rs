@@ -1,6 +1,7 @@
 //! `ferroptim._native`: the Python face of ferroptim-core. Private; use the `ferroptim` package.
 
 mod arrays;
+mod batchnorm;
 mod clip;
 mod optim;
 
@@ -63,6 +64,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_update_running, m)?)?;
+    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adagrad_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::adadelta_step, m)?)?;
