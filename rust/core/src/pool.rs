@@ -228,14 +228,24 @@ mod tests {
                 Range(start - n, start)
             })
             .collect();
+        // Other tests change the thread count concurrently, and with one thread nothing is cut:
+        // check coverage through the public path, and the cutting on its own.
         let covered = AtomicUsize::new(0);
-        let max_piece = AtomicUsize::new(0);
         for_each_piece(items, |r| {
+            covered.fetch_add(r.len(), Ordering::Relaxed);
+        });
+        assert_eq!(covered.into_inner(), sizes.iter().sum::<usize>());
+        let total: usize = sizes.iter().sum();
+        let (covered, max_piece) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        split_run(Range(0, total), &|r: Range| {
             covered.fetch_add(r.len(), Ordering::Relaxed);
             max_piece.fetch_max(r.len(), Ordering::Relaxed);
         });
-        assert_eq!(covered.into_inner(), sizes.iter().sum::<usize>());
+        assert_eq!(covered.into_inner(), total);
         assert!(max_piece.into_inner() <= GRAIN_ELEMENTS);
+        let pieces = cut(vec![Range(0, total)], ASSIST_PIECE_ELEMENTS);
+        assert_eq!(pieces.iter().map(Splittable::len).sum::<usize>(), total);
+        assert!(pieces.iter().all(|p| p.len() <= ASSIST_PIECE_ELEMENTS));
     }
 
     #[test]
