@@ -42,7 +42,7 @@ macro_rules! for_each_dtype {
     }};
 }
 
-/// The element type of a parameter.
+/// The element type of an array argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dtype {
     F32,
@@ -52,8 +52,8 @@ pub enum Dtype {
 /// One checked array: where its data is and how many elements it has.
 #[derive(Clone, Copy)]
 pub struct RawArray {
-    data: *mut u8,
-    len: usize,
+    pub(crate) data: *mut u8,
+    pub(crate) len: usize,
     bytes: usize,
 }
 
@@ -150,17 +150,118 @@ pub fn items<'py>(arg: &'static str, obj: &Bound<'py, PyAny>) -> PyResult<Vec<Bo
     )))
 }
 
+/// How an argument is named in error messages: `x`, or `grads[3]`.
+#[derive(Clone, Copy)]
+pub(crate) enum Label {
+    Name(&'static str),
+    Item(&'static str, usize),
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Label::Name(name) => write!(f, "{name}"),
+            Label::Item(name, index) => write!(f, "{name}[{index}]"),
+        }
+    }
+}
+
+/// The float dtypes, looked up once per call, and the checks every array argument gets.
+pub(crate) struct Dtypes<'py> {
+    f32: Bound<'py, PyArrayDescr>,
+    f64: Bound<'py, PyArrayDescr>,
+}
+
+impl<'py> Dtypes<'py> {
+    pub(crate) fn new(py: Python<'py>) -> Self {
+        Dtypes {
+            f32: numpy::dtype::<f32>(py),
+            f64: numpy::dtype::<f64>(py),
+        }
+    }
+
+    /// Check one array: an ndarray of float32 or float64 in native byte order, with the dtype and
+    /// shape of `like` (whose owner is named in the message) when given, C-contiguous, aligned, and
+    /// writeable if `written`.
+    pub(crate) fn check<'a>(
+        &self,
+        obj: &'a Bound<'py, PyAny>,
+        label: Label,
+        written: bool,
+        like: Option<(Dtype, &[usize], Label)>,
+    ) -> PyResult<(&'a Bound<'py, PyUntypedArray>, Dtype, RawArray)> {
+        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{label} must be a numpy.ndarray, got {}",
+                type_name(obj)
+            ))
+        })?;
+        let descr = array.dtype();
+        // Built-in dtypes are singletons, so pointer equality settles the common case.
+        let dtype = if descr.is(&self.f32) || descr.is_equiv_to(&self.f32) {
+            Dtype::F32
+        } else if descr.is(&self.f64) || descr.is_equiv_to(&self.f64) {
+            Dtype::F64
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "{label} has dtype {descr}; expected float32 or float64 in native byte order"
+            )));
+        };
+        if let Some((want, shape, owner)) = like {
+            if dtype != want {
+                return Err(PyTypeError::new_err(format!(
+                    "{label} has dtype {descr} but {owner} has dtype {}",
+                    dtype_name(want)
+                )));
+            }
+            if array.shape() != shape {
+                return Err(PyValueError::new_err(format!(
+                    "{label} has shape {} but {owner} has shape {}",
+                    shape_str(array.shape()),
+                    shape_str(shape)
+                )));
+            }
+        }
+        if !array.is_c_contiguous() {
+            return Err(PyValueError::new_err(format!(
+                "{label} is not C-contiguous; pass a contiguous array (np.ascontiguousarray \
+                 makes a copy, which would not be updated in place)"
+            )));
+        }
+        let len: usize = array.shape().iter().product();
+        let (flags, data) = flags_and_data(array);
+        if len > 0 && flags & npyffi::NPY_ARRAY_ALIGNED == 0 {
+            return Err(PyValueError::new_err(format!(
+                "{label} is not aligned for its dtype"
+            )));
+        }
+        if written && flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
+            return Err(PyValueError::new_err(format!(
+                "{label} is read-only; it must be writeable to be updated in place"
+            )));
+        }
+        let item = match dtype {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        };
+        let raw = RawArray {
+            data,
+            len,
+            bytes: len * item,
+        };
+        Ok((array, dtype, raw))
+    }
+}
+
 struct Checker<'py> {
-    f32_dtype: Bound<'py, PyArrayDescr>,
-    f64_dtype: Bound<'py, PyArrayDescr>,
+    dtypes: Dtypes<'py>,
     spans: Vec<Span>,
 }
 
 impl<'py> Checker<'py> {
     fn new(py: Python<'py>) -> Self {
         Checker {
-            f32_dtype: numpy::dtype::<f32>(py),
-            f64_dtype: numpy::dtype::<f64>(py),
+            dtypes: Dtypes::new(py),
             spans: Vec::new(),
         }
     }
@@ -174,65 +275,9 @@ impl<'py> Checker<'py> {
         written: bool,
         like: Option<(Dtype, &[usize])>,
     ) -> PyResult<(RawArray, Dtype)> {
-        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{arg}[{index}] must be a numpy.ndarray, got {}",
-                type_name(obj)
-            ))
-        })?;
-        let descr = array.dtype();
-        // Built-in dtypes are singletons, so pointer equality settles the common case.
-        let dtype = if descr.is(&self.f32_dtype) || descr.is_equiv_to(&self.f32_dtype) {
-            Dtype::F32
-        } else if descr.is(&self.f64_dtype) || descr.is_equiv_to(&self.f64_dtype) {
-            Dtype::F64
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "{arg}[{index}] has dtype {descr}; expected float32 or float64 in native byte order"
-            )));
-        };
-        if let Some((want, shape)) = like {
-            if dtype != want {
-                return Err(PyTypeError::new_err(format!(
-                    "{arg}[{index}] has dtype {descr} but params[{index}] has dtype {}",
-                    dtype_name(want)
-                )));
-            }
-            if array.shape() != shape {
-                return Err(PyValueError::new_err(format!(
-                    "{arg}[{index}] has shape {} but params[{index}] has shape {}",
-                    shape_str(array.shape()),
-                    shape_str(shape)
-                )));
-            }
-        }
-        if !array.is_c_contiguous() {
-            return Err(PyValueError::new_err(format!(
-                "{arg}[{index}] is not C-contiguous; pass a contiguous array (np.ascontiguousarray \
-                 makes a copy, which would not be updated in place)"
-            )));
-        }
-        let len: usize = array.shape().iter().product();
-        let (flags, data) = flags_and_data(array);
-        if len > 0 && flags & npyffi::NPY_ARRAY_ALIGNED == 0 {
-            return Err(PyValueError::new_err(format!(
-                "{arg}[{index}] is not aligned for its dtype"
-            )));
-        }
-        if written && flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
-            return Err(PyValueError::new_err(format!(
-                "{arg}[{index}] is read-only; it must be writeable to be updated in place"
-            )));
-        }
-        let item = match dtype {
-            Dtype::F32 => 4,
-            Dtype::F64 => 8,
-        };
-        let raw = RawArray {
-            data,
-            len,
-            bytes: len * item,
-        };
+        let label = Label::Item(arg, index);
+        let like = like.map(|(dtype, shape)| (dtype, shape, Label::Item("params", index)));
+        let (_, dtype, raw) = self.dtypes.check(obj, label, written, like)?;
         self.record(raw, written, arg, index);
         Ok((raw, dtype))
     }

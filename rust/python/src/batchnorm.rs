@@ -15,23 +15,16 @@
 //! more than one value per channel. Errors are `TypeError` (not an array, wrong dtype) or
 //! `ValueError` (everything else) naming the argument. Kernels run without the GIL.
 
-use crate::arrays::{shape_str, type_name};
+use crate::arrays::{shape_str, Dtype, Dtypes, Label};
 use ferroptim_core::batchnorm::{self as bn, Layout, Normalization};
 use ferroptim_core::Real;
-use numpy::npyffi;
 use numpy::prelude::*;
-use numpy::{PyArray1, PyUntypedArray};
+use numpy::PyArray1;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 type Any<'py> = Bound<'py, PyAny>;
 type F64Array<'py> = Bound<'py, PyArray1<f64>>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Dtype {
-    F32,
-    F64,
-}
 
 /// Evaluate `$body` with the type `$t` bound to the element type of `$dtype`.
 macro_rules! with_dtype {
@@ -102,48 +95,11 @@ impl Arr {
 /// Check one array: ndarray, float32/float64 in native byte order, C-contiguous, aligned, and
 /// writeable if `written`.
 fn check(obj: &Any<'_>, name: &'static str, written: bool) -> PyResult<Arr> {
-    let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{name} must be a numpy.ndarray, got {}",
-            type_name(obj)
-        ))
-    })?;
-    let py = obj.py();
-    let descr = array.dtype();
-    let dtype = if descr.is_equiv_to(&numpy::dtype::<f32>(py)) {
-        Dtype::F32
-    } else if descr.is_equiv_to(&numpy::dtype::<f64>(py)) {
-        Dtype::F64
-    } else {
-        return Err(PyTypeError::new_err(format!(
-            "{name} has dtype {descr}; expected float32 or float64 in native byte order"
-        )));
-    };
-    if !array.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "{name} is not C-contiguous; pass a contiguous array (np.ascontiguousarray)"
-        )));
-    }
-    let len: usize = array.shape().iter().product();
-    // Safety: `array` is a live ndarray; these are the fields PyArray_FLAGS and PyArray_DATA read.
-    let (flags, data) = unsafe {
-        let raw = array.as_array_ptr();
-        ((*raw).fields.flags, (*raw).fields.data as usize)
-    };
-    if len > 0 && flags & npyffi::NPY_ARRAY_ALIGNED == 0 {
-        return Err(PyValueError::new_err(format!(
-            "{name} is not aligned for its dtype"
-        )));
-    }
-    if written && flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
-        return Err(PyValueError::new_err(format!(
-            "{name} is read-only; it must be writeable"
-        )));
-    }
+    let (array, dtype, raw) = Dtypes::new(obj.py()).check(obj, Label::Name(name), written, None)?;
     Ok(Arr {
         name,
-        addr: data,
-        len,
+        addr: raw.data as usize,
+        len: raw.len,
         dtype,
         shape: array.shape().to_vec(),
         written,
