@@ -91,7 +91,8 @@ class Adam(Optimizer):
             amsgrad=group["amsgrad"],
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
-            **self._clip,
+            grad_scale=self._grad_scale,
+            clip_value=self._clip_value,
         )
 
 

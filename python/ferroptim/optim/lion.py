@@ -65,5 +65,6 @@ class Lion(Optimizer):
             beta2=beta2,
             weight_decay=group["weight_decay"],
             maximize=group["maximize"],
-            **self._clip,
+            grad_scale=self._grad_scale,
+            clip_value=self._clip_value,
         )

@@ -96,5 +96,6 @@ class NAdam(Optimizer):
             momentum_decay=group["momentum_decay"],
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
-            **self._clip,
+            grad_scale=self._grad_scale,
+            clip_value=self._clip_value,
         )

@@ -76,7 +76,8 @@ class Optimizer:
         self.clip_value = clip_value
         #: the global gradient norm used by the last step (None without ``max_grad_norm``)
         self.last_grad_norm: float | None = None
-        self._clip: dict[str, float] = {}
+        #: this step's norm-clipping factor (1.0 without max_grad_norm), passed to the kernels
+        self._grad_scale = 1.0
         self._kernel = getattr(BACKENDS[backend], self.kernel_name)
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
@@ -101,6 +102,8 @@ class Optimizer:
             if value <= 0:
                 raise ValueError(f"Invalid max_grad_norm value: {value} (expected > 0)")
         self._max_grad_norm = value
+        self._grad_scale = 1.0
+        self.last_grad_norm = None
 
     @property
     def clip_value(self) -> float | None:
@@ -111,25 +114,20 @@ class Optimizer:
     def clip_value(self, value: float | None) -> None:
         self._clip_value = None if value is None else check_number("clip_value", value)
 
-    @property
-    def _clipping(self) -> bool:
-        return self._max_grad_norm is not None or self._clip_value is not None
-
-    def _clip_arguments(self, grads: Sequence) -> dict[str, float]:
-        """The kernels' ``grad_scale`` / ``clip_value`` for this step (a read pass for the norm)."""
-        max_norm, clip_value = self._max_grad_norm, self._clip_value
-        out = {} if clip_value is None else {"clip_value": clip_value}
+    def _norm_clip_factor(self, grads: Sequence) -> float:
+        """This step's ``grad_scale`` for the kernels (a read pass for the global norm), and
+        ``last_grad_norm``."""
+        max_norm = self._max_grad_norm
         if max_norm is None:
             self.last_grad_norm = None
-            return out
+            return 1.0
         if all(g is None for g in grads):
             self.last_grad_norm = 0.0
-            return out
-        total = clip.global_norm(grads, 2.0, clip_value, backend=self.backend)
-        coef = max_norm / (total + 1e-6)  # torch's clip coefficient, NaN for a NaN norm
-        out["grad_scale"] = 1.0 if coef > 1.0 else coef
+            return 1.0
+        total = clip.global_norm(grads, 2.0, self._clip_value, backend=self.backend)
         self.last_grad_norm = total
-        return out
+        coef = max_norm / (total + 1e-6)  # torch's clip coefficient, NaN for a NaN norm
+        return 1.0 if coef > 1.0 else coef
 
     # ----- groups and state -------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -203,7 +201,8 @@ class Optimizer:
                     raise ValueError(
                         f"grads: got {len(grads)} gradients for {len(group['params'])} params"
                     )
-                self._clip = self._clip_arguments(grads) if self._clipping else {}
+                if self._max_grad_norm is not None:
+                    self._grad_scale = self._norm_clip_factor(grads)
                 self._step_group(group, self._group_states[0], grads)
                 return
             total = sum(len(g["params"]) for g in groups)
@@ -220,7 +219,8 @@ class Optimizer:
             for group, state, group_grads, offset in plan:
                 self._precheck(group, state, group_grads, offset, spans)
             check_disjoint(spans)
-            self._clip = self._clip_arguments(grads) if self._clipping else {}
+            if self._max_grad_norm is not None:
+                self._grad_scale = self._norm_clip_factor(grads)
             for group, state, group_grads, _ in plan:
                 self._step_group(group, state, group_grads)
 
@@ -262,7 +262,7 @@ class Optimizer:
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
         """Call the fused kernel for one group. Subclasses implement it, reading every state array
         they need as ``state.arrays[name]`` (a missing one raises KeyError, which allocates it),
-        and passing ``**self._clip`` (this step's clipping arguments) to the kernel."""
+        and passing ``grad_scale=self._grad_scale, clip_value=self._clip_value`` to the kernel."""
         raise NotImplementedError
 
     # ----- state_dict -------------------------------------------------------------------------

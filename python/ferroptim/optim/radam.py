@@ -83,5 +83,6 @@ class RAdam(Optimizer):
             weight_decay=group["weight_decay"],
             maximize=group["maximize"],
             decoupled_weight_decay=group["decoupled_weight_decay"],
-            **self._clip,
+            grad_scale=self._grad_scale,
+            clip_value=self._clip_value,
         )

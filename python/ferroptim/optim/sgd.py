@@ -102,5 +102,6 @@ class SGD(Optimizer):
             weight_decay=group["weight_decay"],
             nesterov=group["nesterov"],
             maximize=group["maximize"],
-            **self._clip,
+            grad_scale=self._grad_scale,
+            clip_value=self._clip_value,
         )
