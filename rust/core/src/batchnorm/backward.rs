@@ -250,18 +250,16 @@ impl<'a, T: Real> Kernel for SumsTask<'a, '_, T> {
 fn run_sums<T: Real>(dy: &[T], x: &[T], m: f64) -> (f64, f64) {
     let (mut a, mut b) = ([0.0f64; LANES], [0.0f64; LANES]);
     let x = &x[..dy.len()];
-    let mut gc = dy.chunks_exact(LANES);
-    let mut xc = x.chunks_exact(LANES);
-    for (g, v) in (&mut gc).zip(&mut xc) {
-        let g: &[T; LANES] = g.try_into().expect("chunks_exact");
-        let v: &[T; LANES] = v.try_into().expect("chunks_exact");
+    let (gc, g_tail) = dy.as_chunks::<LANES>();
+    let (xc, x_tail) = x.as_chunks::<LANES>();
+    for (g, v) in gc.iter().zip(xc) {
         for k in 0..LANES {
             let g = g[k].to_f64();
             a[k] += g;
             b[k] += g * (v[k].to_f64() - m);
         }
     }
-    for (k, (&g, &v)) in gc.remainder().iter().zip(xc.remainder()).enumerate() {
+    for (k, (&g, &v)) in g_tail.iter().zip(x_tail).enumerate() {
         let g = g.to_f64();
         a[k] += g;
         b[k] += g * (v.to_f64() - m);

@@ -207,8 +207,7 @@ pub(crate) fn lane_sum<T: Real>(xs: &[T], ahead: &[T], f: impl Fn(f64) -> f64) -
         if let Some(p) = next.next() {
             prefetch(p);
         }
-        for (a, c) in acc.iter_mut().zip(chunk.chunks_exact(8)) {
-            let c: &[T; 8] = c.try_into().expect("chunks of 8");
+        for (a, c) in acc.iter_mut().zip(chunk.as_chunks::<8>().0) {
             let mut t = [0.0f64; 8];
             for k in 0..8 {
                 t[k] = f(c[k].to_f64());
