@@ -7,7 +7,7 @@ from numbers import Real
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ferroptim.reference._checks import ArrayChecker
 
 
 def check_number(
@@ -48,45 +48,13 @@ def check_flag(name: str, value: object) -> bool:
     return bool(value)
 
 
-def check_params(params: list, offset: int = 0) -> None:
-    """Check parameters are distinct, writeable, C-contiguous float32/float64 arrays.
-
-    ``offset`` is the index of ``params[0]`` among all of the optimizer's parameters.
-    """
-    spans = []
-    for i, p in enumerate(params, start=offset):
-        if not isinstance(p, np.ndarray):
-            raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
-        if p.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"params[{i}] has dtype {p.dtype}; expected float32 or float64")
-        if not p.flags.c_contiguous:
-            raise ValueError(f"params[{i}] is not C-contiguous; it could not be updated in place")
-        if not p.flags.writeable:
-            raise ValueError(f"params[{i}] is read-only; it must be writeable")
-        if not p.flags.aligned:
-            raise ValueError(f"params[{i}] is not aligned for its dtype")
-        spans.append((p, f"params[{i}]", True))
-    check_disjoint(spans)
-
-
-def check_disjoint(arrays: list[tuple[np.ndarray, str, bool]]) -> None:
-    """Refuse any memory overlap between a written array and any other array.
-
-    ``arrays`` holds ``(array, label, written)`` triples; the error names both labels.
-    """
-    spans = []
-    for array, label, written in arrays:
-        if array.nbytes:
-            start = array.__array_interface__["data"][0]
-            spans.append((start, start + array.nbytes, label, written))
-    spans.sort(key=lambda s: s[0])
-    reach: list = []  # spans seen so far that still extend past the current start
-    for start, end, label, written in spans:
-        reach = [s for s in reach if s[1] > start]
-        for other in reach:
-            if written or other[3]:
-                raise ValueError(f"{label} shares memory with {other[2]}; arrays must be distinct")
-        reach.append((start, end, label, written))
+def check_params(params: list) -> None:
+    """Check parameters are distinct, writeable, aligned, C-contiguous float32/float64 arrays,
+    with the native kernels' checks and messages."""
+    checker = ArrayChecker()
+    for i, p in enumerate(params):
+        checker.array(p, "params", i, True)
+    checker.check_overlaps()
 
 
 def check_adam_like(group: dict, flags: tuple[str, ...] = ()) -> None:

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ferroptim import _native, clip, reference
-from ferroptim.optim._checks import check_disjoint, check_number, check_params
+from ferroptim.optim._checks import check_number, check_params
+from ferroptim.reference._checks import ArrayChecker
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
 
@@ -215,40 +216,35 @@ class Optimizer:
                 n = len(group["params"])
                 plan.append((group, state, list(grads[start : start + n]), start))
                 start += n
-            spans: list = []
+            checker = ArrayChecker()
             for group, state, group_grads, offset in plan:
-                self._precheck(group, state, group_grads, offset, spans)
-            check_disjoint(spans)
+                self._precheck(group, state, group_grads, offset, checker)
+            checker.check_overlaps()
             if self._max_grad_norm is not None:
                 self._grad_scale = self._norm_clip_factor(grads)
             for group, state, group_grads, _ in plan:
                 self._step_group(group, state, group_grads)
 
     def _precheck(
-        self, group: dict[str, Any], state: _GroupState, grads: list, offset: int, spans: list
+        self,
+        group: dict[str, Any],
+        state: _GroupState,
+        grads: list,
+        offset: int,
+        checker: ArrayChecker,
     ) -> None:
-        """Check a group's gradients against its params, and collect the memory every array of the
-        step occupies into ``spans``, so that several groups can be checked before any is updated
-        (the kernels check one group at a time)."""
+        """Check a group's hyperparameters and gradients, recording every array of the step in
+        ``checker``, so that several groups can be checked before any is updated (the kernels
+        check one group at a time)."""
         self.validate_group(dict(group))
         self._ensure_state(group, state)
         for i, (p, g) in enumerate(zip(group["params"], grads, strict=True), start=offset):
             if g is None:
                 continue
-            spans.append((p, f"params[{i}]", True))
+            checker.record(p, True, "params", i)
+            checker.array(g, "grads", i, False, like=p)
             for name in self.active_states(group):
-                spans.append((state.arrays[name][i - offset], f"state[{i}][{name!r}]", True))
-            if not isinstance(g, np.ndarray):
-                raise TypeError(f"grads[{i}] must be a numpy.ndarray, got {type(g).__name__}")
-            if g.dtype != p.dtype:
-                raise TypeError(f"grads[{i}] has dtype {g.dtype} but params[{i}] has {p.dtype}")
-            if g.shape != p.shape:
-                raise ValueError(
-                    f"grads[{i}] has shape {g.shape} but params[{i}] has shape {p.shape}"
-                )
-            if not g.flags.c_contiguous or not g.flags.aligned:
-                raise ValueError(f"grads[{i}] is not C-contiguous and aligned")
-            spans.append((g, f"grads[{i}]", False))
+                checker.record(state.arrays[name][i - offset], True, name, i)
 
     def _step_group(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
         try:

@@ -174,7 +174,11 @@ def _address(array: np.ndarray) -> int:
     return int(array.__array_interface__["data"][0])
 
 
-class _Checker:
+class ArrayChecker:
+    """The native argument checks, in Python: per-array checks that name ``arg[index]``, and the
+    overlap sweep over every recorded array. Also used by the optimizers to check several
+    parameter groups before any is updated."""
+
     def __init__(self) -> None:
         self.spans: list[_Span] = []
 
@@ -285,7 +289,7 @@ def gather(
             raise ValueError(f"{state.name} has {len(items)} arrays for {n} params")
         lists.append((state.name, items))
 
-    checker = _Checker()
+    checker = ArrayChecker()
     stepped: list[tuple[int, np.ndarray, np.ndarray, list[np.ndarray]]] = []
     for i in range(n):
         if grad_list[i] is None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ferroptim.reference._checks import _Checker, _items, flag, real
+from ferroptim.reference._checks import ArrayChecker, _items, flag, real
 from ferroptim.reference._common import cast, clamp, ieee
 from ferroptim.reference._types import OptGrads
 
@@ -84,7 +84,7 @@ def _clip_bound(value: float) -> float:
 def _gather(grads: object, written: bool) -> list[np.ndarray]:
     """The checked arrays of ``grads`` in order, ``None`` entries skipped (the native rules:
     float32/float64, C-contiguous, aligned; writeable and non-overlapping when ``written``)."""
-    checker = _Checker()
+    checker = ArrayChecker()
     arrays = [
         checker.array(a, "grads", i, written)
         for i, a in enumerate(_items("grads", grads))
