@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet "maturin>=1.5,<2" "numpy>=1.24" "pytest>=7" "hypothesis>=6" "pytest-benchmark>=4" "ruff>=0.5"
+	$(PIP) install --quiet "maturin>=1.5,<2" "numpy>=1.24" "pytest>=7" "hypothesis>=6" "pytest-benchmark>=4" "ruff>=0.5" "scikit-learn>=1.3" "matplotlib>=3.7" "tqdm>=4.60"
 	touch $(STAMP)
 
 build: $(STAMP)

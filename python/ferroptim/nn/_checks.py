@@ -1,0 +1,80 @@
+"""Argument checks shared by the nn modules: dtypes, input arrays, hyperparameters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """``float32`` or ``float64`` as a NumPy dtype; anything else raises ``TypeError``."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if resolved not in _FLOATS:
+        raise TypeError(f"dtype must be float32 or float64, got {resolved}")
+    return resolved
+
+
+def check_input(
+    x: Any,
+    dtype: np.dtype,
+    *,
+    name: str = "input",
+    ndim: int | tuple[int, ...] | None = None,
+    axis_size: tuple[int, int] | None = None,
+    layer: str = "",
+) -> np.ndarray:
+    """``x`` as a C-contiguous array of ``dtype`` (converted, never modified).
+
+    ``ndim`` is the allowed rank (or ranks); ``axis_size=(axis, n)`` requires ``x.shape[axis] == n``
+    (the feature or channel count). Errors name ``layer`` and ``name``.
+    """
+    where = f"{layer}: " if layer else ""
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (str, bytes)) or x is None:
+            raise TypeError(f"{where}{name} must be a numeric array, got {type(x).__name__}")
+        x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{where}{name} must be numeric, got dtype {x.dtype}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if x.ndim not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{where}{name} must have {want} dimensions, got shape {x.shape}")
+    if axis_size is not None:
+        axis, size = axis_size
+        if x.shape[axis] != size:
+            raise ValueError(
+                f"{where}{name} must have {size} features on axis {axis}, got shape {x.shape}"
+            )
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """A positive integer (bools rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def check_probability(value: Any, name: str) -> float:
+    """A float in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a float in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return float(value)
+
+
+def require_cache(cache: Any, layer: str) -> Any:
+    """The forward cache, or a ``RuntimeError`` saying backward came before forward."""
+    if cache is None:
+        raise RuntimeError(f"{layer}: backward called before forward (or twice for one forward)")
+    return cache

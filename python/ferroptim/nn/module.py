@@ -1,0 +1,273 @@
+"""The module base class: parameters, gradients, buffers, children, train/eval, state_dict.
+
+Modules hold NumPy arrays. A parameter has a gradient array of the same shape and dtype that
+``backward`` accumulates into (``+=``) and ``zero_grad`` clears in place, so an optimizer built
+from ``parameters()`` can be stepped with ``gradients()`` every iteration without reallocating.
+Names follow torch: own parameters first, then each child's under ``"<child>.<name>"``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ferroptim.nn._checks import resolve_dtype
+
+_RESERVED = ("_parameters", "_gradients", "_buffers", "_modules", "_frozen")
+
+
+class Module:
+    """Base class of every layer, activation, loss-free block and container.
+
+    Subclasses call ``super().__init__(dtype)``, register arrays with :meth:`register_parameter`
+    and :meth:`register_buffer`, assign child modules as attributes, and implement
+    ``forward(x)`` (caching what ``backward`` needs) and ``backward(dy)`` (adding parameter
+    gradients into ``self.grad(name)`` and returning d loss / d x).
+
+    Parameters
+    ----------
+    dtype : numpy dtype, optional
+        ``float32`` (default) or ``float64``; parameters are created and computed in it.
+    """
+
+    def __init__(self, dtype: Any = np.float32) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_gradients", {})
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_frozen", set())
+        self.dtype = resolve_dtype(dtype)
+        self.training = True
+
+    # --- registration -------------------------------------------------------------------------
+    def register_parameter(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register ``value`` (cast to the module dtype, C-contiguous) as parameter ``name`` and
+        give it a zero gradient array; returns the stored array."""
+        array = np.ascontiguousarray(value, dtype=self.dtype)
+        if array is value and not array.flags.writeable:
+            raise ValueError(f"parameter {name!r} must be writeable")
+        self._parameters[name] = array
+        self._gradients[name] = np.zeros_like(array)
+        object.__setattr__(self, name, array)
+        return array
+
+    def register_buffer(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register a non-trainable array saved in ``state_dict`` (e.g. running statistics)."""
+        array = np.ascontiguousarray(value)
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+        return array
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _RESERVED:
+            raise AttributeError(f"{name} is reserved by Module")
+        if isinstance(value, Module):
+            self._modules[name] = value
+        elif name in self._parameters:
+            array = np.asarray(value)
+            old = self._parameters[name]
+            if array.shape != old.shape or array.dtype != old.dtype:
+                raise ValueError(
+                    f"parameter {name!r} must keep shape {old.shape} and dtype {old.dtype}, "
+                    f"got {array.shape} {array.dtype}"
+                )
+            self._parameters[name] = array
+        elif name in self._buffers:
+            self._buffers[name] = np.asarray(value)
+        object.__setattr__(self, name, value)
+
+    # --- forward / backward ----------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def grad(self, name: str) -> np.ndarray:
+        """The gradient array of own parameter ``name`` (accumulate into it with ``+=``)."""
+        return self._gradients[name]
+
+    def requires_grad(self, name: str) -> bool:
+        """Whether own parameter ``name`` is trainable (not frozen)."""
+        return name not in self._frozen
+
+    # --- traversal ------------------------------------------------------------------------------
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._modules.items()
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module (named ``prefix``) and every descendant, depth first, in torch's order."""
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def _named(self, attr: str) -> Iterator[tuple[str, Module, str]]:
+        for prefix, module in self.named_modules():
+            for name in getattr(module, attr):
+                yield (f"{prefix}.{name}" if prefix else name), module, name
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
+        """``(name, array)`` for every parameter, torch's names and order (``"0.weight"``)."""
+        return [(full, m._parameters[n]) for full, m, n in self._named("_parameters")]
+
+    def parameters(self) -> list[np.ndarray]:
+        """Every parameter array, in ``named_parameters`` order (frozen ones included)."""
+        return [array for _, array in self.named_parameters()]
+
+    def named_gradients(self) -> list[tuple[str, np.ndarray | None]]:
+        """``(name, gradient)`` aligned with ``named_parameters``; ``None`` for frozen parameters,
+        which optimizers then skip."""
+        return [
+            (full, None if n in m._frozen else m._gradients[n])
+            for full, m, n in self._named("_parameters")
+        ]
+
+    def gradients(self) -> list[np.ndarray | None]:
+        """Gradients aligned with ``parameters()`` (``None`` where a parameter is frozen)."""
+        return [grad for _, grad in self.named_gradients()]
+
+    def named_buffers(self) -> list[tuple[str, np.ndarray]]:
+        return [(full, m._buffers[n]) for full, m, n in self._named("_buffers")]
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(
+            m._parameters[n].size
+            for _, m, n in self._named("_parameters")
+            if not (trainable_only and n in m._frozen)
+        )
+
+    # --- modes, gradients, freezing ---------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (dropout active, batch norm uses and updates batch statistics)."""
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero in place."""
+        for module in self.modules():
+            for grad in module._gradients.values():
+                grad.fill(0)
+
+    def freeze(self, *names: str) -> Module:
+        """Freeze parameters (all of this module's when no names are given; otherwise full names
+        as in ``named_parameters``): their gradients read as ``None`` and optimizers skip them."""
+        self._set_frozen(names, True)
+        return self
+
+    def unfreeze(self, *names: str) -> Module:
+        """Undo :meth:`freeze` for the given full names (all when none are given)."""
+        self._set_frozen(names, False)
+        return self
+
+    def _set_frozen(self, names: tuple[str, ...], frozen: bool) -> None:
+        entries = list(self._named("_parameters"))
+        known = {full for full, _, _ in entries}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise KeyError(f"no parameter named {unknown[0]!r}; known: {sorted(known)}")
+        for full, module, name in entries:
+            if names and full not in names:
+                continue
+            if frozen:
+                module._frozen.add(name)
+            else:
+                module._frozen.discard(name)
+
+    # --- state_dict -------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Copies of every parameter and buffer under torch's keys and layouts (parameters of a
+        module before its buffers, modules depth first), e.g. ``"1.running_mean"``."""
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
+        for prefix, module in self.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            for name, array in module._parameters.items():
+                out[dot + name] = array.copy()
+            for name, array in module._buffers.items():
+                out[dot + name] = array.copy()
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy arrays into the existing parameters and buffers (in place, so optimizers built
+        on ``parameters()`` keep working).
+
+        Every key, shape and value is checked before anything is written: with ``strict`` a
+        missing or unexpected key raises ``KeyError`` naming it; a shape mismatch raises
+        ``ValueError`` naming the key and both shapes; non-numeric values raise ``TypeError``.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        targets = {}
+        for prefix, module in self.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            for store in (module._parameters, module._buffers):
+                for name, array in store.items():
+                    targets[dot + name] = array
+        if strict:
+            missing = [key for key in targets if key not in state_dict]
+            if missing:
+                raise KeyError(f"state_dict is missing key {missing[0]!r} (missing: {missing})")
+            extra = [key for key in state_dict if key not in targets]
+            if extra:
+                raise KeyError(f"state_dict has unexpected key {extra[0]!r} (unexpected: {extra})")
+        staged = []
+        for key, target in targets.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"state_dict[{key!r}] must be numeric, got dtype {value.dtype}")
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"state_dict[{key!r}] has shape {value.shape}, expected {target.shape}"
+                )
+            staged.append((target, value))
+        for target, value in staged:
+            np.copyto(target, value, casting="unsafe")
+
+    # --- random state (dropout and other stochastic modules) ----------------------------
+    def rng_state(self) -> dict[str, Any]:
+        """The state of every module's random generator (``module.rng``), by module name, as
+        plain JSON-compatible dicts; restores with :meth:`set_rng_state`."""
+        return {
+            prefix: module.rng.bit_generator.state
+            for prefix, module in self.named_modules()
+            if isinstance(getattr(module, "rng", None), np.random.Generator)
+        }
+
+    def set_rng_state(self, state: Mapping[str, Any]) -> None:
+        """Restore generator states captured by :meth:`rng_state` (all names checked first)."""
+        modules = dict(self.named_modules())
+        for prefix in state:
+            if not isinstance(getattr(modules.get(prefix), "rng", None), np.random.Generator):
+                raise KeyError(f"rng state names {prefix!r}, which has no random generator")
+        for prefix, value in state.items():
+            modules[prefix].rng.bit_generator.state = value
+
+    # --- display ----------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + ("\n)" if self._modules else ")")
