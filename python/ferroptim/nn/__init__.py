@@ -5,7 +5,8 @@ parameter gradients and returns d loss / d x, and ``parameters()`` / ``gradients
 ``ferroptim.optim`` optimizer. ``state_dict()`` uses torch's keys, so weights move between the two.
 """
 
+from ferroptim.nn._rng import manual_seed
 from ferroptim.nn.container import Sequential
 from ferroptim.nn.module import Module
 
-__all__ = ["Module", "Sequential"]
+__all__ = ["Module", "Sequential", "manual_seed"]
