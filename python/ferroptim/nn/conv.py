@@ -1,0 +1,194 @@
+"""Conv2d (``torch.nn.Conv2d``) by im2col + matmul, and the window helpers pooling shares.
+
+The windows of a padded ``(N, C, Hp, Wp)`` image are a strided view
+``(N, C, OH, OW, kh, kw)`` (``sliding_window_view``, then every ``stride``-th window); forward
+copies them once into a ``(N*OH*OW, C*kh*kw)`` matrix and multiplies by the flattened weight.
+The backward scatter (col2im) loops over the ``kh*kw`` kernel offsets only: offset ``(i, j)``
+adds one strided slab ``dcols[..., i, j]`` into ``dx[:, :, i::sh, j::sw]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim.nn.init import initialize_layer
+from ferroptim.nn.linear import check_upstream
+from ferroptim.nn.module import Module
+
+__all__ = ["Conv2d"]
+
+
+def pair(value: Any, name: str, *, allow_zero: bool = False) -> tuple[int, int]:
+    """An int or a pair of ints as ``(height, width)``; positive (or ``>= 0`` with
+    ``allow_zero``)."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        if item < 0 or (item == 0 and not allow_zero):
+            bound = ">= 0" if allow_zero else "positive"
+            raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """``floor((size + 2 padding - kernel) / stride) + 1`` (torch, ``ceil_mode=False``)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def check_image(x: Any, dtype: np.dtype, channels: int | None, layer: str) -> np.ndarray:
+    """An ``(N, C, H, W)`` array of ``dtype`` (``C == channels`` unless ``channels`` is None)."""
+    x = check_input(x, dtype, ndim=4, layer=layer)
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{layer}: input must have {channels} channels on axis 1, got shape {x.shape}"
+        )
+    return x
+
+
+def check_fits(x: np.ndarray, kernel, padding, layer: str) -> None:
+    """The padded image is at least one kernel tall and wide."""
+    for axis, k, p in ((2, kernel[0], padding[0]), (3, kernel[1], padding[1])):
+        if x.shape[axis] + 2 * p < k:
+            raise ValueError(
+                f"{layer}: input of shape {x.shape} padded by {padding} is smaller than the "
+                f"kernel {kernel}"
+            )
+
+
+def pad_image(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
+    """``x`` padded by ``padding`` rows/columns of ``value`` on each side (no copy when 0)."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """Read-only view ``(N, C, OH, OW, kh, kw)`` of the windows of a padded image."""
+    view = sliding_window_view(xp, kernel, axis=(2, 3))
+    return view[:, :, :: stride[0], :: stride[1]]
+
+
+def col2im(dwin: np.ndarray, padded_shape: tuple[int, ...], stride: tuple[int, int]) -> np.ndarray:
+    """Adjoint of :func:`windows`: scatter-add ``dwin`` ``(N, C, OH, OW, kh, kw)`` (any
+    strides) into a zero ``padded_shape`` array; a loop over the kernel offsets only."""
+    oh, ow, kh, kw = dwin.shape[2:]
+    sh, sw = stride
+    out = np.zeros(padded_shape, dtype=dwin.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += dwin[
+                ..., i, j
+            ]
+    return out
+
+
+def crop(xp: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
+    """Remove ``padding`` from the spatial axes (inverse of :func:`pad_image`)."""
+    ph, pw = padding
+    h, w = xp.shape[2], xp.shape[3]
+    return np.ascontiguousarray(xp[:, :, ph : h - ph, pw : w - pw])
+
+
+class Conv2d(Module):
+    """2-d cross-correlation over ``(N, C_in, H, W)`` images.
+
+    .. math::
+
+        y_{n,o,p,q} = b_o + \\sum_{c,i,j} W_{o,c,i,j} \\,
+        x^{pad}_{n,c,\\,p s_h + i,\\,q s_w + j}
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int)
+        Step between windows (default 1).
+    padding : int or (int, int)
+        Zeros added on each side of both spatial axes (default 0).
+    bias : bool
+        Learn a bias per output channel.
+    init : None, str or callable, optional
+        As :class:`~ferroptim.nn.Linear`; ``None`` is torch's default (weight and bias
+        ``U(-k, k)``, ``k = 1/sqrt(in_channels * kh * kw)``).
+    dtype : numpy dtype, optional
+        ``float32`` (default) or ``float64``.
+    rng : None, int or numpy Generator, optional
+        Source of the initial values.
+
+    Notes
+    -----
+    ``weight`` has torch's layout ``(out_channels, in_channels, kh, kw)``; the output is
+    ``(N, out_channels, OH, OW)`` with ``OH = floor((H + 2 ph - kh) / sh) + 1`` (likewise OW).
+    Forward caches the ``(N*OH*OW, C*kh*kw)`` patch matrix for the weight gradient.
+    No dilation or groups.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        bias: bool = True,
+        init: Any = None,
+        *,
+        dtype: Any = np.float32,
+        rng: Any = None,
+    ) -> None:
+        super().__init__(dtype)
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding", allow_zero=True)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"Conv2d: bias must be a bool, got {bias!r}")
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.register_parameter("weight", np.zeros(shape))
+        if bias:
+            self.register_parameter("bias", np.zeros(self.out_channels))
+        else:
+            self.bias = None
+        initialize_layer(self.weight, self.bias, init, rng, "Conv2d")
+        self._cache: tuple[np.ndarray, tuple[int, ...], tuple[int, ...]] | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = check_image(x, self.dtype, self.in_channels, "Conv2d")
+        check_fits(x, self.kernel_size, self.padding, "Conv2d")
+        xp = pad_image(x, self.padding)
+        win = windows(xp, self.kernel_size, self.stride)  # (N, C, OH, OW, kh, kw)
+        n, _, oh, ow = win.shape[:4]
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, -1)
+        y = cols @ self.weight.reshape(self.out_channels, -1).T  # (N*OH*OW, O)
+        if self.bias is not None:
+            y += self.bias
+        self._cache = (cols, xp.shape, (n, oh, ow))
+        return np.ascontiguousarray(y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2))
+
+    def backward(self, dy: Any) -> np.ndarray:
+        cols, padded_shape, (n, oh, ow) = require_cache(self._cache, "Conv2d")
+        dy = check_upstream(dy, (n, self.out_channels, oh, ow), self.dtype, "Conv2d")
+        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # (N*OH*OW, O)
+        weight2 = self.weight.reshape(self.out_channels, -1)
+        self.grad("weight")[...] += (dy2.T @ cols).reshape(self.weight.shape)
+        if self.bias is not None:
+            self.grad("bias")[...] += dy2.sum(axis=0)
+        dcols = (dy2 @ weight2).reshape(n, oh, ow, self.in_channels, *self.kernel_size)
+        dxp = col2im(dcols.transpose(0, 3, 1, 2, 4, 5), padded_shape, self.stride)
+        self._cache = None
+        return crop(dxp, self.padding)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}"
+        )

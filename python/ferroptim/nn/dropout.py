@@ -1,0 +1,73 @@
+"""Dropout: inverted dropout with its own seedable generator (``torch.nn.Dropout``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ferroptim.nn._checks import check_input, require_cache
+from ferroptim.nn.linear import check_upstream
+from ferroptim.nn.module import Module
+
+__all__ = ["Dropout"]
+
+
+def _check_p(p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise TypeError(f"Dropout: p must be a float in [0, 1], got {p!r}")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+    return float(p)
+
+
+class Dropout(Module):
+    """Zero each element with probability ``p`` in training and scale the kept ones.
+
+    .. math::  y = x \\odot m / (1 - p), \\qquad m_i \\sim \\mathrm{Bernoulli}(1 - p)
+
+    In eval mode (``model.eval()``) ``y = x``. ``p = 1`` zeroes everything, as torch.
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in ``[0, 1]`` (default 0.5).
+    seed : int, optional
+        Seeds this layer's generator ``self.rng`` (``numpy.random.default_rng(seed)``); its
+        state is part of ``Module.rng_state()`` so a resumed run draws the same masks.
+    dtype : numpy dtype, optional
+        ``float32`` (default) or ``float64``.
+
+    Notes
+    -----
+    The mask is drawn from float64 uniforms (``keep = u >= p``), so the same seed gives the
+    same mask in both dtypes. ``backward(dy)`` returns ``dy`` times the cached scaled mask.
+    """
+
+    def __init__(self, p: float = 0.5, seed: int | None = None, *, dtype: Any = np.float32) -> None:
+        super().__init__(dtype)
+        self.p = _check_p(p)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"Dropout: seed must be None or an int, got {seed!r}")
+        self.rng = np.random.default_rng(seed)
+        self._cache: tuple[np.ndarray | None, tuple[int, ...]] | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = check_input(x, self.dtype, layer="Dropout")
+        if not self.training or self.p == 0.0:
+            self._cache = (None, x.shape)
+            return x
+        keep = self.rng.random(x.shape) >= self.p
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        mask = (keep * scale).astype(self.dtype)
+        self._cache = (mask, x.shape)
+        return x * mask
+
+    def backward(self, dy: Any) -> np.ndarray:
+        mask, shape = require_cache(self._cache, "Dropout")
+        dy = check_upstream(dy, shape, self.dtype, "Dropout")
+        self._cache = None
+        return dy if mask is None else dy * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

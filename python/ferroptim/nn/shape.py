@@ -1,0 +1,100 @@
+"""Shape-only layers: Flatten (``torch.nn.Flatten``) and Identity (``torch.nn.Identity``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ferroptim.nn._checks import check_input, require_cache
+from ferroptim.nn.linear import check_upstream
+from ferroptim.nn.module import Module
+
+__all__ = ["Flatten", "Identity"]
+
+
+def _check_dim(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Flatten: {name} must be an int, got {value!r}")
+    return int(value)
+
+
+class Flatten(Module):
+    """Merge the axes ``start_dim .. end_dim`` (inclusive, negative values count from the end)
+    into one: ``(N, C, H, W) -> (N, C*H*W)`` with the defaults.
+
+    Parameters
+    ----------
+    start_dim, end_dim : int
+        First and last axis merged (default ``1`` and ``-1``).
+    dtype : numpy dtype, optional
+        ``float32`` (default) or ``float64``; the output dtype.
+
+    Notes
+    -----
+    ``backward(dy)`` reshapes ``dy`` back to the input's shape. An input with too few axes for
+    the requested dims, or dims that end before they start, raises ``ValueError``.
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1, *, dtype: Any = np.float32) -> None:
+        super().__init__(dtype)
+        self.start_dim = _check_dim(start_dim, "start_dim")
+        self.end_dim = _check_dim(end_dim, "end_dim")
+        self._cache: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+    def _axes(self, ndim: int, shape: tuple[int, ...]) -> tuple[int, int]:
+        start, end = self.start_dim, self.end_dim
+        rank = max(ndim, 1)
+        for name, dim in (("start_dim", start), ("end_dim", end)):
+            if not -rank <= dim < rank:
+                raise ValueError(
+                    f"Flatten: {name}={dim} is out of range for an input of shape {shape}"
+                )
+        start, end = start % rank, end % rank
+        if start > end:
+            raise ValueError(
+                f"Flatten: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
+                f"for an input of shape {shape}"
+            )
+        return start, end
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = check_input(x, self.dtype, layer="Flatten")
+        start, end = self._axes(x.ndim, x.shape)
+        if x.ndim == 0:
+            out_shape: tuple[int, ...] = (1,)
+        else:
+            merged = math.prod(x.shape[start : end + 1])
+            out_shape = (*x.shape[:start], merged, *x.shape[end + 1 :])
+        self._cache = (x.shape, out_shape)
+        return x.reshape(out_shape)
+
+    def backward(self, dy: Any) -> np.ndarray:
+        in_shape, out_shape = require_cache(self._cache, "Flatten")
+        dy = check_upstream(dy, out_shape, self.dtype, "Flatten")
+        self._cache = None
+        return dy.reshape(in_shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Identity(Module):
+    """``y = x`` (as an array of the module dtype); ``backward(dy)`` returns ``dy``. A
+    placeholder, e.g. for a block that is switched off."""
+
+    def __init__(self, *, dtype: Any = np.float32) -> None:
+        super().__init__(dtype)
+        self._cache: tuple[int, ...] | None = None
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = check_input(x, self.dtype, layer="Identity")
+        self._cache = x.shape
+        return x
+
+    def backward(self, dy: Any) -> np.ndarray:
+        shape = require_cache(self._cache, "Identity")
+        dy = check_upstream(dy, shape, self.dtype, "Identity")
+        self._cache = None
+        return dy
