@@ -25,6 +25,9 @@ class Adadelta(Optimizer):
     backend : {"native", "reference"}
     max_grad_norm, clip_value : float, optional
         Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
+    skip_nonfinite : bool, default False
+        Skip (leave everything unchanged) a step whose gradients hold nan or inf; see
+        :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "adadelta_step"
@@ -41,6 +44,7 @@ class Adadelta(Optimizer):
         maximize: bool = False,
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
         backend: str = "native",
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
@@ -50,6 +54,7 @@ class Adadelta(Optimizer):
             backend=backend,
             max_grad_norm=max_grad_norm,
             clip_value=clip_value,
+            skip_nonfinite=skip_nonfinite,
         )
 
     @staticmethod

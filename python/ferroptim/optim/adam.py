@@ -29,6 +29,9 @@ class Adam(Optimizer):
     backend : {"native", "reference"}
     max_grad_norm, clip_value : float, optional
         Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
+    skip_nonfinite : bool, default False
+        Skip (leave everything unchanged) a step whose gradients hold nan or inf; see
+        :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "adam_step"
@@ -47,6 +50,7 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
         backend: str = "native",
     ) -> None:
         defaults = dict(
@@ -64,6 +68,7 @@ class Adam(Optimizer):
             backend=backend,
             max_grad_norm=max_grad_norm,
             clip_value=clip_value,
+            skip_nonfinite=skip_nonfinite,
         )
 
     @staticmethod
@@ -112,6 +117,7 @@ class AdamW(Adam):
         maximize: bool = False,
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
         backend: str = "native",
     ) -> None:
         super().__init__(
@@ -126,4 +132,5 @@ class AdamW(Adam):
             backend=backend,
             max_grad_norm=max_grad_norm,
             clip_value=clip_value,
+            skip_nonfinite=skip_nonfinite,
         )

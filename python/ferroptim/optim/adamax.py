@@ -24,6 +24,9 @@ class Adamax(Optimizer):
     backend : {"native", "reference"}
     max_grad_norm, clip_value : float, optional
         Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
+    skip_nonfinite : bool, default False
+        Skip (leave everything unchanged) a step whose gradients hold nan or inf; see
+        :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "adamax_step"
@@ -40,6 +43,7 @@ class Adamax(Optimizer):
         maximize: bool = False,
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
         backend: str = "native",
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
@@ -49,6 +53,7 @@ class Adamax(Optimizer):
             backend=backend,
             max_grad_norm=max_grad_norm,
             clip_value=clip_value,
+            skip_nonfinite=skip_nonfinite,
         )
 
     @staticmethod

@@ -23,6 +23,9 @@ class Lion(Optimizer):
     backend : {"native", "reference"}
     max_grad_norm, clip_value : float, optional
         Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
+    skip_nonfinite : bool, default False
+        Skip (leave everything unchanged) a step whose gradients hold nan or inf; see
+        :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "lion_step"
@@ -38,6 +41,7 @@ class Lion(Optimizer):
         maximize: bool = False,
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
         backend: str = "native",
     ) -> None:
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
@@ -47,6 +51,7 @@ class Lion(Optimizer):
             backend=backend,
             max_grad_norm=max_grad_norm,
             clip_value=clip_value,
+            skip_nonfinite=skip_nonfinite,
         )
 
     @staticmethod

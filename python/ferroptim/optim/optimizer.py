@@ -5,6 +5,7 @@ Subclasses declare their hyperparameters and state, and call one fused kernel pe
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from types import ModuleType
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ferroptim import _native, clip, reference
-from ferroptim.optim._checks import check_number, check_params
+from ferroptim.optim._checks import check_flag, check_number, check_params
 from ferroptim.reference._checks import ArrayChecker
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
@@ -49,11 +50,30 @@ class Optimizer:
     clip_value : float, optional
         Clamp every gradient element into ``[-clip_value, clip_value]`` inside the step (as
         ``ferroptim.clip.clip_grad_value_``; applied before norm clipping when both are set).
+    skip_nonfinite : bool, default False
+        Skip a step whose gradients (every group, ``None`` entries ignored) hold a nan or inf:
+        parameters, state and step counts stay untouched, ``skipped_steps`` is incremented and
+        ``last_step_skipped`` is True. Detection is one read pass: the max-abs norm
+        ``ferroptim.clip.global_norm(grads, inf)`` is nan/inf iff some element is (nan propagates
+        through the native maximum). With ``max_grad_norm`` the clipping norm's pass is reused (no
+        extra pass): its L2 norm is non-finite iff some element is, or its float64 sum of squares
+        overflows (elements around 1e154 and above, float64 gradients only), which skips the step
+        too, the safe choice. With ``clip_value`` as well, the clamped norm cannot see an inf
+        (clamped to ``clip_value``), so a second, max-abs pass checks the raw gradients.
 
     Notes
     -----
     ``step(grads)`` takes one gradient per parameter, in the order of ``param_groups`` (``None``
     skips a parameter). A change to ``param_groups[i][name]`` takes effect at the next step.
+
+    Non-finite norms with ``max_grad_norm``: whatever ``skip_nonfinite`` says, a step whose
+    clipping norm is nan or inf is skipped as above, with ``last_grad_norm`` holding that norm
+    (torch's ``clip_grad_norm_`` would scale the gradients by nan or 0 and corrupt the parameters
+    or state). Check ``last_step_skipped`` after the step, or ``skipped_steps`` over a run.
+
+    ``state_dict()`` carries ``"skipped_steps"`` as an extra top-level entry once a step can be
+    skipped (``skip_nonfinite``) or has been; otherwise it is torch's two-key dict. Dicts without
+    it load with a count of 0.
     """
 
     #: name of the kernel function in ``ferroptim._native`` / ``ferroptim.reference``
@@ -69,12 +89,18 @@ class Optimizer:
         backend: str = "native",
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
         self.backend = backend
         self.max_grad_norm = max_grad_norm
         self.clip_value = clip_value
+        self.skip_nonfinite = skip_nonfinite
+        #: how many steps were skipped for non-finite gradients or norms (saved in state_dict)
+        self.skipped_steps = 0
+        #: whether the last ``step`` call was skipped (nothing changed)
+        self.last_step_skipped = False
         #: the global gradient norm used by the last step (None without ``max_grad_norm``)
         self.last_grad_norm: float | None = None
         #: this step's norm-clipping factor (1.0 without max_grad_norm), passed to the kernels
@@ -115,19 +141,38 @@ class Optimizer:
     def clip_value(self, value: float | None) -> None:
         self._clip_value = None if value is None else check_number("clip_value", value)
 
-    def _norm_clip_factor(self, grads: Sequence) -> float:
-        """This step's ``grad_scale`` for the kernels (a read pass for the global norm), and
-        ``last_grad_norm``."""
+    @property
+    def skip_nonfinite(self) -> bool:
+        """Whether a step with a nan or inf gradient is skipped (see the class notes)."""
+        return self._skip_nonfinite
+
+    @skip_nonfinite.setter
+    def skip_nonfinite(self, value: bool) -> None:
+        self._skip_nonfinite = check_flag("skip_nonfinite", value)
+
+    def _grad_scale_or_skip(self, grads: Sequence) -> float | None:
+        """This step's ``grad_scale`` for the kernels, or None when the step must be skipped
+        (non-finite gradients or clipping norm); sets ``last_grad_norm``. One read pass (two with
+        ``skip_nonfinite``, ``max_grad_norm`` and ``clip_value`` all set)."""
         max_norm = self._max_grad_norm
+        if all(g is None for g in grads):
+            self.last_grad_norm = None if max_norm is None else 0.0
+            return 1.0
         if max_norm is None:
             self.last_grad_norm = None
-            return 1.0
-        if all(g is None for g in grads):
-            self.last_grad_norm = 0.0
-            return 1.0
+            # nan propagates through the native maximum; an inf is its own maximum.
+            raw = clip.global_norm(grads, math.inf, backend=self.backend)
+            return 1.0 if math.isfinite(raw) else None
         total = clip.global_norm(grads, 2.0, self._clip_value, backend=self.backend)
         self.last_grad_norm = total
-        coef = max_norm / (total + 1e-6)  # torch's clip coefficient, NaN for a NaN norm
+        if not math.isfinite(total):
+            return None
+        if self._skip_nonfinite and self._clip_value is not None:
+            # The clamped norm turned any inf into clip_value: look at the raw gradients.
+            raw = clip.global_norm(grads, math.inf, backend=self.backend)
+            if not math.isfinite(raw):
+                return None
+        coef = max_norm / (total + 1e-6)  # torch's clip coefficient
         return 1.0 if coef > 1.0 else coef
 
     # ----- groups and state -------------------------------------------------------------------
@@ -190,6 +235,12 @@ class Optimizer:
         ------
         TypeError, ValueError
             On a bad gradient or hyperparameter; nothing is modified then.
+
+        Notes
+        -----
+        A step with non-finite gradients (``skip_nonfinite``) or a non-finite clipping norm
+        (``max_grad_norm``) changes nothing but ``skipped_steps`` and ``last_step_skipped``; see
+        the class notes.
         """
         if type(grads) is not list and type(grads) is not tuple:  # fast path first
             if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
@@ -202,9 +253,16 @@ class Optimizer:
                     raise ValueError(
                         f"grads: got {len(grads)} gradients for {len(group['params'])} params"
                     )
-                if self._max_grad_norm is not None:
-                    self._grad_scale = self._norm_clip_factor(grads)
+                if self._max_grad_norm is not None or self._skip_nonfinite:
+                    scale = self._grad_scale_or_skip(grads)
+                    if scale is None:
+                        # Raise on bad input as an applied step would, then skip.
+                        self._precheck(group, self._group_states[0], list(grads), 0, ArrayChecker())
+                        self._skip()
+                        return
+                    self._grad_scale = scale
                 self._step_group(group, self._group_states[0], grads)
+                self.last_step_skipped = False
                 return
             total = sum(len(g["params"]) for g in groups)
             if len(grads) != total:
@@ -220,10 +278,19 @@ class Optimizer:
             for group, state, group_grads, offset in plan:
                 self._precheck(group, state, group_grads, offset, checker)
             checker.check_overlaps()
-            if self._max_grad_norm is not None:
-                self._grad_scale = self._norm_clip_factor(grads)
+            if self._max_grad_norm is not None or self._skip_nonfinite:
+                scale = self._grad_scale_or_skip(grads)
+                if scale is None:
+                    self._skip()
+                    return
+                self._grad_scale = scale
             for group, state, group_grads, _ in plan:
                 self._step_group(group, state, group_grads)
+            self.last_step_skipped = False
+
+    def _skip(self) -> None:
+        self.skipped_steps += 1
+        self.last_step_skipped = True
 
     def _precheck(
         self,
@@ -272,7 +339,10 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """torch-shaped state: ``{"state": {index: {"step": float, name: array}}, "param_groups":
-        [{..., "params": [index, ...]}]}``. Arrays are the optimizer's own (not copies)."""
+        [{..., "params": [index, ...]}]}``. Arrays are the optimizer's own (not copies).
+
+        With ``skip_nonfinite`` set, or once a step has been skipped, an extra top-level entry
+        ``"skipped_steps"`` (int) holds :attr:`skipped_steps`."""
         out_state: dict[int, dict[str, Any]] = {}
         out_groups = []
         index = 0
@@ -290,7 +360,10 @@ class Optimizer:
             saved["params"] = indices
             out_groups.append(saved)
             index += len(indices)
-        return {"state": out_state, "param_groups": out_groups}
+        out: dict[str, Any] = {"state": out_state, "param_groups": out_groups}
+        if self._skip_nonfinite or self.skipped_steps:
+            out["skipped_steps"] = self.skipped_steps
+        return out
 
     def scalar_state(self, state: _GroupState, i: int) -> dict[str, Any]:
         """Scalar entries of parameter ``i``'s state (torch keeps ``step`` as a float)."""
@@ -304,13 +377,22 @@ class Optimizer:
         """Restore state saved by :meth:`state_dict` (values are copied into this optimizer's
         arrays). Everything is checked first; on error nothing changes.
 
+        ``"skipped_steps"`` is optional (torch's dicts have none): it restores
+        :attr:`skipped_steps`, 0 when absent.
+
         Raises
         ------
         ValueError
             Naming the key when groups, parameters, names, shapes or dtypes do not match.
         """
-        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        if not {"state", "param_groups"} <= set(state_dict) <= _STATE_DICT_KEYS:
+            raise ValueError(
+                "state_dict must have keys 'state' and 'param_groups' (and optionally "
+                f"'skipped_steps'), got {sorted(map(str, state_dict))}"
+            )
+        skipped = _as_count(state_dict.get("skipped_steps", 0))
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
@@ -356,6 +438,7 @@ class Optimizer:
             self.load_scalar_state(state, i, entry)
             for name, value in arrays.items():
                 np.copyto(state.arrays[name][i], value)
+        self.skipped_steps = skipped
 
     def _check_entry(
         self, index: int, entry: dict[str, Any], names: tuple[str, ...], param: np.ndarray
@@ -405,6 +488,20 @@ def _as_groups(params: Any) -> list[dict[str, Any]]:
     if any(isinstance(g, dict) for g in items):
         raise TypeError("params must be all arrays or all parameter-group dicts")
     return [{"params": items}] if items else []
+
+
+_STATE_DICT_KEYS = frozenset({"state", "param_groups", "skipped_steps"})
+
+
+def _as_count(value: Any) -> int:
+    """``skipped_steps`` from a state_dict: a non-negative whole number (int, float or 0-d)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"state_dict['skipped_steps'] must be a whole number, got {value!r}")
+    if not float(value).is_integer() or value < 0:
+        raise ValueError(
+            f"state_dict['skipped_steps'] must be a non-negative whole number, got {value!r}"
+        )
+    return int(value)
 
 
 def _as_step(value: Any, index: int) -> int:

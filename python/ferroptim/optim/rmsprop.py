@@ -28,6 +28,9 @@ class RMSprop(Optimizer):
     backend : {"native", "reference"}
     max_grad_norm, clip_value : float, optional
         Gradient clipping inside the step; see :class:`~ferroptim.optim.Optimizer`.
+    skip_nonfinite : bool, default False
+        Skip (leave everything unchanged) a step whose gradients hold nan or inf; see
+        :class:`~ferroptim.optim.Optimizer`.
     """
 
     kernel_name = "rmsprop_step"
@@ -46,6 +49,7 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
+        skip_nonfinite: bool = False,
         backend: str = "native",
     ) -> None:
         defaults = dict(
@@ -63,6 +67,7 @@ class RMSprop(Optimizer):
             backend=backend,
             max_grad_norm=max_grad_norm,
             clip_value=clip_value,
+            skip_nonfinite=skip_nonfinite,
         )
 
     @staticmethod
