@@ -18,7 +18,9 @@ Layout of the npz (``<case>/...``):
   layouts; ``num_batches_tracked`` int64 0-d);
 * ``<case>/x``, ``<case>/dy``, ``<case>/y``, ``<case>/dx``;
 * ``<case>/grad/<name>``: each parameter's gradient;
-* ``<case>/after/<key>``: the buffers after the forward (batch-norm running statistics).
+* ``<case>/after/<key>``: the buffers after the forward (batch-norm running statistics);
+* ``init/gain/<nonlinearity>`` (and ``init/gain/leaky_relu_<param>``): ``calculate_gain``;
+* ``init/fans/<k>``: int64 ``[*shape, fan_in, fan_out]`` from ``_calculate_fan_in_and_fan_out``.
 """
 
 from __future__ import annotations
@@ -200,6 +202,37 @@ def run_case(case: tuple, torch: Any) -> dict[str, np.ndarray]:
     return out
 
 
+GAIN_NONLINEARITIES = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
+)
+LEAKY_SLOPES = (0.2, 0, 3)
+FAN_SHAPES = ((4, 3), (5, 3, 2), (6, 2, 3, 4), (2, 7, 1, 1, 3))
+
+
+def init_values(torch: Any) -> dict[str, np.ndarray]:
+    out = {}
+    for name in GAIN_NONLINEARITIES:
+        out[f"init/gain/{name}"] = np.array(torch.nn.init.calculate_gain(name), np.float64)
+    for slope in LEAKY_SLOPES:
+        gain = torch.nn.init.calculate_gain("leaky_relu", slope)
+        out[f"init/gain/leaky_relu_{slope}"] = np.array(gain, np.float64)
+    for k, shape in enumerate(FAN_SHAPES):
+        fans = torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(shape))
+        out[f"init/fans/{k}"] = np.array([*shape, *fans], np.int64)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -212,6 +245,7 @@ def main() -> None:
     for case in CASES:
         for key, value in run_case(case, torch).items():
             data[f"{case[0]}/{key}"] = value
+    data.update(init_values(torch))
     meta = {
         "generator": "tools/make_golden_nn_layers.py",
         "torch": torch.__version__,

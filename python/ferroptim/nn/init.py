@@ -41,7 +41,6 @@ __all__ = [
 
 _UNIT_GAIN = (
     "linear",
-    "identity",
     "conv1d",
     "conv2d",
     "conv3d",
@@ -82,7 +81,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     ========================  ==========================================
     nonlinearity              gain
     ========================  ==========================================
-    linear, identity, convNd  1
+    linear, convNd            1
     sigmoid                   1
     tanh                      5/3
     relu                      sqrt(2)
