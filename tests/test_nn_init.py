@@ -27,7 +27,7 @@ def _phi(z: float) -> float:
 
 
 def _cdf(z: float) -> float:
-    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+    return 0.5 * math.erfc(-z / math.sqrt(2))
 
 
 # --- torch's tables ------------------------------------------------------------------------------
@@ -114,14 +114,17 @@ def test_kaiming(a, mode, nonlinearity, gain):
     _assert_moments(n, 0.0, std)
 
 
-def test_trunc_normal_matches_the_truncated_distribution():
-    t = init.trunc_normal_(np.empty(N), rng=0)
-    assert t.min() >= -2.0 and t.max() <= 2.0
-    z = _cdf(2) - _cdf(-2)
-    var = 1 - 2 * 2 * _phi(2) / z
-    _assert_moments(t, 0.0, math.sqrt(var))
-    # A shifted, scaled, one-sided tail interval (uniform proposals): mean and bounds.
-    mean, std, lo, hi = 1.0, 0.5, 2.5, 4.0
+@pytest.mark.parametrize(
+    "mean, std, lo, hi",
+    [
+        (0.0, 1.0, -2.0, 2.0),  # torch's defaults: normal proposals
+        (1.0, 0.5, 2.5, 4.0),  # a wide right-tail interval: exponential proposals
+        (0.0, 2.0, -9.0, -6.0),  # the same in the left tail (reflected)
+        (0.0, 1.0, 3.0, 3.2),  # narrow, in the tail: uniform proposals
+        (0.5, 1.0, 0.49, 0.53),  # narrow, around the mean
+    ],
+)
+def test_trunc_normal_matches_the_truncated_distribution(mean, std, lo, hi):
     t = init.trunc_normal_(np.empty(N), mean=mean, std=std, a=lo, b=hi, rng=1)
     assert t.min() >= lo and t.max() <= hi
     za, zb = (lo - mean) / std, (hi - mean) / std

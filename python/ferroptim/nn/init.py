@@ -189,9 +189,11 @@ def trunc_normal_(
     """Fill with :math:`\\mathcal{N}(\\text{mean}, \\text{std}^2)` truncated to ``[a, b]``
     (absolute bounds, as in torch).
 
-    Sampled by rejection: normal proposals, or, when fewer than 1 in 20 of those would land in
-    ``[a, b]`` (a narrow or far-tail interval), uniform proposals on ``[a, b]`` accepted with
-    probability :math:`e^{-(z^2 - z_{min}^2)/2}` in standardized units. Both are exact.
+    Sampled exactly by rejection in standardized units ``z = (x - mean) / std``: normal
+    proposals when at least 1 in 20 lands in the interval; otherwise uniform proposals on a
+    narrow interval (accepted with probability :math:`e^{-(z^2 - z_{min}^2)/2}`) or, for a wide
+    interval in one tail, Robert's (1995) shifted-exponential proposals. Values are finally
+    clipped to ``[a, b]`` against rounding.
     """
     _check_tensor(tensor, "trunc_normal_")
     mean = _check_number(mean, "mean", "trunc_normal_")
@@ -203,27 +205,55 @@ def trunc_normal_(
     if not low < high:
         raise ValueError(f"trunc_normal_: a must be < b, got a={low} and b={high}")
     generator = resolve_rng(rng)
-    za, zb = (low - mean) / std, (high - mean) / std
-    mass = 0.5 * (math.erf(zb / math.sqrt(2.0)) - math.erf(za / math.sqrt(2.0)))
-    za_finite, zb_finite = max(za, -40.0), min(zb, 40.0)
-    z_min = 0.0 if za_finite <= 0.0 <= zb_finite else min(abs(za_finite), abs(zb_finite))
-    out = np.empty(tensor.size)
-    filled = 0
-    while filled < out.size:
-        want = out.size - filled
-        batch = max(16, int(1.2 * want / max(mass, 0.05)))
-        if mass >= 0.05:
-            z = generator.standard_normal(batch)
-            z = z[(z >= za) & (z <= zb)]
+    z = _standard_truncated_normal((low - mean) / std, (high - mean) / std, tensor.size, generator)
+    values = np.clip(mean + std * z, low, high)
+    return _fill(tensor, values.reshape(tensor.shape))
+
+
+def _standard_truncated_normal(
+    za: float, zb: float, size: int, generator: np.random.Generator
+) -> np.ndarray:
+    """``size`` draws of N(0, 1) conditioned on ``[za, zb]`` (see :func:`trunc_normal_`)."""
+    sign = 1.0
+    if zb <= 0.0:  # reflect a left-tail interval to the right
+        za, zb, sign = -zb, -za, -1.0
+    za, zb = max(za, -40.0), min(zb, 40.0)
+    root2 = math.sqrt(2.0)
+    if za >= 0.0:
+        mass = 0.5 * (math.erfc(za / root2) - math.erfc(zb / root2))
+    else:
+        mass = 0.5 * (math.erf(zb / root2) - math.erf(za / root2))
+    if mass >= 0.05:
+        method, rate = "normal", mass
+    elif za <= 0.0 or (zb - za) * za < 1.0:
+        method, rate = "uniform", 0.3
+    else:
+        method, rate = "exponential", 0.5
+    z_min = max(za, 0.0)
+    shift = (za + math.sqrt(za * za + 4.0)) / 2.0  # Robert's optimal exponential rate
+    out = np.empty(size)
+    filled = proposed = accepted = 0
+    while filled < size:
+        want = size - filled
+        batch = max(64, int(1.2 * want / rate))
+        if method == "normal":
+            draws = generator.standard_normal(batch)
+            draws = draws[(draws >= za) & (draws <= zb)]
+        elif method == "uniform":
+            draws = generator.uniform(za, zb, batch)
+            keep = generator.random(batch) < np.exp(-(draws * draws - z_min * z_min) / 2.0)
+            draws = draws[keep]
         else:
-            z = generator.uniform(za_finite, zb_finite, batch)
-            keep = generator.random(batch) < np.exp(-(z * z - z_min * z_min) / 2.0)
-            z = z[keep]
-        take = z[:want]
+            draws = za + generator.exponential(1.0 / shift, batch)
+            keep = generator.random(batch) < np.exp(-((draws - shift) ** 2) / 2.0)
+            draws = draws[keep & (draws <= zb)]
+        take = draws[:want]
         out[filled : filled + take.size] = take
         filled += take.size
-    values = np.clip(mean + std * out, low, high)
-    return _fill(tensor, values.reshape(tensor.shape))
+        proposed += batch
+        accepted += draws.size
+        rate = max(accepted / proposed, 1e-3)
+    return sign * out
 
 
 def constant_(tensor: np.ndarray, val: float) -> np.ndarray:
