@@ -9,13 +9,14 @@ Optimizers follow torch.optim's names, defaults and update rules and update NumP
 Every kernel has a pure-NumPy twin (``backend="reference"``) that the native code is tested against.
 """
 
-from ferroptim import batchnorm, clip, functional, nn, optim, reference
+from ferroptim import batchnorm, clip, data, functional, nn, optim, reference
 from ferroptim._native import get_num_threads, set_num_threads, simd_level, supported_simd_levels
 from ferroptim._native import set_simd_level as _set_simd_level
 
 __all__ = [
     "batchnorm",
     "clip",
+    "data",
     "functional",
     "get_num_threads",
     "nn",

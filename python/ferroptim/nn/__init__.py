@@ -7,6 +7,8 @@ parameter gradients and returns d loss / d x, and ``parameters()`` / ``gradients
 
 from ferroptim.nn._rng import manual_seed
 from ferroptim.nn.container import Sequential
+from ferroptim.nn.embedding import Embedding
+from ferroptim.nn.lstm import LSTM
 from ferroptim.nn.module import Module
 
-__all__ = ["Module", "Sequential", "manual_seed"]
+__all__ = ["LSTM", "Embedding", "Module", "Sequential", "manual_seed"]
