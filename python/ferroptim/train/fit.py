@@ -1,0 +1,386 @@
+"""fit: the training loop (mini-batches, validation, callbacks, schedulers, regularization)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ferroptim.train._data import MeanTracker, as_dataset, batch_size_arg, batches, model_dtype
+from ferroptim.train.callbacks import Callback, FitState
+from ferroptim.train.evaluate import _evaluate
+from ferroptim.train.history import History
+from ferroptim.train.metrics import Metric, resolve_metrics
+from ferroptim.train.regularization import add_penalty_gradients, check_penalty, penalty
+
+
+def fit(
+    model: Any,
+    loss_fn: Any,
+    optimizer: Any,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    validation_data: tuple[Any, Any] | None = None,
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    scheduler_monitor: str | None = None,
+    callbacks: Sequence[Callback] | None = None,
+    max_grad_norm: float | None = None,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    accumulate_steps: int = 1,
+    augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    metrics: Any = None,
+    progress: bool = True,
+    seed: int | None = None,
+) -> History:
+    """Train ``model`` on ``(X, y)`` with ``optimizer`` and return the per-epoch :class:`History`.
+
+    Each optimizer step: ``model.zero_grad()``; for each of its micro-batches ``out = model(xb)``,
+    ``loss_fn(out, yb)``, ``model.backward(loss_fn.backward() / m)`` (``m`` micro-batches in the
+    step); then the L1/L2 gradient is added and ``optimizer.step`` runs on the model's gradients.
+
+    Parameters
+    ----------
+    model : ferroptim.nn.Module
+        Switched to ``train()`` for every epoch and to eval mode for validation; each module's
+        previous mode is restored when ``fit`` returns.
+    loss_fn : object
+        ``loss_fn(output, target) -> float`` (mean-reduced) and ``loss_fn.backward() -> dinput``.
+    optimizer : ferroptim.optim.Optimizer
+        Built on some or all of ``model.parameters()`` (groups allowed); each optimizer
+        parameter gets the model's gradient of that array, ``None`` (skipped) when frozen.
+    X, y : array_like
+        Samples and targets, samples on axis 0. Floating arrays are cast to the model's dtype;
+        integer arrays (class labels, token indices) are kept.
+    epochs : int
+        Passes over the data (``0`` trains nothing).
+    batch_size : int
+        Samples per micro-batch: ``len(X)`` gives full-batch gradient descent, ``1`` stochastic
+        gradient descent, anything between mini-batch descent. The last batch may be smaller.
+    shuffle : bool
+        Draw a new sample order every epoch from ``np.random.default_rng(seed)``.
+    validation_data : (X_val, y_val), optional
+        Evaluated in eval mode after every epoch, logged as ``val_loss`` and ``val_<metric>``.
+    scheduler : learning-rate scheduler, optional
+        ``scheduler.step()`` after every epoch (``scheduler_interval="epoch"``) or after every
+        optimizer step (``"step"``, e.g. warm-up + cosine). A ``ReduceLROnPlateau`` (by class
+        name) is stepped once per epoch with the monitored value, ``scheduler.step(logs[m])``.
+    scheduler_monitor : str, optional
+        The log name given to ``ReduceLROnPlateau`` (default ``val_loss`` with validation data,
+        else ``loss``).
+    callbacks : list of Callback, optional
+        E.g. ``EarlyStopping``, ``ModelCheckpoint``, ``TerminateOnNaN``, ``CSVLogger``. Monitored
+        names are checked against this run's log names before training starts.
+    max_grad_norm : float, optional
+        Sets ``optimizer.max_grad_norm`` for the run (clipping inside the fused step, no extra
+        pass in Python); the optimizer's previous setting is restored afterwards. ``None`` keeps
+        the optimizer's own setting.
+    l1, l2 : float
+        Penalty ``l1 * sum|w| + l2 * sum w^2`` over trainable weights with ``ndim >= 2`` (biases,
+        norm scales and frozen parameters excluded), added to the reported losses and, as
+        ``l1 * sign(w) + 2 * l2 * w``, to the gradients before the step. This is a coupled
+        penalty (an adaptive optimizer rescales it), unlike the decoupled weight decay of
+        ``AdamW``; see :mod:`ferroptim.train.regularization`.
+    accumulate_steps : int
+        Micro-batches per optimizer step. Each micro-batch's gradient is scaled by ``1/k``, so
+        with mean-reduced losses ``k`` micro-batches of ``batch_size`` give the gradient of one
+        batch of ``k * batch_size`` (when an epoch's batch count is not a multiple of ``k``, its
+        last step averages the ``m < k`` micro-batches left, scale ``1/m``).
+    augment : callable, optional
+        ``augment(xb) -> xb`` applied to every training batch (never to validation data).
+    metrics : optional
+        See :func:`~ferroptim.train.metrics.resolve_metrics`; by default ``accuracy`` for
+        ``CrossEntropyLoss`` (argmax) and ``BCEWithLogitsLoss`` (logit > 0), none otherwise.
+    progress : bool
+        One tqdm bar per epoch (batches, running loss); ``False`` for silence.
+    seed : int, optional
+        Seed of the shuffling generator (``None``: fresh entropy).
+
+    Returns
+    -------
+    History
+        ``history.history[name]`` lists, per epoch: ``loss`` (sample-weighted mean of the batch
+        losses, penalty included), each metric, ``val_loss`` and ``val_<metric>`` with
+        validation data, ``lr`` (``param_groups[0]["lr"]`` at the epoch's last step) and ``time``
+        (seconds).
+
+    Raises
+    ------
+    TypeError
+        Non-numeric data, a non-integer ``batch_size``/``epochs``/``accumulate_steps``, a
+        callback that is not a :class:`Callback`, a non-callable ``augment``.
+    ValueError
+        ``X``/``y`` of different lengths or empty, ``batch_size <= 0``, ``epochs < 0``, negative
+        ``l1``/``l2``, an unknown ``scheduler_interval``, a monitor that is never logged (naming
+        it and the available names), an optimizer parameter that is not in the model.
+        All checks run before the first update.
+    """
+    dtype = model_dtype(model)
+    X, y = as_dataset(X, y, dtype, ("X", "y"))
+    validation = _check_validation(validation_data, dtype)
+    epochs = _epochs_arg(epochs)
+    batch_size = batch_size_arg(batch_size)
+    accumulate_steps = batch_size_arg(accumulate_steps, "accumulate_steps")
+    l1 = check_penalty(l1, "l1")
+    l2 = check_penalty(l2, "l2")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable, got {type(augment).__name__}")
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(
+            f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
+        )
+    callbacks = _check_callbacks(callbacks)
+    resolved_metrics = resolve_metrics(loss_fn, metrics)
+    grads = aligned_gradients(model, optimizer)
+
+    log_names = ["loss", *resolved_metrics]
+    if validation is not None:
+        log_names += [f"val_{name}" for name in log_names]
+    log_names += ["lr", "time"]
+    plateau_monitor = _plateau_monitor(scheduler, scheduler_interval, scheduler_monitor, log_names)
+
+    n_batches = math.ceil(len(X) / batch_size)
+    state = FitState(
+        model=model,
+        optimizer=optimizer,
+        epochs=epochs,
+        steps_per_epoch=math.ceil(n_batches / accumulate_steps),
+        log_names=log_names,
+    )
+    history = History()
+    all_callbacks = [history, *callbacks]
+    for callback in all_callbacks:
+        callback.set_state(state)
+        callback.check_monitors(log_names)
+
+    loop = _EpochRunner(
+        model, loss_fn, optimizer, grads, resolved_metrics, l1, l2, augment, state, all_callbacks
+    )
+    rng = np.random.default_rng(seed)
+    saved_modes = [(module, module.training) for module in model.modules()]
+    saved_max_norm = optimizer.max_grad_norm
+    if max_grad_norm is not None:
+        optimizer.max_grad_norm = max_grad_norm
+    try:
+        for callback in all_callbacks:
+            callback.on_train_begin({})
+        logs: dict[str, float] = {}
+        for epoch in range(epochs):
+            for callback in all_callbacks:
+                callback.on_epoch_begin(epoch, {})
+            started = time.perf_counter()
+            order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
+            step_scheduler = scheduler if scheduler_interval == "step" else None
+            bar = _progress_bar(progress, state.steps_per_epoch, f"Epoch {epoch + 1}/{epochs}")
+            try:
+                logs = loop.run(X, y, order, batch_size, accumulate_steps, step_scheduler, bar)
+                if validation is not None:
+                    val = _evaluate(model, loss_fn, *validation, batch_size, resolved_metrics, 0.0)
+                    val["loss"] += penalty(model, l1, l2)
+                    logs.update({f"val_{name}": value for name, value in val.items()})
+                logs["lr"] = float(optimizer.param_groups[0]["lr"])
+                logs["time"] = time.perf_counter() - started
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"})
+            finally:
+                if bar is not None:
+                    bar.close()
+            if scheduler is not None and scheduler_interval == "epoch":
+                if plateau_monitor is None:
+                    scheduler.step()
+                else:
+                    scheduler.step(logs[plateau_monitor])
+            for callback in all_callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if state.stop_training:
+                break
+        for callback in all_callbacks:
+            callback.on_train_end(logs)
+    finally:
+        optimizer.max_grad_norm = saved_max_norm
+        for module, training in saved_modes:
+            module.training = training
+    return history
+
+
+class _EpochRunner:
+    """One epoch of optimizer steps (kept apart from ``fit``'s argument handling)."""
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: Any,
+        optimizer: Any,
+        grads: list[np.ndarray | None],
+        metrics: dict[str, Metric],
+        l1: float,
+        l2: float,
+        augment: Callable | None,
+        state: FitState,
+        callbacks: list[Callback],
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.grads = grads
+        self.metrics = metrics
+        self.l1, self.l2 = l1, l2
+        self.augment = augment
+        self.state = state
+        self.callbacks = callbacks
+
+    def run(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        order: np.ndarray,
+        batch_size: int,
+        accumulate_steps: int,
+        scheduler: Any,
+        bar: Any,
+    ) -> dict[str, float]:
+        self.model.train()
+        micro_batches = list(batches(order, batch_size))
+        epoch_tracker = MeanTracker()
+        for step, start in enumerate(range(0, len(micro_batches), accumulate_steps)):
+            group = micro_batches[start : start + accumulate_steps]
+            for callback in self.callbacks:
+                callback.on_train_batch_begin(step, {"size": sum(len(i) for i in group)})
+            step_tracker = self._step(X, y, group)
+            epoch_tracker.update(step_tracker.means(), step_tracker.count)
+            if scheduler is not None:
+                scheduler.step()
+            batch_logs = {**step_tracker.means(), "size": step_tracker.count}
+            for callback in self.callbacks:
+                callback.on_train_batch_end(step, batch_logs)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{epoch_tracker.means()['loss']:.4g}", refresh=False)
+            if self.state.stop_training:
+                break
+        return epoch_tracker.means()
+
+    def _step(self, X: np.ndarray, y: np.ndarray, group: list[np.ndarray]) -> MeanTracker:
+        """zero_grad, forward/backward every micro-batch of ``group`` (scaled 1/len(group)),
+        penalty gradient, one optimizer step; returns the micro-batches' losses and metrics."""
+        model = self.model
+        model.zero_grad()
+        reg = penalty(model, self.l1, self.l2)
+        scale = 1.0 / len(group)
+        tracker = MeanTracker()
+        for index in group:
+            xb = X[index]
+            yb = y[index]
+            if self.augment is not None:
+                xb = self.augment(xb)
+            output = model(xb)
+            loss = float(self.loss_fn(output, yb))
+            dout = self.loss_fn.backward()
+            model.backward(dout * scale if scale != 1.0 else dout)
+            values = {"loss": loss + reg}
+            values.update({name: fn(output, yb) for name, fn in self.metrics.items()})
+            tracker.update(values, len(index))
+        add_penalty_gradients(model, self.l1, self.l2)
+        self.optimizer.step(self.grads)
+        return tracker
+
+
+def aligned_gradients(model: Any, optimizer: Any) -> list[np.ndarray | None]:
+    """The model's gradient arrays in the optimizer's parameter order (``None`` for frozen).
+
+    The optimizer may hold a subset of the model's parameters, in groups; every one must be a
+    parameter array of ``model`` (the same object).
+    """
+    if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
+        raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
+    by_id = {
+        id(param): (name, grad)
+        for (name, param), (_, grad) in zip(
+            model.named_parameters(), model.named_gradients(), strict=True
+        )
+    }
+    grads = []
+    for gi, group in enumerate(optimizer.param_groups):
+        for pi, param in enumerate(group["params"]):
+            if id(param) not in by_id:
+                raise ValueError(
+                    f"optimizer param_groups[{gi}]['params'][{pi}] (shape {param.shape}) is not "
+                    "a parameter of the model; build the optimizer from model.parameters()"
+                )
+            grads.append(by_id[id(param)][1])
+    return grads
+
+
+def _check_validation(
+    validation_data: Any, dtype: np.dtype | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val)")
+    return as_dataset(*validation_data, dtype, ("validation_data X", "validation_data y"))
+
+
+def _epochs_arg(epochs: Any) -> int:
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
+        raise TypeError(f"epochs must be an int >= 0, got {epochs!r}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs}")
+    return int(epochs)
+
+
+def _check_callbacks(callbacks: Any) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not isinstance(callback, Callback):
+            raise TypeError(
+                f"callbacks[{i}] must be a ferroptim.train.Callback, got {type(callback).__name__}"
+            )
+    return callbacks
+
+
+def _plateau_monitor(
+    scheduler: Any, interval: str, monitor: str | None, log_names: list[str]
+) -> str | None:
+    """The log name fed to a ReduceLROnPlateau scheduler (None for other schedulers)."""
+    if scheduler is None:
+        return None
+    if not callable(getattr(scheduler, "step", None)):
+        raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
+    if not any(cls.__name__ == "ReduceLROnPlateau" for cls in type(scheduler).__mro__):
+        return None
+    if interval != "epoch":
+        raise ValueError("ReduceLROnPlateau needs scheduler_interval='epoch' (a metric per epoch)")
+    monitor = monitor or ("val_loss" if "val_loss" in log_names else "loss")
+    if monitor not in log_names:
+        raise ValueError(
+            f"scheduler_monitor {monitor!r} is not logged; available: {sorted(log_names)}"
+        )
+    return monitor
+
+
+def _progress_bar(progress: bool, total: int, desc: str) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        warnings.warn(
+            "progress=True needs tqdm (pip install tqdm); training without a progress bar",
+            stacklevel=3,
+        )
+        return None
+    return tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True)

@@ -1,0 +1,666 @@
+"""fo.train.fit: learning, batching modes, accumulation, L1/L2, clipping, frozen parameters,
+modes, schedulers, augmentation, metrics, evaluation, and argument errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferroptim import train
+from ferroptim.nn.activation import ReLU
+from ferroptim.nn.container import Sequential
+from ferroptim.nn.linear import Linear
+from ferroptim.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from ferroptim.nn.module import Module
+from ferroptim.optim import SGD, Adam
+from ferroptim.train.regularization import penalty, regularized_parameters
+
+
+def blobs(n: int = 120, classes: int = 3, features: int = 4, seed: int = 0):
+    """Well separated Gaussian blobs: (X float32, y int64)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0.0, 4.0, size=(classes, features))
+    y = np.arange(n) % classes
+    X = centers[y] + rng.normal(0.0, 0.5, size=(n, features))
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def mlp(features: int = 4, hidden: int = 16, out: int = 3, dtype=np.float32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return Sequential(
+        Linear(features, hidden, dtype=dtype, rng=rng),
+        ReLU(dtype),
+        Linear(hidden, out, dtype=dtype, rng=rng),
+    )
+
+
+def regression(n: int = 64, features: int = 3, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, features))
+    y = X @ rng.normal(size=(features, 2)) + 0.1 * rng.normal(size=(n, 2))
+    return X, y
+
+
+def weights(model: Module) -> dict[str, np.ndarray]:
+    return model.state_dict()
+
+
+def assert_same_state(a: dict, b: dict, **tol) -> None:
+    assert list(a) == list(b)
+    for key in a:
+        if tol:
+            np.testing.assert_allclose(a[key], b[key], err_msg=key, **tol)
+        else:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+class StepCounter(train.Callback):
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, float, int]] = []
+        self.epoch = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append((self.epoch, logs["loss"], logs["size"]))
+
+
+# --- learning ---------------------------------------------------------------------------------
+def test_fit_reaches_high_accuracy_and_records_history():
+    X, y = blobs()
+    Xv, yv = blobs(60, seed=0)
+    model = mlp()
+    opt = Adam(model.parameters(), lr=0.02)
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        opt,
+        X,
+        y,
+        epochs=15,
+        batch_size=16,
+        validation_data=(Xv, yv),
+        progress=False,
+        seed=0,
+    )
+    assert list(history.history) == [
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "time",
+    ]
+    assert history.epoch == list(range(15))
+    assert all(len(v) == 15 for v in history.history.values())
+    assert history.history["val_accuracy"][-1] >= 0.95
+    assert history.history["accuracy"][-1] >= 0.95
+    assert history.history["loss"][-1] < 0.2 * history.history["loss"][0]
+    assert history.history["lr"] == [0.02] * 15
+    assert all(t > 0 for t in history.history["time"])
+    assert history.params == {"epochs": 15, "steps": 8}
+    # the logged validation numbers are those of evaluate() on the final weights
+    final = train.evaluate(model, CrossEntropyLoss(), Xv, yv)
+    assert final["loss"] == pytest.approx(history.history["val_loss"][-1], rel=1e-6)
+    assert final["accuracy"] == history.history["val_accuracy"][-1]
+
+
+def test_fit_is_reproducible_with_a_seed():
+    X, y = blobs(48)
+    states = []
+    for _ in range(2):
+        model = mlp()
+        train.fit(
+            model,
+            CrossEntropyLoss(),
+            SGD(model.parameters(), lr=0.05),
+            X,
+            y,
+            epochs=2,
+            batch_size=8,
+            progress=False,
+            seed=3,
+        )
+        states.append(weights(model))
+    assert_same_state(*states)
+
+
+def test_full_batch_equals_manual_gradient_descent():
+    X, y = regression()
+    model = Linear(3, 2, dtype=np.float64, rng=0)
+    manual = {k: v.copy() for k, v in weights(model).items()}
+    history = train.fit(
+        model,
+        MSELoss(),
+        SGD(model.parameters(), lr=0.1),
+        X,
+        y,
+        epochs=3,
+        batch_size=len(X),
+        progress=False,
+    )
+    W, b = manual["weight"], manual["bias"]
+    losses = []
+    for _ in range(3):
+        err = X @ W.T + b - y
+        losses.append(np.mean(err**2))
+        dout = 2 * err / err.size
+        W, b = W - 0.1 * dout.T @ X, b - 0.1 * dout.sum(axis=0)
+    np.testing.assert_allclose(model.weight, W, rtol=1e-12)
+    np.testing.assert_allclose(model.bias, b, rtol=1e-12)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
+    assert history.params["steps"] == 1
+
+
+def test_stochastic_mode_steps_once_per_sample_in_seeded_order():
+    X, y = regression(n=10)
+    model = Linear(3, 2, dtype=np.float64, rng=0)
+    W, b = model.weight.copy(), model.bias.copy()
+    counter = StepCounter()
+    train.fit(
+        model,
+        MSELoss(),
+        SGD(model.parameters(), lr=0.05),
+        X,
+        y,
+        epochs=2,
+        batch_size=1,
+        callbacks=[counter],
+        progress=False,
+        seed=7,
+    )
+    assert len(counter.batches) == 20
+    assert all(size == 1 for _, _, size in counter.batches)
+    rng = np.random.default_rng(7)
+    for _ in range(2):
+        for i in rng.permutation(len(X)):
+            err = X[i] @ W.T + b - y[i]
+            dout = 2 * err / err.size
+            W, b = W - 0.05 * np.outer(dout, X[i]), b - 0.05 * dout
+    np.testing.assert_allclose(model.weight, W, rtol=1e-12)
+    np.testing.assert_allclose(model.bias, b, rtol=1e-12)
+
+
+def test_shuffle_false_visits_samples_in_order():
+    X, y = regression(n=10)
+    seen = []
+    model = Linear(3, 2, dtype=np.float64, rng=0)
+    train.fit(
+        model,
+        MSELoss(),
+        SGD(model.parameters(), lr=0.0),
+        X,
+        y,
+        epochs=1,
+        batch_size=4,
+        shuffle=False,
+        augment=lambda xb: seen.append(xb.copy()) or xb,
+        progress=False,
+    )
+    assert [len(b) for b in seen] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate(seen), X)
+
+
+# --- gradient accumulation -------------------------------------------------------------------
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_accumulation_equals_one_big_batch(shuffle):
+    X, y = blobs(128)
+    X = X.astype(np.float64)
+    states = []
+    for batch_size, steps in ((64, 1), (16, 4)):
+        model = mlp(dtype=np.float64)
+        counter = StepCounter()
+        history = train.fit(
+            model,
+            CrossEntropyLoss(),
+            Adam(model.parameters(), lr=0.01),
+            X,
+            y,
+            epochs=3,
+            batch_size=batch_size,
+            accumulate_steps=steps,
+            shuffle=shuffle,
+            callbacks=[counter],
+            progress=False,
+            seed=5,
+        )
+        assert len(counter.batches) == 6  # 2 optimizer steps per epoch either way
+        assert history.params["steps"] == 2
+        states.append((weights(model), history.history["loss"]))
+    assert_same_state(states[0][0], states[1][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(states[0][1], states[1][1], rtol=1e-10)
+
+
+def test_accumulation_last_partial_group_averages_its_micro_batches():
+    # 3 micro-batches with k=2: the second step averages one micro-batch (scale 1, not 1/2)
+    X, y = regression(n=12)
+    a = Linear(3, 2, dtype=np.float64, rng=0)
+    b = Linear(3, 2, dtype=np.float64, rng=0)
+    common = dict(epochs=1, shuffle=False, progress=False)
+    train.fit(
+        a, MSELoss(), SGD(a.parameters(), lr=0.1), X, y, batch_size=4, **common, accumulate_steps=2
+    )
+    train.fit(b, MSELoss(), SGD(b.parameters(), lr=0.1), X[:8], y[:8], batch_size=8, **common)
+    train.fit(b, MSELoss(), SGD(b.parameters(), lr=0.1), X[8:], y[8:], batch_size=4, **common)
+    assert_same_state(weights(a), weights(b), rtol=1e-12)
+
+
+# --- L1 / L2 -----------------------------------------------------------------------------------
+def test_l1_l2_gradient_terms_are_analytic():
+    X, y = regression()
+    l1, l2, lr = 0.03, 0.2, 0.5
+    base = Linear(3, 2, dtype=np.float64, rng=0)
+    base.weight[0, 0] = 0.0  # sign(0) = 0
+    reg = Linear(3, 2, dtype=np.float64, rng=0)
+    reg.load_state_dict(base.state_dict())
+    w0 = base.weight.copy()
+    common = dict(epochs=1, batch_size=len(X), progress=False, seed=0)
+    h0 = train.fit(base, MSELoss(), SGD(base.parameters(), lr=lr), X, y, **common)
+    h1 = train.fit(reg, MSELoss(), SGD(reg.parameters(), lr=lr), X, y, l1=l1, l2=l2, **common)
+    expected_step = lr * (l1 * np.sign(w0) + 2 * l2 * w0)
+    np.testing.assert_allclose(base.weight - reg.weight, expected_step, rtol=1e-12, atol=1e-15)
+    assert reg.weight[0, 0] == base.weight[0, 0] - lr * 2 * l2 * 0.0
+    np.testing.assert_array_equal(base.bias, reg.bias)  # biases are not penalized
+    extra = l1 * np.abs(w0).sum() + l2 * (w0**2).sum()
+    assert h1.history["loss"][0] - h0.history["loss"][0] == pytest.approx(extra, rel=1e-12)
+
+
+def test_penalty_excludes_biases_and_frozen_weights():
+    model = mlp(dtype=np.float64)
+    names = [name for name, _, _ in regularized_parameters(model)]
+    assert names == ["0.weight", "2.weight"]
+    w0, w2 = model[0].weight, model[2].weight
+    assert penalty(model, l1=0.5) == pytest.approx(0.5 * (np.abs(w0).sum() + np.abs(w2).sum()))
+    model.freeze("2.weight")
+    assert penalty(model, l2=2.0) == pytest.approx(2.0 * (w0**2).sum())
+    before = model[2].grad("weight").copy()
+    train.add_penalty_gradients(model, l1=0.1, l2=0.1)
+    np.testing.assert_array_equal(model[2].grad("weight"), before)
+    np.testing.assert_allclose(model[0].grad("weight"), 0.1 * np.sign(w0) + 0.2 * w0)
+    assert penalty(model) == 0.0
+
+
+# --- clipping, frozen parameters, optimizer subsets -------------------------------------------
+def test_max_grad_norm_goes_through_the_optimizer():
+    X, y = blobs(32)
+    seen = []
+
+    class Probe(train.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((self.state.optimizer.max_grad_norm, self.state.optimizer.last_grad_norm))
+
+    a, b = mlp(), mlp()
+    opt_a = SGD(a.parameters(), lr=0.5)
+    train.fit(
+        a,
+        CrossEntropyLoss(),
+        opt_a,
+        X,
+        y,
+        epochs=2,
+        batch_size=8,
+        max_grad_norm=0.1,
+        callbacks=[Probe()],
+        progress=False,
+        seed=0,
+    )
+    opt_b = SGD(b.parameters(), lr=0.5, max_grad_norm=0.1)
+    train.fit(b, CrossEntropyLoss(), opt_b, X, y, epochs=2, batch_size=8, progress=False, seed=0)
+    assert_same_state(weights(a), weights(b))
+    assert all(limit == 0.1 and norm is not None and norm > 0 for limit, norm in seen)
+    assert opt_a.max_grad_norm is None  # the optimizer's own setting is restored
+
+
+def test_frozen_parameters_do_not_change_and_optimizer_may_hold_a_subset():
+    X, y = blobs(48)
+    model = mlp()
+    model.freeze("0.weight", "0.bias")
+    frozen = weights(model)
+    train.fit(
+        model,
+        CrossEntropyLoss(),
+        Adam(model.parameters(), lr=0.05),
+        X,
+        y,
+        epochs=2,
+        batch_size=16,
+        progress=False,
+    )
+    after = weights(model)
+    np.testing.assert_array_equal(after["0.weight"], frozen["0.weight"])
+    np.testing.assert_array_equal(after["0.bias"], frozen["0.bias"])
+    assert not np.array_equal(after["2.weight"], frozen["2.weight"])
+    # an optimizer over the head only, in two groups
+    head = mlp()
+    body = weights(head)
+    opt = SGD([{"params": [head[2].weight]}, {"params": [head[2].bias], "lr": 0.0}], lr=0.1)
+    train.fit(head, CrossEntropyLoss(), opt, X, y, epochs=1, batch_size=16, progress=False)
+    np.testing.assert_array_equal(head[0].weight, body["0.weight"])
+    np.testing.assert_array_equal(head[2].bias, body["2.bias"])
+    assert not np.array_equal(head[2].weight, body["2.weight"])
+
+
+def test_optimizer_over_another_model_is_rejected():
+    X, y = blobs(16)
+    model = mlp()
+    before = weights(model)
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\].*not a parameter"):
+        train.fit(model, CrossEntropyLoss(), SGD(mlp().parameters()), X, y, progress=False)
+    assert_same_state(before, weights(model))
+
+
+# --- modes -------------------------------------------------------------------------------------
+class ModeProbe(Module):
+    """Identity that records ``training`` at every forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+def test_train_mode_for_training_and_eval_mode_for_validation():
+    X, y = blobs(20)
+    probe = ModeProbe()
+    model = Sequential(Linear(4, 3, rng=0), probe)
+    model.eval()
+    train.fit(
+        model,
+        CrossEntropyLoss(),
+        SGD(model.parameters(), lr=0.01),
+        X,
+        y,
+        epochs=2,
+        batch_size=10,
+        validation_data=(X[:5], y[:5]),
+        progress=False,
+    )
+    # per epoch: 2 training batches then 1 validation batch
+    assert probe.modes == [True, True, False] * 2
+    assert not model.training and not probe.training  # the caller's mode is restored
+
+
+# --- schedulers --------------------------------------------------------------------------------
+class HalvingScheduler:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.calls = 0
+
+    def step(self):
+        self.calls += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.5
+
+
+class ReduceLROnPlateau:  # recognized by class name, like the real one
+    def __init__(self):
+        self.metrics: list[float] = []
+
+    def step(self, metrics):
+        self.metrics.append(metrics)
+
+
+@pytest.mark.parametrize(("interval", "calls"), [("epoch", 3), ("step", 9)])
+def test_scheduler_interval(interval, calls):
+    X, y = blobs(24)
+    model = mlp()
+    opt = SGD(model.parameters(), lr=1.0)
+    sched = HalvingScheduler(opt)
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        opt,
+        X,
+        y,
+        epochs=3,
+        batch_size=8,
+        scheduler=sched,
+        scheduler_interval=interval,
+        progress=False,
+    )
+    assert sched.calls == calls
+    per_epoch = calls // 3
+    assert history.history["lr"] == [
+        0.5 ** (per_epoch * e + per_epoch - (interval == "epoch")) for e in range(3)
+    ]
+
+
+def test_plateau_scheduler_gets_the_monitored_metric():
+    X, y = blobs(24)
+    model = mlp()
+    sched = ReduceLROnPlateau()
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        SGD(model.parameters(), lr=0.1),
+        X,
+        y,
+        epochs=2,
+        validation_data=(X, y),
+        scheduler=sched,
+        progress=False,
+    )
+    assert sched.metrics == history.history["val_loss"]
+    sched = ReduceLROnPlateau()
+    train.fit(
+        model,
+        CrossEntropyLoss(),
+        SGD(model.parameters(), lr=0.1),
+        X,
+        y,
+        epochs=2,
+        validation_data=(X, y),
+        scheduler=sched,
+        scheduler_monitor="val_accuracy",
+        progress=False,
+    )
+    assert len(sched.metrics) == 2 and all(0 <= m <= 1 for m in sched.metrics)
+    with pytest.raises(ValueError, match="scheduler_interval='epoch'"):
+        train.fit(
+            model,
+            CrossEntropyLoss(),
+            SGD(model.parameters()),
+            X,
+            y,
+            scheduler=sched,
+            scheduler_interval="step",
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"'val_loss' is not logged.*available"):
+        train.fit(
+            model,
+            CrossEntropyLoss(),
+            SGD(model.parameters()),
+            X,
+            y,
+            scheduler=sched,
+            scheduler_monitor="val_loss",
+            progress=False,
+        )
+
+
+def test_real_step_scheduler_if_available():
+    lr_scheduler = pytest.importorskip("ferroptim.optim.lr_scheduler")
+    X, y = blobs(24)
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    sched = lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        opt,
+        X,
+        y,
+        epochs=3,
+        batch_size=8,
+        scheduler=sched,
+        progress=False,
+    )
+    np.testing.assert_allclose(history.history["lr"], [0.1, 0.01, 0.001])
+
+
+# --- augmentation, metrics, progress, plot ---------------------------------------------------
+def test_augment_applies_to_training_batches_only():
+    X, y = blobs(20)
+    calls = []
+
+    def augment(xb):
+        calls.append(len(xb))
+        return xb + 1.0
+
+    model = Sequential(Linear(4, 3, rng=0), probe := ModeProbe())
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        SGD(model.parameters(), lr=0.0),
+        X,
+        y,
+        epochs=1,
+        batch_size=8,
+        validation_data=(X, y),
+        augment=augment,
+        progress=False,
+    )
+    assert calls == [8, 8, 4]
+    assert probe.modes == [True] * 3 + [False] * 3
+    # lr=0: the same weights, so only the augmentation separates train loss from val loss
+    plain = train.evaluate(model, CrossEntropyLoss(), X, y)["loss"]
+    shifted = train.evaluate(model, CrossEntropyLoss(), X + 1.0, y)["loss"]
+    assert history.history["val_loss"][0] == pytest.approx(plain, rel=1e-6)
+    assert history.history["loss"][0] == pytest.approx(shifted, rel=1e-6)
+    assert plain != pytest.approx(shifted, rel=1e-3)
+
+
+def test_binary_and_custom_metrics():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 2)).astype(np.float32)
+    y = (X[:, :1] + X[:, 1:] > 0).astype(np.float32)
+    model = Linear(2, 1, rng=0)
+    history = train.fit(
+        model,
+        BCEWithLogitsLoss(),
+        Adam(model.parameters(), lr=0.1),
+        X,
+        y,
+        epochs=20,
+        batch_size=16,
+        progress=False,
+        seed=0,
+    )
+    assert history.history["accuracy"][-1] >= 0.95
+    out = train.predict(model, X)
+    assert train.evaluate(model, BCEWithLogitsLoss(), X, y)["accuracy"] == np.mean(
+        (out > 0) == (y > 0.5)
+    )
+    X, y = regression()
+    model = Linear(3, 2, dtype=np.float64, rng=0)
+    history = train.fit(
+        model,
+        MSELoss(),
+        SGD(model.parameters(), lr=0.0),
+        X,
+        y,
+        epochs=1,
+        batch_size=len(X),
+        metrics=["mae", "accuracy"],
+        progress=False,
+    )
+    assert "accuracy" not in history.history or len(history.history) == 5
+    pred = X @ model.weight.T + model.bias
+    assert history.history["mae"][0] == pytest.approx(np.mean(np.abs(pred - y)))
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        train.fit(model, MSELoss(), SGD(model.parameters()), X, y, metrics=["f1"], progress=False)
+
+
+def test_categorical_accuracy_targets():
+    out = np.array([[0.1, 2.0], [3.0, 0.0], [0.0, 1.0]])
+    assert train.categorical_accuracy(out, np.array([1, 0, 0])) == pytest.approx(2 / 3)
+    assert train.categorical_accuracy(out, np.eye(2)[[1, 0, 1]]) == 1.0
+    assert train.binary_accuracy(np.array([-1.0, 2.0]), np.array([0.0, 0.0])) == 0.5
+    with pytest.raises(ValueError, match="target shape"):
+        train.categorical_accuracy(out, np.array([1, 0]))
+
+
+def test_progress_bar_and_plot(tmp_path, capsys):
+    X, y = blobs(24)
+    model = mlp()
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        SGD(model.parameters(), lr=0.1),
+        X,
+        y,
+        epochs=2,
+        batch_size=8,
+        validation_data=(X, y),
+        progress=True,
+    )
+    err = capsys.readouterr().err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "val_loss" in err
+    path = tmp_path / "curves.png"
+    history.plot(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no epochs"):
+        train.History().plot(tmp_path / "empty.png")
+
+
+def test_zero_epochs_trains_nothing():
+    X, y = blobs(16)
+    model = mlp()
+    before = weights(model)
+    history = train.fit(
+        model, CrossEntropyLoss(), SGD(model.parameters(), lr=1.0), X, y, epochs=0, progress=False
+    )
+    assert len(history) == 0 and history.history == {}
+    assert_same_state(before, weights(model))
+
+
+# --- errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(X=np.zeros((5, 4), np.float32)), ValueError, "same number of samples, got 5 and 16"),
+        (dict(X=np.full((16, 4), "a")), TypeError, "X must be numeric"),
+        (dict(y=[object()] * 16), TypeError, "y must be numeric"),
+        (dict(X="abc"), TypeError, "X must be a numeric array"),
+        (dict(X=np.zeros((0, 4)), y=np.zeros(0, np.int64)), ValueError, "X is empty"),
+        (dict(batch_size=0), ValueError, "batch_size must be a positive int, got 0"),
+        (dict(batch_size=2.0), TypeError, "batch_size must be a positive int"),
+        (dict(epochs=-1), ValueError, "epochs must be an int >= 0, got -1"),
+        (dict(epochs=True), TypeError, "epochs must be an int"),
+        (dict(accumulate_steps=0), ValueError, "accumulate_steps"),
+        (dict(l1=-0.1), ValueError, "l1 must be a finite float >= 0"),
+        (dict(l2=float("nan")), ValueError, "l2 must be a finite float >= 0"),
+        (dict(validation_data=(np.zeros((3, 4)),)), TypeError, "validation_data must be a pair"),
+        (
+            dict(validation_data=(np.zeros((3, 4)), np.zeros(2, np.int64))),
+            ValueError,
+            "validation_data X and validation_data y must have the same number",
+        ),
+        (dict(callbacks=[object()]), TypeError, r"callbacks\[0\] must be a ferroptim"),
+        (dict(augment=3), TypeError, "augment must be callable"),
+        (dict(scheduler_interval="batch"), ValueError, "scheduler_interval"),
+        (
+            dict(callbacks=[train.EarlyStopping(monitor="val_acc")]),
+            ValueError,
+            r"monitor 'val_acc' is not logged; available: \['accuracy', 'loss', 'lr', 'time'\]",
+        ),
+    ],
+)
+def test_bad_arguments_raise_before_any_update(kwargs, error, match):
+    X, y = blobs(16)
+    model = mlp()
+    before = weights(model)
+    args = dict(X=X, y=y, epochs=1, batch_size=4, progress=False)
+    args.update(kwargs)
+    X, y = args.pop("X"), args.pop("y")
+    with pytest.raises(error, match=match):
+        train.fit(model, CrossEntropyLoss(), SGD(model.parameters(), lr=1.0), X, y, **args)
+    assert_same_state(before, weights(model))
