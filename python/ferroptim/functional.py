@@ -27,6 +27,16 @@ def _kernel(name: str, backend: str) -> Callable[..., None]:
         raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}") from None
 
 
+def _count(params: Arrays) -> int:
+    """The number of tensors: ``params`` must be a list or tuple (a generator has no length)."""
+    try:
+        return len(params)
+    except TypeError:
+        raise TypeError(
+            f"params must be a list of numpy arrays, got {type(params).__name__}"
+        ) from None
+
+
 def _steps_before(step: int | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     """The kernels take per-tensor counts *before* this step; ``step`` is the count after it."""
     t = np.asarray(step)
@@ -34,6 +44,8 @@ def _steps_before(step: int | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
         raise ValueError(f"step must be an int or {n} ints, got {step!r}")
     if np.any(t < 1):
         raise ValueError(f"step must be at least 1, got {step!r}")
+    if np.any(t > np.iinfo(np.int64).max):  # uint64 beyond int64 would wrap to negative counts
+        raise ValueError(f"step must be below 2**63, got {step!r}")
     return np.broadcast_to(t.astype(np.int64) - 1, (n,)).copy()
 
 
@@ -70,7 +82,7 @@ def sgd_step(
         nesterov=nesterov,
         maximize=maximize,
     )
-    steps = _steps_before(step, len(params))
+    steps = _steps_before(step, _count(params))
     _kernel("sgd_step", backend)(params, grads, momentum_buffers, steps, **h)
 
 
@@ -98,7 +110,7 @@ def adagrad_step(
         maximize=maximize,
     )
     del h["initial_accumulator_value"]
-    steps = _steps_before(step, len(params))
+    steps = _steps_before(step, _count(params))
     _kernel("adagrad_step", backend)(params, grads, state_sums, steps, **h)
 
 
@@ -120,7 +132,7 @@ def adadelta_step(
     h = _checked(
         optim.Adadelta, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize
     )
-    steps = _steps_before(1, len(params))
+    steps = _steps_before(1, _count(params))
     _kernel("adadelta_step", backend)(params, grads, square_avgs, acc_deltas, steps, **h)
 
 
@@ -153,7 +165,7 @@ def rmsprop_step(
         centered=grad_avgs is not None,
         maximize=maximize,
     )
-    steps = _steps_before(1, len(params))
+    steps = _steps_before(1, _count(params))
     _kernel("rmsprop_step", backend)(
         params, grads, square_avgs, grad_avgs, momentum_buffers, steps, **h
     )
@@ -188,7 +200,7 @@ def adam_step(
         maximize=maximize,
         decoupled_weight_decay=decoupled_weight_decay,
     )
-    steps = _steps_before(step, len(params))
+    steps = _steps_before(step, _count(params))
     _kernel("adam_step", backend)(
         params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **_split_betas(h)
     )
@@ -213,7 +225,7 @@ def adamax_step(
     h = _checked(
         optim.Adamax, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize
     )
-    steps = _steps_before(step, len(params))
+    steps = _steps_before(step, _count(params))
     _kernel("adamax_step", backend)(params, grads, exp_avgs, exp_infs, steps, **_split_betas(h))
 
 
@@ -246,7 +258,7 @@ def nadam_step(
         decoupled_weight_decay=decoupled_weight_decay,
         maximize=maximize,
     )
-    steps = _steps_before(step, len(params))
+    steps = _steps_before(step, _count(params))
     _kernel("nadam_step", backend)(
         params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, **_split_betas(h)
     )
@@ -277,7 +289,7 @@ def radam_step(
         decoupled_weight_decay=decoupled_weight_decay,
         maximize=maximize,
     )
-    steps = _steps_before(step, len(params))
+    steps = _steps_before(step, _count(params))
     _kernel("radam_step", backend)(params, grads, exp_avgs, exp_avg_sqs, steps, **_split_betas(h))
 
 
@@ -294,7 +306,7 @@ def lion_step(
 ) -> None:
     """Lion: ``c = b1*m + (1-b1)*g``; ``p = p*(1-lr*wd) - lr*sign(c)``; ``m = b2*m + (1-b2)*g``."""
     h = _checked(optim.Lion, lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
-    steps = _steps_before(1, len(params))
+    steps = _steps_before(1, _count(params))
     _kernel("lion_step", backend)(params, grads, exp_avgs, steps, **_split_betas(h))
 
 
