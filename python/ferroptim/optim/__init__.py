@@ -1,5 +1,6 @@
 """Optimizers with torch.optim's names, defaults and update rules, on NumPy arrays."""
 
+from ferroptim.optim import lr_scheduler
 from ferroptim.optim.adadelta import Adadelta
 from ferroptim.optim.adagrad import Adagrad
 from ferroptim.optim.adam import Adam, AdamW
@@ -23,4 +24,5 @@ __all__ = [
     "Optimizer",
     "RAdam",
     "RMSprop",
+    "lr_scheduler",
 ]

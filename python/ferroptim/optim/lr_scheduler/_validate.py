@@ -1,0 +1,94 @@
+"""Argument checks shared by the schedulers: every error names the argument."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from numbers import Integral, Real
+from typing import Any
+
+
+def check_int(name: str, value: object, *, low: int = 1) -> int:
+    """``value`` as an int after checking ``value >= low`` (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"Invalid {name} value: {value} (expected an int >= {low})")
+    return value
+
+
+def check_real(
+    name: str,
+    value: object,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a finite float inside ``[low, high]`` (ends excluded when ``*_open``)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(
+            f"Invalid {name} value: {value} (expected a value in {left}{low}, {high}{right})"
+        )
+    return value
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_optimizer(optimizer: Any) -> None:
+    """Check ``optimizer`` has a non-empty ``param_groups`` list of dicts, each with an ``"lr"``."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list) or not groups:
+        raise TypeError(
+            f"optimizer must have a non-empty param_groups list, got {type(optimizer).__name__}"
+        )
+    for i, group in enumerate(groups):
+        if not isinstance(group, dict) or "lr" not in group:
+            raise TypeError(f"optimizer.param_groups[{i}] must be a dict with an 'lr' entry")
+
+
+def per_group(
+    name: str, optimizer: Any, value: object, check: Callable[[str, object], float]
+) -> list[float]:
+    """One checked value per parameter group: ``value`` repeated, or a list/tuple with one entry
+    per group (torch's ``_format_param``)."""
+    n_groups = len(optimizer.param_groups)
+    if isinstance(value, list | tuple):
+        if len(value) != n_groups:
+            raise ValueError(
+                f"{name} must have one value per param group: got {len(value)} values for "
+                f"{n_groups} param groups"
+            )
+        return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return [check(name, value)] * n_groups
+
+
+def check_callables(name: str, optimizer: Any, value: object) -> list[Callable[[int], float]]:
+    """One callable per parameter group: ``value`` repeated, or a list/tuple of them."""
+    n_groups = len(optimizer.param_groups)
+    if isinstance(value, list | tuple):
+        if len(value) != n_groups:
+            raise ValueError(
+                f"{name}: expected {n_groups} functions (one per param group), got {len(value)}"
+            )
+        functions = list(value)
+    else:
+        functions = [value] * n_groups
+    for i, fn in enumerate(functions):
+        if not callable(fn):
+            raise TypeError(f"{name}[{i}] must be callable, got {type(fn).__name__}")
+    return functions
