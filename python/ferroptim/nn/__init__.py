@@ -5,10 +5,35 @@ parameter gradients and returns d loss / d x, and ``parameters()`` / ``gradients
 ``ferroptim.optim`` optimizer. ``state_dict()`` uses torch's keys, so weights move between the two.
 """
 
+from ferroptim.nn import init
 from ferroptim.nn._rng import manual_seed
 from ferroptim.nn.container import Sequential
+from ferroptim.nn.conv import Conv2d
+from ferroptim.nn.dropout import Dropout
 from ferroptim.nn.embedding import Embedding
+from ferroptim.nn.linear import Linear
 from ferroptim.nn.lstm import LSTM
 from ferroptim.nn.module import Module
+from ferroptim.nn.normalization import BatchNorm1d, BatchNorm2d
+from ferroptim.nn.pooling import AvgPool2d, MaxPool2d
+from ferroptim.nn.residual import Residual
+from ferroptim.nn.shape import Flatten, Identity
 
-__all__ = ["LSTM", "Embedding", "Module", "Sequential", "manual_seed"]
+__all__ = [
+    "LSTM",
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "Identity",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "Residual",
+    "Sequential",
+    "init",
+    "manual_seed",
+]
