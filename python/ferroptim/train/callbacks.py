@@ -24,6 +24,7 @@ class FitState:
 
     model: Any
     optimizer: Any = None
+    scheduler: Any = None
     epochs: int = 0
     steps_per_epoch: int = 0
     #: the keys every epoch's logs will have (``loss``, ``accuracy``, ``val_loss``, ``lr``, ...)
@@ -227,12 +228,16 @@ class ModelCheckpoint(Callback):
         Save only when ``monitor`` improves on the best value so far (else every epoch).
     mode : {"auto", "min", "max"}
         Direction of improvement (see :class:`Monitor`).
+    save_weights_only : bool
+        Save the model only; otherwise the optimizer and scheduler of the run too (for an exact
+        resume with ``ferroptim.checkpoint.load(path, model, optimizer, scheduler)``).
 
     Notes
     -----
-    Files are written with ``ferroptim.save`` when the checkpoint module is available, otherwise
-    as an ``.npz`` of the state_dict (read back with ``np.load(path, allow_pickle=False)``).
-    ``saved`` lists the paths written; ``best`` and ``best_epoch`` track the monitored value.
+    Files are written atomically with ``ferroptim.checkpoint.save`` (an ``.npz`` readable with
+    ``np.load(path, allow_pickle=False)``); without that module, as an ``.npz`` of the model's
+    state_dict. ``saved`` lists the paths written; ``best`` and ``best_epoch`` track the
+    monitored value.
     """
 
     def __init__(
@@ -241,12 +246,14 @@ class ModelCheckpoint(Callback):
         monitor: str = "val_loss",
         save_best_only: bool = False,
         mode: str = "auto",
+        save_weights_only: bool = False,
     ) -> None:
         if not isinstance(filepath, (str, os.PathLike)):
             raise TypeError(f"filepath must be a str or path, got {type(filepath).__name__}")
         self.filepath = os.fspath(filepath)
         self.monitor = Monitor(monitor, mode)
         self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
         self.best = self.monitor.worst
         self.best_epoch: int | None = None
         self.saved: list[str] = []
@@ -274,19 +281,25 @@ class ModelCheckpoint(Callback):
                 f"ModelCheckpoint: filepath {self.filepath!r} names {exc}, which is not one of "
                 f"epoch, {', '.join(sorted(logs))}"
             ) from exc
-        save_state_dict(self.model.state_dict(), path)
+        self._save(path)
         self.saved.append(path)
 
-
-def save_state_dict(state_dict: dict[str, np.ndarray], path: str) -> None:
-    """Write a state_dict with ``ferroptim.save`` if present, else ``np.savez`` (no pickles)."""
-    try:
-        from ferroptim.checkpoint import save
-    except ImportError:
-        with open(path, "wb") as handle:  # an exact name: np.savez would append ".npz"
-            np.savez(handle, **state_dict)
-    else:
-        save(state_dict, path)
+    def _save(self, path: str) -> None:
+        try:
+            from ferroptim.checkpoint import save
+        except ImportError:
+            with open(path, "wb") as handle:  # the exact name: np.savez would append ".npz"
+                np.savez(handle, **self.model.state_dict())
+            return
+        if self.save_weights_only:
+            save(path, model=self.model)
+        else:
+            save(
+                path,
+                model=self.model,
+                optimizer=self.state.optimizer,
+                scheduler=self.state.scheduler,
+            )
 
 
 class CSVLogger(Callback):

@@ -152,6 +152,7 @@ def fit(
     state = FitState(
         model=model,
         optimizer=optimizer,
+        scheduler=scheduler,
         epochs=epochs,
         steps_per_epoch=math.ceil(n_batches / accumulate_steps),
         log_names=log_names,
