@@ -6,7 +6,7 @@ Calling convention as for every loss in :mod:`ferroptim.nn.loss`.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -14,6 +14,21 @@ from ferroptim.nn._checks import require_cache
 from ferroptim.nn._loss_base import Loss, optional_array
 
 __all__ = ["CrossEntropyLoss"]
+
+
+class _Forward(NamedTuple):
+    """What ``backward`` needs from a forward pass (rows flattened to ``(M, C)``)."""
+
+    exps: np.ndarray  # exp(logits - row max), (M, C)
+    sums: np.ndarray  # their row sums, (M,)
+    rows: np.ndarray  # arange(M)
+    target: np.ndarray  # targets with ignored entries replaced by 0, (M,)
+    valid: np.ndarray  # target != ignore_index, (M,)
+    all_valid: bool
+    sample_weight: np.ndarray | None  # w[target] * valid (None: all ones)
+    weight: np.ndarray | None  # class weights in the input dtype
+    scale: float  # 1 / sum of sample weights for "mean", else 1
+    shape: tuple[int, ...]  # the input's shape
 
 
 class CrossEntropyLoss(Loss):
@@ -168,25 +183,15 @@ class CrossEntropyLoss(Loss):
         else:
             shape = () if x.ndim == 1 else (x.shape[0], *x.shape[2:])
             result, scale = losses.reshape(shape).astype(x.dtype, copy=False), 1.0
-        self._cache = (
-            exps,
-            sums,
-            rows,
-            safe_target,
-            valid,
-            all_valid,
-            sample_weight,
-            weight,
-            scale,
-            x.shape,
-            x.dtype,
+        self._cache = _Forward(
+            exps, sums, rows, safe_target, valid, all_valid, sample_weight, weight, scale, x.shape
         )
         return result
 
     def backward(self, grad_output: Any = None) -> np.ndarray:
-        (exps, sums, rows, target, valid, all_valid, sample_weight, weight, scale, shape, dtype) = (
-            require_cache(self._cache, "CrossEntropyLoss")
-        )
+        cache = require_cache(self._cache, "CrossEntropyLoss")
+        exps, sums, rows, target, valid, all_valid, sample_weight, weight, scale, shape = cache
+        dtype = exps.dtype
         loss_shape = () if len(shape) == 1 else (shape[0], *shape[2:])
         upstream = self._upstream(grad_output, loss_shape, dtype)
         self._cache = None
