@@ -1,0 +1,369 @@
+"""Checkpoints: a model, optimizer, scheduler and any extra state in one ``.npz`` file, written
+atomically and restored with verification, for an exact resume.
+
+File layout (format version 1): an ordinary NumPy ``.npz`` archive, readable with
+``np.load(path, allow_pickle=False)``. Member ``__ferroptim_checkpoint__`` holds UTF-8 JSON as a
+uint8 array: ``{"format": "ferroptim.checkpoint", "version": 1, "tree": ...}``, where the tree is
+the skeleton of :mod:`ferroptim._tree_codec` and members ``a0``, ``a1``, ... are the arrays it
+refers to. Nothing is pickled. The decoded tree is::
+
+    {"model": part, "optimizer": part, "scheduler": part, "extra": {name: entry}}
+
+with ``part`` ``None`` or ``{"kind": "object", "state_dict": ..., "rng_state": ...}`` (the
+object's ``state_dict()``, and ``rng_state()`` when it has one, else ``None``), and extra
+entries either such parts, ``{"kind": "generator", "rng_state": ...}`` for a
+``numpy.random.Generator``, or ``{"kind": "value", "value": ...}`` for plain data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import secrets
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ferroptim import _tree_codec
+from ferroptim._checkpoint_verify import mismatches
+
+FORMAT = "ferroptim.checkpoint"
+VERSION = 1
+SKELETON = "__ferroptim_checkpoint__"
+PARTS = ("model", "optimizer", "scheduler")
+
+
+class ObjectState(NamedTuple):
+    """The saved state of one object: its ``state_dict()`` and its ``rng_state()`` (``None``
+    when it has none; for a ``numpy.random.Generator``, ``state_dict`` is ``None`` and
+    ``rng_state`` is ``bit_generator.state``)."""
+
+    state_dict: Any
+    rng_state: Any
+
+
+class CheckpointMismatchError(ValueError, KeyError):
+    """A checkpoint does not fit the objects it should be loaded into (caught by ``except
+    ValueError`` and ``except KeyError``); the message names every mismatch."""
+
+    __str__ = Exception.__str__  # a plain message, not KeyError's repr of it
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A decoded checkpoint (see :func:`load`).
+
+    Attributes
+    ----------
+    version : int
+        Format version of the file.
+    model, optimizer, scheduler : ObjectState or None
+        What :func:`save` was given (``model.state_dict`` is torch-keyed; ``model.rng_state``
+        holds the dropout generators).
+    extra : dict
+        ``name -> value`` for plain data, ``name -> ObjectState`` for objects and generators.
+    """
+
+    version: int
+    model: ObjectState | None = None
+    optimizer: ObjectState | None = None
+    scheduler: ObjectState | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def restore(self, model=None, optimizer=None, scheduler=None, **extra: Any) -> None:
+        """Load this checkpoint into the given objects, all or nothing.
+
+        Everything is verified first: each object given has a saved state; a model's names,
+        shapes and dtypes (and its random generators' names and kinds) match; an optimizer's
+        groups, parameter counts and state arrays match its parameters. Then each object's
+        ``load_state_dict`` (and ``set_rng_state``) runs; if one raises, the objects already
+        loaded are put back from copies taken before.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            A ``ValueError`` and ``KeyError`` whose message names every mismatch found (or the
+            error of the load that failed); no object is modified.
+        """
+        targets: list[tuple[str, ObjectState, Any]] = []
+        problems: list[str] = []
+        for label, obj in zip(PARTS, (model, optimizer, scheduler), strict=True):
+            saved = getattr(self, label)
+            if obj is None:
+                continue
+            if saved is None:
+                problems.append(f"{label}: the checkpoint holds no {label}")
+            else:
+                targets.append((label, saved, obj))
+        for name, obj in extra.items():
+            saved = self.extra.get(name)
+            if name not in self.extra:
+                problems.append(
+                    f"extra {name!r}: not in the checkpoint (it holds {sorted(self.extra)})"
+                )
+            elif not isinstance(saved, ObjectState):
+                problems.append(
+                    f"extra {name!r}: the checkpoint holds a plain value, not an object's state"
+                )
+            else:
+                targets.append((f"extra {name!r}", saved, obj))
+        backups = [_backup(saved, obj) for _, saved, obj in targets]
+        for (label, saved, obj), current in zip(targets, backups, strict=True):
+            problems += [f"{label}: {p}" for p in mismatches(saved, obj, current)]
+        if problems:
+            raise CheckpointMismatchError(
+                f"checkpoint does not match ({len(problems)} problem(s)): " + "; ".join(problems)
+            )
+        _apply_all(targets, backups)
+
+
+def save(path: str | os.PathLike, model=None, optimizer=None, scheduler=None, **extra: Any) -> None:
+    """Write a checkpoint to ``path`` atomically (the name is used as given; ``.npz`` is not
+    appended).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    model, optimizer, scheduler : object, optional
+        Anything with ``state_dict()``; ``rng_state()`` is saved too when the object has it
+        (a :class:`~ferroptim.nn.Module` saves its dropout generators that way).
+    **extra
+        Plain data (arrays, numbers, strings, nested dicts/lists/tuples of them), objects with
+        ``state_dict()`` (and ``rng_state()``), or ``numpy.random.Generator`` instances.
+
+    Notes
+    -----
+    The file is written to a temporary file in the same directory, flushed and ``fsync``-ed,
+    then renamed over ``path`` (``os.replace``) and the directory is ``fsync``-ed: a reader sees
+    the old checkpoint or the new one, never a partial file. On any error the temporary file is
+    removed and the old checkpoint stays as it was.
+
+    Raises
+    ------
+    TypeError
+        Naming the value that cannot be stored (before anything is written).
+    """
+    objects = zip(PARTS, (model, optimizer, scheduler), strict=True)
+    tree: dict[str, Any] = {label: _part(label, obj) for label, obj in objects}
+    tree["extra"] = {name: _extra_entry(name, value) for name, value in extra.items()}
+    skeleton, arrays = _tree_codec.encode(tree)
+    document = {"format": FORMAT, "version": VERSION, "tree": skeleton}
+    text = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+    _write_atomic(os.fspath(path), {SKELETON: np.frombuffer(text, dtype=np.uint8), **arrays})
+
+
+def load(
+    path: str | os.PathLike, model=None, optimizer=None, scheduler=None, **extra: Any
+) -> Checkpoint:
+    """Read a checkpoint written by :func:`save`; with objects given, also restore it into them
+    (as :meth:`Checkpoint.restore`: verified first, all or nothing).
+
+    Returns
+    -------
+    Checkpoint
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is corrupt or truncated, is not a ferroptim checkpoint, or has another
+        format version; :class:`CheckpointMismatchError` if it does not fit the objects.
+    """
+    path = os.fspath(path)
+    checkpoint = _decode(path, _read_members(path))
+    if any(obj is not None for obj in (model, optimizer, scheduler)) or extra:
+        checkpoint.restore(model, optimizer, scheduler, **extra)
+    return checkpoint
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _part(label: str, obj: Any) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    if not callable(getattr(obj, "state_dict", None)):
+        raise TypeError(f"{label}: {type(obj).__name__} has no state_dict() to save")
+    rng = getattr(obj, "rng_state", None)
+    return {
+        "kind": "object",
+        "state_dict": obj.state_dict(),
+        "rng_state": rng() if callable(rng) else None,
+    }
+
+
+def _extra_entry(name: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, np.random.Generator):
+        return {"kind": "generator", "rng_state": value.bit_generator.state}
+    if callable(getattr(value, "state_dict", None)):
+        return _part(f"extra {name!r}", value)  # type: ignore[return-value]
+    return {"kind": "value", "value": value}
+
+
+def _write_atomic(path: str, members: dict[str, np.ndarray]) -> None:
+    """Write the ``.npz`` into a temporary file next to ``path``, fsync, rename over ``path``, fsync
+    the directory; the temporary file is removed on any error."""
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            _write_npz(file, members)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_directory(directory)
+
+
+def _write_npz(file: Any, members: dict[str, np.ndarray]) -> None:
+    """An uncompressed ``.npz`` (what ``np.savez`` writes), with pickling refused."""
+    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in members.items():
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable (POSIX); platforms that cannot open a directory skip it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _read_members(path: str) -> dict[str, np.ndarray]:
+    """Every member of the ``.npz`` at ``path``, read in full (CRCs checked), without pickle."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(
+            f"{path}: not a readable ferroptim checkpoint (corrupt, truncated or another kind of "
+            f"file): {exc}"
+        ) from None
+
+
+def _decode(path: str, members: dict[str, np.ndarray]) -> Checkpoint:
+    raw = members.pop(SKELETON, None)
+    if raw is None:
+        raise ValueError(f"{path}: not a ferroptim checkpoint (no {SKELETON!r} member)")
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"{SKELETON!r} is not a uint8 vector")
+        document = json.loads(raw.tobytes().decode(), parse_constant=_refuse_constant)
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise ValueError(f"the header names no {FORMAT!r} format")
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: not a ferroptim checkpoint ({exc})") from None
+    version = document.get("version")
+    if version != VERSION:
+        raise ValueError(
+            f"{path}: checkpoint format version {version!r} is not supported (this ferroptim "
+            f"reads version {VERSION})"
+        )
+    try:
+        tree = _tree_codec.decode(document.get("tree"), members)
+        return _checkpoint(version, tree)
+    except ValueError as exc:
+        raise ValueError(f"{path}: corrupt checkpoint ({exc})") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the skeleton holds the non-JSON constant {name}")
+
+
+def _checkpoint(version: int, tree: Any) -> Checkpoint:
+    """The decoded tree as a :class:`Checkpoint`, its layout checked."""
+    if not isinstance(tree, dict) or set(tree) != {*PARTS, "extra"}:
+        raise ValueError(f"the tree must hold {[*PARTS, 'extra']}")
+    parts = {label: _object_state(label, tree[label], allow_none=True) for label in PARTS}
+    extra = tree["extra"]
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise ValueError("'extra' must be a dict with string keys")
+    decoded: dict[str, Any] = {}
+    for name, entry in extra.items():
+        if (
+            isinstance(entry, dict)
+            and entry.get("kind") == "value"
+            and set(entry) == {"kind", "value"}
+        ):
+            decoded[name] = entry["value"]
+        else:
+            decoded[name] = _object_state(f"extra {name!r}", entry, allow_none=False)
+    return Checkpoint(version, **parts, extra=decoded)
+
+
+def _object_state(label: str, entry: Any, *, allow_none: bool) -> ObjectState | None:
+    if entry is None and allow_none:
+        return None
+    if isinstance(entry, dict):
+        if entry.get("kind") == "object" and set(entry) == {"kind", "state_dict", "rng_state"}:
+            return ObjectState(entry["state_dict"], entry["rng_state"])
+        if entry.get("kind") == "generator" and set(entry) == {"kind", "rng_state"}:
+            return ObjectState(None, entry["rng_state"])
+    raise ValueError(f"{label}: unexpected entry {entry!r:.80}")
+
+
+# ----------------------------------------------------------------------------- restoring
+
+
+def _apply_all(targets: list[tuple[str, ObjectState, Any]], backups: list[ObjectState]) -> None:
+    """Load every target; if one fails, put back the ones already touched (that one included,
+    in case its load is not all-or-nothing) and raise."""
+    for k, (label, saved, obj) in enumerate(targets):
+        try:
+            _apply(saved, obj)
+        except Exception as exc:
+            message = f"{label}: {type(exc).__name__}: {exc}"
+            for j in range(k, -1, -1):
+                try:
+                    _apply(backups[j], targets[j][2])
+                except Exception as again:  # reported; the others are still restored
+                    message += f" (and {targets[j][0]} could not be put back: {again})"
+            raise CheckpointMismatchError(message) from exc
+
+
+def _backup(saved: ObjectState, obj: Any) -> ObjectState:
+    """A copy of what loading ``saved`` into ``obj`` would overwrite (``None`` where ``obj``
+    cannot provide it; verification reports that)."""
+    if isinstance(obj, np.random.Generator):
+        return ObjectState(None, obj.bit_generator.state)
+    state = rng = None
+    if saved.state_dict is not None and callable(getattr(obj, "state_dict", None)):
+        state = copy.deepcopy(obj.state_dict())
+    if saved.rng_state is not None and callable(getattr(obj, "rng_state", None)):
+        rng = obj.rng_state()
+    return ObjectState(state, rng)
+
+
+def _apply(saved: ObjectState, obj: Any) -> None:
+    if isinstance(obj, np.random.Generator):
+        obj.bit_generator.state = saved.rng_state
+        return
+    if saved.state_dict is not None:
+        obj.load_state_dict(saved.state_dict)
+    if saved.rng_state is not None:
+        obj.set_rng_state(saved.rng_state)
