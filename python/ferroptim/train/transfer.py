@@ -108,6 +108,7 @@ def load_npz_state_dict(
     *,
     strict: bool = True,
     skip_mismatched: bool = False,
+    prefix: str = "",
 ) -> LoadReport:
     """Load a state_dict saved as ``.npz`` (e.g. exported from torch with
     ``np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})``) into ``model``.
@@ -126,6 +127,9 @@ def load_npz_state_dict(
     skip_mismatched : bool
         Skip keys whose shapes differ (e.g. a new classifier head with another class count)
         instead of raising ``ValueError``; only with ``strict=False``.
+    prefix : str
+        Read only the file's keys that start with ``prefix``, with it removed (e.g.
+        ``"module."`` for a ``DataParallel`` export); other keys are ignored.
 
     Returns
     -------
@@ -140,8 +144,12 @@ def load_npz_state_dict(
         raise TypeError(f"path must be a str or path, got {type(path).__name__}")
     if strict and skip_mismatched:
         raise ValueError("skip_mismatched=True needs strict=False")
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {prefix!r}")
     with np.load(os.fspath(path), allow_pickle=False) as archive:
-        saved = {key: archive[key] for key in archive.files}
+        saved = {
+            key[len(prefix) :]: archive[key] for key in archive.files if key.startswith(prefix)
+        }
     own = model.state_dict()
     report = LoadReport(
         missing=[key for key in own if key not in saved],
