@@ -630,3 +630,66 @@ def test_checkpoint_holds_the_parts(tmp_path):
     assert loaded.extra["noise"] == checkpoint.ObjectState(None, noise.bit_generator.state)
     assert loaded.extra["note"] == "hi"
     assert isinstance(opt, Optimizer)
+
+
+# ----------------------------------------------------------------------------- full resume
+
+
+def build_full(seed: int):
+    """Linear-ReLU-Dropout-Linear, Adam, cosine schedule, shuffling loader and augmenter."""
+    from ferroptim.data import BatchLoader, Compose, GaussianNoise, RandomHorizontalFlip
+    from ferroptim.nn.activation import ReLU
+    from ferroptim.nn.container import Sequential
+    from ferroptim.nn.dropout import Dropout
+    from ferroptim.nn.linear import Linear
+    from ferroptim.optim.lr_scheduler import CosineAnnealingLR
+
+    model = Sequential(
+        Linear(16, 8, rng=seed), ReLU(), Dropout(0.3, seed=seed + 1), Linear(8, 2, rng=seed + 2)
+    )
+    opt = fo.optim.Adam(model.parameters(), lr=0.01, skip_nonfinite=True)
+    sched = CosineAnnealingLR(opt, T_max=7, eta_min=1e-4)
+    data = np.random.default_rng(2024)  # the same data set for every run
+    x = data.standard_normal((37, 1, 4, 4)).astype(np.float32)
+    y = data.standard_normal((37, 2)).astype(np.float32)
+    loader = BatchLoader(x, y, batch_size=5, seed=seed + 3)
+    augment = Compose([RandomHorizontalFlip(), GaussianNoise(0.05)], seed=seed + 4)
+    return model, opt, sched, loader, augment
+
+
+def train_full(parts, steps: int) -> list[float]:
+    """``steps`` optimizer steps across epochs (leaving the last epoch mid-way); the losses."""
+    model, opt, sched, loader, augment = parts
+    losses: list[float] = []
+    while len(losses) < steps:
+        for xb, yb in loader:
+            xb = augment(xb).reshape(len(xb), -1)
+            model.zero_grad()
+            out = model(xb)
+            losses.append(float(np.mean((out - yb) ** 2)))
+            model.backward((2.0 / out.size) * (out - yb))
+            opt.step(model.gradients())
+            sched.step()
+            if len(losses) == steps:
+                break
+    return losses
+
+
+def test_exact_resume_with_layers_scheduler_loader_and_augmenter(tmp_path):
+    n, m = 10, 13  # a save in the middle of the second epoch (8 batches per epoch)
+    straight = build_full(0)
+    expected = train_full(straight, n + m)
+
+    first = build_full(0)
+    assert train_full(first, n) == expected[:n]
+    path = tmp_path / "full.ckpt"
+    model, opt, sched, loader, augment = first
+    checkpoint.save(path, model, opt, sched, loader=loader, augment=augment, losses=expected[:n])
+
+    resumed = build_full(7)  # other initial weights, masks, shuffles and augmentations
+    model, opt, sched, loader, augment = resumed
+    loaded = checkpoint.load(path, model, opt, sched, loader=loader, augment=augment)
+    assert loaded.extra["losses"] == expected[:n]
+    assert loader.epoch == 1 and loader.batch == 2
+    assert train_full(resumed, m) == expected[n:]
+    assert_same_tree(full_state(*resumed), full_state(*straight))
