@@ -16,7 +16,7 @@ build: $(STAMP)
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin develop --release --quiet
 
 demo: build
-	$(PY) -m ferroptim bench
+	$(PY) -m ferroptim demo
 
 rust-test:
 	cargo test --workspace --exclude ferroptim-python --quiet

@@ -9,7 +9,7 @@ Optimizers follow torch.optim's names, defaults and update rules and update NumP
 Every kernel has a pure-NumPy twin (``backend="reference"``) that the native code is tested against.
 """
 
-from ferroptim import batchnorm, clip, data, functional, nn, optim, reference
+from ferroptim import batchnorm, clip, data, functional, nn, optim, reference, train
 from ferroptim._native import get_num_threads, set_num_threads, simd_level, supported_simd_levels
 from ferroptim._native import set_simd_level as _set_simd_level
 
@@ -26,6 +26,7 @@ __all__ = [
     "set_simd_level",
     "simd_level",
     "supported_simd_levels",
+    "train",
 ]
 __version__ = "0.1.0"
 
