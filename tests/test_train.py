@@ -399,6 +399,14 @@ class HalvingScheduler:
             group["lr"] *= 0.5
 
 
+class LearningRates(train.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.lrs.append(self.state.optimizer.param_groups[0]["lr"])
+
+
 class ReduceLROnPlateau:  # recognized by class name, like the real one
     def __init__(self):
         self.metrics: list[float] = []
@@ -423,13 +431,15 @@ def test_scheduler_interval(interval, calls):
         batch_size=8,
         scheduler=sched,
         scheduler_interval=interval,
+        callbacks=[used := LearningRates()],
         progress=False,
     )
     assert sched.calls == calls
     per_epoch = calls // 3
-    assert history.history["lr"] == [
-        0.5 ** (per_epoch * e + per_epoch - (interval == "epoch")) for e in range(3)
-    ]
+    # the lr each step used: halved after every step or after every epoch
+    assert used.lrs == [0.5 ** (s // (3 // per_epoch)) for s in range(9)]
+    # logged: the lr of each epoch's last step
+    assert history.history["lr"] == [used.lrs[3 * e + 2] for e in range(3)]
 
 
 def test_plateau_scheduler_gets_the_monitored_metric():
@@ -486,8 +496,31 @@ def test_plateau_scheduler_gets_the_monitored_metric():
         )
 
 
+def test_real_reduce_on_plateau():
+    from ferroptim.optim.lr_scheduler import ReduceLROnPlateau as Plateau
+
+    X, y = blobs(24)
+    model = mlp().freeze()  # nothing trains: the monitored loss stays flat
+    opt = SGD(model.parameters(), lr=0.1)
+    sched = Plateau(opt, factor=0.5, patience=1)
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        opt,
+        X,
+        y,
+        epochs=5,
+        batch_size=24,
+        validation_data=(X, y),
+        scheduler=sched,
+        progress=False,
+    )
+    assert history.history["lr"] == [0.1, 0.1, 0.1, 0.05, 0.05]
+    assert opt.param_groups[0]["lr"] == 0.025
+
+
 def test_real_step_scheduler_if_available():
-    lr_scheduler = pytest.importorskip("ferroptim.optim.lr_scheduler")
+    from ferroptim.optim import lr_scheduler
     X, y = blobs(24)
     model = mlp()
     opt = SGD(model.parameters(), lr=0.1)

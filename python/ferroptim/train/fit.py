@@ -110,8 +110,8 @@ def fit(
     History
         ``history.history[name]`` lists, per epoch: ``loss`` (sample-weighted mean of the batch
         losses, penalty included), each metric, ``val_loss`` and ``val_<metric>`` with
-        validation data, ``lr`` (``param_groups[0]["lr"]`` at the epoch's last step) and ``time``
-        (seconds).
+        validation data, ``lr`` (``param_groups[0]["lr"]`` used by the epoch's last optimizer
+        step) and ``time`` (seconds).
 
     Raises
     ------
@@ -188,7 +188,7 @@ def fit(
                     val = _evaluate(model, loss_fn, *validation, batch_size, resolved_metrics, 0.0)
                     val["loss"] += penalty(model, l1, l2)
                     logs.update({f"val_{name}": value for name, value in val.items()})
-                logs["lr"] = float(optimizer.param_groups[0]["lr"])
+                logs["lr"] = loop.last_lr
                 logs["time"] = time.perf_counter() - started
                 if bar is not None:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"})
@@ -238,6 +238,8 @@ class _EpochRunner:
         self.augment = augment
         self.state = state
         self.callbacks = callbacks
+        #: param_groups[0]["lr"] of the last optimizer step (before a per-step scheduler moved it)
+        self.last_lr = float(optimizer.param_groups[0]["lr"])
 
     def run(
         self,
@@ -258,6 +260,7 @@ class _EpochRunner:
                 callback.on_train_batch_begin(step, {"size": sum(len(i) for i in group)})
             step_tracker = self._step(X, y, group)
             epoch_tracker.update(step_tracker.means(), step_tracker.count)
+            self.last_lr = float(self.optimizer.param_groups[0]["lr"])
             if scheduler is not None:
                 scheduler.step()
             batch_logs = {**step_tracker.means(), "size": step_tracker.count}
