@@ -341,6 +341,34 @@ def test_frozen_parameters_do_not_change_and_optimizer_may_hold_a_subset():
     assert not np.array_equal(head[2].weight, body["2.weight"])
 
 
+def test_a_callback_can_unfreeze_layers_between_epochs():
+    X, y = blobs(48)
+    model = mlp()
+    model.freeze("0.weight", "0.bias")
+    first_layer = []
+
+    class GradualUnfreeze(train.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            first_layer.append(self.model[0].weight.copy())
+            if epoch == 1:
+                self.model.unfreeze()
+
+    opt = Adam(model.parameters(), lr=0.05)
+    train.fit(
+        model,
+        CrossEntropyLoss(),
+        opt,
+        X,
+        y,
+        epochs=2,
+        batch_size=16,
+        callbacks=[GradualUnfreeze()],
+        progress=False,
+    )
+    np.testing.assert_array_equal(first_layer[0], first_layer[1])  # frozen in epoch 0
+    assert not np.array_equal(first_layer[1], model[0].weight)  # trained in epoch 1
+
+
 def test_optimizer_over_another_model_is_rejected():
     X, y = blobs(16)
     model = mlp()
@@ -385,6 +413,22 @@ def test_train_mode_for_training_and_eval_mode_for_validation():
     # per epoch: 2 training batches then 1 validation batch
     assert probe.modes == [True, True, False] * 2
     assert not model.training and not probe.training  # the caller's mode is restored
+    probe.modes.clear()
+    history = train.fit(
+        model,
+        CrossEntropyLoss(),
+        SGD(model.parameters(), lr=0.0),
+        X,
+        y,
+        epochs=1,
+        batch_size=10,
+        validation_data=(X, y),
+        validation_batch_size=3,
+        progress=False,
+    )
+    assert probe.modes == [True] * 2 + [False] * 7  # 20 validation samples, 3 at a time
+    full = train.evaluate(model, CrossEntropyLoss(), X, y, batch_size=20)["loss"]
+    assert history.history["val_loss"][0] == pytest.approx(full, rel=1e-6)
 
 
 # --- schedulers --------------------------------------------------------------------------------
@@ -521,6 +565,7 @@ def test_real_reduce_on_plateau():
 
 def test_real_step_scheduler_if_available():
     from ferroptim.optim import lr_scheduler
+
     X, y = blobs(24)
     model = mlp()
     opt = SGD(model.parameters(), lr=0.1)

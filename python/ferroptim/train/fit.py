@@ -29,6 +29,7 @@ def fit(
     batch_size: int = 32,
     shuffle: bool = True,
     validation_data: tuple[Any, Any] | None = None,
+    validation_batch_size: int | None = None,
     scheduler: Any = None,
     scheduler_interval: str = "epoch",
     scheduler_monitor: str | None = None,
@@ -58,6 +59,8 @@ def fit(
     optimizer : ferroptim.optim.Optimizer
         Built on some or all of ``model.parameters()`` (groups allowed); each optimizer
         parameter gets the model's gradient of that array, ``None`` (skipped) when frozen.
+        Freezing is read at the start of every epoch, so a callback may ``unfreeze`` layers
+        in ``on_epoch_begin`` (gradual fine-tuning).
     X, y : array_like
         Samples and targets, samples on axis 0. Floating arrays are cast to the model's dtype;
         integer arrays (class labels, token indices) are kept.
@@ -70,6 +73,8 @@ def fit(
         Draw a new sample order every epoch from ``np.random.default_rng(seed)``.
     validation_data : (X_val, y_val), optional
         Evaluated in eval mode after every epoch, logged as ``val_loss`` and ``val_<metric>``.
+    validation_batch_size : int, optional
+        Samples per validation forward (default ``batch_size``).
     scheduler : learning-rate scheduler, optional
         ``scheduler.step()`` after every epoch (``scheduler_interval="epoch"``) or after every
         optimizer step (``"step"``, e.g. warm-up + cosine). A ``ReduceLROnPlateau`` (by class
@@ -129,6 +134,10 @@ def fit(
     validation = _check_validation(validation_data, dtype)
     epochs = _epochs_arg(epochs)
     batch_size = batch_size_arg(batch_size)
+    validation_batch_size = batch_size_arg(
+        batch_size if validation_batch_size is None else validation_batch_size,
+        "validation_batch_size",
+    )
     accumulate_steps = batch_size_arg(accumulate_steps, "accumulate_steps")
     l1 = check_penalty(l1, "l1")
     l2 = check_penalty(l2, "l2")
@@ -140,7 +149,7 @@ def fit(
         )
     callbacks = _check_callbacks(callbacks)
     resolved_metrics = resolve_metrics(loss_fn, metrics)
-    grads = aligned_gradients(model, optimizer)
+    aligned_gradients(model, optimizer)  # checks that the optimizer holds model parameters
 
     log_names = ["loss", *resolved_metrics]
     if validation is not None:
@@ -164,7 +173,7 @@ def fit(
         callback.check_monitors(log_names)
 
     loop = _EpochRunner(
-        model, loss_fn, optimizer, grads, resolved_metrics, l1, l2, augment, state, all_callbacks
+        model, loss_fn, optimizer, resolved_metrics, l1, l2, augment, state, all_callbacks
     )
     rng = np.random.default_rng(seed)
     saved_modes = [(module, module.training) for module in model.modules()]
@@ -185,8 +194,10 @@ def fit(
             try:
                 logs = loop.run(X, y, order, batch_size, accumulate_steps, step_scheduler, bar)
                 if validation is not None:
-                    val = _evaluate(model, loss_fn, *validation, batch_size, resolved_metrics, 0.0)
-                    val["loss"] += penalty(model, l1, l2)
+                    reg = penalty(model, l1, l2)
+                    val = _evaluate(
+                        model, loss_fn, *validation, validation_batch_size, resolved_metrics, reg
+                    )
                     logs.update({f"val_{name}": value for name, value in val.items()})
                 logs["lr"] = loop.last_lr
                 logs["time"] = time.perf_counter() - started
@@ -221,7 +232,6 @@ class _EpochRunner:
         model: Any,
         loss_fn: Any,
         optimizer: Any,
-        grads: list[np.ndarray | None],
         metrics: dict[str, Metric],
         l1: float,
         l2: float,
@@ -232,7 +242,7 @@ class _EpochRunner:
         self.model = model
         self.loss_fn = loss_fn
         self.optimizer = optimizer
-        self.grads = grads
+        self.grads: list[np.ndarray | None] = []
         self.metrics = metrics
         self.l1, self.l2 = l1, l2
         self.augment = augment
@@ -252,6 +262,7 @@ class _EpochRunner:
         bar: Any,
     ) -> dict[str, float]:
         self.model.train()
+        self.grads = aligned_gradients(self.model, self.optimizer)  # this epoch's frozen set
         micro_batches = list(batches(order, batch_size))
         epoch_tracker = MeanTracker()
         for step, start in enumerate(range(0, len(micro_batches), accumulate_steps)):
