@@ -54,6 +54,26 @@ def batch_size_arg(value: Any, name: str = "batch_size") -> int:
     return int(value)
 
 
+def validation_pair(
+    validation_data: Any, dtype: np.dtype | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The checked ``(X_val, y_val)`` pair, or None."""
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be a pair (X_val, y_val)")
+    return as_dataset(*validation_data, dtype, ("validation_data X", "validation_data y"))
+
+
+def epochs_arg(epochs: Any) -> int:
+    """An int >= 0 (``TypeError`` for non-integers and bools)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
+        raise TypeError(f"epochs must be an int >= 0, got {epochs!r}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs}")
+    return int(epochs)
+
+
 def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """Consecutive index chunks of ``order`` of ``batch_size`` (the last may be smaller)."""
     for start in range(0, len(order), batch_size):

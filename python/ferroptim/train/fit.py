@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.train._data import MeanTracker, as_dataset, batch_size_arg, batches, model_dtype
+from ferroptim.train._data import (
+    MeanTracker,
+    as_dataset,
+    batch_size_arg,
+    batches,
+    epochs_arg,
+    model_dtype,
+    validation_pair,
+)
 from ferroptim.train.callbacks import Callback, FitState
 from ferroptim.train.evaluate import _evaluate
 from ferroptim.train.history import History
@@ -131,8 +139,8 @@ def fit(
     """
     dtype = model_dtype(model)
     X, y = as_dataset(X, y, dtype, ("X", "y"))
-    validation = _check_validation(validation_data, dtype)
-    epochs = _epochs_arg(epochs)
+    validation = validation_pair(validation_data, dtype)
+    epochs = epochs_arg(epochs)
     batch_size = batch_size_arg(batch_size)
     validation_batch_size = batch_size_arg(
         batch_size if validation_batch_size is None else validation_batch_size,
@@ -333,24 +341,6 @@ def aligned_gradients(model: Any, optimizer: Any) -> list[np.ndarray | None]:
                 )
             grads.append(by_id[id(param)][1])
     return grads
-
-
-def _check_validation(
-    validation_data: Any, dtype: np.dtype | None
-) -> tuple[np.ndarray, np.ndarray] | None:
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be a pair (X_val, y_val)")
-    return as_dataset(*validation_data, dtype, ("validation_data X", "validation_data y"))
-
-
-def _epochs_arg(epochs: Any) -> int:
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
-        raise TypeError(f"epochs must be an int >= 0, got {epochs!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs}")
-    return int(epochs)
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:
