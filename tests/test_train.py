@@ -3,6 +3,8 @@ modes, schedulers, augmentation, metrics, evaluation, and argument errors."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -742,3 +744,16 @@ def test_bad_arguments_raise_before_any_update(kwargs, error, match):
     with pytest.raises(error, match=match):
         train.fit(model, CrossEntropyLoss(), SGD(model.parameters(), lr=1.0), X, y, **args)
     assert_same_state(before, weights(model))
+
+
+def test_missing_optional_dependencies(monkeypatch, tmp_path):
+    X, y = blobs(16)
+    model = mlp()
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
+    with pytest.warns(UserWarning, match="progress=True needs tqdm"):
+        history = train.fit(model, CrossEntropyLoss(), SGD(model.parameters()), X, y)
+    assert len(history) == 1
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"History\.plot needs matplotlib"):
+        history.plot(tmp_path / "curves.png")
+    assert not (tmp_path / "curves.png").exists()
