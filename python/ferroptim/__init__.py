@@ -12,16 +12,21 @@ Every kernel has a pure-NumPy twin (``backend="reference"``) that the native cod
 from ferroptim import batchnorm, clip, data, functional, nn, optim, reference, train
 from ferroptim._native import get_num_threads, set_num_threads, simd_level, supported_simd_levels
 from ferroptim._native import set_simd_level as _set_simd_level
+from ferroptim.checkpoint import Checkpoint, CheckpointMismatchError, load, save
 
 __all__ = [
+    "Checkpoint",
+    "CheckpointMismatchError",
     "batchnorm",
     "clip",
     "data",
     "functional",
     "get_num_threads",
+    "load",
     "nn",
     "optim",
     "reference",
+    "save",
     "set_num_threads",
     "set_simd_level",
     "simd_level",

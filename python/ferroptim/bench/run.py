@@ -27,11 +27,12 @@ from ferroptim.bench.configs import (
 )
 from ferroptim.bench.machine import header_line, machine_info
 from ferroptim.bench.timing import Budget, Timing, measure
+from ferroptim.bench.training import run_training_bench, training_markdown
 from ferroptim.bench.workloads import WORKLOADS, Workload
 
 MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
-SECTIONS = ("optimizers", "clipping", "batchnorm")
+SECTIONS = ("optimizers", "clipping", "batchnorm", "training")
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             rows = run_batchnorm_bench(threads=args.threads, quick=args.quick, seed=args.seed)
             text += "\n" + batchnorm_markdown(rows)
             report["batchnorm"] = rows
+        if "training" in sections:
+            rows = run_training_bench(threads=args.threads, quick=args.quick, seed=args.seed)
+            text += "\n" + training_markdown(rows)
+            report["training"] = rows
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
