@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from ferroptim.optim._checks import check_flag, check_number
-from ferroptim.optim.optimizer import Optimizer, _GroupState
+from ferroptim.optim.optimizer import Optimizer, StepOptions, _GroupState
 
 
 class Adadelta(Optimizer):
@@ -42,19 +42,13 @@ class Adadelta(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        skip_nonfinite: bool = False,
-        backend: str = "native",
+        **options: Unpack[StepOptions],
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(
             params,
             defaults,
-            backend=backend,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            skip_nonfinite=skip_nonfinite,
+            **options,
         )
 
     @staticmethod

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from ferroptim.optim._checks import check_adam_like
-from ferroptim.optim.optimizer import Optimizer, _GroupState
+from ferroptim.optim.optimizer import Optimizer, StepOptions, _GroupState
 
 
 class Adam(Optimizer):
@@ -48,10 +48,7 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        skip_nonfinite: bool = False,
-        backend: str = "native",
+        **options: Unpack[StepOptions],
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -65,10 +62,7 @@ class Adam(Optimizer):
         super().__init__(
             params,
             defaults,
-            backend=backend,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            skip_nonfinite=skip_nonfinite,
+            **options,
         )
 
     @staticmethod
@@ -115,10 +109,7 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        skip_nonfinite: bool = False,
-        backend: str = "native",
+        **options: Unpack[StepOptions],
     ) -> None:
         super().__init__(
             params,
@@ -129,8 +120,5 @@ class AdamW(Adam):
             amsgrad,
             maximize=maximize,
             decoupled_weight_decay=True,
-            backend=backend,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            skip_nonfinite=skip_nonfinite,
+            **options,
         )

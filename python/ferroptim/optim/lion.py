@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from ferroptim.optim._checks import check_adam_like
-from ferroptim.optim.optimizer import Optimizer, _GroupState
+from ferroptim.optim.optimizer import Optimizer, StepOptions, _GroupState
 
 
 class Lion(Optimizer):
@@ -39,19 +39,13 @@ class Lion(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        skip_nonfinite: bool = False,
-        backend: str = "native",
+        **options: Unpack[StepOptions],
     ) -> None:
         defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
         super().__init__(
             params,
             defaults,
-            backend=backend,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            skip_nonfinite=skip_nonfinite,
+            **options,
         )
 
     @staticmethod

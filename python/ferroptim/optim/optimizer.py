@@ -9,7 +9,7 @@ import math
 import threading
 from collections.abc import Iterable, Sequence
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 
@@ -18,6 +18,16 @@ from ferroptim.optim._checks import check_flag, check_number, check_params
 from ferroptim.reference._checks import ArrayChecker
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
+
+
+class StepOptions(TypedDict, total=False):
+    """Keyword options every optimizer accepts besides its hyperparameters (see
+    :class:`Optimizer`): the backend, clipping inside the step, and non-finite skipping."""
+
+    backend: str
+    max_grad_norm: float | None
+    clip_value: float | None
+    skip_nonfinite: bool
 
 
 class _GroupState:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from ferroptim.optim._checks import check_adam_like
-from ferroptim.optim.optimizer import Optimizer, _GroupState
+from ferroptim.optim.optimizer import Optimizer, StepOptions, _GroupState
 
 
 class RAdam(Optimizer):
@@ -47,10 +47,7 @@ class RAdam(Optimizer):
         decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        skip_nonfinite: bool = False,
-        backend: str = "native",
+        **options: Unpack[StepOptions],
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -63,10 +60,7 @@ class RAdam(Optimizer):
         super().__init__(
             params,
             defaults,
-            backend=backend,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            skip_nonfinite=skip_nonfinite,
+            **options,
         )
 
     @staticmethod

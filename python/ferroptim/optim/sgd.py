@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 
 from ferroptim.optim._checks import check_flag, check_number
-from ferroptim.optim.optimizer import Optimizer, _GroupState
+from ferroptim.optim.optimizer import Optimizer, StepOptions, _GroupState
 
 
 class SGD(Optimizer):
@@ -48,10 +48,7 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        skip_nonfinite: bool = False,
-        backend: str = "native",
+        **options: Unpack[StepOptions],
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -64,10 +61,7 @@ class SGD(Optimizer):
         super().__init__(
             params,
             defaults,
-            backend=backend,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            skip_nonfinite=skip_nonfinite,
+            **options,
         )
 
     @staticmethod
