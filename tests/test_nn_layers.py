@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ferroptim as fo
 from ferroptim.nn.container import Sequential
 from ferroptim.nn.conv import Conv2d
 from ferroptim.nn.dropout import Dropout
@@ -476,3 +477,28 @@ def test_backward_needs_a_forward(layer: Module, x):
 def test_constructor_errors(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+def test_parameter_free_layers_follow_the_models_dtype():
+    """Activations, pooling, dropout and Flatten built without dtype compute in the input's
+    float dtype, so a float64 model stays float64 end to end (forward and backward)."""
+    rng = np.random.default_rng(0)
+    model = fo.nn.Sequential(
+        fo.nn.Conv2d(1, 2, 3, padding=1, dtype=np.float64, rng=rng),
+        fo.nn.ReLU(),
+        fo.nn.MaxPool2d(2),
+        fo.nn.AvgPool2d(1),
+        fo.nn.Dropout(0.5, seed=0),
+        fo.nn.Flatten(),
+        fo.nn.Identity(),
+        fo.nn.Tanh(),
+        fo.nn.Linear(8, 3, dtype=np.float64, rng=rng),
+    )
+    x = rng.standard_normal((4, 1, 4, 4))
+    y = model(x)
+    assert y.dtype == np.float64
+    assert all(m.dtype == np.float64 for m in model)
+    assert model.backward(np.ones_like(y)).dtype == np.float64
+    assert fo.nn.ReLU()(x.astype(np.float32)).dtype == np.float32
+    assert fo.nn.ReLU()(np.arange(3)).dtype == np.float32
+    assert fo.nn.ReLU(dtype=np.float64)(x.astype(np.float32)).dtype == np.float64

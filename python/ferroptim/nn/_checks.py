@@ -55,6 +55,16 @@ def check_input(
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+def check_upstream(dy: Any, shape: tuple[int, ...], dtype: np.dtype, layer: str) -> np.ndarray:
+    """``dy`` as a C-contiguous array of ``dtype`` with the forward output's ``shape``."""
+    array = check_input(dy, dtype, name="dy", layer=layer)
+    if array.shape != tuple(shape):
+        raise ValueError(
+            f"{layer}: dy must have the output shape {tuple(shape)}, got {array.shape}"
+        )
+    return array
+
+
 def check_positive_int(value: Any, name: str) -> int:
     """A positive integer (bools rejected)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -1,8 +1,10 @@
 """Activation modules (torch.nn names and defaults): elementwise nonlinearities and softmax.
 
-Each module computes in its ``dtype`` (inputs are converted), caches what its backward needs,
-and frees the cache in ``backward``; ``backward`` without a preceding ``forward`` raises
-``RuntimeError``. Only :class:`PReLU` has a parameter (``"weight"``, as in torch).
+Each module computes in its ``dtype`` (inputs are converted; the default ``dtype=None`` keeps
+a float32 or float64 input's dtype, so activations follow the model around them), caches what
+its backward needs, and frees the cache in ``backward``; ``backward`` without a preceding
+``forward`` raises ``RuntimeError``. Only :class:`PReLU` has a parameter (``"weight"``, as in
+torch).
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ def _check_float(value: Any, name: str, layer: str) -> float:
 class _Activation(Module):
     """Shared plumbing: input conversion, the forward cache, the upstream-gradient check."""
 
-    def __init__(self, dtype: Any = np.float32) -> None:
+    def __init__(self, dtype: Any = None) -> None:
         super().__init__(dtype)
         self._cache: Any = None
         self._shape: tuple[int, ...] | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self.adopt_input_dtype(x)
         x = check_input(x, self.dtype, layer=type(self).__name__)
         y, self._cache = self._forward(x)
         self._shape = x.shape
@@ -108,7 +111,7 @@ class LeakyReLU(_Activation):
     """:math:`y = x` for :math:`x > 0`, else :math:`\\alpha x` (``negative_slope``); gradient
     1 or :math:`\\alpha` (:math:`\\alpha` at 0, as in torch)."""
 
-    def __init__(self, negative_slope: float = 0.01, dtype: Any = np.float32) -> None:
+    def __init__(self, negative_slope: float = 0.01, dtype: Any = None) -> None:
         super().__init__(dtype)
         self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
 
@@ -181,7 +184,7 @@ class ELU(_Activation):
     """:math:`y = x` for :math:`x > 0`, else :math:`\\alpha(e^x - 1)`; gradient 1 or
     :math:`\\alpha e^x` (``expm1`` keeps small negative inputs accurate)."""
 
-    def __init__(self, alpha: float = 1.0, dtype: Any = np.float32) -> None:
+    def __init__(self, alpha: float = 1.0, dtype: Any = None) -> None:
         super().__init__(dtype)
         self.alpha = _check_float(alpha, "alpha", "ELU")
 
@@ -217,7 +220,7 @@ class GELU(_Activation):
     \\tfrac12 x (1-\\tanh^2 u)\\sqrt{2/\\pi}(1 + 3\\cdot0.044715x^2)`.
     """
 
-    def __init__(self, approximate: str = "none", dtype: Any = np.float32) -> None:
+    def __init__(self, approximate: str = "none", dtype: Any = None) -> None:
         super().__init__(dtype)
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
@@ -260,7 +263,7 @@ class Softplus(_Activation):
     :math:`\\beta x >` ``threshold`` (torch's linear region); :math:`dy/dx = \\sigma(\\beta x)`
     (1 in the linear region)."""
 
-    def __init__(self, beta: float = 1.0, threshold: float = 20.0, dtype: Any = np.float32):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0, dtype: Any = None):
         super().__init__(dtype)
         self.beta = _check_float(beta, "beta", "Softplus")
         if self.beta == 0:
@@ -287,7 +290,7 @@ def _check_dim(dim: Any, layer: str) -> int:
 
 
 class _SoftmaxBase(_Activation):
-    def __init__(self, dim: int = -1, dtype: Any = np.float32) -> None:
+    def __init__(self, dim: int = -1, dtype: Any = None) -> None:
         super().__init__(dtype)
         self.dim = _check_dim(dim, type(self).__name__)
 

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
 from ferroptim.nn.init import initialize_layer
-from ferroptim.nn.linear import check_upstream
 from ferroptim.nn.module import Module
 
 __all__ = ["Conv2d"]

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, require_cache
-from ferroptim.nn.linear import check_upstream
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Dropout"]
@@ -36,7 +35,7 @@ class Dropout(Module):
         Seeds this layer's generator ``self.rng`` (``numpy.random.default_rng(seed)``); its
         state is part of ``Module.rng_state()`` so a resumed run draws the same masks.
     dtype : numpy dtype, optional
-        ``float32`` (default) or ``float64``.
+        ``float32`` or ``float64``; ``None`` (default) keeps a float input's dtype.
 
     Notes
     -----
@@ -44,7 +43,7 @@ class Dropout(Module):
     same mask in both dtypes. ``backward(dy)`` returns ``dy`` times the cached scaled mask.
     """
 
-    def __init__(self, p: float = 0.5, seed: int | None = None, *, dtype: Any = np.float32) -> None:
+    def __init__(self, p: float = 0.5, seed: int | None = None, *, dtype: Any = None) -> None:
         super().__init__(dtype)
         self.p = _check_p(p)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
@@ -53,6 +52,7 @@ class Dropout(Module):
         self._cache: tuple[np.ndarray | None, tuple[int, ...]] | None = None
 
     def forward(self, x: Any) -> np.ndarray:
+        self.adopt_input_dtype(x)
         x = check_input(x, self.dtype, layer="Dropout")
         if not self.training or self.p == 0.0:
             self._cache = (None, x.shape)

@@ -6,21 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
 from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
 
 __all__ = ["Linear"]
-
-
-def check_upstream(dy: Any, shape: tuple[int, ...], dtype: np.dtype, layer: str) -> np.ndarray:
-    """``dy`` as a C-contiguous array of ``dtype`` with the forward output's ``shape``."""
-    array = check_input(dy, dtype, name="dy", layer=layer)
-    if array.shape != tuple(shape):
-        raise ValueError(
-            f"{layer}: dy must have the output shape {tuple(shape)}, got {array.shape}"
-        )
-    return array
 
 
 class Linear(Module):

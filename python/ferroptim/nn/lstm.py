@@ -10,13 +10,8 @@ import numpy as np
 
 from ferroptim.nn._checks import check_input, check_positive_int, require_cache
 from ferroptim.nn._rng import resolve_rng
+from ferroptim.nn.functional import sigmoid
 from ferroptim.nn.module import Module
-
-
-def stable_sigmoid(a: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-a))`` without overflow: ``exp`` only ever sees ``-|a|``."""
-    z = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1.0 / (1.0 + z), z / (1.0 + z)).astype(a.dtype, copy=False)
 
 
 @dataclass
@@ -71,9 +66,9 @@ def lstm_layer_forward(
     for t in range(steps):
         a = projected[t] + h[t] @ w_hh.T
         gate = gates[t]
-        gate[:, : 2 * hidden] = stable_sigmoid(a[:, : 2 * hidden])
+        gate[:, : 2 * hidden] = sigmoid(a[:, : 2 * hidden])
         gate[:, 2 * hidden : 3 * hidden] = np.tanh(a[:, 2 * hidden : 3 * hidden])
-        gate[:, 3 * hidden :] = stable_sigmoid(a[:, 3 * hidden :])
+        gate[:, 3 * hidden :] = sigmoid(a[:, 3 * hidden :])
         i, f, g, o = np.split(gate, 4, axis=1)
         c[t + 1] = f * c[t] + i * g
         tanh_c[t] = np.tanh(c[t + 1])

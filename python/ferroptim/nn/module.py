@@ -29,8 +29,11 @@ class Module:
 
     Parameters
     ----------
-    dtype : numpy dtype, optional
+    dtype : numpy dtype or None, optional
         ``float32`` (default) or ``float64``; parameters are created and computed in it.
+        ``None`` (the default of parameter-free layers such as activations, pooling, dropout
+        and Flatten) computes in the input's float dtype, float32 for any other input, so such
+        layers follow the model around them (see :meth:`adopt_input_dtype`).
     """
 
     def __init__(self, dtype: Any = np.float32) -> None:
@@ -39,8 +42,16 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_frozen", set())
-        self.dtype = resolve_dtype(dtype)
+        self.follows_input_dtype = dtype is None
+        self.dtype = resolve_dtype(np.float32 if dtype is None else dtype)
         self.training = True
+
+    def adopt_input_dtype(self, x: Any) -> None:
+        """For a module built with ``dtype=None``: compute in ``x``'s dtype when it is float32 or
+        float64 (called at the start of ``forward``; ``backward`` then uses the same dtype)."""
+        if self.follows_input_dtype and isinstance(x, np.ndarray):
+            if x.dtype in (np.float32, np.float64):
+                self.dtype = x.dtype
 
     # --- registration -------------------------------------------------------------------------
     def register_parameter(self, name: str, value: np.ndarray) -> np.ndarray:

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim import batchnorm as _kernels
-from ferroptim.nn._checks import check_input, check_positive_int, require_cache
-from ferroptim.nn.linear import check_upstream
+from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]

@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import require_cache
+from ferroptim.nn._checks import check_upstream, require_cache
 from ferroptim.nn.conv import check_fits, check_image, col2im, crop, pad_image, pair, windows
-from ferroptim.nn.linear import check_upstream
 from ferroptim.nn.module import Module
 
 __all__ = ["AvgPool2d", "MaxPool2d"]
@@ -35,6 +34,7 @@ class _Pool2d(Module):
         self._cache: Any = None
 
     def _windows(self, x: Any, fill: float) -> tuple[np.ndarray, np.ndarray]:
+        self.adopt_input_dtype(x)
         x = check_image(x, self.dtype, None, self.layer)
         check_fits(x, self.kernel_size, self.padding, self.layer)
         xp = pad_image(x, self.padding, fill)
@@ -57,6 +57,7 @@ class MaxPool2d(_Pool2d):
     padding : int or (int, int)
         At most half the kernel on each axis.
     dtype : numpy dtype, optional
+        ``float32`` or ``float64``; ``None`` (default) keeps a float input's dtype.
 
     Notes
     -----
@@ -73,7 +74,7 @@ class MaxPool2d(_Pool2d):
         stride: Any = None,
         padding: Any = 0,
         *,
-        dtype: Any = np.float32,
+        dtype: Any = None,
     ) -> None:
         super().__init__(kernel_size, stride, padding, dtype)
 
@@ -112,6 +113,7 @@ class AvgPool2d(_Pool2d):
         At most half the kernel on each axis.
     count_include_pad : bool
     dtype : numpy dtype, optional
+        ``float32`` or ``float64``; ``None`` (default) keeps a float input's dtype.
     """
 
     layer = "AvgPool2d"
@@ -123,7 +125,7 @@ class AvgPool2d(_Pool2d):
         padding: Any = 0,
         count_include_pad: bool = True,
         *,
-        dtype: Any = np.float32,
+        dtype: Any = None,
     ) -> None:
         super().__init__(kernel_size, stride, padding, dtype)
         if not isinstance(count_include_pad, (bool, np.bool_)):

@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, require_cache
-from ferroptim.nn.linear import check_upstream
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Residual"]

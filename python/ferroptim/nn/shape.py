@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, require_cache
-from ferroptim.nn.linear import check_upstream
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Flatten", "Identity"]
@@ -29,7 +28,7 @@ class Flatten(Module):
     start_dim, end_dim : int
         First and last axis merged (default ``1`` and ``-1``).
     dtype : numpy dtype, optional
-        ``float32`` (default) or ``float64``; the output dtype.
+        ``float32`` or ``float64``; ``None`` (default) keeps a float input's dtype.
 
     Notes
     -----
@@ -37,7 +36,7 @@ class Flatten(Module):
     the requested dims, or dims that end before they start, raises ``ValueError``.
     """
 
-    def __init__(self, start_dim: int = 1, end_dim: int = -1, *, dtype: Any = np.float32) -> None:
+    def __init__(self, start_dim: int = 1, end_dim: int = -1, *, dtype: Any = None) -> None:
         super().__init__(dtype)
         self.start_dim = _check_dim(start_dim, "start_dim")
         self.end_dim = _check_dim(end_dim, "end_dim")
@@ -60,6 +59,7 @@ class Flatten(Module):
         return start, end
 
     def forward(self, x: Any) -> np.ndarray:
+        self.adopt_input_dtype(x)
         x = check_input(x, self.dtype, layer="Flatten")
         start, end = self._axes(x.ndim, x.shape)
         if x.ndim == 0:
@@ -84,11 +84,12 @@ class Identity(Module):
     """``y = x`` (as an array of the module dtype); ``backward(dy)`` returns ``dy``. A
     placeholder, e.g. for a block that is switched off."""
 
-    def __init__(self, *, dtype: Any = np.float32) -> None:
+    def __init__(self, *, dtype: Any = None) -> None:
         super().__init__(dtype)
         self._cache: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> np.ndarray:
+        self.adopt_input_dtype(x)
         x = check_input(x, self.dtype, layer="Identity")
         self._cache = x.shape
         return x
