@@ -354,9 +354,10 @@ def class_runs(draw):
     params = [draw(array_specs(s, dtype, hostile=h)) for s in shapes]
     steps = []
     for _ in range(draw(st.integers(1, 3))):
+        hg = draw(HOSTILITY)  # bad gradients after a valid construction too
         steps.append(
             [
-                None if draw(st.integers(0, 4)) == 0 else draw(array_specs(s, dtype, hostile=h))
+                None if draw(st.integers(0, 4)) == 0 else draw(array_specs(s, dtype, hostile=hg))
                 for s in shapes
             ]
         )
@@ -485,13 +486,17 @@ def batchnorm_calls(draw):
         spec = array_specs((channels,), dtype, nonnegative=nonnegative, hostile=h)
         return st.one_of(st.none(), spec)
 
-    running = draw(st.one_of(st.none(), st.tuples(optional(), optional(nonnegative=True))))
-    options = dict(
-        training=draw(st.booleans()),
-        momentum=draw(st.one_of(st.none(), scalar(0.1, h))),
-        eps=draw(scalar(1e-5, h)),
-    )
-    counter = draw(st.sampled_from([None, 0, 5, -1] if h else [None, 0, 5]))
+    def stats(nonnegative=False):
+        return array_specs((channels,), dtype, nonnegative=nonnegative, hostile=h)
+
+    # valid calls (h == 0) pass both running statistics or neither, and a counter when needed
+    pair = st.tuples(stats(), stats(nonnegative=True))
+    loose = st.tuples(optional(), optional(nonnegative=True))
+    running = draw(st.one_of(st.none(), loose if h else pair, pair))
+    momentum = draw(st.one_of(scalar(0.1, h), st.none()))
+    options = dict(training=draw(st.booleans()), momentum=momentum, eps=draw(scalar(1e-5, h)))
+    counters = [None, 0, 5, -1] if h else ([0, 5] if momentum is None else [None, 0, 5])
+    counter = draw(st.sampled_from(counters))
     dy = draw(array_specs(shape, dtype, hostile=h))
     weight, bias = draw(optional()), draw(optional())
     return x, running, weight, bias, options, counter, dy
