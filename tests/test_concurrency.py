@@ -7,6 +7,7 @@
 - Changing the SIMD level and the thread count while other threads step changes no result.
 - A ``fork()`` taken while other threads are inside native steps gives a child that steps
   correctly; a ``spawn``-ed process can step too.
+- An array removed from its list by another thread while a native call uses it stays alive.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import itertools
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -240,3 +243,50 @@ def test_spawned_process_can_step():
         got = pool.apply_async(_spawned_step, (11,)).get(TIMEOUT)
     for a, b in zip(got, _adam_paths(11, "reference"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# Another thread empties the list an array came in while the native call runs without the GIL.
+# Before the binding kept its own reference to every checked array, the last reference went with
+# the list, NumPy freed (munmapped: 40 MB) the memory the kernel was using, and the process died
+# with SIGSEGV. Run in a subprocess so that a regression cannot take the test run down with it.
+_EMPTIED_LIST = """
+import gc, sys, threading, time
+import numpy as np
+import ferroptim as fo
+from ferroptim import _native, clip
+
+fo.set_num_threads(1)
+n = 10_000_000  # 40 MB per array: beyond malloc's mmap threshold, so freeing unmaps it
+which = sys.argv[1]
+params, grads = [np.ones(n, np.float32)], [np.ones(n, np.float32)]
+m, v, steps = [np.zeros(n, np.float32)], [np.zeros(n, np.float32)], np.zeros(1, np.int64)
+lists = {"params": params, "grads": grads, "exp_avgs": m, "clip": grads}
+
+def empty_it():
+    time.sleep(0.003)
+    lists[which].clear()
+    gc.collect()
+
+thread = threading.Thread(target=empty_it)
+thread.start()
+if which == "clip":
+    clip.clip_grad_norm_(grads, 1.0, 3.0)  # (p = 3: a slow first pass)
+else:
+    hp = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
+    flags = dict(amsgrad=False, maximize=False, decoupled_weight_decay=False)
+    _native.adam_step(params, grads, m, v, None, steps, **hp, **flags)
+thread.join()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("which", ["params", "grads", "exp_avgs", "clip"])
+def test_array_removed_from_its_list_during_a_call_stays_alive(which):
+    done = subprocess.run(
+        [sys.executable, "-c", _EMPTIED_LIST, which],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert done.stdout.strip() == "ok"

@@ -4,6 +4,10 @@
 //! the argument and the list index: `grads[3] has shape (4, 5) but params[3] has shape (5, 4)`.
 //! Arrays must be NumPy arrays of float32 or float64 in native byte order, C-contiguous and aligned;
 //! written arrays must be writeable; no written array may share memory with any other array.
+//!
+//! A checked call holds a strong reference to every array it points into until it returns: the
+//! kernels run without the GIL, and another thread may meanwhile remove an array from the list it
+//! came in (`grads.clear()`), which would otherwise free the memory being read or written.
 
 use ferroptim_core::clip::tensor_partials;
 use ferroptim_core::{GradClip, NormType, Real, TensorRef};
@@ -101,6 +105,9 @@ struct Entry {
 /// Every tensor of one optimizer call, checked and ready to run.
 pub struct Batch {
     entries: Vec<Entry>,
+    /// The arrays `entries` point into, kept alive until the batch is dropped (with the GIL, after
+    /// the kernels ran).
+    _keep: Vec<Py<PyAny>>,
     /// Per-tensor step counts (int64), incremented in place after a successful step.
     steps: Option<*mut i64>,
     /// Per-tensor float32 scalars some optimizers keep (NAdam's mu_product).
@@ -256,6 +263,8 @@ impl<'py> Dtypes<'py> {
 struct Checker<'py> {
     dtypes: Dtypes<'py>,
     spans: Vec<Span>,
+    /// A strong reference to every checked array (see the module documentation).
+    keep: Vec<Py<PyAny>>,
 }
 
 impl<'py> Checker<'py> {
@@ -263,6 +272,7 @@ impl<'py> Checker<'py> {
         Checker {
             dtypes: Dtypes::new(py),
             spans: Vec::new(),
+            keep: Vec::new(),
         }
     }
 
@@ -279,6 +289,7 @@ impl<'py> Checker<'py> {
         let like = like.map(|(dtype, shape)| (dtype, shape, Label::Item("params", index)));
         let (_, dtype, raw) = self.dtypes.check(obj, label, written, like)?;
         self.record(raw, written, arg, index);
+        self.keep.push(obj.clone().unbind());
         Ok((raw, dtype))
     }
 
@@ -368,6 +379,7 @@ impl<'py> Checker<'py> {
             bytes: n * std::mem::size_of::<E>(),
         };
         self.record(raw, true, arg, 0);
+        self.keep.push(obj.clone().unbind());
         Ok(data as *mut E)
     }
 }
@@ -457,6 +469,7 @@ impl Batch {
         checker.check_overlaps()?;
         let batch = Batch {
             entries,
+            _keep: checker.keep,
             steps,
             scalars,
         };
@@ -571,6 +584,8 @@ pub trait StepKernel: Sync + Send {
 /// A checked list of arrays on their own (gradients to clip or measure), in order.
 pub struct ArrayList {
     items: Vec<(Dtype, RawArray)>,
+    /// The arrays `items` point into, kept alive as long as the list (see the module docs).
+    _keep: Vec<Py<PyAny>>,
 }
 
 // Safety: as for `Batch`.
@@ -600,7 +615,10 @@ impl ArrayList {
         if written {
             checker.check_overlaps()?;
         }
-        Ok(ArrayList { items: out })
+        Ok(ArrayList {
+            items: out,
+            _keep: checker.keep,
+        })
     }
 
     /// Number of arrays.
