@@ -194,6 +194,7 @@ def _wait(pid: int) -> int:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_while_other_threads_are_stepping(restore_num_threads):
     """The child of a fork taken while two threads are inside native steps (on the helper-thread
     and thread-pool paths) steps every path correctly: the parent's locks, pool and helper are
