@@ -349,6 +349,8 @@ def class_runs(draw):
         options["max_grad_norm"] = draw(scalar(1.0, h))
     if draw(st.integers(0, 3)) == 0:
         options["clip_value"] = draw(scalar(0.5, h))
+    if draw(st.integers(0, 3)) == 0:
+        options["skip_nonfinite"] = draw(scalar(False, h))
     dtype = draw(st.sampled_from(VALID_DTYPES))
     shapes = [draw(SHAPES) for _ in range(draw(st.integers(1, 3)))]
     params = [draw(array_specs(s, dtype, hostile=h)) for s in shapes]
