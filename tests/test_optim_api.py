@@ -289,3 +289,40 @@ def test_threads_and_simd_level_controls():
     assert fo.simd_level() in fo.supported_simd_levels()
     with pytest.raises(ValueError, match="level"):
         fo.set_simd_level("sse9")
+
+
+def test_int_beyond_float_range_is_a_value_error_naming_the_argument():
+    with pytest.raises(ValueError, match="lr"):
+        fo.optim.Adam([np.zeros(3, np.float32)], lr=10**400)
+
+
+def test_state_dict_and_load_state_dict_are_serialized_with_steps():
+    """state_dict, load_state_dict and add_param_group hold the optimizer's lock, as step does:
+    a load from another thread cannot interleave with a step (the result is one of the orders)."""
+    import threading
+
+    params = [np.ones(50_000, np.float32)]
+    opt = fo.optim.Adam(params, lr=1e-3)
+    grads = [np.full(50_000, 0.5, np.float32)]
+    opt.step(grads)
+    saved = {k: v for k, v in opt.state_dict().items()}
+    saved = {"state": {0: {n: np.copy(a) for n, a in saved["state"][0].items()}},
+             "param_groups": saved["param_groups"]}  # fmt: skip
+    stop = threading.Event()
+
+    def loader():
+        while not stop.is_set():
+            opt.load_state_dict(saved)
+
+    thread = threading.Thread(target=loader)
+    thread.start()
+    try:
+        for _ in range(200):
+            opt.step(grads)
+            sd = opt.state_dict()
+            step = sd["state"][0]["step"]
+            assert step >= 1.0
+    finally:
+        stop.set()
+        thread.join()
+    assert np.isfinite(params[0]).all()

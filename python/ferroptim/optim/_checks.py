@@ -20,11 +20,14 @@ def check_number(
     TypeError
         If ``value`` is not a real number (bools are refused too).
     ValueError
-        If it is not finite or out of range.
+        If it is not finite, out of range, or an int beyond the float range.
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"Invalid {name} value: {value} is beyond the float range") from None
     if not math.isfinite(value) or value < low or (below is not None and value >= below):
         bound = f"{low} <= {name}" + (f" < {below}" if below is not None else "")
         raise ValueError(f"Invalid {name} value: {value} (expected {bound})")

@@ -119,7 +119,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self._group_states: list[_GroupState] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         groups = _as_groups(params)
         if not groups:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -188,23 +188,24 @@ class Optimizer:
     # ----- groups and state -------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters with its own hyperparameters (torch's ``add_param_group``)."""
-        if not isinstance(param_group, dict) or "params" not in param_group:
-            raise TypeError("param_group must be a dict with a 'params' list")
-        params = param_group["params"]
-        params = [params] if isinstance(params, np.ndarray) else list(params)
-        unknown = set(param_group) - set(self.defaults) - {"params"}
-        if unknown:
-            raise ValueError(f"param_group has unknown options: {sorted(unknown)}")
-        existing = [p for g in self.param_groups for p in g["params"]]
-        check_params(existing + params)
-        group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
-        self.validate_group(group)
-        group["params"] = params
-        self.param_groups.append(group)
-        state = _GroupState(len(params))
-        self._group_states.append(state)
-        if self.eager_state:
-            self._ensure_state(group, state)
+        with self._lock:
+            if not isinstance(param_group, dict) or "params" not in param_group:
+                raise TypeError("param_group must be a dict with a 'params' list")
+            params = param_group["params"]
+            params = [params] if isinstance(params, np.ndarray) else list(params)
+            unknown = set(param_group) - set(self.defaults) - {"params"}
+            if unknown:
+                raise ValueError(f"param_group has unknown options: {sorted(unknown)}")
+            existing = [p for g in self.param_groups for p in g["params"]]
+            check_params(existing + params)
+            group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+            self.validate_group(group)
+            group["params"] = params
+            self.param_groups.append(group)
+            state = _GroupState(len(params))
+            self._group_states.append(state)
+            if self.eager_state:
+                self._ensure_state(group, state)
 
     #: allocate state at construction (torch's Adagrad does) rather than at the first step
     eager_state: ClassVar[bool] = False
@@ -353,27 +354,28 @@ class Optimizer:
 
         With ``skip_nonfinite`` set, or once a step has been skipped, an extra top-level entry
         ``"skipped_steps"`` (int) holds :attr:`skipped_steps`."""
-        out_state: dict[int, dict[str, Any]] = {}
-        out_groups = []
-        index = 0
-        for group, state in zip(self.param_groups, self._group_states, strict=True):
-            indices = list(range(index, index + len(group["params"])))
-            for i, gi in enumerate(indices):
-                if not self._has_state(state, i):
-                    continue
-                entry: dict[str, Any] = self.scalar_state(state, i)
-                for name in self.active_states(group):
-                    if name in state.arrays:
-                        entry[name] = state.arrays[name][i]
-                out_state[gi] = entry
-            saved = {k: v for k, v in group.items() if k != "params"}
-            saved["params"] = indices
-            out_groups.append(saved)
-            index += len(indices)
-        out: dict[str, Any] = {"state": out_state, "param_groups": out_groups}
-        if self._skip_nonfinite or self.skipped_steps:
-            out["skipped_steps"] = self.skipped_steps
-        return out
+        with self._lock:
+            out_state: dict[int, dict[str, Any]] = {}
+            out_groups = []
+            index = 0
+            for group, state in zip(self.param_groups, self._group_states, strict=True):
+                indices = list(range(index, index + len(group["params"])))
+                for i, gi in enumerate(indices):
+                    if not self._has_state(state, i):
+                        continue
+                    entry: dict[str, Any] = self.scalar_state(state, i)
+                    for name in self.active_states(group):
+                        if name in state.arrays:
+                            entry[name] = state.arrays[name][i]
+                    out_state[gi] = entry
+                saved = {k: v for k, v in group.items() if k != "params"}
+                saved["params"] = indices
+                out_groups.append(saved)
+                index += len(indices)
+            out: dict[str, Any] = {"state": out_state, "param_groups": out_groups}
+            if self._skip_nonfinite or self.skipped_steps:
+                out["skipped_steps"] = self.skipped_steps
+            return out
 
     def scalar_state(self, state: _GroupState, i: int) -> dict[str, Any]:
         """Scalar entries of parameter ``i``'s state (torch keeps ``step`` as a float)."""
@@ -395,60 +397,63 @@ class Optimizer:
         ValueError
             Naming the key when groups, parameters, names, shapes or dtypes do not match.
         """
-        if not isinstance(state_dict, dict):
-            raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        if not {"state", "param_groups"} <= set(state_dict) <= _STATE_DICT_KEYS:
-            raise ValueError(
-                "state_dict must have keys 'state' and 'param_groups' (and optionally "
-                f"'skipped_steps'), got {sorted(map(str, state_dict))}"
-            )
-        skipped = _as_count(state_dict.get("skipped_steps", 0))
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"state_dict has {len(saved_groups)} param groups, optimizer has "
-                f"{len(self.param_groups)}"
-            )
-        params = [p for g in self.param_groups for p in g["params"]]
-        new_groups = []
-        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
-            if len(saved.get("params", ())) != len(group["params"]):
+        with self._lock:
+            if not isinstance(state_dict, dict):
+                raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+            if not {"state", "param_groups"} <= set(state_dict) <= _STATE_DICT_KEYS:
                 raise ValueError(
-                    f"param_groups[{gi}] has {len(saved.get('params', ()))} params, optimizer "
-                    f"group has {len(group['params'])}"
+                    "state_dict must have keys 'state' and 'param_groups' (and optionally "
+                    f"'skipped_steps'), got {sorted(map(str, state_dict))}"
                 )
-            merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
-            self.validate_group(merged)
-            new_groups.append(merged)
-        saved_state = state_dict["state"]
-        extra = set(saved_state) - set(range(len(params)))
-        if extra:
-            raise ValueError(f"state has entries for unknown parameter indices {sorted(extra)}")
-        index = 0
-        plan = []
-        for group, state in zip(new_groups, self._group_states, strict=True):
-            names = self.active_states(group)
-            for i, p in enumerate(group["params"]):
-                entry = saved_state.get(index + i)
-                if entry is not None:
-                    plan.append((state, i, entry, self._check_entry(index + i, entry, names, p)))
-            index += len(group["params"])
-        # Everything checked: apply.
-        for group, new, state in zip(
-            self.param_groups, new_groups, self._group_states, strict=True
-        ):
-            new["params"] = group["params"]
-            group.clear()
-            group.update(new)
-            state.steps[:] = 0
-            state.mu_products[:] = 1.0
-            state.arrays.clear()
-            self._ensure_state(group, state)
-        for state, i, entry, arrays in plan:
-            self.load_scalar_state(state, i, entry)
-            for name, value in arrays.items():
-                np.copyto(state.arrays[name][i], value)
-        self.skipped_steps = skipped
+            skipped = _as_count(state_dict.get("skipped_steps", 0))
+            saved_groups = state_dict["param_groups"]
+            if len(saved_groups) != len(self.param_groups):
+                raise ValueError(
+                    f"state_dict has {len(saved_groups)} param groups, optimizer has "
+                    f"{len(self.param_groups)}"
+                )
+            params = [p for g in self.param_groups for p in g["params"]]
+            new_groups = []
+            for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+                if len(saved.get("params", ())) != len(group["params"]):
+                    raise ValueError(
+                        f"param_groups[{gi}] has {len(saved.get('params', ()))} params, optimizer "
+                        f"group has {len(group['params'])}"
+                    )
+                merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+                self.validate_group(merged)
+                new_groups.append(merged)
+            saved_state = state_dict["state"]
+            extra = set(saved_state) - set(range(len(params)))
+            if extra:
+                raise ValueError(f"state has entries for unknown parameter indices {sorted(extra)}")
+            index = 0
+            plan = []
+            for group, state in zip(new_groups, self._group_states, strict=True):
+                names = self.active_states(group)
+                for i, p in enumerate(group["params"]):
+                    entry = saved_state.get(index + i)
+                    if entry is not None:
+                        plan.append(
+                            (state, i, entry, self._check_entry(index + i, entry, names, p))
+                        )
+                index += len(group["params"])
+            # Everything checked: apply.
+            for group, new, state in zip(
+                self.param_groups, new_groups, self._group_states, strict=True
+            ):
+                new["params"] = group["params"]
+                group.clear()
+                group.update(new)
+                state.steps[:] = 0
+                state.mu_products[:] = 1.0
+                state.arrays.clear()
+                self._ensure_state(group, state)
+            for state, i, entry, arrays in plan:
+                self.load_scalar_state(state, i, entry)
+                for name, value in arrays.items():
+                    np.copyto(state.arrays[name][i], value)
+            self.skipped_steps = skipped
 
     def _check_entry(
         self, index: int, entry: dict[str, Any], names: tuple[str, ...], param: np.ndarray
