@@ -95,14 +95,6 @@ def names_argument(error: BaseException, name: str) -> bool:
     return name.split("[")[0] in text
 
 
-def unnamed_in_reference(request, value: str, backend: str) -> None:
-    """The reference's scalar conversion (``float(v)``) does not name the argument for a
-    multi-element array (reported); the native binding does, in a note. Strict xfail."""
-    if value == "2-elem array" and backend == "reference":
-        reason = "reference float() conversion does not name the argument"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def expect(call, saved, outcome, name: str, *, bool_ok: bool) -> None:
     """Run ``call`` and check ``outcome`` ("ok", an exception type, or "bool")."""
     if outcome == "bool":
@@ -257,8 +249,7 @@ CLIP_SCALARS = {
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", list(HOSTILE), ids=str)
 @pytest.mark.parametrize("kw", list(CLIP_SCALARS))
-def test_clip_scalar(kw, value, backend, request):
-    unnamed_in_reference(request, value, backend)
+def test_clip_scalar(kw, value, backend):
     grads = arrays(seed=1)
     v, outcome = HOSTILE[value]
     if kw.strip() in ("max_norm", "norm_type") and outcome == "ok" and float(v) == 0.0:
@@ -275,9 +266,7 @@ def test_clip_scalar(kw, value, backend, request):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("value", list(HOSTILE), ids=str)
 @pytest.mark.parametrize("kw", ["momentum", "eps"])
-def test_batchnorm_scalar(kw, value, backend, request):
-    if kw == "eps":
-        unnamed_in_reference(request, value, backend)
+def test_batchnorm_scalar(kw, value, backend):
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     running = [np.zeros(3, np.float32), np.ones(3, np.float32)]
     v, outcome = HOSTILE[value]

@@ -41,7 +41,10 @@ _STEP_LIMIT = np.iinfo(np.int64).max  # steps[i] + 1 must fit in an int64
 
 def real(name: str, value: object) -> float:
     """Convert a hyperparameter to a Python float as the native binding does (``__float__`` or
-    ``__index__``; strings and None are refused with TypeError)."""
+    ``__index__``; strings and None are refused with TypeError).
+
+    A conversion that fails (an int too large for a float, a multi-element array) raises the same
+    exception type with the argument named in the message."""
     if isinstance(value, float):
         return float(value)
     kind = type(value)
@@ -50,8 +53,10 @@ def real(name: str, value: object) -> float:
             return float(value)  # type: ignore[arg-type]
         if hasattr(kind, "__index__"):
             return float(operator.index(value))  # type: ignore[arg-type]
-    except OverflowError as err:
-        raise OverflowError(f"argument '{name}': {err}") from err
+    except (OverflowError, TypeError, ValueError) as err:
+        # the base class, not type(err): a subclass may take other constructor arguments
+        base = next(c for c in (OverflowError, TypeError, ValueError) if isinstance(err, c))
+        raise base(f"argument '{name}': {err}") from err
     raise TypeError(f"argument '{name}': must be real number, not {kind.__name__}")
 
 
