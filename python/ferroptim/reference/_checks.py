@@ -1,10 +1,11 @@
 """Argument checks of the reference kernels, the same rules as ``ferroptim._native``.
 
 Every check runs before any array is written, so a refused call changes nothing. The order is the
-native one: hyperparameter conversion (TypeError), hyperparameter ranges (ValueError), the lists,
+native one: hyperparameter conversion (TypeError), hyperparameter ranges (ValueError), each
+optional state list given exactly when the options use it (even with nothing to step), the lists,
 then tensor by tensor its parameter, gradient and state arrays, then ``steps`` and other per-tensor
-scalar arrays, then memory overlap, then step counts, then the number of state lists. Messages name
-the argument and, for arrays, the list index (``grads[3] has shape (4,) but params[3] ...``).
+scalar arrays, then memory overlap, then step counts. Messages name the argument and, for
+arrays, the list index (``grads[3] has shape (4,) but params[3] ...``).
 
 Tensors whose gradient is ``None`` are skipped entirely: their arrays are neither checked nor
 written, and their step count is left alone.
@@ -263,6 +264,19 @@ class ArrayChecker:
                 furthest_written = cur
 
 
+def _check_slots(states: Sequence[StateArg]) -> None:
+    """An optional list is given exactly when the options use it (checked first, before the
+    lists, and whether or not any tensor is stepped, as natively)."""
+    for state in states:
+        if not state.optional:
+            continue
+        given = state.value is not None
+        if state.needed and not given:
+            raise ValueError(f"{state.name} is required by these options but is None")
+        if given and not state.needed:
+            raise ValueError(f"{state.name} must be None with these options")
+
+
 def gather(
     params: object,
     grads: object,
@@ -277,6 +291,7 @@ def gather(
     ``steps`` is the int64 step-count array (``uses_steps=False`` for kernels without one);
     ``scalars`` is ``(name, array)`` of a float32 per-tensor scalar array (NAdam's mu_products).
     """
+    _check_slots(states)
     param_list = _items("params", params)
     grad_list = _items("grads", grads)
     n = len(param_list)
@@ -319,11 +334,4 @@ def gather(
                 raise ValueError(f"steps[{i}] is {step}; step counts must be non-negative")
         tensors.append(Tensor(i, param, grad, arrays, step + 1))
 
-    if tensors:
-        for state in states:
-            given = state.value is not None
-            if state.needed and not given:
-                raise ValueError(f"{state.name} is required by these options but is None")
-            if given and not state.needed:
-                raise ValueError(f"{state.name} must be None with these options")
     return Batch(tensors, step_array, scalar_array)
