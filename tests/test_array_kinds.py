@@ -320,16 +320,10 @@ def test_clip(api, k, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("k", KINDS, ids=lambda k: k.name)
 @pytest.mark.parametrize("role", list(BATCHNORM_ROLES))
-def test_batchnorm(role, k, backend, request):
+def test_batchnorm(role, k, backend):
     shape = batchnorm_shape(k, role)
     if shape is None:
         pytest.skip(f"{k.name} is tested on x only (the forward pass refuses it)")
-    if k.name == "np.matrix" and backend == "reference":
-        # The NumPy twin indexes x[:, :, None], which np.matrix refuses (reported; the native
-        # kernels handle it). Strict: this starts failing once the reference is fixed.
-        reason = "reference batch norm raises numpy AxisError on np.matrix"
-        marker = pytest.mark.xfail(raises=np.exceptions.AxisError, strict=True, reason=reason)
-        request.applymarker(marker)
     outcome = batchnorm_outcome(k, role)
     check(batchnorm_call, "batch_norm", role, k, outcome, shape, backend, role)
 
@@ -366,3 +360,21 @@ def test_view_param_updates_its_base(backend):
     F.sgd_step([row], [np.ones(4, np.float32)], lr=0.25, backend=backend)
     np.testing.assert_array_equal(base[1], np.full(4, 0.75, np.float32))
     np.testing.assert_array_equal(base[[0, 2]], np.ones((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batchnorm_matrix_output_is_written_in_place(backend):
+    """np.matrix input and ``out`` arrays work in both passes: the caller's matrix receives the
+    result (no silent copy), bit for bit that of plain arrays."""
+    x, dy = values(SHAPE, 1), values(SHAPE, 2)
+    y_plain, cache_plain = bn.batch_norm_forward(x, None, None, backend=backend)
+    dx_plain, _, _ = bn.batch_norm_backward(dy, cache_plain, backend=backend)
+
+    y_out = np.asmatrix(np.zeros(SHAPE, np.float32))
+    y, cache = bn.batch_norm_forward(np.asmatrix(x), None, None, out=y_out, backend=backend)
+    assert y is y_out
+    assert same_bits(np.asarray(y_out), y_plain)
+    dx_out = np.asmatrix(np.zeros(SHAPE, np.float32))
+    dx, _, _ = bn.batch_norm_backward(np.asmatrix(dy), cache, out=dx_out, backend=backend)
+    assert dx is dx_out
+    assert same_bits(np.asarray(dx_out), dx_plain)

@@ -47,7 +47,9 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def _array(obj: object, name: str, written: bool) -> np.ndarray:
     """An ndarray of float32/float64 in native byte order, C-contiguous, aligned, writeable if
-    written (the native binding's rules and exception types)."""
+    written (the native binding's rules and exception types), returned as a plain ndarray view
+    of the caller's memory: a subclass (``np.matrix``, a memmap, a masked array's data) is
+    computed on as an ndarray, and a written array is written in place, never copied."""
     if not isinstance(obj, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
     if obj.dtype not in _FLOATS or not obj.dtype.isnative:
@@ -62,7 +64,7 @@ def _array(obj: object, name: str, written: bool) -> np.ndarray:
         raise ValueError(f"{name} is not aligned for its dtype")
     if written and not obj.flags.writeable:
         raise ValueError(f"{name} is read-only; it must be writeable")
-    return obj
+    return np.asarray(obj)
 
 
 def _data(obj: object, name: str) -> tuple[np.ndarray, tuple[int, int, int]]:
