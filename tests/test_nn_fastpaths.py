@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ferroptim.nn import pooling
+from ferroptim.nn._tiles import tile_planes
 from ferroptim.nn.activation import ReLU
+from ferroptim.nn.conv import pair
+from ferroptim.nn.pooling import AvgPool2d, MaxPool2d, _Pool2d
 
 
 # --- ReLU ---------------------------------------------------------------------------------------
@@ -27,3 +31,143 @@ def test_relu_backward_is_where_even_for_nonfinite_dy(dtype):
     assert not np.signbit(dx[x <= 0]).any()  # masked entries are +0.0
     assert np.isnan(dx[:, :, 1, :][x[:, :, 1, :] > 0]).all()  # kept NaN stays NaN
     np.testing.assert_array_equal(dy[:, :, 2, :], np.inf)  # dy itself is not modified
+
+
+# --- pooling ------------------------------------------------------------------------------------
+def _max_pool_by_definition(x, kernel, stride, padding):
+    """Loops over windows: the maximum and a one-hot gradient map at its first occurrence
+    (row-major window order, NaN counts as the maximum), padding is -inf."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+    y = np.empty((*x.shape[:2], oh, ow), x.dtype)
+    first = np.zeros((*y.shape, *xp.shape[2:]), bool)
+    for n, c, p, q in np.ndindex(y.shape):
+        window = xp[n, c, p * sh : p * sh + kh, q * sw : q * sw + kw].ravel()
+        nan = np.flatnonzero(np.isnan(window))
+        k = nan[0] if nan.size else int(np.flatnonzero(window == window.max())[0])
+        y[n, c, p, q] = window[k]
+        first[n, c, p, q, p * sh + k // kw, q * sw + k % kw] = True
+    return y, first[..., ph : xp.shape[2] - ph, pw : xp.shape[3] - pw]
+
+
+def _general_route(monkeypatch):
+    """Force the strided-window route (as for overlapping windows)."""
+    monkeypatch.setattr(_Pool2d, "_tiled", lambda self, xp: None)
+
+
+POOL_CASES = [
+    # (shape, kernel, padding): every one has stride == kernel, i.e. the tiled route
+    ((2, 3, 8, 8), (2, 2), (0, 0)),
+    ((3, 2, 7, 9), (2, 2), (0, 0)),  # odd sizes: the last row/column belongs to no window
+    ((2, 2, 6, 9), (3, 3), (1, 1)),
+    ((2, 1, 5, 8), (2, 3), (1, 0)),
+    ((1, 2, 4, 4), (1, 1), (0, 0)),
+    ((2, 2, 5, 5), (5, 5), (0, 0)),
+    ((0, 2, 4, 4), (2, 2), (0, 0)),  # empty batch
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, kernel, padding", POOL_CASES)
+def test_tiled_max_pool_matches_the_definition_and_the_general_route(
+    monkeypatch, dtype, shape, kernel, padding
+):
+    rng = np.random.default_rng(sum(shape) + kernel[0])
+    x = rng.integers(-2, 3, shape).astype(dtype)  # few values: many ties, zeros of both signs
+    x[x == 0] = np.where(rng.random(np.count_nonzero(x == 0)) < 0.5, -0.0, 0.0)
+    if x.size:
+        x.flat[rng.integers(0, x.size, 3)] = -np.inf
+    dy = rng.standard_normal((shape[0], shape[1], 1, 1)).astype(dtype) + 10.0
+    calls = []
+    monkeypatch.setattr(pooling, "tile_planes", lambda *a: calls.append(1) or tile_planes(*a))
+    fast = MaxPool2d(kernel, padding=padding)
+    y = fast(x)
+    assert calls, "stride == kernel_size must take the tiled route"
+    dy = np.broadcast_to(dy, y.shape) * np.arange(1, y.shape[2] * y.shape[3] + 1).reshape(
+        y.shape[2:]
+    )
+    dy = dy.astype(dtype)  # distinct values, so a misrouted gradient shows
+    dx = fast.backward(dy)
+    expected_y, first = _max_pool_by_definition(x, kernel, kernel, padding)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(expected_y))  # the first max's sign
+    np.testing.assert_array_equal(dx, np.einsum("ncpq,ncpqhw->nchw", dy, first.astype(dtype)))
+    assert y.dtype == dx.dtype == dtype and dx.shape == x.shape
+
+    _general_route(monkeypatch)
+    general = MaxPool2d(kernel, padding=padding)
+    np.testing.assert_array_equal(general(x), y)
+    np.testing.assert_array_equal(general.backward(dy), dx)
+
+
+def test_max_pool_ties_follow_row_major_order_not_columns():
+    """Maximum at (0, 1) and (1, 0): torch picks (0, 1), the first in row-major order."""
+    x = np.array([[[[0.0, 5.0], [5.0, 0.0]]]])
+    layer = MaxPool2d(2, dtype=np.float64)
+    layer(x)
+    np.testing.assert_array_equal(layer.backward(np.ones((1, 1, 1, 1))), [[[[0, 1], [0, 0]]]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_max_pool_with_nan_matches_the_general_route(monkeypatch, dtype):
+    x = np.random.default_rng(3).standard_normal((2, 3, 6, 6)).astype(dtype)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = x[1, 2, 5, 5] = np.nan
+    dy = np.random.default_rng(4).standard_normal((2, 3, 3, 3)).astype(dtype)
+    fast = MaxPool2d(2)
+    y, dx = fast(x), None
+    dx = fast.backward(dy)
+    expected_y, first = _max_pool_by_definition(x, (2, 2), (2, 2), (0, 0))
+    np.testing.assert_array_equal(y, expected_y)  # NaN windows give NaN
+    np.testing.assert_array_equal(dx, np.einsum("ncpq,ncpqhw->nchw", dy, first.astype(dtype)))
+    assert dx[0, 0, 0, 1] == dy[0, 0, 0, 0] and dx[0, 0, 1, 0] == 0.0  # the first NaN
+    _general_route(monkeypatch)
+    general = MaxPool2d(2)
+    np.testing.assert_array_equal(general(x), y)
+    np.testing.assert_array_equal(general.backward(dy), dx)
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding", [(3, 2, 1), ((2, 3), (1, 2), (1, 1)), (2, 1, 0)]
+)
+def test_overlapping_pooling_takes_the_general_route(monkeypatch, kernel, stride, padding):
+    monkeypatch.setattr(pooling, "tile_planes", lambda *a: pytest.fail("tiled route taken"))
+    x = np.random.default_rng(5).integers(-2, 3, (2, 2, 7, 6)).astype(np.float64)
+    layer = MaxPool2d(kernel, stride, padding)
+    y = layer(x)
+    dy = np.random.default_rng(6).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    k, s, p = (pair(v, "v", allow_zero=True) for v in (kernel, stride, padding))
+    expected_y, first = _max_pool_by_definition(x, k, s, p)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_allclose(dx, np.einsum("ncpq,ncpqhw->nchw", dy, first), rtol=1e-15)
+    avg = AvgPool2d(kernel, stride, padding)
+    avg.backward(avg(x))  # AvgPool2d too never tiles overlapping windows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("shape, kernel, padding", POOL_CASES)
+def test_tiled_avg_pool_matches_the_general_route(
+    monkeypatch, dtype, count_include_pad, shape, kernel, padding
+):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(dtype)
+    fast = AvgPool2d(kernel, padding=padding, count_include_pad=count_include_pad)
+    y = fast(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = fast.backward(dy)
+    _general_route(monkeypatch)
+    general = AvgPool2d(kernel, padding=padding, count_include_pad=count_include_pad)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, general(x), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, general.backward(dy), rtol=tol, atol=tol)
+    assert y.dtype == dx.dtype == dtype and dx.shape == x.shape
+    if x.size:  # elements outside every window get no gradient, the others their share
+        kh, kw = kernel
+        covered = np.zeros(shape, bool)
+        ph, pw = padding
+        rows = (shape[2] + 2 * ph) // kh * kh - ph
+        cols = (shape[3] + 2 * pw) // kw * kw - pw
+        covered[:, :, :rows, :cols] = True
+        assert not dx[~covered].any()

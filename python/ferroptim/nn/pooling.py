@@ -1,5 +1,10 @@
 """MaxPool2d and AvgPool2d over ``(N, C, H, W)`` images (``torch.nn`` semantics,
-``ceil_mode=False``, no dilation), on the strided window view of :mod:`ferroptim.nn.conv`."""
+``ceil_mode=False``, no dilation), on the strided window view of :mod:`ferroptim.nn.conv`.
+
+Non-overlapping windows (``stride == kernel_size``, the usual ``MaxPool2d(2)``) take a faster
+route through :mod:`ferroptim.nn._tiles` with the same results (a window holding a NaN falls
+back to the general route).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn._checks import check_upstream, require_cache
+from ferroptim.nn._tiles import first_max_positions, tile_planes, untile
 from ferroptim.nn.conv import check_fits, check_image, col2im, crop, pad_image, pair, windows
 from ferroptim.nn.module import Module
 
@@ -33,12 +39,19 @@ class _Pool2d(Module):
                 )
         self._cache: Any = None
 
-    def _windows(self, x: Any, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    def _padded(self, x: Any, fill: float) -> np.ndarray:
         self.adopt_input_dtype(x)
         x = check_image(x, self.dtype, None, self.layer)
         check_fits(x, self.kernel_size, self.padding, self.layer)
-        xp = pad_image(x, self.padding, fill)
-        return xp, windows(xp, self.kernel_size, self.stride)
+        return pad_image(x, self.padding, fill)
+
+    def _tiled(self, xp: np.ndarray) -> tuple[int, int] | None:
+        """The output ``(OH, OW)`` when the windows tile the image (stride == kernel), else
+        None."""
+        if self.stride != self.kernel_size:
+            return None
+        (kh, kw), (hp, wp) = self.kernel_size, xp.shape[2:]
+        return hp // kh, wp // kw
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -79,21 +92,38 @@ class MaxPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding, dtype)
 
     def forward(self, x: Any) -> np.ndarray:
-        xp, win = self._windows(x, -np.inf)
-        flat = win.reshape(*win.shape[:4], -1)  # copies: (N, C, OH, OW, kh*kw)
+        xp = self._padded(x, -np.inf)
+        out_hw = self._tiled(xp)
+        if out_hw is not None:
+            planes = tile_planes(xp, self.kernel_size, out_hw)
+            maxima = planes.max(axis=0)
+            if not np.isnan(maxima).any():
+                positions = first_max_positions(planes, maxima, xp.shape, self.kernel_size, out_hw)
+                out_shape = (*xp.shape[:2], *out_hw)
+                self._cache = ("tiled", positions, xp.shape, out_shape)
+                return xp.reshape(-1).take(positions).reshape(out_shape)
+        kh, kw = self.kernel_size
+        flat = windows(xp, self.kernel_size, self.stride)
+        flat = flat.reshape(*flat.shape[:4], kh * kw)  # copies: (N, C, OH, OW, kh*kw)
         argmax = np.argmax(flat, axis=-1)[..., None]
         y = np.take_along_axis(flat, argmax, axis=-1)[..., 0]
-        self._cache = (argmax, xp.shape, flat.shape)
+        self._cache = ("general", argmax, xp.shape, flat.shape[:4])
         return y
 
     def backward(self, dy: Any) -> np.ndarray:
-        argmax, padded_shape, flat_shape = require_cache(self._cache, self.layer)
-        dy = check_upstream(dy, flat_shape[:4], self.dtype, self.layer)
-        dflat = np.zeros(flat_shape, dtype=self.dtype)
-        np.put_along_axis(dflat, argmax, dy[..., None], axis=-1)
-        dwin = dflat.reshape(*flat_shape[:4], *self.kernel_size)
+        route, where, padded_shape, out_shape = require_cache(self._cache, self.layer)
+        dy = check_upstream(dy, out_shape, self.dtype, self.layer)
+        if route == "tiled":  # ``where``: flat index of each window's maximum
+            dxp = np.zeros(padded_shape, dtype=self.dtype)
+            dxp.reshape(-1)[where] = dy.reshape(-1)
+        else:  # ``where``: position of the maximum inside each window
+            kh, kw = self.kernel_size
+            dflat = np.zeros((*out_shape, kh * kw), dtype=self.dtype)
+            np.put_along_axis(dflat, where, dy[..., None], axis=-1)
+            dwin = dflat.reshape(*out_shape, *self.kernel_size)
+            dxp = col2im(dwin, padded_shape, self.stride)
         self._cache = None
-        return crop(col2im(dwin, padded_shape, self.stride), self.padding)
+        return crop(dxp, self.padding)
 
 
 class AvgPool2d(_Pool2d):
@@ -143,21 +173,31 @@ class AvgPool2d(_Pool2d):
         return windows(inside, self.kernel_size, self.stride).sum(axis=(-2, -1))[0, 0]
 
     def forward(self, x: Any) -> np.ndarray:
-        xp, win = self._windows(x, 0.0)
+        xp = self._padded(x, 0.0)
         divisor = self._divisor(
             xp.shape[2] - 2 * self.padding[0], xp.shape[3] - 2 * self.padding[1]
         )
-        y = (win.sum(axis=(-2, -1)) / divisor).astype(self.dtype, copy=False)
-        self._cache = (divisor, xp.shape, y.shape)
+        out_hw = self._tiled(xp)
+        if out_hw is not None:
+            sums = tile_planes(xp, self.kernel_size, out_hw).sum(axis=0)
+            sums = sums.reshape(*xp.shape[:2], *out_hw)
+        else:
+            sums = windows(xp, self.kernel_size, self.stride).sum(axis=(-2, -1))
+        y = (sums / divisor).astype(self.dtype, copy=False)
+        self._cache = (divisor, xp.shape, y.shape, out_hw is not None)
         return y
 
     def backward(self, dy: Any) -> np.ndarray:
-        divisor, padded_shape, out_shape = require_cache(self._cache, self.layer)
+        divisor, padded_shape, out_shape, tiled = require_cache(self._cache, self.layer)
         dy = check_upstream(dy, out_shape, self.dtype, self.layer)
         share = (dy / divisor).astype(self.dtype, copy=False)
-        dwin = np.broadcast_to(share[..., None, None], (*out_shape, *self.kernel_size))
+        if tiled:
+            dxp = untile(share, padded_shape, self.kernel_size)
+        else:
+            dwin = np.broadcast_to(share[..., None, None], (*out_shape, *self.kernel_size))
+            dxp = col2im(dwin, padded_shape, self.stride)
         self._cache = None
-        return crop(col2im(dwin, padded_shape, self.stride), self.padding)
+        return crop(dxp, self.padding)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, count_include_pad={self.count_include_pad}"
