@@ -63,8 +63,6 @@ DTYPES = ("float32", "float64", "float16", "int32", ">f4", ">f8", "object", "boo
 VALID_DTYPES = ("float32", "float64")
 LAYOUTS = ("c", "sliced", "transposed", "negative", "misaligned", "readonly", "fortran", "list")
 SPECIALS = (0.0, -0.0, np.nan, np.inf, -np.inf, 3e38, 1e-40, 1e300)
-# Batch-norm statistics of data holding an infinity differ (see test_known_divergences).
-FINITE_SPECIALS = (0.0, -0.0, np.nan, 3e38, 1e-40)  # (1e300 is inf in float32)
 
 
 @dataclass(frozen=True)
@@ -475,7 +473,7 @@ def batchnorm_calls(draw):
     sizes = st.integers(0 if h else 1, 4)
     shape = tuple(draw(st.lists(sizes, min_size=1 if h else 2, max_size=5 if h else 4)))
     channels = shape[1] if len(shape) > 1 else 3
-    x = draw(array_specs(shape, dtype, hostile=h, specials=FINITE_SPECIALS))
+    x = draw(array_specs(shape, dtype, hostile=h))
 
     def optional(nonnegative=False):
         spec = array_specs((channels,), dtype, nonnegative=nonnegative, hostile=h)
@@ -534,45 +532,79 @@ def _max_abs(*arrays) -> float:
 def close_batchnorm(a: object, b: object, context: str) -> None:
     """The backends sum in different orders, and batch norm cancels (``x - mean``,
     ``dy - mean(dy) - xhat*mean(dy*xhat)``): each output is compared with an absolute tolerance
-    scaled by the magnitudes that cancel in it, everything in float64 rounding units."""
-    (args, out), (_, ref) = a, b
-    x, _, _, w, bias, _, dy = args
+    scaled by the magnitudes that cancel in it, everything in float64 rounding units. NaNs and
+    infinities must be the same. The running statistics (updated in place) are compared too."""
+    (args, out), (ref_args, ref) = a, b
+    x, running_mean, running_var, w, bias, _, dy = args
     cache = out[1]
     assert len(out) == len(ref), f"{context}: backward outcome differs"
     rtol = 1e-5 if x.dtype == np.float32 else 1e-12
     inv = max(1.0, _max_abs(cache.invstd))
     wmax = max(1.0, _max_abs(w))
-    scales = [
-        _max_abs(x) * inv * wmax + max(1.0, _max_abs(bias)),  # y
-        max(1.0, _max_abs(x)),  # mean
-        inv,  # invstd
+    compared = [
+        ("y", out[0], ref[0], _max_abs(x) * inv * wmax + max(1.0, _max_abs(bias))),
+        ("mean", cache.mean, ref[1].mean, max(1.0, _max_abs(x))),
+        ("invstd", cache.invstd, ref[1].invstd, inv),
     ]
+    if running_mean is not None:
+        spread = max(1.0, _max_abs(x, running_mean))
+        var_scale = spread * spread + max(1.0, _max_abs(running_var))
+        compared += [
+            ("running_mean", running_mean, ref_args[1], spread),
+            ("running_var", running_var, ref_args[2], var_scale),
+        ]
     if len(out) == 5:
-        scales += [4 * _max_abs(dy) * inv * wmax, *[x.size * _max_abs(dy) * inv * _max_abs(x)] * 2]
-    got = [out[0], out[1].mean, out[1].invstd, *out[2:]]
-    want = [ref[0], ref[1].mean, ref[1].invstd, *ref[2:]]
-    for k, (g, r, scale) in enumerate(zip(got, want, scales, strict=False)):
-        if g is None or r is None or np.ndim(g) == 0:
-            assert g is r or np.array_equal(g, r), f"{context} output {k}"
+        sums = x.size * _max_abs(dy) * inv * _max_abs(x)
+        names = ("dx", "dweight", "dbias")
+        scales = (4 * _max_abs(dy) * inv * wmax, sums, sums)
+        compared += list(zip(names, out[2:], ref[2:], scales, strict=True))
+    else:
+        assert out[2] == ref[2], f"{context}: backward error differs"
+    for name, g, r, scale in compared:
+        if g is None or r is None:
+            assert g is r, f"{context} {name}"
             continue
+        assert np.array_equal(np.isnan(g), np.isnan(r)), f"{context} {name}: NaNs differ"
         both = np.isfinite(g) & np.isfinite(r)
+        infinite = ~both & ~np.isnan(g)
+        assert np.array_equal(g[infinite], r[infinite]), f"{context} {name}: infinities differ"
         np.testing.assert_allclose(
-            g[both], r[both], rtol=rtol, atol=rtol * scale, err_msg=f"{context} output {k}"
+            g[both], r[both], rtol=rtol, atol=rtol * scale, err_msg=f"{context} {name}"
         )
 
 
 # ------------------------------------------------------------------------------ known divergences
 
 
-@pytest.mark.xfail(strict=True, reason="native batch-norm mean of data with an inf is nan")
-def test_known_divergence_batchnorm_mean_of_infinite_data():
-    """torch and the reference give mean inf for [inf, 0.5]; the native merge of partial means
-    (Chan's update, ``m += (mb - m) * w``) computes inf - inf. Reported; strict xfail."""
-    x = np.array([[np.inf], [0.5]], np.float32)
-    native_mean, _ = bn.batch_norm_stats(x, backend="native")
-    reference_mean, _ = bn.batch_norm_stats(x, backend="reference")
-    assert reference_mean[0] == np.inf
-    assert native_mean[0] == reference_mean[0]
+def infinite_data(dtype) -> np.ndarray:
+    """Finite data, shape (3, 5, 600) (several partial sums per channel natively), with +inf in
+    channel 0's first value, -inf in channel 1's last, +inf in three samples of channel 2, and
+    +inf and -inf in channel 3; channel 4 stays finite."""
+    x = np.random.default_rng(0).standard_normal((3, 5, 600)).astype(dtype)
+    x[0, 0, 0] = x[0, 2, 0] = x[1, 2, 300] = x[2, 2, -1] = x[0, 3, 7] = np.inf
+    x[-1, 1, -1] = x[2, 3, 5] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", VALID_DTYPES)
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_batchnorm_statistics_of_infinite_data(backend, dtype):
+    """As torch's batch norm (mean = sum/m): the mean of data holding an infinity is that
+    infinity, NaN with both signs; the variance is NaN; so the running mean takes the infinity
+    and the running variance NaN. The native backend merges partial means, where a shifted
+    update would compute inf - inf (a NaN mean, now fixed)."""
+    want_mean = [np.inf, -np.inf, np.inf, np.nan]
+    mean, var = bn.batch_norm_stats(np.array([[np.inf], [0.5]], dtype), backend=backend)
+    assert mean[0] == np.inf and np.isnan(var[0])
+    x = infinite_data(dtype)
+    mean, var = bn.batch_norm_stats(x, backend=backend)
+    np.testing.assert_array_equal(mean[:4], want_mean)
+    assert np.isnan(var[:4]).all() and np.isfinite([mean[4], var[4]]).all()
+    running_mean, running_var = np.zeros(5, dtype), np.ones(5, dtype)
+    bn.batch_norm_forward(x, running_mean, running_var, momentum=0.1, backend=backend)
+    np.testing.assert_array_equal(running_mean[:4], want_mean)
+    assert np.isnan(running_var[:4]).all()
+    assert np.isfinite([running_mean[4], running_var[4]]).all()
 
 
 @pytest.mark.parametrize("module", [native, reference], ids=["native", "reference"])

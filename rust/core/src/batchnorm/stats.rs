@@ -251,10 +251,17 @@ fn weights(na: f64, nb: f64) -> (f64, f64) {
 }
 
 /// Merge the partial `(mb, qb)` into `(m, q)` with [`weights`].
+///
+/// An infinite partial mean makes the shifted update `m + (mb - m)*wb` compute `inf - inf`; the
+/// mean of the merged values is then that of their sum, `m + mb`: the infinity, or NaN for
+/// opposite infinities or a NaN (as torch's `sum/n`). This fallback is a select on a NaN result,
+/// which finite partials never give, so their bits are unchanged. The `m2` needs none: a partial
+/// holding an infinity has `m2 = NaN` already (its `(x - inf)^2`), as torch's variance is NaN.
 #[inline(always)]
 fn chan(m: &mut f64, q: &mut f64, mb: f64, qb: f64, (wb, cross): (f64, f64)) {
     let d = mb - *m;
-    *m += d * wb;
+    let shifted = *m + d * wb;
+    *m = if shifted.is_nan() { *m + mb } else { shifted };
     *q = (*q + qb) + d * d * cross;
 }
 

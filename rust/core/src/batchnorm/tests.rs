@@ -325,3 +325,84 @@ fn empty_inputs() {
     assert_eq!(Layout::from_shape(&[2, 3]), Some(Layout::new(2, 3, 1)));
     assert_eq!(Layout::from_shape(&[2]), None);
 }
+
+/// Finite data with infinities in channel `k % 4`: 0 `+inf` in its first value (the first
+/// partial), 1 `-inf` in its last, 2 `+inf` in its first, middle and last, 3 `+inf` first and
+/// `-inf` last; channels from 4 on stay finite.
+fn with_infinities<T: Real>(l: Layout, seed: u64) -> Vec<T> {
+    let mut x: Vec<T> = Rng::new(seed).vec(l.len(), 0.5, 2.0);
+    let at = |k: usize, v: usize| ((v / l.s) * l.c + k) * l.s + v % l.s;
+    let (first, middle, last) = (0, l.count() / 2, l.count() - 1);
+    let plan: [&[(usize, f64)]; 4] = [
+        &[(first, f64::INFINITY)],
+        &[(last, f64::NEG_INFINITY)],
+        &[
+            (first, f64::INFINITY),
+            (middle, f64::INFINITY),
+            (last, f64::INFINITY),
+        ],
+        &[(first, f64::INFINITY), (last, f64::NEG_INFINITY)],
+    ];
+    for (k, places) in plan.iter().enumerate().take(l.c) {
+        for &(v, value) in places.iter() {
+            x[at(k, v)] = T::from_f64(value);
+        }
+    }
+    x
+}
+
+/// The mean of data holding an infinity is that of its sum, as in torch (`+-inf`, NaN for both
+/// signs), wherever the infinity falls among the partials; the variance is NaN; finite channels
+/// are unaffected; and the bits (NaN as one value) are the same at every level and thread count.
+#[test]
+fn stats_of_infinite_data_follow_the_sum() {
+    let _guard = lock();
+    let nan_as_one = |v: &f64| if v.is_nan() { u64::MAX } else { v.to_bits() };
+    for (seed, &(n, c, s)) in LAYOUTS.iter().enumerate() {
+        let l = Layout::new(n, c, s);
+        let x32 = with_infinities::<f32>(l, seed as u64);
+        let x64 = with_infinities::<f64>(l, seed as u64);
+        let mut base: Option<Vec<u64>> = None;
+        for level in simd::supported_levels() {
+            assert!(simd::set_level(level));
+            for threads in [1, 2] {
+                crate::set_num_threads(threads).unwrap();
+                let mut bits = Vec::new();
+                for (m, v) in [stats(&x32, l), stats(&x64, l)] {
+                    bits.extend(m.iter().chain(&v).map(nan_as_one));
+                }
+                match &base {
+                    None => base = Some(bits),
+                    Some(b) => assert!(*b == bits, "{l:?} differs at {level:?}, {threads} threads"),
+                }
+            }
+        }
+        let want = [f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NAN];
+        for (m, v) in [stats(&x32, l), stats(&x64, l)] {
+            for k in 0..c.min(4) {
+                let same = m[k] == want[k] || (m[k].is_nan() && want[k].is_nan());
+                assert!(same, "{l:?} mean[{k}] = {}, want {}", m[k], want[k]);
+                assert!(v[k].is_nan(), "{l:?} var[{k}] = {}", v[k]);
+            }
+        }
+        if c > 4 {
+            let ((m, v), (nm, nv)) = (stats(&x64, l), naive_stats(&x64, l));
+            assert_close(&m[4..], &nm[4..], 1e-12, "finite mean");
+            assert_close(&v[4..], &nv[4..], 1e-10, "finite var");
+        }
+    }
+    simd::set_level(simd::detected_level());
+    crate::set_num_threads(2).unwrap();
+}
+
+/// As torch: the running mean takes the infinity (NaN for both signs), the running variance NaN.
+#[test]
+fn running_stats_of_infinite_data_follow_torch() {
+    let l = Layout::new(1100, 64, 1); // several row blocks
+    let (mean, var) = stats(&with_infinities::<f32>(l, 1), l);
+    let (mut rm, mut rv) = (vec![0.0f32; l.c], vec![1.0f32; l.c]);
+    update_running(&mut rm, &mut rv, &mean, &var, l.count(), 0.1).unwrap();
+    assert_eq!(rm[..3], [f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY]);
+    assert!(rm[3].is_nan() && rv[..4].iter().all(|v| v.is_nan()));
+    assert!(rm[4..].iter().chain(&rv[4..]).all(|v| v.is_finite()));
+}
