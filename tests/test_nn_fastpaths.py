@@ -1,5 +1,6 @@
 """Fast paths of the NumPy layers agree with the general formulas they replace: the branch-free
-ReLU mask, the reshape-based pooling for non-overlapping windows and the NHWC convolution."""
+ReLU mask, the tiled pooling of non-overlapping windows and the convolution's patch matrix in
+either memory layout."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from ferroptim.nn import pooling
 from ferroptim.nn._tiles import tile_planes
 from ferroptim.nn.activation import ReLU
-from ferroptim.nn.conv import pair
+from ferroptim.nn.conv import Conv2d, pair
 from ferroptim.nn.pooling import AvgPool2d, MaxPool2d, _Pool2d
 
 
@@ -171,3 +172,80 @@ def test_tiled_avg_pool_matches_the_general_route(
         cols = (shape[3] + 2 * pw) // kw * kw - pw
         covered[:, :, :rows, :cols] = True
         assert not dx[~covered].any()
+
+
+# --- Conv2d ---------------------------------------------------------------------------------------
+def _conv_by_definition(x, weight, bias, stride, padding, dy):
+    """y, dx, dweight, dbias of torch's Conv2d by loops over the kernel offsets."""
+    (sh, sw), (ph, pw) = stride, padding
+    kh, kw = weight.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
+    y = np.zeros((x.shape[0], weight.shape[0], oh, ow)) + bias[:, None, None]
+    dxp, dweight = np.zeros(xp.shape), np.zeros(weight.shape)
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+            y += np.einsum("ncpq,oc->nopq", patch, weight[:, :, i, j])
+            dweight[:, :, i, j] = np.einsum("nopq,ncpq->oc", dy, patch)
+            dxp[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += np.einsum(
+                "nopq,oc->ncpq", dy, weight[:, :, i, j]
+            )
+    dx = dxp[:, :, ph : xp.shape[2] - ph, pw : xp.shape[3] - pw]
+    return y, dx, dweight, dy.sum(axis=(0, 2, 3))
+
+
+CONV_CASES = [
+    # (x shape, out channels, kernel, stride, padding): both memory layouts of the patch matrix
+    # (kw*C >= OW or not) and of its gradient (C > OW or not) occur
+    ((4, 1, 8, 8), 16, 3, 1, 1),  # the demo's first layer
+    ((4, 16, 4, 4), 32, 3, 1, 1),  # the demo's second layer
+    ((2, 3, 7, 9), 4, (2, 3), (2, 1), (1, 2)),
+    ((3, 5, 9, 6), 2, 3, 2, 0),
+    ((2, 2, 4, 5), 3, 2, 1, 3),  # padding larger than the kernel
+    ((2, 6, 3, 11), 3, (3, 1), (1, 3), (0, 1)),
+    ((1, 2, 12, 12), 2, 5, 1, 2),
+    ((2, 4, 3, 3), 5, 3, 1, 0),  # a single output pixel
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, out_channels, kernel, stride, padding", CONV_CASES)
+def test_conv2d_matches_the_definition(dtype, shape, out_channels, kernel, stride, padding):
+    rng = np.random.default_rng(shape[1] * 100 + out_channels)
+    layer = Conv2d(shape[1], out_channels, kernel, stride, padding, dtype=dtype, rng=1)
+    layer.bias[...] = rng.standard_normal(out_channels)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = layer(x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    s, p = (pair(v, "v", allow_zero=True) for v in (stride, padding))
+    want = _conv_by_definition(
+        x.astype(np.float64), layer.weight.astype(np.float64), layer.bias, s, p, dy
+    )
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    got = (y, dx, layer.grad("weight"), layer.grad("bias"))
+    for name, actual, expected in zip(("y", "dx", "dweight", "dbias"), got, want, strict=True):
+        assert actual.dtype == dtype and actual.shape == expected.shape, name
+        assert actual.flags.c_contiguous, name
+        scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+        np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale, err_msg=name)
+
+
+def test_conv2d_gradients_accumulate_and_use_the_forward_weight():
+    layer = Conv2d(3, 4, 3, padding=1, dtype=np.float64, rng=0)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5))
+    dy = np.random.default_rng(2).standard_normal((2, 4, 5, 5))
+    weight = layer.weight.copy()
+    layer(x)
+    layer.weight[...] = 0.0  # changed between forward and backward: backward uses the forward's
+    dx = layer.backward(dy)
+    layer.weight[...] = weight
+    layer(x)
+    layer.backward(dy)
+    _, want_dx, want_dweight, want_dbias = _conv_by_definition(
+        x, weight, layer.bias, (1, 1), (1, 1), dy
+    )
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grad("weight"), 2 * want_dweight, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grad("bias"), 2 * want_dbias, rtol=1e-12)

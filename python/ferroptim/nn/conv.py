@@ -1,10 +1,10 @@
 """Conv2d (``torch.nn.Conv2d``) by im2col + matmul, and the window helpers pooling shares.
 
-The windows of a padded ``(N, C, Hp, Wp)`` image are a strided view
-``(N, C, OH, OW, kh, kw)`` (``sliding_window_view``, then every ``stride``-th window); forward
-copies them once into a ``(N*OH*OW, C*kh*kw)`` matrix and multiplies by the flattened weight.
-The backward scatter (col2im) loops over the ``kh*kw`` kernel offsets only: offset ``(i, j)``
-adds one strided slab ``dcols[..., i, j]`` into ``dx[:, :, i::sh, j::sw]``.
+The convolution itself lives in :mod:`ferroptim.nn._conv_kernels`: forward is one matrix product
+with the patch matrix, which forward keeps for the weight gradient; backward multiplies ``dy``
+by the patch matrix (weight gradient) and by the weight (patch gradient, scattered back to the
+image by ``col2im``). The windows of a padded ``(N, C, Hp, Wp)`` image are a strided view
+``(N, C, OH, OW, kh, kw)`` (``sliding_window_view``, then every ``stride``-th window).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
+from ferroptim.nn._conv_kernels import correlate, padded_input_gradient, weight_rows
 from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
 
@@ -66,27 +67,16 @@ def pad_image(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
+    out[:, :, ph : ph + h, pw : pw + w] = x
+    return out
 
 
 def windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
     """Read-only view ``(N, C, OH, OW, kh, kw)`` of the windows of a padded image."""
     view = sliding_window_view(xp, kernel, axis=(2, 3))
     return view[:, :, :: stride[0], :: stride[1]]
-
-
-def col2im(dwin: np.ndarray, padded_shape: tuple[int, ...], stride: tuple[int, int]) -> np.ndarray:
-    """Adjoint of :func:`windows`: scatter-add ``dwin`` ``(N, C, OH, OW, kh, kw)`` (any
-    strides) into a zero ``padded_shape`` array; a loop over the kernel offsets only."""
-    oh, ow, kh, kw = dwin.shape[2:]
-    sh, sw = stride
-    out = np.zeros(padded_shape, dtype=dwin.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += dwin[
-                ..., i, j
-            ]
-    return out
 
 
 def crop(xp: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
@@ -126,7 +116,7 @@ class Conv2d(Module):
     -----
     ``weight`` has torch's layout ``(out_channels, in_channels, kh, kw)``; the output is
     ``(N, out_channels, OH, OW)`` with ``OH = floor((H + 2 ph - kh) / sh) + 1`` (likewise OW).
-    Forward caches the ``(N*OH*OW, C*kh*kw)`` patch matrix for the weight gradient.
+    Forward caches the ``(N*OH*OW, kh*kw*C)`` patch matrix for the weight gradient.
     No dilation or groups.
     """
 
@@ -163,27 +153,25 @@ class Conv2d(Module):
     def forward(self, x: Any) -> np.ndarray:
         x = check_image(x, self.dtype, self.in_channels, "Conv2d")
         check_fits(x, self.kernel_size, self.padding, "Conv2d")
-        xp = pad_image(x, self.padding)
-        win = windows(xp, self.kernel_size, self.stride)  # (N, C, OH, OW, kh, kw)
-        n, _, oh, ow = win.shape[:4]
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, -1)
-        y = cols @ self.weight.reshape(self.out_channels, -1).T  # (N*OH*OW, O)
-        if self.bias is not None:
-            y += self.bias
-        self._cache = (cols, xp.shape, (n, oh, ow))
-        return np.ascontiguousarray(y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2))
+        (ph, pw), rows = self.padding, weight_rows(self.weight)
+        y, cols = correlate(x, rows, self.bias, self.kernel_size, self.stride, (ph, ph, pw, pw))
+        self._cache = (cols, rows, x.shape, y.shape)
+        return y
 
     def backward(self, dy: Any) -> np.ndarray:
-        cols, padded_shape, (n, oh, ow) = require_cache(self._cache, "Conv2d")
-        dy = check_upstream(dy, (n, self.out_channels, oh, ow), self.dtype, "Conv2d")
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # (N*OH*OW, O)
-        weight2 = self.weight.reshape(self.out_channels, -1)
-        self.grad("weight")[...] += (dy2.T @ cols).reshape(self.weight.shape)
+        cols, rows, in_shape, out_shape = require_cache(self._cache, "Conv2d")
+        dy = check_upstream(dy, out_shape, self.dtype, "Conv2d")
+        n = out_shape[0]
+        dy_rows = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(self.out_channels, -1)
+        kh, kw = self.kernel_size
+        d_rows = (dy_rows @ cols).reshape(self.out_channels, kh, kw, self.in_channels)
+        self.grad("weight")[...] += d_rows.transpose(0, 3, 1, 2)
         if self.bias is not None:
-            self.grad("bias")[...] += dy2.sum(axis=0)
-        dcols = (dy2 @ weight2).reshape(n, oh, ow, self.in_channels, *self.kernel_size)
-        dxp = col2im(dcols.transpose(0, 3, 1, 2, 4, 5), padded_shape, self.stride)
+            self.grad("bias")[...] += dy_rows.sum(axis=1)
         self._cache = None
+        ph, pw = self.padding
+        padded_shape = (n, self.in_channels, in_shape[2] + 2 * ph, in_shape[3] + 2 * pw)
+        dxp = padded_input_gradient(dy_rows, rows, padded_shape, self.kernel_size, self.stride)
         return crop(dxp, self.padding)
 
     def extra_repr(self) -> str:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn._checks import check_upstream, require_cache
+from ferroptim.nn._conv_kernels import col2im
 from ferroptim.nn._tiles import first_max_positions, tile_planes, untile
-from ferroptim.nn.conv import check_fits, check_image, col2im, crop, pad_image, pair, windows
+from ferroptim.nn.conv import check_fits, check_image, crop, pad_image, pair, windows
 from ferroptim.nn.module import Module
 
 __all__ = ["AvgPool2d", "MaxPool2d"]
@@ -121,7 +122,7 @@ class MaxPool2d(_Pool2d):
             dflat = np.zeros((*out_shape, kh * kw), dtype=self.dtype)
             np.put_along_axis(dflat, where, dy[..., None], axis=-1)
             dwin = dflat.reshape(*out_shape, *self.kernel_size)
-            dxp = col2im(dwin, padded_shape, self.stride)
+            dxp = col2im(dwin, np.zeros(padded_shape, self.dtype), self.stride)
         self._cache = None
         return crop(dxp, self.padding)
 
@@ -195,7 +196,7 @@ class AvgPool2d(_Pool2d):
             dxp = untile(share, padded_shape, self.kernel_size)
         else:
             dwin = np.broadcast_to(share[..., None, None], (*out_shape, *self.kernel_size))
-            dxp = col2im(dwin, padded_shape, self.stride)
+            dxp = col2im(dwin, np.zeros(padded_shape, self.dtype), self.stride)
         self._cache = None
         return crop(dxp, self.padding)
 
