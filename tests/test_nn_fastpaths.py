@@ -206,6 +206,7 @@ CONV_CASES = [
     ((2, 6, 3, 11), 3, (3, 1), (1, 3), (0, 1)),
     ((1, 2, 12, 12), 2, 5, 1, 2),
     ((2, 4, 3, 3), 5, 3, 1, 0),  # a single output pixel
+    ((0, 3, 5, 5), 4, 3, 1, 1),  # empty batch
 ]
 
 
@@ -249,3 +250,21 @@ def test_conv2d_gradients_accumulate_and_use_the_forward_weight():
     np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.grad("weight"), 2 * want_dweight, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.grad("bias"), 2 * want_dbias, rtol=1e-12)
+
+
+@pytest.mark.parametrize("in_channels, padding", [(1, 0), (1, 1), (16, 0), (16, 1)])
+def test_conv2d_results_are_not_reused_scratch(in_channels, padding):
+    """The layer reuses scratch arrays between calls; what it returns must stay untouched."""
+    layer = Conv2d(in_channels, 8, 3, padding=padding, dtype=np.float64, rng=0)
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal((2, 4, in_channels, 6, 6))
+    y1 = layer(x1)
+    dy = rng.standard_normal(y1.shape)
+    dx1 = layer.backward(dy)
+    y1_copy, dx1_copy = y1.copy(), dx1.copy()
+    y2 = layer(x2)
+    dx2 = layer.backward(2.0 * dy)
+    np.testing.assert_array_equal(y1, y1_copy)
+    np.testing.assert_array_equal(dx1, dx1_copy)
+    assert not np.shares_memory(dx1, dx2) and not np.shares_memory(y1, y2)
+    assert not np.shares_memory(dx2, x2) and not np.shares_memory(y2, x2)

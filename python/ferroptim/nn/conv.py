@@ -161,8 +161,11 @@ class Conv2d(Module):
     def backward(self, dy: Any) -> np.ndarray:
         cols, rows, in_shape, out_shape = require_cache(self._cache, "Conv2d")
         dy = check_upstream(dy, out_shape, self.dtype, "Conv2d")
-        n = out_shape[0]
-        dy_rows = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(self.out_channels, -1)
+        n, out_channels, oh, ow = out_shape
+        dy_rows = np.empty((out_channels, n * oh * ow), self.dtype)  # dy as (O, N*OH*OW)
+        dy_rows.reshape(out_channels, n, oh * ow)[...] = dy.reshape(
+            n, out_channels, oh * ow
+        ).transpose(1, 0, 2)
         kh, kw = self.kernel_size
         d_rows = (dy_rows @ cols).reshape(self.out_channels, kh, kw, self.in_channels)
         self.grad("weight")[...] += d_rows.transpose(0, 3, 1, 2)
