@@ -253,8 +253,9 @@ def test_conv2d_gradients_accumulate_and_use_the_forward_weight():
 
 
 @pytest.mark.parametrize("in_channels, padding", [(1, 0), (1, 1), (16, 0), (16, 1)])
-def test_conv2d_results_are_not_reused_scratch(in_channels, padding):
-    """The layer reuses scratch arrays between calls; what it returns must stay untouched."""
+def test_conv2d_results_are_fresh_arrays(in_channels, padding):
+    """What forward and backward return shares no memory with the input or with later results
+    (both memory layouts, with and without padding)."""
     layer = Conv2d(in_channels, 8, 3, padding=padding, dtype=np.float64, rng=0)
     rng = np.random.default_rng(0)
     x1, x2 = rng.standard_normal((2, 4, in_channels, 6, 6))
