@@ -73,7 +73,7 @@ def first_max_positions(
     return window_origins(padded_shape, kernel, out_hw) + offsets.take(leading)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def window_origins(
     padded_shape: tuple[int, ...], kernel: tuple[int, int], out_hw: tuple[int, int]
 ) -> np.ndarray:
