@@ -230,4 +230,4 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 ["variant", "B/elem", "ms", "GB/s", "time / plain"],
             )
         )
-    return "\n".join(out)
+    return "\n".join(out) + "\n"
