@@ -106,3 +106,11 @@ def test_child_of_fork_can_step(threads):
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         fo.set_num_threads(old)
+
+
+@pytest.mark.parametrize("n", [0, -1, 1025, 10**6])
+def test_thread_count_outside_1_to_1024_is_refused_at_once(n):
+    before = fo.get_num_threads()
+    with pytest.raises(ValueError, match="1 to 1024"):
+        fo.set_num_threads(n)
+    assert fo.get_num_threads() == before

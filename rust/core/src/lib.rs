@@ -42,7 +42,7 @@ pub use optim::rmsprop::{rmsprop_step, RmspropConfig};
 pub use optim::sgd::{sgd_step, SgdConfig};
 pub use pool::{
     num_threads, set_num_threads, ASSIST_MIN_ELEMENTS, ASSIST_PIECE_ELEMENTS, GRAIN_ELEMENTS,
-    PARALLEL_MIN_ELEMENTS,
+    MAX_THREADS, PARALLEL_MIN_ELEMENTS,
 };
 pub use real::Real;
 pub use simd::SimdLevel;

@@ -21,6 +21,9 @@ pub const ASSIST_PIECE_ELEMENTS: usize = 1 << 12;
 pub const GRAIN_ELEMENTS: usize = 1 << 15;
 /// Split points are multiples of this many elements (whole cache lines, whole vectors).
 const SPLIT_ALIGN: usize = 64;
+/// The most threads a pool may have: each is an OS thread, and far more than the machine has cores
+/// only adds scheduling cost (a huge count would take minutes to spawn).
+pub const MAX_THREADS: usize = 1024;
 
 struct PoolState {
     threads: usize,
@@ -34,7 +37,7 @@ fn default_threads() -> usize {
     std::env::var("FERROPTIM_NUM_THREADS")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n >= 1)
+        .filter(|&n| (1..=MAX_THREADS).contains(&n))
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
@@ -96,13 +99,13 @@ pub fn num_threads() -> usize {
         .threads
 }
 
-/// Set the number of threads kernels use (at least 1). Takes effect at the next call.
+/// Set the number of threads kernels use, 1 to [`MAX_THREADS`]. Takes effect at the next call.
 pub fn set_num_threads(threads: usize) -> Result<(), crate::Error> {
-    if threads == 0 {
+    if !(1..=MAX_THREADS).contains(&threads) {
         return Err(crate::Error::InvalidHyperparameter {
             name: "num_threads",
-            value: 0.0,
-            expected: "at least 1",
+            value: threads as f64,
+            expected: "1 <= num_threads <= 1024",
         });
     }
     let mut state = lock();

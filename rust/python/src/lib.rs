@@ -47,13 +47,14 @@ fn get_num_threads() -> usize {
     ferroptim_core::num_threads()
 }
 
-/// Set the number of threads kernels use (at least 1).
+/// Set the number of threads kernels use (1 to 1024).
 #[pyfunction]
 fn set_num_threads(n: i64) -> PyResult<()> {
+    let max = ferroptim_core::MAX_THREADS;
     let n = usize::try_from(n)
         .ok()
-        .filter(|&n| n >= 1)
-        .ok_or_else(|| PyValueError::new_err(format!("n: must be at least 1, got {n}")))?;
+        .filter(|&n| (1..=max).contains(&n))
+        .ok_or_else(|| PyValueError::new_err(format!("n: must be 1 to {max}, got {n}")))?;
     ferroptim_core::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
