@@ -382,8 +382,8 @@ class Optimizer:
         return {"step": float(state.steps[i])}
 
     def load_scalar_state(self, state: _GroupState, i: int, entry: dict[str, Any]) -> None:
-        """Restore what :meth:`scalar_state` saved."""
-        state.steps[i] = _as_step(entry.get("step", 0), i)
+        """Restore what :meth:`scalar_state` saved (``entry``'s scalars are already checked)."""
+        state.steps[i] = int(entry.get("step", 0))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore state saved by :meth:`state_dict` (values are copied into this optimizer's
@@ -392,93 +392,124 @@ class Optimizer:
         ``"skipped_steps"`` is optional (torch's dicts have none): it restores
         :attr:`skipped_steps`, 0 when absent.
 
+        Checks: ``state_dict["state"]`` is a dict of dicts keyed by parameter index and
+        ``state_dict["param_groups"]`` a list of dicts whose ``"params"`` are the indices
+        ``0, 1, ...`` in order; group hyperparameters pass the constructor's checks; every state
+        array has its parameter's shape and dtype and finite values (second-moment-like arrays
+        ``>= 0``); ``step`` is a whole number in ``[0, 2**53]`` and NAdam's ``mu_product`` a
+        real number in ``[0, 1]``.
+
         Raises
         ------
+        TypeError
+            Naming the key or index when a container or scalar has the wrong type.
         ValueError
-            Naming the key when groups, parameters, names, shapes or dtypes do not match.
+            Naming the key or index when groups, parameters, names, shapes, dtypes or values do
+            not match.
         """
         with self._lock:
-            if not isinstance(state_dict, dict):
-                raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-            if not {"state", "param_groups"} <= set(state_dict) <= _STATE_DICT_KEYS:
-                raise ValueError(
-                    "state_dict must have keys 'state' and 'param_groups' (and optionally "
-                    f"'skipped_steps'), got {sorted(map(str, state_dict))}"
-                )
-            skipped = _as_count(state_dict.get("skipped_steps", 0))
-            saved_groups = state_dict["param_groups"]
-            if len(saved_groups) != len(self.param_groups):
-                raise ValueError(
-                    f"state_dict has {len(saved_groups)} param groups, optimizer has "
-                    f"{len(self.param_groups)}"
-                )
-            params = [p for g in self.param_groups for p in g["params"]]
-            new_groups = []
-            for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
-                if len(saved.get("params", ())) != len(group["params"]):
-                    raise ValueError(
-                        f"param_groups[{gi}] has {len(saved.get('params', ()))} params, optimizer "
-                        f"group has {len(group['params'])}"
-                    )
-                merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
-                self.validate_group(merged)
-                new_groups.append(merged)
-            saved_state = state_dict["state"]
-            extra = set(saved_state) - set(range(len(params)))
-            if extra:
-                raise ValueError(f"state has entries for unknown parameter indices {sorted(extra)}")
-            index = 0
-            plan = []
-            for group, state in zip(new_groups, self._group_states, strict=True):
-                names = self.active_states(group)
-                for i, p in enumerate(group["params"]):
-                    entry = saved_state.get(index + i)
-                    if entry is not None:
-                        plan.append(
-                            (state, i, entry, self._check_entry(index + i, entry, names, p))
-                        )
-                index += len(group["params"])
-            # Everything checked: apply.
-            for group, new, state in zip(
-                self.param_groups, new_groups, self._group_states, strict=True
+            new_groups, skipped = self._check_groups(state_dict)
+            staged = self._stage_state(state_dict["state"], new_groups)
+            # Everything checked and staged: apply (nothing below can fail on bad input).
+            for group, new, state, fresh in zip(
+                self.param_groups, new_groups, self._group_states, staged, strict=True
             ):
                 new["params"] = group["params"]
                 group.clear()
                 group.update(new)
-                state.steps[:] = 0
-                state.mu_products[:] = 1.0
-                state.arrays.clear()
-                self._ensure_state(group, state)
-            for state, i, entry, arrays in plan:
-                self.load_scalar_state(state, i, entry)
-                for name, value in arrays.items():
-                    np.copyto(state.arrays[name][i], value)
+                state.steps[:] = fresh.steps
+                state.mu_products[:] = fresh.mu_products
+                state.arrays = fresh.arrays
             self.skipped_steps = skipped
 
+    def _check_groups(self, state_dict: Any) -> tuple[list[dict[str, Any]], int]:
+        """Check the top level and ``param_groups``; return the merged, normalized groups and
+        ``skipped_steps``."""
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        if not {"state", "param_groups"} <= set(state_dict) <= _STATE_DICT_KEYS:
+            raise ValueError(
+                "state_dict must have keys 'state' and 'param_groups' (and optionally "
+                f"'skipped_steps'), got {sorted(map(str, state_dict))}"
+            )
+        skipped = _as_count(state_dict.get("skipped_steps", 0))
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, list | tuple):
+            raise TypeError(
+                f"state_dict['param_groups'] must be a list, got {type(saved_groups).__name__}"
+            )
+        if not isinstance(state_dict["state"], dict):
+            raise TypeError(
+                f"state_dict['state'] must be a dict, got {type(state_dict['state']).__name__}"
+            )
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict has {len(saved_groups)} param groups, optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        new_groups = []
+        index = 0
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            if not isinstance(saved, dict):
+                raise TypeError(f"param_groups[{gi}] must be a dict, got {type(saved).__name__}")
+            _check_group_indices(gi, saved.get("params", ()), index, len(group["params"]))
+            index += len(group["params"])
+            merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            self.validate_group(merged)
+            new_groups.append(merged)
+        return new_groups, skipped
+
+    def _stage_state(
+        self, saved_state: dict[Any, Any], new_groups: list[dict[str, Any]]
+    ) -> list[_GroupState]:
+        """Check every saved entry and build the new per-group state off to the side."""
+        n_params = sum(len(g["params"]) for g in new_groups)
+        extra = set(saved_state) - set(range(n_params))
+        if extra:
+            raise ValueError(
+                f"state has entries for unknown parameter indices {sorted(map(repr, extra))}"
+            )
+        staged = []
+        index = 0
+        for group in new_groups:
+            names = self.active_states(group)
+            checked = []
+            for i, p in enumerate(group["params"]):
+                entry = saved_state.get(index + i)
+                if entry is not None:
+                    checked.append((i, *self._check_entry(index + i, entry, names, p)))
+            fresh = _GroupState(len(group["params"]))
+            self._ensure_state(group, fresh)
+            for i, scalars, arrays in checked:
+                self.load_scalar_state(fresh, i, scalars)
+                for name, value in arrays.items():
+                    np.copyto(fresh.arrays[name][i], value)
+            staged.append(fresh)
+            index += len(group["params"])
+        return staged
+
     def _check_entry(
-        self, index: int, entry: dict[str, Any], names: tuple[str, ...], param: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        arrays = {}
-        allowed = set(names) | set(self.scalar_state(_GroupState(1), 0))
-        unknown = set(entry) - allowed
+        self, index: int, entry: Any, names: tuple[str, ...], param: np.ndarray
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Check ``state[index]``: ``(scalars, arrays)``, the scalars normalized to Python
+        numbers (plus the raw array entries, which some ``load_scalar_state`` look at)."""
+        if not isinstance(entry, dict):
+            raise TypeError(f"state[{index}] must be a dict, got {type(entry).__name__}")
+        scalar_names = tuple(self.scalar_state(_GroupState(1), 0))
+        unknown = set(entry) - set(names) - set(scalar_names)
         if unknown:
-            raise ValueError(f"state[{index}] has unexpected keys {sorted(unknown)}")
+            raise ValueError(f"state[{index}] has unexpected keys {sorted(map(str, unknown))}")
+        scalars: dict[str, Any] = {}
+        for name in scalar_names:
+            if name not in entry:
+                raise ValueError(f"state[{index}] is missing {name!r}")
+            scalars[name] = _check_scalar(f"state[{index}][{name!r}]", name, entry[name])
+        arrays = {}
         for name in names:
             if name not in entry:
                 raise ValueError(f"state[{index}] is missing {name!r}")
-            value = np.asarray(entry[name])
-            if value.shape != param.shape:
-                raise ValueError(
-                    f"state[{index}][{name!r}] has shape {value.shape} but params[{index}] has "
-                    f"shape {param.shape}"
-                )
-            if value.dtype != param.dtype:
-                raise ValueError(
-                    f"state[{index}][{name!r}] has dtype {value.dtype} but params[{index}] has "
-                    f"dtype {param.dtype}"
-                )
-            arrays[name] = value
-        return arrays
+            arrays[name] = _check_state_array(f"state[{index}][{name!r}]", name, entry[name], param)
+        return {**arrays, **scalars}, arrays
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} (backend={self.backend!r})"]
@@ -519,8 +550,66 @@ def _as_count(value: Any) -> int:
     return int(value)
 
 
-def _as_step(value: Any, index: int) -> int:
-    step = float(np.asarray(value))
-    if not step.is_integer() or step < 0:
-        raise ValueError(f"state[{index}]['step'] must be a non-negative whole number, got {value}")
-    return int(step)
+def _check_group_indices(gi: int, indices: Any, start: int, count: int) -> None:
+    """A saved group's ``"params"`` must be the indices ``start, ..., start + count - 1``."""
+    name = f"param_groups[{gi}]['params']"
+    if not isinstance(indices, list | tuple):
+        raise TypeError(f"{name} must be a list of indices, got {type(indices).__name__}")
+    if len(indices) != count:
+        raise ValueError(
+            f"param_groups[{gi}] has {len(indices)} params, optimizer group has {count}"
+        )
+    for k, value in enumerate(indices):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name}[{k}] must be an int, got {type(value).__name__}")
+    expected = list(range(start, start + count))
+    if [int(v) for v in indices] != expected:
+        raise ValueError(f"{name} must be the parameter indices {expected}, got {list(indices)}")
+
+
+#: scalar state entries: (low, high, whole number)
+_SCALAR_RULES: dict[str, tuple[float, float, bool]] = {
+    "step": (0.0, float(2**53), True),
+    "mu_product": (0.0, 1.0, False),
+}
+
+#: state arrays whose values are never negative (sums or maxima of squares or magnitudes)
+_NON_NEGATIVE_STATES = frozenset(
+    {"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta", "exp_inf"}
+)
+
+
+def _check_scalar(label: str, name: str, value: Any) -> float:
+    """A scalar state entry (a real number or a 0-d numeric array) checked by its rule."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]
+    if isinstance(value, bool | np.bool_) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise TypeError(f"{label} must be a real number, got {type(value).__name__}")
+    low, high, whole = _SCALAR_RULES.get(name, (-math.inf, math.inf, False))
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
+    in_range = math.isfinite(number) and low <= number <= high
+    if not in_range or (whole and not number.is_integer()):
+        kind = "a whole number" if whole else "a finite real number"
+        raise ValueError(f"{label} must be {kind} in [{low:g}, {high:g}], got {value!r}")
+    return number
+
+
+def _check_state_array(label: str, name: str, value: Any, param: np.ndarray) -> np.ndarray:
+    """A state array: an ndarray with ``param``'s shape and dtype, finite values (and ``>= 0``
+    for the second-moment-like states)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{label} must be a numpy.ndarray, got {type(value).__name__}")
+    if value.shape != param.shape:
+        raise ValueError(f"{label} has shape {value.shape} but the param has shape {param.shape}")
+    if value.dtype != param.dtype:
+        raise ValueError(f"{label} has dtype {value.dtype} but the param has dtype {param.dtype}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"{label} holds nan or inf values")
+    if name in _NON_NEGATIVE_STATES and (value < 0).any():
+        raise ValueError(f"{label} holds negative values (it is a sum or maximum of magnitudes)")
+    return value
