@@ -11,10 +11,13 @@ import pytest
 from ferroptim import train
 from ferroptim.nn.activation import ReLU
 from ferroptim.nn.container import Sequential
+from ferroptim.nn.dropout import Dropout
 from ferroptim.nn.linear import Linear
 from ferroptim.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from ferroptim.nn.module import Module
+from ferroptim.nn.normalization import BatchNorm1d
 from ferroptim.optim import SGD, Adam
+from ferroptim.train._preflight import check_fit_data
 from ferroptim.train.regularization import penalty, regularized_parameters
 
 
@@ -412,8 +415,9 @@ def test_train_mode_for_training_and_eval_mode_for_validation():
         validation_data=(X[:5], y[:5]),
         progress=False,
     )
-    # per epoch: 2 training batches then 1 validation batch
-    assert probe.modes == [True, True, False] * 2
+    # the preflight's dry forwards of X[:2] and X_val[:2] in eval mode, then per epoch:
+    # 2 training batches then 1 validation batch
+    assert probe.modes == [False, False] + [True, True, False] * 2
     assert not model.training and not probe.training  # the caller's mode is restored
     probe.modes.clear()
     history = train.fit(
@@ -428,7 +432,7 @@ def test_train_mode_for_training_and_eval_mode_for_validation():
         validation_batch_size=3,
         progress=False,
     )
-    assert probe.modes == [True] * 2 + [False] * 7  # 20 validation samples, 3 at a time
+    assert probe.modes == [False] * 2 + [True] * 2 + [False] * 7  # 20 val samples, 3 at a time
     full = train.evaluate(model, CrossEntropyLoss(), X, y, batch_size=20)["loss"]
     assert history.history["val_loss"][0] == pytest.approx(full, rel=1e-6)
 
@@ -609,7 +613,7 @@ def test_augment_applies_to_training_batches_only():
         progress=False,
     )
     assert calls == [8, 8, 4]
-    assert probe.modes == [True] * 3 + [False] * 3
+    assert probe.modes == [False] * 2 + [True] * 3 + [False] * 3  # dry run, train, val
     # lr=0: the same weights, so only the augmentation separates train loss from val loss
     plain = train.evaluate(model, CrossEntropyLoss(), X, y)["loss"]
     shifted = train.evaluate(model, CrossEntropyLoss(), X + 1.0, y)["loss"]
@@ -757,3 +761,244 @@ def test_missing_optional_dependencies(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match=r"History\.plot needs matplotlib"):
         history.plot(tmp_path / "curves.png")
     assert not (tmp_path / "curves.png").exists()
+
+
+# --- data checked against the model and the loss before the first update -------------------
+def stochastic_mlp(seed: int = 0):
+    """Linear-BatchNorm1d-ReLU-Dropout-Linear: running statistics and a dropout generator."""
+    rng = np.random.default_rng(seed)
+    return Sequential(
+        Linear(4, 8, rng=rng),
+        BatchNorm1d(8),
+        ReLU(),
+        Dropout(0.3, seed=seed),
+        Linear(8, 3, rng=rng),
+    )
+
+
+def array_bytes(value):
+    """Every array in a nested state (dicts, lists) as (shape, dtype, bytes), scalars as is."""
+    if isinstance(value, dict):
+        return {key: array_bytes(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [array_bytes(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return (value.shape, value.dtype.str, value.tobytes())
+    return value
+
+
+def full_snapshot(model, optimizer):
+    """Bytes of parameters, gradients, buffers, optimizer state, generator states, modes."""
+    return array_bytes(
+        {
+            "params": model.named_parameters(),
+            "grads": model.named_gradients(),
+            "buffers": model.named_buffers(),
+            "optimizer": optimizer.state_dict(),
+            "rng": model.rng_state(),
+            "modes": [m.training for m in model.modules()],
+            "dtypes": [str(m.dtype) for m in model.modules()],
+        }
+    )
+
+
+def trained_model_and_optimizer():
+    """A model with moved running statistics, a used dropout generator, non-zero gradients and
+    Adam moments; one module left in eval mode (modes must come back as they were)."""
+    X, y = blobs(24)
+    model = stochastic_mlp()
+    opt = Adam(model.parameters(), lr=0.01)
+    train.fit(model, CrossEntropyLoss(), opt, X, y, epochs=1, batch_size=8, progress=False)
+    model[3].eval()
+    return model, opt
+
+
+def bad_labels():
+    _, y = blobs(24)
+    y = y.copy()
+    y[-1] = 7
+    return y
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            dict(validation_data=(blobs(24)[0][:, :3], blobs(24)[1])),
+            ValueError,
+            r"validation_data X does not fit the model.*shape \(2, 3\).*must have shape",
+        ),
+        (
+            dict(validation_data=(blobs(24)[0], blobs(24)[1] + 3)),
+            ValueError,
+            "validation_data y does not match the model's output under CrossEntropyLoss",
+        ),
+        (
+            dict(validation_data=(blobs(24)[0], np.r_[blobs(24)[1][:23], 3])),
+            ValueError,
+            r"validation_data y holds class index 3 \(at validation_data y\[23\]\) but the "
+            "model outputs 3 classes",
+        ),
+        (
+            dict(y=bad_labels(), shuffle=False),
+            ValueError,
+            r"y holds class index 7 \(at y\[23\]\) but the model outputs 3 classes: "
+            r"CrossEntropyLoss needs 0..2 or ignore_index=-100",
+        ),
+        (dict(X=blobs(24)[0][:, :3]), ValueError, "X does not fit the model"),
+        (dict(y=np.zeros((24, 3), np.int64)), ValueError, "y does not match the model's output"),
+        (
+            dict(y=blobs(24)[1].astype(float)),
+            TypeError,
+            r"y must hold integer class indices for CrossEntropyLoss, got dtype float64",
+        ),
+        (
+            dict(validation_data=(blobs(24)[0], blobs(24)[1].astype(np.float32))),
+            TypeError,
+            "validation_data y must hold integer class indices .* got dtype float32",
+        ),
+    ],
+)
+def test_bad_data_raises_before_training_and_modifies_nothing(kwargs, error, match):
+    model, opt = trained_model_and_optimizer()
+    X, y = blobs(24)
+    args = dict(X=X, y=y, epochs=2, batch_size=4, progress=False, seed=0)
+    args.update(kwargs)
+    X, y = args.pop("X"), args.pop("y")
+    before = full_snapshot(model, opt)
+    with pytest.raises(error, match=match):
+        train.fit(model, CrossEntropyLoss(), opt, X, y, **args)
+    assert full_snapshot(model, opt) == before
+
+
+def test_bce_targets_not_shaped_like_the_output_are_refused_up_front():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 2)).astype(np.float32)
+    model = Linear(2, 1, rng=0)
+    opt = SGD(model.parameters(), lr=0.1)
+    before = full_snapshot(model, opt)
+    with pytest.raises(
+        ValueError, match=r"^y does not match .* BCEWithLogitsLoss .*y\[:2\] shape \(2,\)"
+    ):
+        train.fit(model, BCEWithLogitsLoss(), opt, X, (X[:, 0] > 0).astype(float), progress=False)
+    with pytest.raises(ValueError, match="validation_data y does not match"):
+        y = (X[:, :1] > 0).astype(float)
+        train.fit(
+            model, BCEWithLogitsLoss(), opt, X, y, validation_data=(X, y[:, 0]), progress=False
+        )
+    assert full_snapshot(model, opt) == before
+
+
+def test_ignore_index_labels_pass_the_checks():
+    X, y = blobs(24)
+    y = y.copy()
+    y[::5] = -1
+    model = mlp()
+    history = train.fit(
+        model,
+        CrossEntropyLoss(ignore_index=-1),
+        SGD(model.parameters(), lr=0.1),
+        X,
+        y,
+        validation_data=(X, y),
+        progress=False,
+    )
+    assert np.isfinite(history.history["val_loss"][0])
+
+
+def test_dry_run_leaves_no_trace_in_running_stats_generators_or_caches():
+    """The preflight forward runs in eval mode: batch norm neither uses nor updates batch
+    statistics, dropout draws nothing, and the caches of a pending train-mode forward survive
+    (a backward after it gives the gradients of that forward)."""
+    X, y = blobs(24)
+    checked, twin = stochastic_mlp(), stochastic_mlp()
+    outputs = []
+    for model in (checked, twin):
+        model.train()
+        outputs.append(model(X))  # train-mode forward: caches, batch statistics, a mask
+    opt = SGD(checked.parameters(), lr=0.1)
+    before = full_snapshot(checked, opt)
+    check_fit_data(checked, CrossEntropyLoss(), (X, y), (X[:5], y[:5]), augmented=False)
+    assert full_snapshot(checked, opt) == before
+    for model, out in zip((checked, twin), outputs, strict=True):
+        model.backward(np.ones_like(out))
+    assert_same_state(checked.state_dict(), twin.state_dict())
+    for (name, a), (_, b) in zip(checked.named_gradients(), twin.named_gradients(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    assert checked.rng_state() == twin.rng_state()
+
+
+def test_fit_with_the_preflight_equals_a_manual_loop_bit_for_bit():
+    """Training results are those of the plain loop: the dry run changes nothing."""
+    X, y = blobs(24)
+    fitted, manual = stochastic_mlp(), stochastic_mlp()
+    opt_fit = SGD(fitted.parameters(), lr=0.1, momentum=0.9)
+    opt_manual = SGD(manual.parameters(), lr=0.1, momentum=0.9)
+    loss = CrossEntropyLoss()
+    train.fit(
+        fitted,
+        loss,
+        opt_fit,
+        X,
+        y,
+        epochs=3,
+        batch_size=len(X),
+        shuffle=False,
+        validation_data=(X, y),
+        progress=False,
+    )
+    for _ in range(3):
+        manual.train()
+        manual.zero_grad()
+        loss(manual(X), y)
+        manual.backward(loss.backward())
+        opt_manual.step(manual.gradients())
+    assert_same_state(fitted.state_dict(), manual.state_dict())
+    assert fitted.rng_state() == manual.rng_state()
+
+
+def test_augment_that_changes_the_input_shape_is_not_a_false_error():
+    """A crop makes the raw X unfit for the model; that alone must not stop fit, while labels
+    out of range are still caught up front (class count from the validation output)."""
+    X, y = blobs(24, features=5)
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    history = train.fit(
+        model, CrossEntropyLoss(), opt, X, y, augment=lambda xb: xb[:, :4], progress=False
+    )
+    assert len(history) == 1
+    y_bad = y.copy()
+    y_bad[-1] = 5
+    before = full_snapshot(model, opt)
+    with pytest.raises(ValueError, match=r"y holds class index 5 \(at y\[23\]\)"):
+        train.fit(
+            model,
+            CrossEntropyLoss(),
+            opt,
+            X,
+            y_bad,
+            augment=lambda xb: xb[:, :4],
+            validation_data=(X[:, :4], y),
+            progress=False,
+        )
+    assert full_snapshot(model, opt) == before
+
+
+def test_float_labels_are_refused_everywhere_naming_the_callers_dtype():
+    """Integer-valued float labels are refused consistently (fit, evaluate, overfit_check),
+    and the message names the dtype passed, not the model's float32."""
+    X, y = blobs(24)
+    model = mlp()
+    opt = SGD(model.parameters(), lr=0.1)
+    match = "y must hold integer class indices for CrossEntropyLoss, got dtype float64"
+    with pytest.raises(TypeError, match=match):
+        train.fit(model, CrossEntropyLoss(), opt, X, y.astype(np.float64), progress=False)
+    with pytest.raises(TypeError, match=match):
+        train.evaluate(model, CrossEntropyLoss(), X, y.astype(np.float64))
+    with pytest.raises(TypeError, match=match):
+        train.overfit_check(model, CrossEntropyLoss(), opt, X, y.astype(np.float64), steps=1)
+    # float targets are still cast to the model's dtype for regression losses
+    Xr, yr = regression()
+    reg = Linear(3, 2, rng=0)
+    history = train.fit(reg, MSELoss(), SGD(reg.parameters(), lr=0.01), Xr, yr, progress=False)
+    assert np.isfinite(history.history["loss"][0])

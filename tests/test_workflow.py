@@ -13,9 +13,11 @@ from ferroptim import train
 from ferroptim.data.splits import KFold, StratifiedKFold
 from ferroptim.nn.activation import ReLU, Sigmoid
 from ferroptim.nn.container import Sequential
+from ferroptim.nn.conv import Conv2d
 from ferroptim.nn.linear import Linear
 from ferroptim.nn.loss import CrossEntropyLoss, MSELoss
 from ferroptim.nn.normalization import BatchNorm1d
+from ferroptim.nn.shape import Flatten
 from ferroptim.optim import SGD, Adam
 
 FIXTURE = pathlib.Path(__file__).parent / "data" / "golden_train_transfer.npz"
@@ -209,12 +211,84 @@ def test_pretrain_layerwise_defaults_and_errors():
     histories = train.pretrain_layerwise(net, X, epochs=30, batch_size=16, pretrain_last=True)
     losses = histories[0].history["loss"]
     assert losses[-1] < losses[0]
-    with pytest.raises(ValueError, match="one weight layer only"):
+    with pytest.raises(
+        ValueError, match=r"the only Linear layer, 0, is the last one.*pretrain_last"
+    ):
         train.pretrain_layerwise(net, X, epochs=1)
     with pytest.raises(ValueError, match="no Linear"):
         train.pretrain_layerwise([ReLU()], X)
     with pytest.raises(TypeError, match="layers must be Modules"):
         train.pretrain_layerwise([Linear(5, 3), "relu"], X)
+
+
+def test_pretrain_layerwise_expands_nested_sequentials():
+    """[Sequential(Linear, ReLU), Sequential(Linear, ReLU), Linear] has three Linear blocks
+    (it used to be read as one weight layer) and trains exactly as the flat stack."""
+    X = np.random.default_rng(0).normal(size=(96, 64)).astype(np.float32)
+
+    def layers(flat):
+        mods = [Linear(64, 32, rng=0), ReLU(), Linear(32, 16, rng=1), ReLU(), Linear(16, 10, rng=2)]
+        return mods if flat else [Sequential(*mods[:2]), Sequential(*mods[2:4]), mods[4]]
+
+    nested, flat = layers(False), layers(True)
+    before = [m.state_dict() for m in (nested[0][0], nested[1][0], nested[2])]
+    kwargs = dict(epochs=3, batch_size=32, make_optimizer=lambda p: Adam(p, lr=0.01))
+    histories = train.pretrain_layerwise(nested, X, **kwargs)
+    flat_histories = train.pretrain_layerwise(flat, X, **kwargs)
+    assert len(histories) == len(flat_histories) == 2
+    for a, b in zip(histories, flat_histories, strict=True):
+        assert a.history["loss"] == b.history["loss"]
+    pairs = [(nested[0][0], flat[0]), (nested[1][0], flat[2]), (nested[2], flat[4])]
+    for mine, theirs in pairs:
+        for key, value in mine.state_dict().items():
+            np.testing.assert_array_equal(value, theirs.state_dict()[key])
+    assert not np.array_equal(nested[0][0].weight, before[0]["weight"])
+    assert not np.array_equal(nested[1][0].weight, before[1]["weight"])
+    np.testing.assert_array_equal(nested[2].weight, before[2]["weight"])  # output layer kept
+    # a Sequential of Sequentials is expanded the same way; names follow named_modules
+    segments = train.pretrain.split_segments(Sequential(*layers(False)))
+    assert [s.names for s in segments] == [["0.0", "0.1"], ["1.0", "1.1"], ["2"]]
+
+
+def test_pretrain_layerwise_reports_conv_layers_as_not_pretrained():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 1, 6, 6)).astype(np.float32)
+    net = Sequential(
+        Conv2d(1, 2, 3, rng=0), ReLU(), Flatten(), Linear(32, 8, rng=1), ReLU(), Linear(8, 3)
+    )
+    before = net.state_dict()
+    decoders = []
+
+    def make_decoder(layer):
+        decoders.append(Linear(layer.out_features, layer.in_features, rng=3))
+        return decoders[-1]
+
+    with pytest.warns(UserWarning, match=r"only Linear layers are pretrained; 0 \(Conv2d\)"):
+        histories = train.pretrain_layerwise(
+            net, X, epochs=2, batch_size=20, make_decoder=make_decoder
+        )
+    assert len(histories) == 1 and decoders[0].weight.shape == (32, 8)  # rebuilds conv output
+    after = net.state_dict()
+    for key in ("0.weight", "0.bias", "5.weight", "5.bias"):
+        np.testing.assert_array_equal(after[key], before[key])
+    assert not np.array_equal(after["3.weight"], before["3.weight"])
+    # the block was trained on the conv features: its autoencoder's loss is that of fit's end
+    hidden = train.predict(net[:3], X)
+    recon = train.evaluate(Sequential(net[3], net[4], decoders[0]), MSELoss(), hidden, hidden)
+    assert recon["loss"] < histories[0].history["loss"][0]
+
+
+def test_pretrain_layerwise_nothing_to_pretrain_says_why():
+    X = np.zeros((4, 1, 6, 6), np.float32)
+    conv = [Conv2d(1, 2, 3, rng=0), Flatten()]
+    with pytest.raises(ValueError, match=r"no Linear layer .*layers\[0\] \(Conv2d\)"):
+        train.pretrain_layerwise(conv, X)
+    with pytest.raises(
+        ValueError,
+        match=r"the only Linear layer, layers\[2\], is the last one .*pretrain_last=True to "
+        r"pretrain it; not pretrained \(not Linear\): layers\[0\] \(Conv2d\)",
+    ):
+        train.pretrain_layerwise([*conv, Linear(32, 3)], X)
 
 
 # --- transfer learning ------------------------------------------------------------------------

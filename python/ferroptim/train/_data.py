@@ -30,11 +30,18 @@ def as_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray:
 
 
 def as_dataset(
-    x: Any, y: Any, dtype: np.dtype | None, names: tuple[str, str] = ("X", "y")
+    x: Any,
+    y: Any,
+    dtype: np.dtype | None,
+    names: tuple[str, str] = ("X", "y"),
+    cast_target: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Checked ``(x, y)``: numeric, at least one sample, the same number of samples."""
+    """Checked ``(x, y)``: numeric, at least one sample, the same number of samples.
+
+    ``cast_target=False`` keeps ``y``'s own dtype (class labels, whose dtype errors must name
+    the caller's dtype rather than the model's)."""
     x = as_array(x, names[0], dtype)
-    y = as_array(y, names[1], dtype)
+    y = as_array(y, names[1], dtype if cast_target else None)
     if len(x) != len(y):
         raise ValueError(
             f"{names[0]} and {names[1]} must have the same number of samples, got "
@@ -55,14 +62,16 @@ def batch_size_arg(value: Any, name: str = "batch_size") -> int:
 
 
 def validation_pair(
-    validation_data: Any, dtype: np.dtype | None
+    validation_data: Any, dtype: np.dtype | None, cast_target: bool = True
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The checked ``(X_val, y_val)`` pair, or None."""
+    """The checked ``(X_val, y_val)`` pair, or None (``cast_target`` as for :func:`as_dataset`)."""
     if validation_data is None:
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val)")
-    return as_dataset(*validation_data, dtype, ("validation_data X", "validation_data y"))
+    return as_dataset(
+        *validation_data, dtype, ("validation_data X", "validation_data y"), cast_target
+    )
 
 
 def epochs_arg(epochs: Any) -> int:

@@ -16,6 +16,7 @@ from ferroptim.train._data import (
     batches,
     model_dtype,
 )
+from ferroptim.train._preflight import check_label_dtype, takes_class_indices
 from ferroptim.train.metrics import Metric, resolve_metrics
 from ferroptim.train.regularization import penalty
 
@@ -63,7 +64,8 @@ def evaluate(
     loss_fn : callable
         ``loss_fn(output, target) -> float``.
     x, y : array_like
-        Samples and targets (same length).
+        Samples and targets (same length); float ``y`` is refused for ``CrossEntropyLoss``
+        (``TypeError`` naming its dtype), as in :func:`~ferroptim.train.fit`.
     batch_size : int
     metrics : see :func:`~ferroptim.train.metrics.resolve_metrics`
     l1, l2 : float
@@ -73,7 +75,10 @@ def evaluate(
     dict
         ``{"loss": ..., <metric>: ...}``.
     """
-    x, y = as_dataset(x, y, model_dtype(model), ("x", "y"))
+    x, y = as_dataset(
+        x, y, model_dtype(model), ("x", "y"), cast_target=not takes_class_indices(loss_fn)
+    )
+    check_label_dtype(loss_fn, y, "y")
     batch_size = batch_size_arg(batch_size)
     resolved = metrics if _is_resolved(metrics) else resolve_metrics(loss_fn, metrics)
     return _evaluate(model, loss_fn, x, y, batch_size, resolved, penalty(model, l1, l2))

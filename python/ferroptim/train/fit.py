@@ -19,6 +19,7 @@ from ferroptim.train._data import (
     model_dtype,
     validation_pair,
 )
+from ferroptim.train._preflight import check_fit_data, check_label_dtype, takes_class_indices
 from ferroptim.train.callbacks import Callback, FitState
 from ferroptim.train.evaluate import _evaluate
 from ferroptim.train.history import History
@@ -71,7 +72,8 @@ def fit(
         in ``on_epoch_begin`` (gradual fine-tuning).
     X, y : array_like
         Samples and targets, samples on axis 0. Floating arrays are cast to the model's dtype;
-        integer arrays (class labels, token indices) are kept.
+        integer arrays are kept. ``CrossEntropyLoss`` refuses float labels, integer-valued too
+        (``TypeError`` naming the dtype passed; convert with ``y.astype(np.int64)``).
     epochs : int
         Passes over the data (``0`` trains nothing).
     batch_size : int
@@ -109,7 +111,8 @@ def fit(
         batch of ``k * batch_size`` (when an epoch's batch count is not a multiple of ``k``, its
         last step averages the ``m < k`` micro-batches left, scale ``1/m``).
     augment : callable, optional
-        ``augment(xb) -> xb`` applied to every training batch (never to validation data).
+        ``augment(xb) -> xb`` applied to every training batch (never to validation data); it
+        may change the shape (a crop): the up-front check then accepts a raw ``X`` that fails.
     metrics : optional
         See :func:`~ferroptim.train.metrics.resolve_metrics`; by default ``accuracy`` for
         ``CrossEntropyLoss`` (argmax) and ``BCEWithLogitsLoss`` (logit > 0), none otherwise.
@@ -135,11 +138,20 @@ def fit(
         ``X``/``y`` of different lengths or empty, ``batch_size <= 0``, ``epochs < 0``, negative
         ``l1``/``l2``, an unknown ``scheduler_interval``, a monitor that is never logged (naming
         it and the available names), an optimizer parameter that is not in the model.
-        All checks run before the first update.
+        ``X``/``validation_data`` the model cannot take or targets the loss refuses on its
+        output (naming ``y`` or ``validation_data y``; e.g. a ``CrossEntropyLoss`` label not in
+        ``[0, C)`` nor ``ignore_index``). All checks run before the first update, and nothing
+        (parameters, gradients, buffers, optimizer state, generators, modes) is modified when
+        ``fit`` raises: the data are checked by a dry forward of ``X[:2]`` and ``X_val[:2]`` in
+        eval mode (two extra forward calls; see :mod:`ferroptim.train._preflight`).
     """
     dtype = model_dtype(model)
-    X, y = as_dataset(X, y, dtype, ("X", "y"))
-    validation = validation_pair(validation_data, dtype)
+    labels = takes_class_indices(loss_fn)  # keep the caller's label dtype for the messages
+    X, y = as_dataset(X, y, dtype, ("X", "y"), cast_target=not labels)
+    check_label_dtype(loss_fn, y, "y")
+    validation = validation_pair(validation_data, dtype, cast_target=not labels)
+    if validation is not None:
+        check_label_dtype(loss_fn, validation[1], "validation_data y")
     epochs = epochs_arg(epochs)
     batch_size = batch_size_arg(batch_size)
     validation_batch_size = batch_size_arg(
@@ -158,6 +170,7 @@ def fit(
     callbacks = _check_callbacks(callbacks)
     resolved_metrics = resolve_metrics(loss_fn, metrics)
     aligned_gradients(model, optimizer)  # checks that the optimizer holds model parameters
+    check_fit_data(model, loss_fn, (X, y), validation, augmented=augment is not None)
 
     log_names = ["loss", *resolved_metrics]
     if validation is not None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.train._data import as_dataset, batch_size_arg, model_dtype
+from ferroptim.train._preflight import check_label_dtype, takes_class_indices
 from ferroptim.train.evaluate import evaluate
 from ferroptim.train.fit import fit
 from ferroptim.train.metrics import resolve_metrics
@@ -91,7 +92,10 @@ def overfit_check(
     -------
     OverfitReport
     """
-    X, y = as_dataset(X, y, model_dtype(model), ("X", "y"))
+    X, y = as_dataset(
+        X, y, model_dtype(model), ("X", "y"), cast_target=not takes_class_indices(loss_fn)
+    )
+    check_label_dtype(loss_fn, y, "y")
     n_samples = batch_size_arg(n_samples, "n_samples")
     steps = batch_size_arg(steps, "steps")
     rng = np.random.default_rng(seed)

@@ -1,0 +1,146 @@
+"""fit's preflight: the data checked against the model and the loss before the first update.
+
+A bad validation set or an out-of-range label used to surface only after an epoch of training
+(or after the batches before it had stepped the optimizer). :func:`check_fit_data` instead runs
+a *dry forward*: the model on the first ``min(2, N)`` samples of ``X`` (and of ``X_val``) in eval
+mode, and the loss on those outputs and targets. Eval mode leaves batch-norm running statistics
+and dropout generators alone (no batch statistics are folded in, no mask is drawn); every
+module's and the loss's attributes (training flag, dtype of dtype-following layers, forward
+caches, LSTM ``h_n``/``c_n``) are put back afterwards, so the dry run leaves no trace. Two
+samples, not one, so that a batch norm computing batch statistics in eval mode
+(``track_running_stats=False``) can run. Then, for classification losses, the *whole* target
+arrays are checked against the model's output width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+#: losses taking integer class indices on the output's axis 1 (by class name, as in metrics)
+_CLASS_INDEX_LOSSES = ("CrossEntropyLoss", "NLLLoss")
+
+
+def takes_class_indices(loss_fn: Any) -> bool:
+    """Whether ``loss_fn`` wants integer class labels (``CrossEntropyLoss``, ``NLLLoss``)."""
+    return any(cls.__name__ in _CLASS_INDEX_LOSSES for cls in type(loss_fn).__mro__)
+
+
+def check_label_dtype(loss_fn: Any, y: np.ndarray, name: str) -> None:
+    """``TypeError`` naming ``name`` and the caller's dtype when a class-index loss gets
+    non-integer labels. Integer-valued float labels (``1.0``) are refused as well, exactly as
+    ``CrossEntropyLoss`` refuses them: convert with ``y.astype(np.int64)``. ``y`` must be the
+    caller's array, not yet cast to the model's dtype."""
+    if takes_class_indices(loss_fn) and y.dtype.kind not in "iu":
+        raise TypeError(
+            f"{name} must hold integer class indices for {type(loss_fn).__name__}, got dtype "
+            f"{y.dtype} (float labels are refused even when integer-valued; convert with "
+            f"{name}.astype(np.int64))"
+        )
+
+
+@contextmanager
+def _no_trace(model: Any, loss_fn: Any) -> Iterator[None]:
+    """Eval mode inside the block; afterwards every module's and the loss's attribute bindings
+    (training flags, caches, dtype, ...) are exactly those from before."""
+    objects = [*model.modules(), loss_fn]
+    saved = [(obj, dict(vars(obj))) for obj in objects if hasattr(obj, "__dict__")]
+    model.eval()
+    try:
+        yield
+    finally:
+        for obj, attributes in saved:
+            vars(obj).clear()
+            vars(obj).update(attributes)
+
+
+def _dry_output(model: Any, x: np.ndarray, name: str) -> np.ndarray:
+    sample = x[: min(2, len(x))]
+    try:
+        return np.asarray(model(sample))
+    except (ValueError, TypeError, IndexError) as exc:
+        error = TypeError if isinstance(exc, TypeError) else ValueError
+        raise error(
+            f"{name} does not fit the model: the forward of {name}[:{len(sample)}] (shape "
+            f"{sample.shape}, dtype {sample.dtype}) failed: {exc}"
+        ) from exc
+
+
+def _dry_loss(loss_fn: Any, output: np.ndarray, y: np.ndarray, name: str) -> None:
+    target = y[: len(output)]
+    try:
+        loss_fn(output, target)
+    except (ValueError, TypeError, IndexError) as exc:
+        error = TypeError if isinstance(exc, TypeError) else ValueError
+        raise error(
+            f"{name} does not match the model's output under {type(loss_fn).__name__} "
+            f"(output shape {output.shape}, {name}[:{len(target)}] shape {target.shape}): {exc}"
+        ) from exc
+
+
+def _check_class_range(loss_fn: Any, y: np.ndarray, classes: int, name: str) -> None:
+    """Every label in ``[0, classes)`` or equal to the loss's ``ignore_index``."""
+    ignore_index = getattr(loss_fn, "ignore_index", None)
+    bad = (y < 0) | (y >= classes)
+    if ignore_index is not None:
+        bad &= y != ignore_index
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        index = int(where[0]) if where.size == 1 else tuple(int(i) for i in where)
+        allowed = f"0..{classes - 1}" + (
+            "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        )
+        raise ValueError(
+            f"{name} holds class index {int(y[tuple(where)])} (at {name}[{index}]) but the model "
+            f"outputs {classes} classes: {type(loss_fn).__name__} needs {allowed}"
+        )
+
+
+def _check_targets(loss_fn: Any, y: np.ndarray, output: np.ndarray, name: str) -> None:
+    """Whole-array check of ``y`` against the dry output: the class range of class-index
+    losses. (Shapes need no whole-array pass: every sample of ``y`` has the per-sample shape
+    the dry loss call already accepted, which is how ``BCEWithLogitsLoss`` targets not shaped
+    like the output are caught.)"""
+    if takes_class_indices(loss_fn) and output.ndim >= 2:
+        _check_class_range(loss_fn, y, output.shape[1], name)
+
+
+def check_fit_data(
+    model: Any,
+    loss_fn: Any,
+    train_data: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    augmented: bool,
+) -> None:
+    """Raise before training when ``(X, y)`` or ``validation_data`` cannot go through the model
+    and the loss; nothing is modified (see the module docstring).
+
+    With ``augmented`` (``fit(augment=...)``) the training inputs the model sees are
+    ``augment(xb)``, which may have another shape than ``X`` (a crop): a dry forward of the
+    raw ``X`` that fails is then not an error, and ``y``'s class range is checked against the
+    validation output instead (the augmenter itself is never called here: that would advance
+    its random generator).
+    """
+    X, y = train_data
+    with _no_trace(model, loss_fn):
+        try:
+            train_output: np.ndarray | None = _dry_output(model, X, "X")
+        except (ValueError, TypeError):
+            if not augmented:
+                raise
+            train_output = None
+        if train_output is not None:
+            _dry_loss(loss_fn, train_output, y, "y")
+        val_output = None
+        if validation is not None:
+            X_val, y_val = validation
+            val_output = _dry_output(model, X_val, "validation_data X")
+            _dry_loss(loss_fn, val_output, y_val, "validation_data y")
+    reference = train_output if train_output is not None else val_output
+    if reference is not None:  # the class count does not depend on the input size
+        _check_targets(loss_fn, y, reference, "y")
+    if validation is not None:
+        _check_targets(loss_fn, validation[1], val_output, "validation_data y")
