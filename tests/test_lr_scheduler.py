@@ -11,6 +11,7 @@ import copy
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +351,180 @@ def test_bad_step_arguments() -> None:
         L.ReduceLROnPlateau(sgd()).step("low")
     with pytest.raises(ValueError, match="epoch"):
         L.CosineAnnealingWarmRestarts(sgd(), T_0=3).step(-1.0)
+
+
+# ---------------------------------------------------------------------- load_state_dict checks
+
+
+class _Scale:
+    """A callable object (its attributes are saved)."""
+
+    def __init__(self) -> None:
+        self.k = 1.0
+
+    def __call__(self, epoch: int) -> float:
+        return self.k / (1 + epoch)
+
+
+#: one of every scheduler, on a two-group SGD with momentum (built by ``make(opt)``)
+SCHEDULER_FACTORIES = {
+    "StepLR": lambda o: L.StepLR(o, step_size=2, gamma=0.5),
+    "MultiStepLR": lambda o: L.MultiStepLR(o, [2, 4]),
+    "ExponentialLR": lambda o: L.ExponentialLR(o, 0.9),
+    "ConstantLR": lambda o: L.ConstantLR(o, 0.5, 3),
+    "LinearLR": lambda o: L.LinearLR(o, 0.25, 1.0, 4),
+    "PolynomialLR": lambda o: L.PolynomialLR(o, 6, 2.0),
+    "CosineAnnealingLR": lambda o: L.CosineAnnealingLR(o, 5, 0.001),
+    "CosineAnnealingWarmRestarts": lambda o: L.CosineAnnealingWarmRestarts(o, 2, 2, 0.001),
+    "LambdaLR": lambda o: L.LambdaLR(o, [_Scale(), lambda e: 0.9**e]),
+    "MultiplicativeLR": lambda o: L.MultiplicativeLR(o, lambda e: 0.95),
+    "CyclicLR": lambda o: L.CyclicLR(o, 0.01, 0.1, step_size_up=3, mode="triangular2"),
+    "OneCycleLR": lambda o: L.OneCycleLR(o, [0.5, 0.2], total_steps=12, three_phase=True),
+    "ReduceLROnPlateau": lambda o: L.ReduceLROnPlateau(o, patience=1, min_lr=[0.001, 0.002]),
+    "SequentialLR": lambda o: L.SequentialLR(
+        o, [L.ConstantLR(o, 0.5, 2), L.ExponentialLR(o, 0.9)], milestones=[2]
+    ),
+    "ChainedScheduler": lambda o: L.ChainedScheduler(
+        [L.ConstantLR(o, 0.5, 2), L.ExponentialLR(o, 0.9)]
+    ),
+    "warmup_cosine": lambda o: L.warmup_cosine(o, 2, 8),
+}
+
+
+def _stepped(name: str) -> tuple[Any, Any]:
+    opt = sgd(momentum=0.9)
+    sched = SCHEDULER_FACTORIES[name](opt)
+    for k in range(3):
+        sched.step(1.0 + k % 2) if name == "ReduceLROnPlateau" else sched.step()
+    return opt, sched
+
+
+def _groups(opt: Any) -> list[dict[str, Any]]:
+    return [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+
+
+def _assert_refused(opt: Any, sched: Any, bad: dict[str, Any], match: str) -> None:
+    before, groups = sched.state_dict(), copy.deepcopy(_groups(opt))
+    with pytest.raises((TypeError, ValueError), match=match):
+        sched.load_state_dict(bad)
+    assert sched.state_dict() == before
+    assert _groups(opt) == groups
+
+
+@pytest.mark.parametrize("name", SCHEDULER_FACTORIES)
+def test_every_saved_entry_has_a_check(name: str) -> None:
+    _, sched = _stepped(name)
+    assert set(sched.state_dict()) <= set(sched._state_rules())
+
+
+@pytest.mark.parametrize("name", SCHEDULER_FACTORIES)
+def test_load_state_dict_refuses_garbage_in_every_entry(name: str) -> None:
+    """A string or a nan in any entry is refused with the key named; nothing changes; the good
+    state (also after a JSON round trip) still loads."""
+    opt, sched = _stepped(name)
+    good = sched.state_dict()
+    for key in good:
+        for garbage in ("abc", math.nan):
+            _assert_refused(opt, sched, {**good, key: garbage}, re.escape(f"state_dict[{key!r}]"))
+    for key, value in good.items():
+        if isinstance(value, list) and value and isinstance(value[0], float):
+            _assert_refused(opt, sched, {**good, key: value[:1]}, re.escape(key))
+            _assert_refused(opt, sched, {**good, key: [value[0], "x"]}, re.escape(f"{key!r}][1]"))
+            _assert_refused(opt, sched, {**good, key: [value[0], -1.0]}, re.escape(key))
+    sched.load_state_dict(json.loads(json.dumps(good)))
+    assert sched.state_dict() == good
+
+
+def test_step_lr_refuses_the_audit_example() -> None:
+    opt, sched = _stepped("StepLR")
+    good = sched.state_dict()
+    bad = {**good, "base_lrs": ["abc", 0.1], "last_epoch": math.nan, "step_size": -5}
+    _assert_refused(opt, sched, bad, r"state_dict\['")
+    for key, value, match in [
+        ("base_lrs", ["abc", 0.1], r"state_dict\['base_lrs'\]\[0\] must be a real number"),
+        ("base_lrs", [0.1, math.inf], r"state_dict\['base_lrs'\]\[1\]"),
+        ("base_lrs", (0.1,), r"state_dict\['base_lrs'\] has 1 values.*2 param groups"),
+        ("base_lrs", 0.1, r"state_dict\['base_lrs'\] must be a list"),
+        ("last_epoch", math.nan, r"state_dict\['last_epoch'\] must be an int"),
+        ("last_epoch", 2.0, r"state_dict\['last_epoch'\] must be an int"),
+        ("last_epoch", -2, r"state_dict\['last_epoch'\].*>= -1"),
+        ("step_size", -5, r"state_dict\['step_size'\].*>= 1"),
+        ("step_size", 0, r"state_dict\['step_size'\]"),
+        ("gamma", 0.0, r"state_dict\['gamma'\]"),
+        ("gamma", math.inf, r"state_dict\['gamma'\]"),
+        ("_step_count", -1, r"state_dict\['_step_count'\]"),
+        ("_is_initial", 1, r"state_dict\['_is_initial'\] must be a bool"),
+        ("_last_lr", [0.1, -0.5], r"state_dict\['_last_lr'\]\[1\]"),
+    ]:
+        _assert_refused(opt, sched, {**good, key: value}, match)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "match"),
+    [
+        ("MultiStepLR", "milestones", [4, 2], "strictly increasing"),
+        ("MultiStepLR", "milestones", [2, -4], r"milestones'\]\[1\]"),
+        ("ConstantLR", "factor", 1.5, "factor"),
+        ("LinearLR", "start_factor", 0.0, "start_factor"),
+        ("LinearLR", "end_factor", -0.1, "end_factor"),
+        ("LinearLR", "total_iters", 0, "total_iters"),
+        ("PolynomialLR", "power", -1.0, "power"),
+        ("CosineAnnealingLR", "T_max", 0, "T_max"),
+        ("CosineAnnealingLR", "eta_min", -1e-3, "eta_min"),
+        ("CosineAnnealingWarmRestarts", "T_i", 1, r"T_i'\] must be at least"),
+        ("CosineAnnealingWarmRestarts", "T_mult", 0, "T_mult"),
+        ("CosineAnnealingWarmRestarts", "T_cur", -3.5, "T_cur"),
+        ("LambdaLR", "lr_lambdas", [{"k": 2.0}], r"lr_lambdas'\] has 1 values"),
+        ("LambdaLR", "lr_lambdas", [5, None], r"lr_lambdas'\]\[0\] must be a dict or None"),
+        ("CyclicLR", "step_ratio", 1.0, "step_ratio"),
+        ("CyclicLR", "total_size", 0.0, "total_size"),
+        ("CyclicLR", "mode", "sawtooth", "mode"),
+        ("CyclicLR", "scale_mode", "epochs", "scale_mode"),
+        ("CyclicLR", "cycle_momentum", "yes", "cycle_momentum"),
+        ("CyclicLR", "max_momentums", [0.9], "max_momentums"),
+        ("OneCycleLR", "total_steps", 20, r"_schedule_phases'\] ends at step 11"),
+        ("OneCycleLR", "_anneal_func_type", "cubic", "_anneal_func_type"),
+        ("OneCycleLR", "_schedule_phases", [{"end_step": 1.0}] * 2, "_schedule_phases"),
+        ("OneCycleLR", "use_beta1", None, "use_beta1"),
+        ("ReduceLROnPlateau", "factor", 1.0, "factor"),
+        ("ReduceLROnPlateau", "patience", -1, "patience"),
+        ("ReduceLROnPlateau", "mode", "up", "mode"),
+        ("ReduceLROnPlateau", "mode_worse", -math.inf, r"mode_worse'\] must be inf"),
+        ("ReduceLROnPlateau", "best", math.nan, "best"),
+        ("ReduceLROnPlateau", "num_bad_epochs", 1.5, "num_bad_epochs"),
+        ("ReduceLROnPlateau", "default_min_lr", -1.0, "default_min_lr"),
+        ("ReduceLROnPlateau", "min_lrs", [0.1, 0.2, 0.3], "min_lrs"),
+        ("SequentialLR", "_milestones", [2, 5], r"_milestones'\] must have 1 entries"),
+        ("SequentialLR", "_milestones", [-1], r"_milestones'\]\[0\]"),
+        ("SequentialLR", "_schedulers", [{}, 3], r"_schedulers'\]\[1\] must be a dict"),
+        ("ChainedScheduler", "_schedulers", "ab", "_schedulers"),
+    ],
+)
+def test_load_state_dict_uses_the_constructor_rules(
+    name: str, key: str, value: Any, match: str
+) -> None:
+    opt, sched = _stepped(name)
+    good = sched.state_dict()
+    _assert_refused(opt, sched, {**good, key: value}, match)
+    sched.load_state_dict(good)
+    assert sched.state_dict() == good
+
+
+def test_plateau_infinite_best_still_loads() -> None:
+    opt = sgd()
+    sched = L.ReduceLROnPlateau(opt, mode="max")
+    state = sched.state_dict()
+    assert state["best"] == -math.inf
+    other = L.ReduceLROnPlateau(sgd(), mode="max")
+    other.load_state_dict(json.loads(json.dumps(state)))
+    assert other.best == -math.inf and other.mode_worse == -math.inf
+
+
+def test_composite_with_a_bad_child_entry_rolls_back() -> None:
+    opt, sched = _stepped("SequentialLR")
+    good = sched.state_dict()
+    bad = copy.deepcopy(good)
+    bad["_schedulers"][0]["factor"] = 0.25  # valid: loaded before the bad one
+    bad["_schedulers"][1]["gamma"] = -0.9
+    _assert_refused(opt, sched, bad, r"state_dict\['gamma'\]")
+    assert sched._schedulers[0].factor == good["_schedulers"][0]["factor"]

@@ -92,3 +92,38 @@ def check_callables(name: str, optimizer: Any, value: object) -> list[Callable[[
         if not callable(fn):
             raise TypeError(f"{name}[{i}] must be callable, got {type(fn).__name__}")
     return functions
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value
+
+
+def non_negative(name: str, value: object) -> float:
+    """A finite real number ``>= 0`` (learning rates, momentums, minima)."""
+    return check_real(name, value, low=0.0)
+
+
+def positive(name: str, value: object) -> float:
+    """A finite real number ``> 0`` (decay factors)."""
+    return check_real(name, value, low=0.0, low_open=True)
+
+
+def check_group_list(
+    name: str, n_groups: int, value: object, check: Callable[[str, object], Any]
+) -> list[Any]:
+    """A saved per-group list: a list/tuple with ``n_groups`` entries, each passing ``check``."""
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{name} must be a list, got {type(value).__name__}")
+    if len(value) != n_groups:
+        raise ValueError(f"{name} has {len(value)} values, optimizer has {n_groups} param groups")
+    return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+def int_or_real(name: str, value: object, *, low: float) -> float:
+    """An int (kept an int) ``>= low`` or a finite real number ``>= low``."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return check_int(name, value, low=int(low))
+    return check_real(name, value, low=low)

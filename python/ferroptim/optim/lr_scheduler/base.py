@@ -13,7 +13,16 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ferroptim.optim.lr_scheduler._validate import check_int, check_optimizer
+from ferroptim.optim.lr_scheduler._validate import (
+    check_bool,
+    check_group_list,
+    check_int,
+    check_optimizer,
+    non_negative,
+)
+
+#: checks (and normalizes) one saved entry: ``rule("state_dict['key']", value) -> value``
+StateRule = Callable[[str, Any], Any]
 
 
 def group_values(optimizer: Any, key: str) -> list[float]:
@@ -27,6 +36,13 @@ def callable_state(fn: Callable[..., Any] | None) -> dict[str, Any] | None:
     if fn is None or isinstance(fn, types.FunctionType) or not hasattr(fn, "__dict__"):
         return None
     return dict(vars(fn))
+
+
+def check_attrs(name: str, attrs: Any) -> dict[str, Any] | None:
+    """What :func:`callable_state` saved: a dict of attributes, or None."""
+    if attrs is not None and not isinstance(attrs, dict):
+        raise TypeError(f"{name} must be a dict or None, got {type(attrs).__name__}")
+    return attrs
 
 
 def check_callable_state(name: str, fn: Callable[..., Any] | None, attrs: Any) -> None:
@@ -143,14 +159,18 @@ class LRScheduler:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (also after a JSON round trip).
 
+        Every entry is checked with the constructor's rules (types, finiteness, ranges, one value
+        per parameter group) before anything changes.
+
         Raises
         ------
         TypeError
-            If ``state_dict`` is not a dict.
+            If ``state_dict`` is not a dict, or an entry has the wrong type (naming the key).
         KeyError
             If keys are missing or unexpected; nothing changes then.
         ValueError
-            If the per-group lists do not match the optimizer's number of groups.
+            If an entry is out of range, or a per-group list does not match the optimizer's
+            number of groups (naming the key).
         """
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
@@ -160,23 +180,32 @@ class LRScheduler:
             raise KeyError(f"state_dict is missing keys {sorted(missing)}")
         unexpected = set(state_dict) - expected
         if unexpected:
-            raise KeyError(f"state_dict has unexpected keys {sorted(unexpected)}")
-        step = state_dict.get("last_epoch", 0)
-        if isinstance(step, bool) or not isinstance(step, int | float):
-            raise TypeError(f"state_dict['last_epoch'] must be a number, got {step!r}")
-        n_groups = len(self.optimizer.param_groups)
-        for key in self._per_group_keys():
-            value = state_dict[key]
-            if value is not None and len(value) != n_groups:
-                raise ValueError(
-                    f"state_dict[{key!r}] has {len(value)} values, optimizer has {n_groups} "
-                    "param groups"
-                )
-        self._restore(copy.deepcopy(state_dict))
+            raise KeyError(f"state_dict has unexpected keys {sorted(map(str, unexpected))}")
+        state = copy.deepcopy(state_dict)
+        rules = self._state_rules()
+        for key in sorted(state, key=str):
+            if key in rules:  # a subclass defined elsewhere may save entries with no rule
+                state[key] = rules[key](f"state_dict[{key!r}]", state[key])
+        self._check_state(state)
+        self._restore(state)
 
-    def _per_group_keys(self) -> list[str]:
-        """state_dict entries holding one value per parameter group."""
-        return [k for k in ("base_lrs", "_last_lr") if hasattr(self, k)]
+    def _state_rules(self) -> dict[str, StateRule]:
+        """The check of every saved entry (subclasses add theirs): the constructor's rules."""
+        return {
+            "last_epoch": lambda name, value: check_int(name, value, low=-1),
+            "_step_count": lambda name, value: check_int(name, value, low=0),
+            "_is_initial": check_bool,
+            "base_lrs": self._group_rule(non_negative),
+            "_last_lr": self._group_rule(non_negative),
+        }
+
+    def _group_rule(self, check: StateRule) -> StateRule:
+        """A rule for a list with one value per parameter group, each passing ``check``."""
+        n_groups = len(self.optimizer.param_groups)
+        return lambda name, value: check_group_list(name, n_groups, value, check)
+
+    def _check_state(self, state: dict[str, Any]) -> None:
+        """Checks across entries of a loaded state (after :meth:`_state_rules`)."""
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Apply a checked state (a private copy). Subclasses convert entries first."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ferroptim.optim.lr_scheduler._validate import check_int, check_optimizer
-from ferroptim.optim.lr_scheduler.base import LRScheduler, group_values
+from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
 from ferroptim.optim.lr_scheduler.plateau import ReduceLROnPlateau
 from ferroptim.optim.lr_scheduler.step import check_milestones
 
@@ -46,6 +46,9 @@ class _Composite(LRScheduler):
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {**super()._state_rules(), "_schedulers": _check_children}
+
     def _restore(self, state: dict[str, Any]) -> None:
         children = state.pop("_schedulers")
         if not isinstance(children, list) or len(children) != len(self._schedulers):
@@ -74,6 +77,16 @@ class _Composite(LRScheduler):
             for group, saved in zip(self.optimizer.param_groups, saved_groups, strict=True):
                 group.update(saved)
             raise
+
+
+def _check_children(name: str, value: object) -> list[Any]:
+    """The children's states: a list of dicts (each checked by its scheduler on load)."""
+    if not isinstance(value, list):
+        raise TypeError(f"{name} must be a list of scheduler states, got {type(value).__name__}")
+    for i, child in enumerate(value):
+        if not isinstance(child, dict):
+            raise TypeError(f"{name}[{i}] must be a dict, got {type(child).__name__}")
+    return value
 
 
 class SequentialLR(_Composite):
@@ -122,6 +135,19 @@ class SequentialLR(_Composite):
         first = self._schedulers[bisect_right(milestones, 0)]
         first._initial_step()
         self._last_lr = first.get_last_lr()
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            **super()._state_rules(),
+            "_milestones": lambda name, value: check_milestones(name, value, low=0),
+        }
+
+    def _check_state(self, state: dict[str, Any]) -> None:
+        if len(state["_milestones"]) != len(self._schedulers) - 1:
+            raise ValueError(
+                f"state_dict['_milestones'] must have {len(self._schedulers) - 1} entries (one "
+                f"fewer than schedulers), got {len(state['_milestones'])}"
+            )
 
     def step(self) -> None:
         """Step the scheduler in charge at the next step (restarting it at its milestone)."""

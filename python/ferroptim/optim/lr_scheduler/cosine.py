@@ -6,8 +6,17 @@ import math
 from numbers import Integral
 from typing import Any
 
-from ferroptim.optim.lr_scheduler._validate import check_int, check_real
-from ferroptim.optim.lr_scheduler.base import LRScheduler, group_values
+from ferroptim.optim.lr_scheduler._validate import (
+    check_int,
+    check_real,
+    int_or_real,
+    non_negative,
+)
+from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
+
+
+def _at_least_one(name: str, value: object) -> int:
+    return check_int(name, value, low=1)
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -34,8 +43,11 @@ class CosineAnnealingLR(LRScheduler):
         self, optimizer: Any, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ) -> None:
         self.T_max = check_int("T_max", T_max)
-        self.eta_min = check_real("eta_min", eta_min, low=0.0)
+        self.eta_min = non_negative("eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {**super()._state_rules(), "T_max": _at_least_one, "eta_min": non_negative}
 
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
@@ -94,9 +106,26 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_0 = check_int("T_0", T_0)
         self.T_i = self.T_0
         self.T_mult = check_int("T_mult", T_mult)
-        self.eta_min = check_real("eta_min", eta_min, low=0.0)
+        self.eta_min = non_negative("eta_min", eta_min)
         self.T_cur: float = check_int("last_epoch", last_epoch, low=-1)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            **super()._state_rules(),
+            "T_0": _at_least_one,
+            "T_i": _at_least_one,
+            "T_mult": _at_least_one,
+            "eta_min": non_negative,
+            "T_cur": lambda name, value: int_or_real(name, value, low=-1),
+        }
+
+    def _check_state(self, state: dict[str, Any]) -> None:
+        if state["T_i"] < state["T_0"]:
+            raise ValueError(
+                f"state_dict['T_i'] must be at least state_dict['T_0'] (periods only grow), got "
+                f"T_i={state['T_i']}, T_0={state['T_0']}"
+            )
 
     def _rates(self, t_cur: float, t_i: float) -> list[float]:
         cosine = (1 + math.cos(math.pi * t_cur / t_i)) / 2

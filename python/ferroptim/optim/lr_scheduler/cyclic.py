@@ -11,21 +11,43 @@ from collections.abc import Callable
 from typing import Any
 
 from ferroptim.optim.lr_scheduler._validate import (
+    check_bool,
     check_choice,
     check_int,
     check_optimizer,
     check_real,
+    int_or_real,
     per_group,
+    positive,
 )
+from ferroptim.optim.lr_scheduler._validate import non_negative as _non_negative
 from ferroptim.optim.lr_scheduler.base import (
     LRScheduler,
+    StateRule,
     callable_state,
+    check_attrs,
     check_callable_state,
 )
 
+_MODES = ("triangular", "triangular2", "exp_range")
+_LR_KEYS = ("initial_lr", "max_lr", "min_lr")
+_MOMENTUM_KEYS = ("max_momentum", "base_momentum")
+_PHASE_KEYS = ("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum")
 
-def _non_negative(name: str, value: object) -> float:
-    return check_real(name, value, low=0.0)
+
+def _check_phases(name: str, value: object) -> list[dict[str, Any]]:
+    """A saved OneCycleLR phase table: 2 or 3 dicts laid out as :func:`_phases` makes them."""
+    if not isinstance(value, list) or len(value) not in (2, 3):
+        raise TypeError(f"{name} must be a list of 2 or 3 phase dicts, got {value!r}")
+    for i, phase in enumerate(value):
+        label = f"{name}[{i}]"
+        if not isinstance(phase, dict) or set(phase) != set(_PHASE_KEYS):
+            raise ValueError(f"{label} must be a dict with keys {list(_PHASE_KEYS)}")
+        phase["end_step"] = int_or_real(f"{label}['end_step']", phase["end_step"], low=-1)
+        for key in _PHASE_KEYS[1:]:
+            allowed = _LR_KEYS if key.endswith("_lr") else _MOMENTUM_KEYS
+            check_choice(f"{label}[{key!r}]", phase[key], allowed)
+    return value
 
 
 def _momentum_slot(optimizer: Any) -> bool:
@@ -145,6 +167,24 @@ class OneCycleLR(LRScheduler):
             if self.cycle_momentum:
                 _start_momentum(optimizer, self.use_beta1, max_momentums, base_momentums)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            **super()._state_rules(),
+            "total_steps": lambda name, value: check_int(name, value, low=1),
+            "_anneal_func_type": lambda name, value: check_choice(name, value, ("cos", "linear")),
+            "_schedule_phases": _check_phases,
+            "cycle_momentum": check_bool,
+            "use_beta1": check_bool,
+        }
+
+    def _check_state(self, state: dict[str, Any]) -> None:
+        last = state["_schedule_phases"][-1]["end_step"]
+        if last != state["total_steps"] - 1:
+            raise ValueError(
+                f"state_dict['_schedule_phases'] ends at step {last}, but total_steps is "
+                f"{state['total_steps']} (the last phase must end at total_steps - 1)"
+            )
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self._anneal_func_type == "cos":
@@ -274,11 +314,11 @@ class CyclicLR(LRScheduler):
         self.total_size = up + down
         self.step_ratio = up / self.total_size
         if scale_fn is None:
-            mode = check_choice("mode", mode, ("triangular", "triangular2", "exp_range"))
+            mode = check_choice("mode", mode, _MODES)
         elif not callable(scale_fn):
             raise TypeError(f"scale_fn must be callable, got {type(scale_fn).__name__}")
         self.mode = mode
-        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
+        self.gamma = positive("gamma", gamma)
         self._scale_fn_custom = scale_fn
         self.scale_mode = check_choice("scale_mode", scale_mode, ("cycle", "iterations"))
         self._set_scale_mode()
@@ -336,17 +376,31 @@ class CyclicLR(LRScheduler):
         state["_scale_fn_custom"] = callable_state(self._scale_fn_custom)
         return state
 
-    def _per_group_keys(self) -> list[str]:
-        keys = [*super()._per_group_keys(), "max_lrs"]
-        return keys + (["base_momentums", "max_momentums"] if self.cycle_momentum else [])
+    def _state_rules(self) -> dict[str, StateRule]:
+        momentums = self._group_rule(_non_negative)
+        return {
+            **super()._state_rules(),
+            "max_lrs": self._group_rule(_non_negative),
+            "total_size": positive,
+            "step_ratio": lambda name, value: check_real(
+                name, value, low=0.0, high=1.0, low_open=True, high_open=True
+            ),
+            # any mode goes with a custom scale_fn (it is ignored then), as in the constructor
+            "mode": (lambda name, value: value)
+            if self._scale_fn_custom is not None
+            else (lambda name, value: check_choice(name, value, _MODES)),
+            "gamma": positive,
+            "_scale_fn_custom": check_attrs,
+            "scale_mode": lambda name, value: check_choice(name, value, ("cycle", "iterations")),
+            "cycle_momentum": check_bool,
+            "use_beta1": check_bool,
+            "base_momentums": momentums,
+            "max_momentums": momentums,
+        }
 
     def _restore(self, state: dict[str, Any]) -> None:
         attrs = state.pop("_scale_fn_custom")
         check_callable_state("_scale_fn_custom", self._scale_fn_custom, attrs)
-        if self._scale_fn_custom is None:
-            check_choice(
-                "state_dict['mode']", state["mode"], ("triangular", "triangular2", "exp_range")
-            )
         super()._restore(state)
         if attrs is not None:
             vars(self._scale_fn_custom).update(attrs)

@@ -8,7 +8,9 @@ from typing import Any
 from ferroptim.optim.lr_scheduler._validate import check_callables, check_optimizer
 from ferroptim.optim.lr_scheduler.base import (
     LRScheduler,
+    StateRule,
     callable_state,
+    check_attrs,
     check_callable_state,
     group_values,
 )
@@ -34,8 +36,8 @@ class _FunctionScheduler(LRScheduler):
         state["lr_lambdas"] = [callable_state(fn) for fn in self.lr_lambdas]
         return state
 
-    def _per_group_keys(self) -> list[str]:
-        return [*super()._per_group_keys(), "lr_lambdas"]
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {**super()._state_rules(), "lr_lambdas": self._group_rule(check_attrs)}
 
     def _restore(self, state: dict[str, Any]) -> None:
         saved = state.pop("lr_lambdas")

@@ -15,11 +15,25 @@ from ferroptim.optim.lr_scheduler._validate import (
     check_real,
     per_group,
 )
-from ferroptim.optim.lr_scheduler.base import LRScheduler, group_values
+from ferroptim.optim.lr_scheduler._validate import non_negative as _non_negative
+from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
 
 
-def _non_negative(name: str, value: object) -> float:
-    return check_real(name, value, low=0.0)
+def _count(name: str, value: object) -> int:
+    return check_int(name, value, low=0)
+
+
+def _optional_non_negative(name: str, value: object) -> float | None:
+    return None if value is None else _non_negative(name, value)
+
+
+def _metric_bound(name: str, value: object) -> float:
+    """A best metric so far: a real number, ``inf`` or ``-inf`` (before any), never nan."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if math.isnan(value):
+        raise ValueError(f"Invalid {name} value: nan")
+    return float(value)
 
 
 class ReduceLROnPlateau(LRScheduler):
@@ -139,13 +153,34 @@ class ReduceLROnPlateau(LRScheduler):
             if old_lr - new_lr > self.eps:
                 group["lr"] = new_lr
 
-    def _per_group_keys(self) -> list[str]:
-        return ["min_lrs", "_last_lr"]
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            "factor": lambda name, value: check_real(
+                name, value, low=0.0, high=1.0, high_open=True
+            ),
+            "default_min_lr": _optional_non_negative,
+            "min_lrs": self._group_rule(_non_negative),
+            "patience": _count,
+            "cooldown": _count,
+            "eps": _non_negative,
+            "last_epoch": _count,
+            "_last_lr": self._group_rule(_non_negative),
+            "mode": lambda name, value: check_choice(name, value, ("min", "max")),
+            "threshold": _non_negative,
+            "threshold_mode": lambda name, value: check_choice(name, value, ("rel", "abs")),
+            "mode_worse": _metric_bound,
+            "best": _metric_bound,
+            "cooldown_counter": _count,
+            "num_bad_epochs": _count,
+        }
 
-    def _restore(self, state: dict[str, Any]) -> None:
-        check_choice("state_dict['mode']", state["mode"], ("min", "max"))
-        check_choice("state_dict['threshold_mode']", state["threshold_mode"], ("rel", "abs"))
-        super()._restore(state)
+    def _check_state(self, state: dict[str, Any]) -> None:
+        worse = math.inf if state["mode"] == "min" else -math.inf
+        if state["mode_worse"] != worse:
+            raise ValueError(
+                f"state_dict['mode_worse'] must be {worse} for mode={state['mode']!r}, got "
+                f"{state['mode_worse']}"
+            )
 
 
 def _as_metric(metrics: object) -> float:

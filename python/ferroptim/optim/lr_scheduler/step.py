@@ -8,8 +8,17 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
-from ferroptim.optim.lr_scheduler._validate import check_int, check_real
-from ferroptim.optim.lr_scheduler.base import LRScheduler, group_values
+from ferroptim.optim.lr_scheduler._validate import check_int, check_real, positive
+from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
+
+
+def _at_least_one(name: str, value: object) -> int:
+    return check_int(name, value, low=1)
+
+
+def _factor(name: str, value: object) -> float:
+    """A factor in (0, 1]."""
+    return check_real(name, value, low=0.0, high=1.0, low_open=True)
 
 
 class StepLR(LRScheduler):
@@ -31,8 +40,11 @@ class StepLR(LRScheduler):
         self, optimizer: Any, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
         self.step_size = check_int("step_size", step_size)
-        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
+        self.gamma = positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {**super()._state_rules(), "step_size": _at_least_one, "gamma": positive}
 
     def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -62,8 +74,15 @@ class MultiStepLR(LRScheduler):
         self, optimizer: Any, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
         self.milestones = check_milestones("milestones", milestones, low=0)
-        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
+        self.gamma = positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            **super()._state_rules(),
+            "milestones": lambda name, value: check_milestones(name, value, low=0),
+            "gamma": positive,
+        }
 
     def get_lr(self) -> list[float]:
         if self.last_epoch not in self.milestones:
@@ -73,10 +92,6 @@ class MultiStepLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         passed = bisect_right(self.milestones, self.last_epoch)
         return [b * self.gamma**passed for b in self.base_lrs]
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        state["milestones"] = check_milestones("state_dict['milestones']", state["milestones"], 0)
-        super()._restore(state)
 
 
 class ExponentialLR(LRScheduler):
@@ -91,8 +106,11 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Any, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = check_real("gamma", gamma, low=0.0, low_open=True)
+        self.gamma = positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {**super()._state_rules(), "gamma": positive}
 
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
@@ -127,6 +145,9 @@ class ConstantLR(LRScheduler):
         self.factor = check_real("factor", factor, low=0.0, high=1.0, low_open=True)
         self.total_iters = check_int("total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {**super()._state_rules(), "factor": _factor, "total_iters": _at_least_one}
 
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
@@ -174,6 +195,14 @@ class LinearLR(LRScheduler):
         self.total_iters = check_int("total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
 
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            **super()._state_rules(),
+            "start_factor": _factor,
+            "end_factor": lambda name, value: check_real(name, value, low=0.0, high=1.0),
+            "total_iters": _at_least_one,
+        }
+
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
         if self.last_epoch == 0:
@@ -211,6 +240,13 @@ class PolynomialLR(LRScheduler):
         self.total_iters = check_int("total_iters", total_iters)
         self.power = check_real("power", power, low=0.0)
         super().__init__(optimizer, last_epoch)
+
+    def _state_rules(self) -> dict[str, StateRule]:
+        return {
+            **super()._state_rules(),
+            "total_iters": _at_least_one,
+            "power": lambda name, value: check_real(name, value, low=0.0),
+        }
 
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
