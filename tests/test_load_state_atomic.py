@@ -136,10 +136,6 @@ def corruptions(good: dict, opt) -> list[tuple[str, dict, type, str]]:
         )
         variant(f"{key}-list", TypeError, label, put(value.tolist()))
         variant(f"{key}-string", TypeError, label, put("abc"))
-        for bad_value in (np.nan, np.inf):
-            bad = value.copy()
-            bad[-1] = bad_value
-            variant(f"{key}-{bad_value}", ValueError, label + ".*nan or inf", put(bad))
         if key in {"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta", "exp_inf"}:
             bad = value.copy()
             bad[-1] = -1.0
@@ -190,7 +186,7 @@ def test_failed_load_changes_no_byte(cls, kw):
     saved_bytes = byte_snapshot(opt, params)
     saved_scalars = scalar_snapshot(opt)
     cases = corruptions(good, opt)
-    assert len(cases) >= 19
+    assert len(cases) >= 17
     for name, bad, error, match in cases:
         with pytest.raises(error, match=match):
             opt.load_state_dict(bad)
@@ -262,3 +258,17 @@ def test_numpy_scalars_and_0d_arrays_load_as_torch_tensors_would(cls, kw):
         for index, entry in source.state_dict()["state"].items():
             for key, value in entry.items():
                 np.testing.assert_array_equal(got[index][key], value)
+
+
+def test_nan_and_inf_in_saved_state_load_as_in_torch():
+    """A diverged run's state (nan/inf in moments) loads unchanged, so it can be resumed or
+    inspected; only shape, dtype, type and sign problems are refused."""
+    params = [np.ones(4, np.float32)]
+    opt = fo.optim.Adam(params)
+    opt.step([np.full(4, 0.5, np.float32)])
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg"] = np.array([np.nan, np.inf, -np.inf, 1.0], np.float32)
+    fresh = fo.optim.Adam([np.ones(4, np.float32)])
+    fresh.load_state_dict(sd)
+    loaded = fresh.state_dict()["state"][0]["exp_avg"]
+    assert np.array_equal(loaded, sd["state"][0]["exp_avg"], equal_nan=True)

@@ -600,16 +600,15 @@ def _check_scalar(label: str, name: str, value: Any) -> float:
 
 
 def _check_state_array(label: str, name: str, value: Any, param: np.ndarray) -> np.ndarray:
-    """A state array: an ndarray with ``param``'s shape and dtype, finite values (and ``>= 0``
-    for the second-moment-like states)."""
+    """A state array: an ndarray with ``param``'s shape and dtype (and no negative values in the
+    second-moment-like states). nan and inf load as they are, as in torch: a run that diverged
+    can still be resumed or inspected."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{label} must be a numpy.ndarray, got {type(value).__name__}")
     if value.shape != param.shape:
         raise ValueError(f"{label} has shape {value.shape} but the param has shape {param.shape}")
     if value.dtype != param.dtype:
         raise ValueError(f"{label} has dtype {value.dtype} but the param has dtype {param.dtype}")
-    if not np.isfinite(value).all():
-        raise ValueError(f"{label} holds nan or inf values")
     if name in _NON_NEGATIVE_STATES and (value < 0).any():
         raise ValueError(f"{label} holds negative values (it is a sum or maximum of magnitudes)")
     return value
