@@ -19,6 +19,26 @@ from ferroptim.nn._checks import resolve_dtype
 _RESERVED = ("_parameters", "_gradients", "_buffers", "_modules", "_frozen")
 
 
+def _shape_of(value: Any) -> Any:
+    """``np.shape(value)``, or the type name of a value that has no array shape."""
+    try:
+        return np.shape(value)
+    except Exception:  # ragged lists and other non-arrays: name the type instead
+        return f"<no shape: {type(value).__name__}>"
+
+
+def _check_rng_state(bit_generator: np.random.BitGenerator, value: Any, prefix: str) -> None:
+    """Raise unless ``value`` is a valid state for a bit generator of ``bit_generator``'s type
+    (tried on a scratch instance, so no live generator changes)."""
+    scratch = type(bit_generator)(0)
+    try:
+        scratch.state = value
+    except TypeError as exc:
+        raise TypeError(f"rng state for {prefix!r} is invalid: {exc}") from exc
+    except (ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"rng state for {prefix!r} is invalid: {exc!r}") from exc
+
+
 class Module:
     """Base class of every layer, activation, loss-free block and container.
 
@@ -220,7 +240,8 @@ class Module:
         on ``parameters()`` keep working).
 
         Every key, shape and value is checked before anything is written: with ``strict`` a
-        missing or unexpected key raises ``KeyError`` naming it; a shape mismatch raises
+        missing or unexpected key raises ``KeyError`` naming it and its shape (the expected
+        one for a missing key, the given one for an unexpected key); a shape mismatch raises
         ``ValueError`` naming the key and both shapes; non-numeric values raise ``TypeError``.
         """
         if not isinstance(state_dict, Mapping):
@@ -234,10 +255,18 @@ class Module:
         if strict:
             missing = [key for key in targets if key not in state_dict]
             if missing:
-                raise KeyError(f"state_dict is missing key {missing[0]!r} (missing: {missing})")
+                key = missing[0]
+                raise KeyError(
+                    f"state_dict is missing key {key!r} (expected shape {targets[key].shape}; "
+                    f"missing: {missing})"
+                )
             extra = [key for key in state_dict if key not in targets]
             if extra:
-                raise KeyError(f"state_dict has unexpected key {extra[0]!r} (unexpected: {extra})")
+                key = extra[0]
+                raise KeyError(
+                    f"state_dict has unexpected key {key!r} (given shape "
+                    f"{_shape_of(state_dict[key])}; unexpected: {extra})"
+                )
         staged = []
         for key, target in targets.items():
             if key not in state_dict:
@@ -264,11 +293,28 @@ class Module:
         }
 
     def set_rng_state(self, state: Mapping[str, Any]) -> None:
-        """Restore generator states captured by :meth:`rng_state` (all names checked first)."""
+        """Restore generator states captured by :meth:`rng_state`.
+
+        All-or-nothing: every name and every value is checked first (a value is tried on a
+        scratch generator of the same bit-generator type), and only then are the states set.
+
+        Raises
+        ------
+        TypeError
+            ``state`` is not a mapping, or a value is not a state dict of the right form.
+        KeyError
+            A name is not a module with a random generator ``rng``.
+        ValueError
+            A value is a state of another bit generator or has out-of-range numbers.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"rng state must be a mapping, got {type(state).__name__}")
         modules = dict(self.named_modules())
         for prefix in state:
             if not isinstance(getattr(modules.get(prefix), "rng", None), np.random.Generator):
                 raise KeyError(f"rng state names {prefix!r}, which has no random generator")
+        for prefix, value in state.items():
+            _check_rng_state(modules[prefix].rng.bit_generator, value, prefix)
         for prefix, value in state.items():
             modules[prefix].rng.bit_generator.state = value
 
