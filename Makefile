@@ -19,7 +19,8 @@ demo: build
 	$(PY) -m ferroptim demo
 
 rust-test:
-	cargo test --workspace --exclude ferroptim-python --quiet
+	# a fixed proptest seed keeps `make test` reproducible; unset it to explore new cases
+	PROPTEST_RNG_SEED=$${PROPTEST_RNG_SEED:-20261127} cargo test --workspace --exclude ferroptim-python --quiet
 	cargo run --release --quiet -p ferroptim-core --example train_mlp
 
 lint: $(STAMP)
