@@ -19,7 +19,7 @@ demo: build
 	$(PY) -m ferroptim demo
 
 rust-test:
-	# a fixed proptest seed keeps `make test` reproducible; unset it to explore new cases
+	# a fixed proptest seed keeps `make test` reproducible; PROPTEST_RNG_SEED=<n> explores others
 	PROPTEST_RNG_SEED=$${PROPTEST_RNG_SEED:-20261127} cargo test --workspace --exclude ferroptim-python --quiet
 	cargo run --release --quiet -p ferroptim-core --example train_mlp
 
