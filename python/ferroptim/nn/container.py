@@ -1,13 +1,98 @@
-"""Sequential: modules applied in order; backward runs them in reverse."""
+"""Sequential: modules applied in order; backward runs them in reverse; a failed call is undone."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from ferroptim.nn._checks import require_cache
 from ferroptim.nn.module import Module
+
+_DEPTH = threading.local()  # .value: Sequential calls in progress on this thread
+
+
+class _Snapshot:
+    """What a Sequential call may change in its subtree, saved so a failed call can be undone.
+
+    Always: each module's attribute dict (a shallow copy: caches, ``h_n``, an input-following
+    ``dtype``, ...). For a forward: a copy of every buffer (running statistics, counters) and
+    every ``module.rng`` state. For a backward: a copy of every gradient array. Arrays are put
+    back in place (``np.copyto``), so optimizers holding them keep working.
+    """
+
+    __slots__ = ("arrays", "attributes", "rngs")
+
+    def __init__(self, modules: list[Module], *, backward: bool) -> None:
+        self.attributes = []
+        self.arrays = []
+        self.rngs = []
+        store = "_gradients" if backward else "_buffers"
+        for module in modules:
+            attributes = module.__dict__
+            self.attributes.append((module, attributes.copy()))
+            for array in attributes[store].values():
+                self.arrays.append((array, array.copy()))
+            rng = None if backward else attributes.get("rng")
+            if isinstance(rng, np.random.Generator):
+                self.rngs.append((rng.bit_generator, rng.bit_generator.state))
+
+    def restore(self) -> None:
+        for module, attributes in self.attributes:
+            current = module.__dict__
+            current.clear()
+            current.update(attributes)
+        for array, saved in self.arrays:
+            np.copyto(array, saved)
+        for bit_generator, state in self.rngs:
+            bit_generator.state = state
+
+
+def _subtree(module: Module) -> tuple[list[Module], bool]:
+    """``module`` and its descendants, each instance once (any order), and whether some
+    instance is reachable twice: a flat loop, cheaper than the recursive ``modules()``
+    generator on the per-call path, and safe against cycles."""
+    found = [module]
+    seen = {id(module)}
+    repeated = False
+    for node in found:  # the list grows while it is walked
+        for child in node._modules.values():
+            if id(child) in seen:
+                repeated = True
+            else:
+                seen.add(id(child))
+                found.append(child)
+    return found, repeated
+
+
+def atomic_call(root: Module, run: Any, value: Any, *, backward: bool) -> Any:
+    """``run(value)`` for a container ``root`` (Sequential, Residual), all-or-nothing.
+
+    As the outermost such call on this thread: check that no module instance appears twice in
+    the subtree (``ValueError``), snapshot it (see :class:`_Snapshot`; gradients when
+    ``backward``, buffers and generator states otherwise), run, and on any exception restore
+    the snapshot and re-raise. Nested calls just run: the outermost snapshot covers them.
+    """
+    if getattr(_DEPTH, "value", 0):
+        return run(value)
+    modules, repeated = _subtree(root)
+    if repeated:
+        raise ValueError(
+            f"{type(root).__name__}: the same module instance appears twice in this model; "
+            "each instance may appear once (forward caches are per instance)"
+        )
+    snapshot = _Snapshot(modules, backward=backward)
+    _DEPTH.value = 1
+    try:
+        return run(value)
+    except BaseException:
+        snapshot.restore()
+        raise
+    finally:
+        _DEPTH.value = 0
 
 
 class Sequential(Module):
@@ -16,6 +101,23 @@ class Sequential(Module):
     ``forward`` feeds each module's output to the next; ``backward(dy)`` walks them in reverse
     and returns d loss / d input. Children are named ``"0"``, ``"1"``, ... as in torch, so
     parameter names read ``"0.weight"``.
+
+    Notes
+    -----
+    Calls are all-or-nothing. When any module raises inside ``forward``, every buffer (running
+    statistics, ``num_batches_tracked``), every generator state (dropout masks) and every
+    module's attributes (forward caches) of the subtree are put back as they were before the
+    call, then the exception propagates. ``backward`` first checks ``dy`` against the shape of
+    the last output (before any module runs); when a module raises midway, every gradient
+    array and attribute of the subtree is restored. Only the outermost Sequential of a call
+    takes the snapshot (a per-thread depth counter), so nesting costs nothing extra. The
+    snapshot copies buffers (forward) or gradients (backward): O(parameters), small next to
+    the layers' own work.
+
+    A module instance may appear only once in a Sequential's subtree (``ValueError`` at
+    construction, ``append`` or assignment, and at ``forward``): each module caches its own
+    forward for its backward, so a shared instance would see its cache overwritten. Unlike
+    torch, share weights by other means (e.g. tie arrays with ``load_state_dict``).
     """
 
     def __init__(self, *modules: Module) -> None:
@@ -32,6 +134,33 @@ class Sequential(Module):
             setattr(self, name, module)
         dtypes = {m.dtype for m in self._modules.values() if m._parameters}
         self.dtype = dtypes.pop() if len(dtypes) == 1 else self.dtype
+        self._output: tuple[tuple[int, ...], np.dtype] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, Module):
+            self._check_unshared(name, value)
+        super().__setattr__(name, value)
+
+    def _check_unshared(self, name: str, module: Module) -> None:
+        """``ValueError`` unless ``module``'s subtree is disjoint from the rest of this one (the
+        child being replaced under ``name`` excluded) and has no repeated instance itself."""
+        incoming, repeated = _subtree(module)
+        if repeated:
+            raise ValueError(
+                f"Sequential: module {name!r} ({type(module).__name__}) contains the same module "
+                "instance twice; each instance may appear once (forward caches are per instance)"
+            )
+        present = {id(self)}
+        for child_name, child in self._modules.items():
+            if child_name != name:
+                present.update(id(m) for m in _subtree(child)[0])
+        shared = present.intersection(id(m) for m in incoming)
+        if shared:
+            raise ValueError(
+                f"Sequential: module {name!r} ({type(module).__name__}) is already in this "
+                "Sequential (or contains a module that is); each instance may appear once "
+                "because forward caches are per instance (weight sharing is not supported)"
+            )
 
     def append(self, module: Module) -> Sequential:
         if not isinstance(module, Module):
@@ -51,12 +180,35 @@ class Sequential(Module):
             return Sequential(*modules[index])
         return modules[index]
 
+    # --- forward / backward ----------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """Apply the modules in order; on an error nothing in the subtree has changed."""
+        return atomic_call(self, self._forward_chain, x, backward=False)
+
+    def _forward_chain(self, x: Any) -> Any:
         for module in self._modules.values():
             x = module(x)
+        array = x if isinstance(x, np.ndarray) else np.asarray(x)
+        self._output = (array.shape, array.dtype)
         return x
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        """Walk the modules in reverse; ``dy`` must have the last output's shape and a numeric
+        dtype (checked before any module runs). On an error no gradient has changed."""
+        shape, _ = require_cache(self._output, "Sequential")
+        if isinstance(dy, (str, bytes)) or dy is None:
+            raise TypeError(f"Sequential: dy must be a numeric array, got {type(dy).__name__}")
+        array = dy if isinstance(dy, np.ndarray) else np.asarray(dy)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"Sequential: dy must be numeric, got dtype {array.dtype}")
+        if array.shape != shape:
+            raise ValueError(
+                f"Sequential: dy must have the output shape {shape}, got {array.shape}"
+            )
+        return atomic_call(self, self._backward_chain, dy, backward=True)
+
+    def _backward_chain(self, dy: Any) -> Any:
         for module in reversed(self._modules.values()):
             dy = module.backward(dy)
+        self._output = None
         return dy

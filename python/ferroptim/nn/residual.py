@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn._checks import check_input, check_upstream, require_cache
+from ferroptim.nn.container import atomic_call
 from ferroptim.nn.module import Module
 
 __all__ = ["Residual"]
@@ -26,6 +27,12 @@ class Residual(Module):
         ``self.block = f`` would name them.
     dtype : numpy dtype, optional
         Default: the block's dtype.
+
+    Notes
+    -----
+    Calls are all-or-nothing like :class:`~ferroptim.nn.Sequential`'s: when the block or the
+    shape check raises, the block's buffers, generator states and attributes (forward) or
+    gradients (backward) are restored before the exception propagates.
     """
 
     def __init__(self, block: Module, *, dtype: Any = None) -> None:
@@ -36,6 +43,12 @@ class Residual(Module):
         self._cache: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> np.ndarray:
+        return atomic_call(self, self._forward, x, backward=False)
+
+    def backward(self, dy: Any) -> np.ndarray:
+        return atomic_call(self, self._backward, dy, backward=True)
+
+    def _forward(self, x: Any) -> np.ndarray:
         x = check_input(x, self.dtype, layer="Residual")
         fx = self.block(x)
         if np.shape(fx) != x.shape:
@@ -46,7 +59,7 @@ class Residual(Module):
         self._cache = x.shape
         return (x + fx).astype(self.dtype, copy=False)
 
-    def backward(self, dy: Any) -> np.ndarray:
+    def _backward(self, dy: Any) -> np.ndarray:
         shape = require_cache(self._cache, "Residual")
         dy = check_upstream(dy, shape, self.dtype, "Residual")
         dx = self.block.backward(dy)
