@@ -427,3 +427,63 @@ def test_lstm_state_dict_round_trip_and_key_errors():
         random_lstm(num_layers=2, bias=False).load_state_dict(src.state_dict())
     with pytest.raises(ValueError, match="weight_ih_l0"):
         random_lstm(input_size=5, num_layers=2).load_state_dict(src.state_dict())
+
+
+# --- init= (issue 4: layers accept an init choice) -----------------------------------------
+def test_lstm_default_init_is_unchanged_by_the_init_argument():
+    default = LSTM(3, 4, num_layers=2, rng=5)
+    explicit = LSTM(3, 4, num_layers=2, init=None, rng=5)
+    bound = 1.0 / np.sqrt(4)
+    for (name, a), (_, b) in zip(
+        default.named_parameters(), explicit.named_parameters(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        assert np.all(np.abs(a) <= bound) and np.any(a != 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lstm_named_init_sets_weights_and_zeroes_biases(dtype):
+    lstm = LSTM(3, 4, num_layers=2, init="orthogonal", dtype=dtype, rng=0)
+    for name, array in lstm.named_parameters():
+        assert array.dtype == dtype
+        if name.startswith("bias"):
+            np.testing.assert_array_equal(array, 0)
+        else:  # (4H, in) with 4H >= in: orthonormal columns
+            np.testing.assert_allclose(array.T @ array, np.eye(array.shape[1]), atol=1e-5)
+    y = lstm(np.ones((5, 2, 3), dtype))
+    assert y.shape == (5, 2, 4) and np.all(np.isfinite(y))
+
+
+def test_lstm_callable_init_gets_each_weight_and_the_generator():
+    seen = []
+
+    def fill(weight, rng):
+        assert isinstance(rng, np.random.Generator)
+        seen.append(weight.shape)
+        weight[...] = 0.5
+
+    lstm = LSTM(3, 2, num_layers=2, bias=False, init=fill, rng=0)
+    assert seen == [(8, 3), (8, 2), (8, 2), (8, 2)]
+    for _, array in lstm.named_parameters():
+        np.testing.assert_array_equal(array, 0.5)
+
+
+def test_lstm_and_embedding_refuse_an_unknown_init():
+    with pytest.raises(ValueError, match="LSTM: init"):
+        LSTM(3, 2, init="glorot")
+    with pytest.raises(ValueError, match="Embedding: init"):
+        Embedding(5, 2, init=3)
+
+
+def test_embedding_init_fills_the_weight_and_rezeroes_the_padding_row():
+    default = Embedding(6, 4, padding_idx=2, rng=1)
+    again = Embedding(6, 4, padding_idx=2, init=None, rng=1)
+    np.testing.assert_array_equal(default.weight, again.weight)
+    emb = Embedding(6, 4, padding_idx=2, init=lambda w, rng: w.fill(3.0), dtype=np.float64)
+    expected = np.full((6, 4), 3.0)
+    expected[2] = 0.0
+    np.testing.assert_array_equal(emb.weight, expected)
+    xavier = Embedding(50, 8, padding_idx=-1, init="xavier_uniform", rng=0)
+    bound = np.sqrt(6.0 / (50 + 8))
+    assert np.all(np.abs(xavier.weight) <= bound) and xavier.weight.std() > bound / 3
+    np.testing.assert_array_equal(xavier.weight[49], 0.0)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ferroptim.nn._checks import check_input, check_positive_int, require_cache
 from ferroptim.nn._rng import resolve_rng
+from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
 
 
@@ -67,6 +68,11 @@ class Embedding(Module):
         it is set to); negative values count from the end, as in torch.
     dtype : numpy dtype, optional
         ``float32`` (default) or ``float64``.
+    init : None, str or callable, optional
+        Weight initialization. ``None`` (default) is torch's ``N(0, 1)``; a name from
+        ``nn.init.LAYER_INITS`` or a ``callable(weight, rng)`` fills the weight instead (fans
+        as torch computes them for a ``(num_embeddings, embedding_dim)`` array). Either way the
+        ``padding_idx`` row is then set to zero.
     rng : None, int or numpy Generator, optional
         Source of the initial weights (default: the generator seeded by ``nn.manual_seed``).
 
@@ -93,6 +99,7 @@ class Embedding(Module):
         padding_idx: int | None = None,
         *,
         dtype: Any = np.float32,
+        init: Any = None,
         rng: Any = None,
     ) -> None:
         super().__init__(dtype)
@@ -100,10 +107,14 @@ class Embedding(Module):
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.padding_idx = _resolve_padding_idx(padding_idx, self.num_embeddings)
         generator = resolve_rng(rng)
-        weight = generator.standard_normal((self.num_embeddings, self.embedding_dim))
+        shape = (self.num_embeddings, self.embedding_dim)
+        if init is None:
+            weight = self.register_parameter("weight", generator.standard_normal(shape))
+        else:
+            weight = self.register_parameter("weight", np.zeros(shape))
+            initialize_layer(weight, None, init, generator, "Embedding")
         if self.padding_idx is not None:
             weight[self.padding_idx] = 0.0
-        self.register_parameter("weight", weight)
         self._cache: np.ndarray | None = None
 
     def forward(self, x: Any) -> np.ndarray:

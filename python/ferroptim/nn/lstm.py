@@ -11,6 +11,7 @@ import numpy as np
 from ferroptim.nn._checks import check_input, check_positive_int, require_cache
 from ferroptim.nn._rng import resolve_rng
 from ferroptim.nn.functional import sigmoid
+from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
 
 
@@ -147,6 +148,12 @@ class LSTM(Module):
         ``(num_layers, N, H)``, as in torch.
     dtype : numpy dtype, optional
         ``float32`` (default) or ``float64``.
+    init : None, str or callable, optional
+        Weight initialization. ``None`` (default) is torch's: every weight and bias
+        ``~ U(-1/sqrt(H), 1/sqrt(H))``. A name from ``nn.init.LAYER_INITS`` (``"orthogonal"``,
+        ``"xavier_uniform"``, ``"normal"``, ...) or a ``callable(weight, rng)`` initializes each
+        ``weight_ih_l{k}`` and ``weight_hh_l{k}`` as a whole ``(4H, .)`` matrix (as
+        ``Linear(init=...)`` does its weight) and sets the biases to zero.
     rng : None, int or numpy Generator, optional
         Source of the initial weights (default: the generator seeded by ``nn.manual_seed``).
 
@@ -170,6 +177,7 @@ class LSTM(Module):
         batch_first: bool = False,
         *,
         dtype: Any = np.float32,
+        init: Any = None,
         rng: Any = None,
     ) -> None:
         super().__init__(dtype)
@@ -190,7 +198,12 @@ class LSTM(Module):
             if self.bias:
                 shapes.update({f"bias_ih_l{k}": (gates,), f"bias_hh_l{k}": (gates,)})
             for name, shape in shapes.items():
-                self.register_parameter(name, generator.uniform(-bound, bound, shape))
+                if init is None:
+                    self.register_parameter(name, generator.uniform(-bound, bound, shape))
+                    continue
+                array = self.register_parameter(name, np.zeros(shape))
+                if name.startswith("weight"):
+                    initialize_layer(array, None, init, generator, "LSTM")
         self.h_n: np.ndarray | None = None
         self.c_n: np.ndarray | None = None
         self.dh_0: np.ndarray | None = None
