@@ -54,6 +54,23 @@ class WrongGradient(Module):
         return dy[:, :-1] if self.broken else dy
 
 
+class Gate(Module):
+    """Identity, except that an ``armed`` gate refuses every forward (after the layers before
+    it in a Sequential have run)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.armed = False
+
+    def forward(self, x):
+        if self.armed:
+            raise ValueError("gate closed")
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
 class Pair(Module):
     """Holds one child under two names (a module that shares an instance)."""
 
@@ -74,15 +91,20 @@ def test_failed_forward_restores_running_stats_and_dropout_generator():
 
 
 def test_failed_forward_keeps_the_previous_forward_usable_for_backward():
-    model = Sequential(Linear(4, 3), BatchNorm1d(3), Dropout(0.5, seed=1), Linear(3, 2))
-    twin = Sequential(Linear(4, 3), BatchNorm1d(3), Dropout(0.5, seed=1), Linear(3, 2))
-    twin.load_state_dict(model.state_dict())
+    def build():
+        return Sequential(
+            Linear(4, 3, rng=0), BatchNorm1d(3), Dropout(0.5, seed=1), Linear(3, 2, rng=1), Gate()
+        )
+
+    model, twin = build(), build()
     x, dy = batch((8, 4)), batch((8, 2), seed=1)
     y = model(x)
-    with pytest.raises(ValueError):
-        model(batch((8, 5)))  # fails in the first Linear: nothing ran
+    model[4].armed = True
+    with pytest.raises(ValueError, match="gate"):
+        model(batch((8, 4), seed=9))  # every layer ran (caches, statistics, masks) before this
     with pytest.raises(TypeError):
         model(x.astype(np.complex64))
+    model[4].armed = False
     dx = model.backward(dy)
     twin_y = twin(x)
     twin_dx = twin.backward(dy)
@@ -90,6 +112,7 @@ def test_failed_forward_keeps_the_previous_forward_usable_for_backward():
     np.testing.assert_array_equal(dx, twin_dx)
     for g, h in zip(model.gradients(), twin.gradients(), strict=True):
         np.testing.assert_array_equal(g, h)
+    assert_same_state(state_of(twin), model)
 
 
 def test_failure_after_the_chain_ran_is_undone_in_nested_sequentials():

@@ -43,9 +43,11 @@ class Residual(Module):
         self._cache: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> np.ndarray:
+        """``x + block(x)``; on an error nothing in the block has changed."""
         return atomic_call(self, self._forward, x, backward=False)
 
     def backward(self, dy: Any) -> np.ndarray:
+        """``dy + block.backward(dy)``; on an error no gradient has changed."""
         return atomic_call(self, self._backward, dy, backward=True)
 
     def _forward(self, x: Any) -> np.ndarray:
