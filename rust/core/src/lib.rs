@@ -23,6 +23,8 @@ pub mod clip;
 mod error;
 mod fused;
 pub mod optim;
+#[doc(hidden)]
+pub mod panic_probe;
 mod pool;
 mod real;
 pub mod roofline;

@@ -58,6 +58,25 @@ fn set_num_threads(n: i64) -> PyResult<()> {
     ferroptim_core::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// Panic on purpose inside a native call, on the `"caller"`, `"helper"` or `"pool"` path, with
+/// the GIL released as kernels run: for tests that a Rust panic arrives as
+/// `pyo3_runtime.PanicException` and the process and the thread pool keep working.
+#[pyfunction]
+fn _panic_for_tests(py: Python<'_>, site: &str) -> PyResult<f64> {
+    use ferroptim_core::panic_probe::{panic_on, PanicSite};
+    let site = match site {
+        "caller" => PanicSite::Caller,
+        "helper" => PanicSite::Helper,
+        "pool" => PanicSite::Pool,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "site: must be 'caller', 'helper' or 'pool', got {site:?}"
+            )))
+        }
+    };
+    Ok(py.detach(|| panic_on(site)))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
@@ -65,6 +84,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_stats, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_update_running, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_forward, m)?)?;
