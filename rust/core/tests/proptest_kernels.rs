@@ -20,10 +20,11 @@
 
 mod common;
 
-use common::at_each_level;
+use common::{
+    clip_outputs, each_setting, first_disagreement, flat_bits, nan_aware_bits, splitmix64, Hypers,
+    Kernel, Problem, HYPER_EDGES, KERNEL_COUNT,
+};
 use ferroptim_core::batchnorm::{batch_stats, Layout};
-use ferroptim_core::clip::{clamp_all, scale_each, tensor_partials};
-use ferroptim_core::simd::{self, SimdLevel};
 use ferroptim_core::*;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -47,40 +48,24 @@ fn config() -> ProptestConfig {
 // ---------------------------------------------------------------------------------------------
 // Settings: every SIMD level x 1 and 2 threads, compared with the lowest level on one thread.
 
-/// Bit patterns of an output, NaN-aware (`None` for NaN).
-type Bits = Vec<Option<u64>>;
-
-/// NaN-aware bit patterns: every NaN compares equal to every other NaN, nothing else is loosened.
-fn nan_aware_bits(xs: impl IntoIterator<Item = f64>) -> Bits {
-    xs.into_iter()
-        .map(|x| if x.is_nan() { None } else { Some(x.to_bits()) })
-        .collect()
-}
-
 /// Run `f` at every supported level with 1 and 2 threads (under the shared level lock) and check
 /// that every outcome equals the one at the lowest level with one thread.
 fn agree_across_settings<R: PartialEq + Debug>(
     mut f: impl FnMut() -> R,
 ) -> Result<(), TestCaseError> {
-    let mut runs: Vec<(SimdLevel, usize, R)> = Vec::new();
-    at_each_level(|level| {
-        for threads in [1, 2] {
-            set_num_threads(threads).unwrap();
-            runs.push((level, threads, f()));
-        }
-        set_num_threads(1).unwrap();
-    });
-    let lowest = *simd::supported_levels().last().unwrap();
-    let base = runs
-        .iter()
-        .position(|(level, threads, _)| *level == lowest && *threads == 1)
-        .unwrap();
-    for (level, threads, got) in &runs {
-        prop_assert!(
-            *got == runs[base].2,
-            "{level:?} with {threads} threads differs from {lowest:?} with 1 thread: {}",
-            first_difference(&format!("{got:?}"), &format!("{:?}", runs[base].2))
-        );
+    let runs = each_setting(|_, _| f());
+    if let Some(run) = first_disagreement(&runs) {
+        let base = &runs[0];
+        return Err(TestCaseError::fail(format!(
+            "{:?} with {} threads differs from {:?} with 1 thread: {}",
+            run.level,
+            run.threads,
+            base.level,
+            first_difference(
+                &format!("{:?}", run.outcome),
+                &format!("{:?}", base.outcome)
+            )
+        )));
     }
     Ok(())
 }
@@ -164,11 +149,7 @@ impl ArraySpec {
 
 /// splitmix64 step mapped to the `value()` mix (one in 12 special).
 fn seeded_value(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = splitmix64(state);
     if z.is_multiple_of(12) {
         SPECIAL_VALUES[(z >> 8) as usize % SPECIAL_VALUES.len()]
     } else {
@@ -188,27 +169,9 @@ fn array_near() -> impl Strategy<Value = (ArraySpec, Option<usize>)> {
 
 /// A hyperparameter: usually `sensible`, sometimes an edge or out-of-range value.
 fn hyper(sensible: f64) -> impl Strategy<Value = f64> {
-    const EDGES: [f64; 16] = [
-        0.0,
-        -0.0,
-        5e-324,
-        1e-300,
-        1e-8,
-        0.5,
-        0.999_999_999_999_999_9,
-        1.0,
-        2.0,
-        1e30,
-        f64::MAX,
-        -1.0,
-        -1e-300,
-        f64::NAN,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-    ];
     prop_oneof![
         3 => Just(sensible),
-        1 => select(EDGES.to_vec()),
+        1 => select(HYPER_EDGES.to_vec()),
         1 => 0.0f64..1.0,
     ]
 }
@@ -232,25 +195,7 @@ fn step_count() -> impl Strategy<Value = u64> {
 // ---------------------------------------------------------------------------------------------
 // Optimizers.
 
-/// One optimizer with its configuration.
-#[derive(Clone, Debug)]
-enum Kernel {
-    Sgd(SgdConfig),
-    Adagrad(AdagradConfig),
-    Adadelta(AdadeltaConfig),
-    Rmsprop(RmspropConfig),
-    Adam(AdamConfig),
-    Adamax(AdamaxConfig),
-    Nadam(NadamConfig),
-    Radam(RadamConfig),
-    Lion(LionConfig),
-}
-
-/// Drawn hyperparameters: (lr, a, b, eps, weight_decay, momentum, flags, grad_clip); `a` and `b`
-/// are each optimizer's first and second coefficient (betas, rho, alpha, lr_decay, dampening).
-type Hyper = (f64, f64, f64, f64, f64, f64, [bool; 3], GradClip);
-
-fn hypers() -> impl Strategy<Value = Hyper> {
+fn hypers() -> impl Strategy<Value = Hypers> {
     (
         hyper(0.01),
         hyper(0.9),
@@ -261,139 +206,22 @@ fn hypers() -> impl Strategy<Value = Hyper> {
         any::<[bool; 3]>(),
         grad_clip(),
     )
+        .prop_map(
+            |(lr, a, b, eps, weight_decay, momentum, flags, grad_clip)| Hypers {
+                lr,
+                a,
+                b,
+                eps,
+                weight_decay,
+                momentum,
+                flags,
+                grad_clip,
+            },
+        )
 }
 
 fn kernel() -> impl Strategy<Value = Kernel> {
-    (0usize..9, hypers()).prop_map(|(which, h)| {
-        let (lr, a, b, eps, weight_decay, momentum, [f0, f1, maximize], grad_clip) = h;
-        match which {
-            0 => Kernel::Sgd(SgdConfig {
-                lr,
-                momentum,
-                dampening: if f1 { 0.0 } else { a },
-                weight_decay,
-                nesterov: f0,
-                maximize,
-                grad_clip,
-            }),
-            1 => Kernel::Adagrad(AdagradConfig {
-                lr,
-                lr_decay: a,
-                weight_decay,
-                eps,
-                maximize,
-                grad_clip,
-            }),
-            2 => Kernel::Adadelta(AdadeltaConfig {
-                lr,
-                rho: a,
-                eps,
-                weight_decay,
-                maximize,
-                grad_clip,
-            }),
-            3 => Kernel::Rmsprop(RmspropConfig {
-                lr,
-                alpha: a,
-                eps,
-                weight_decay,
-                momentum,
-                centered: f0,
-                maximize,
-                grad_clip,
-            }),
-            4 => Kernel::Adam(AdamConfig {
-                lr,
-                beta1: a,
-                beta2: b,
-                eps,
-                weight_decay,
-                amsgrad: f1,
-                maximize,
-                decoupled_weight_decay: f0,
-                grad_clip,
-            }),
-            5 => Kernel::Adamax(AdamaxConfig {
-                lr,
-                beta1: a,
-                beta2: b,
-                eps,
-                weight_decay,
-                maximize,
-                grad_clip,
-            }),
-            6 => Kernel::Nadam(NadamConfig {
-                lr,
-                beta1: a,
-                beta2: b,
-                eps,
-                weight_decay,
-                momentum_decay: momentum,
-                maximize,
-                decoupled_weight_decay: f0,
-                grad_clip,
-            }),
-            7 => Kernel::Radam(RadamConfig {
-                lr,
-                beta1: a,
-                beta2: b,
-                eps,
-                weight_decay,
-                maximize,
-                decoupled_weight_decay: f0,
-                grad_clip,
-            }),
-            _ => Kernel::Lion(LionConfig {
-                lr,
-                beta1: a,
-                beta2: b,
-                weight_decay,
-                maximize,
-                grad_clip,
-            }),
-        }
-    })
-}
-
-impl Kernel {
-    fn validate(&self) -> Result<(), Error> {
-        match self {
-            Kernel::Sgd(c) => c.validate(),
-            Kernel::Adagrad(c) => c.validate(),
-            Kernel::Adadelta(c) => c.validate(),
-            Kernel::Rmsprop(c) => c.validate(),
-            Kernel::Adam(c) => c.validate(),
-            Kernel::Adamax(c) => c.validate(),
-            Kernel::Nadam(c) => c.validate(),
-            Kernel::Radam(c) => c.validate(),
-            Kernel::Lion(c) => c.validate(),
-        }
-    }
-
-    /// State arrays per tensor for this configuration.
-    fn state_count(&self) -> usize {
-        match self {
-            Kernel::Sgd(c) => c.state_count(),
-            Kernel::Rmsprop(c) => c.state_count(),
-            Kernel::Adam(c) => c.state_count(),
-            Kernel::Adagrad(_) | Kernel::Lion(_) => 1,
-            Kernel::Adadelta(_) | Kernel::Adamax(_) | Kernel::Nadam(_) | Kernel::Radam(_) => 2,
-        }
-    }
-
-    fn step<T: Real>(&self, t: &mut [TensorRef<'_, T>], mu: &mut [f32]) -> Result<(), Error> {
-        match self {
-            Kernel::Sgd(c) => sgd_step(t, c),
-            Kernel::Adagrad(c) => adagrad_step(t, c),
-            Kernel::Adadelta(c) => adadelta_step(t, c),
-            Kernel::Rmsprop(c) => rmsprop_step(t, c),
-            Kernel::Adam(c) => adam_step(t, c),
-            Kernel::Adamax(c) => adamax_step(t, c),
-            Kernel::Nadam(c) => nadam_step(t, mu, c),
-            Kernel::Radam(c) => radam_step(t, c),
-            Kernel::Lion(c) => lion_step(t, c),
-        }
-    }
+    (0..KERNEL_COUNT, hypers()).prop_map(|(which, h)| Kernel::new(which, &h))
 }
 
 /// One tensor's draw: length, parameter, gradient and up to four state arrays (each maybe of a
@@ -435,59 +263,18 @@ fn tensor_specs() -> impl Strategy<Value = (Vec<TensorSpec>, Option<usize>)> {
     )
 }
 
-/// Everything one optimizer call reads and writes.
-#[derive(Clone)]
-struct Problem<T> {
-    params: Vec<Vec<T>>,
-    grads: Vec<Vec<T>>,
-    states: Vec<Vec<Vec<T>>>,
-    steps: Vec<u64>,
-    mu: Vec<f32>,
-}
-
-impl<T: Real> Problem<T> {
-    fn build(specs: &[TensorSpec], n_state: usize) -> Self {
-        let near =
-            |(a, other): &(ArraySpec, Option<usize>), len: usize| a.build(other.unwrap_or(len));
-        Problem {
-            params: specs.iter().map(|s| s.param.build(s.len)).collect(),
-            grads: specs.iter().map(|s| near(&s.grad, s.len)).collect(),
-            states: specs
-                .iter()
-                .map(|s| s.states[..n_state].iter().map(|a| near(a, s.len)).collect())
-                .collect(),
-            steps: specs.iter().map(|s| s.step).collect(),
-            mu: specs.iter().map(|s| s.mu_product as f32).collect(),
-        }
-    }
-
-    fn run(&mut self, kernel: &Kernel) -> Result<(), Error> {
-        let mut tensors: Vec<TensorRef<'_, T>> = Vec::new();
-        for (((p, g), states), &step) in self
-            .params
-            .iter_mut()
-            .zip(&self.grads)
-            .zip(self.states.iter_mut())
-            .zip(&self.steps)
-        {
-            let mut t = TensorRef::new(p, g, step);
-            for s in states.iter_mut() {
-                t = t.with_state(s);
-            }
-            tensors.push(t);
-        }
-        kernel.step(&mut tensors, &mut self.mu)
-    }
-
-    /// NaN-aware bits of every array the step may write (parameters, states, mu products).
-    fn bits(&self) -> Bits {
-        let written = self
-            .params
+/// The arrays of `specs`, each tensor with `n_state` state arrays.
+fn build_problem<T: Real>(specs: &[TensorSpec], n_state: usize) -> Problem<T> {
+    let near = |(a, other): &(ArraySpec, Option<usize>), len: usize| a.build(other.unwrap_or(len));
+    Problem {
+        params: specs.iter().map(|s| s.param.build(s.len)).collect(),
+        grads: specs.iter().map(|s| near(&s.grad, s.len)).collect(),
+        states: specs
             .iter()
-            .chain(self.states.iter().flatten())
-            .flatten()
-            .map(|x| x.to_f64());
-        nan_aware_bits(written.chain(self.mu.iter().map(|&m| f64::from(m))))
+            .map(|s| s.states[..n_state].iter().map(|a| near(a, s.len)).collect())
+            .collect(),
+        steps: specs.iter().map(|s| s.step).collect(),
+        mu: specs.iter().map(|s| s.mu_product as f32).collect(),
     }
 }
 
@@ -496,7 +283,7 @@ fn check_optimizer<T: Real>(
     (specs, wrong_state): &(Vec<TensorSpec>, Option<usize>),
 ) -> Result<(), TestCaseError> {
     let n_state = wrong_state.map_or(kernel.state_count(), |d| (kernel.state_count() + d) % 5);
-    let original = Problem::<T>::build(specs, n_state);
+    let original = build_problem::<T>(specs, n_state);
     let before = original.bits();
     let invalid = kernel.validate().is_err();
     let mut unchanged_on_err = true;
@@ -548,50 +335,6 @@ fn norm_p() -> impl Strategy<Value = f64> {
         -1.0,
         f64::NAN,
     ])
-}
-
-/// What the clipping helpers produce from one set of arrays.
-#[derive(Debug, PartialEq)]
-struct ClipOutputs {
-    /// `tensor_partials` (empty when the norm order is invalid).
-    partials: Bits,
-    /// The arrays after `scale_each`.
-    scaled: Bits,
-    /// Whether `clamp_all` accepted `clip_value`.
-    clamp_ok: bool,
-    /// The arrays after `clamp_all`.
-    clamped: Bits,
-}
-
-fn clip_outputs<T: Real>(
-    arrays: &[Vec<T>],
-    norm: Option<NormType>,
-    clamp: Option<f64>,
-    factors: &[f64],
-    clip_value: f64,
-) -> ClipOutputs {
-    let slices: Vec<&[T]> = arrays.iter().map(Vec::as_slice).collect();
-    let partials = norm.map_or_else(Vec::new, |n| {
-        nan_aware_bits(tensor_partials(&slices, n, clamp))
-    });
-    let mut scaled = arrays.to_vec();
-    scale_each(scaled.iter_mut().map(Vec::as_mut_slice).collect(), factors);
-    let mut clamped = arrays.to_vec();
-    let clamp_ok = clamp_all(
-        clamped.iter_mut().map(Vec::as_mut_slice).collect(),
-        clip_value,
-    )
-    .is_ok();
-    ClipOutputs {
-        partials,
-        scaled: flat_bits(&scaled),
-        clamp_ok,
-        clamped: flat_bits(&clamped),
-    }
-}
-
-fn flat_bits<T: Real>(arrays: &[Vec<T>]) -> Bits {
-    nan_aware_bits(arrays.iter().flatten().map(|x| x.to_f64()))
 }
 
 fn check_clipping<T: Real>(
