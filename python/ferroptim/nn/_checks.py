@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -65,22 +66,44 @@ def check_upstream(dy: Any, shape: tuple[int, ...], dtype: np.dtype, layer: str)
     return array
 
 
-def check_positive_int(value: Any, name: str) -> int:
-    """A positive integer (bools rejected)."""
+def check_int(value: Any, name: str) -> int:
+    """An int (NumPy integers too; bools refused), as a Python int."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
+        raise TypeError(f"{name} must be an int, got {value!r}")
     return int(value)
 
 
-def check_probability(value: Any, name: str) -> float:
-    """A float in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a float in [0, 1), got {value!r}")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return float(value)
+def check_positive_int(value: Any, name: str) -> int:
+    """A positive integer (bools refused)."""
+    value = check_int(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    allow_inf: bool = False,
+) -> float:
+    """A real number (NumPy scalars too; bools refused) in ``[low, high]``, as a float.
+
+    ``TypeError`` for anything else; ``ValueError`` for nan, for an infinity unless
+    ``allow_inf``, and outside the range. ``name`` is used in the messages as given (prefix the
+    layer, e.g. ``"ELU: alpha"``).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        kind = "a number, not nan" if allow_inf else "a finite number"
+        raise ValueError(f"{name} must be {kind}, got {value}")
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value}")
+    return number
 
 
 def require_cache(cache: Any, layer: str) -> Any:

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn import functional as F
-from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim.nn._checks import (
+    check_input,
+    check_int,
+    check_positive_int,
+    check_real,
+    require_cache,
+)
 from ferroptim.nn.module import Module
 
 __all__ = [
@@ -31,14 +37,6 @@ __all__ = [
     "Softplus",
     "Tanh",
 ]
-
-
-def _check_float(value: Any, name: str, layer: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{layer}: {name} must be a float, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{layer}: {name} must be finite, got {value}")
-    return float(value)
 
 
 def _masked(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -126,7 +124,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
+        self.negative_slope = check_real(negative_slope, "LeakyReLU: negative_slope")
 
     def _forward(self, x):
         positive = x > 0
@@ -160,7 +158,7 @@ class PReLU(_Activation):
     ) -> None:
         super().__init__(dtype)
         self.num_parameters = check_positive_int(num_parameters, "PReLU: num_parameters")
-        init = _check_float(init, "init", "PReLU")
+        init = check_real(init, "PReLU: init")
         self.register_parameter("weight", np.full(self.num_parameters, init))
 
     def _slope(self, x: np.ndarray) -> np.ndarray:
@@ -199,7 +197,7 @@ class ELU(_Activation):
 
     def __init__(self, alpha: float = 1.0, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.alpha = _check_float(alpha, "alpha", "ELU")
+        self.alpha = check_real(alpha, "ELU: alpha")
 
     def _forward(self, x):
         positive = x > 0
@@ -278,10 +276,10 @@ class Softplus(_Activation):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0, dtype: Any = None):
         super().__init__(dtype)
-        self.beta = _check_float(beta, "beta", "Softplus")
+        self.beta = check_real(beta, "Softplus: beta")
         if self.beta == 0:
             raise ValueError("Softplus: beta must be non-zero")
-        self.threshold = _check_float(threshold, "threshold", "Softplus")
+        self.threshold = check_real(threshold, "Softplus: threshold")
 
     def _forward(self, x):
         scaled = x * self.beta
@@ -296,16 +294,10 @@ class Softplus(_Activation):
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
-def _check_dim(dim: Any, layer: str) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
-        raise TypeError(f"{layer}: dim must be an int, got {dim!r}")
-    return int(dim)
-
-
 class _SoftmaxBase(_Activation):
     def __init__(self, dim: int = -1, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.dim = _check_dim(dim, type(self).__name__)
+        self.dim = check_int(dim, f"{type(self).__name__}: dim")
 
     def _axis(self, x: np.ndarray) -> int:
         ndim = max(x.ndim, 1)  # a 0-d input has one (trivial) softmax axis, as in torch

@@ -6,18 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_upstream, require_cache
+from ferroptim.nn._checks import check_input, check_real, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Dropout"]
-
-
-def _check_p(p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise TypeError(f"Dropout: p must be a float in [0, 1], got {p!r}")
-    if not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
-    return float(p)
 
 
 class Dropout(Module):
@@ -45,7 +37,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, seed: int | None = None, *, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.p = _check_p(p)
+        self.p = check_real(p, "Dropout: p", low=0.0, high=1.0)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"Dropout: seed must be None or an int, got {seed!r}")
         self.rng = np.random.default_rng(seed)

@@ -7,16 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_upstream, require_cache
+from ferroptim.nn._checks import check_input, check_int, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Flatten", "Identity"]
-
-
-def _check_dim(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Flatten: {name} must be an int, got {value!r}")
-    return int(value)
 
 
 class Flatten(Module):
@@ -38,8 +32,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1, *, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.start_dim = _check_dim(start_dim, "start_dim")
-        self.end_dim = _check_dim(end_dim, "end_dim")
+        self.start_dim = check_int(start_dim, "Flatten: start_dim")
+        self.end_dim = check_int(end_dim, "Flatten: end_dim")
         self._cache: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     def _axes(self, ndim: int, shape: tuple[int, ...]) -> tuple[int, int]:
