@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ferroptim import data, nn
+from ferroptim import data, nn, train
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,6 @@ def digits_augmenter(seed: int = 0) -> data.Compose:
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of correct argmax predictions in eval mode (the mode is restored)."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        return float(np.mean(np.argmax(model(x), axis=1) == y))
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    """Fraction of correct argmax predictions (``ferroptim.train.predict``: eval mode, the
+    caller's mode restored)."""
+    return float(np.mean(np.argmax(train.predict(model, x), axis=1) == y))
