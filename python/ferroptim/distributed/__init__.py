@@ -1,0 +1,10 @@
+"""Data-parallel training and ZeRO-sharded optimizer state over MPI (mpi4py).
+
+Launch with ``mpiexec -n 4 python -m mpi4py my_script.py``: ``-m mpi4py`` aborts the whole job when
+one rank raises instead of leaving the others waiting in a collective. ``import ferroptim`` never
+imports mpi4py; this package does so on first use.
+"""
+
+from ferroptim.distributed._comm import init, rank, size
+
+__all__ = ["init", "rank", "size"]
