@@ -6,5 +6,16 @@ imports mpi4py; this package does so on first use.
 """
 
 from ferroptim.distributed._comm import init, rank, size
+from ferroptim.distributed.broadcast import broadcast_optimizer_state, broadcast_parameters
+from ferroptim.distributed.ddp import DistributedOptimizer
+from ferroptim.distributed.zero import ZeroRedundancyOptimizer
 
-__all__ = ["init", "rank", "size"]
+__all__ = [
+    "DistributedOptimizer",
+    "ZeroRedundancyOptimizer",
+    "broadcast_optimizer_state",
+    "broadcast_parameters",
+    "init",
+    "rank",
+    "size",
+]

@@ -1,0 +1,130 @@
+"""Checks that every rank holds the same parameters, and agreement on one step's gradients.
+
+Both end in the same exception on every rank (never one rank raising while the others wait in a
+collective): each rank contributes a few numbers to one small collective, and only when those
+show a problem are the details exchanged (as strings) to build the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ferroptim.distributed._collectives import allreduce_sum
+
+
+def describe(groups: Sequence[Sequence[np.ndarray]]) -> list[str]:
+    """One line per parameter (``group g param i: shape ... dtype ...``), plus group sizes."""
+    lines = [f"{len(groups)} param groups"]
+    index = 0
+    for g, params in enumerate(groups):
+        lines.append(f"param_groups[{g}] has {len(params)} params")
+        for p in params:
+            lines.append(f"params[{index}] has shape {tuple(p.shape)} and dtype {p.dtype}")
+            index += 1
+    return lines
+
+
+def check_same_params(
+    comm: Any, groups: Sequence[Sequence[np.ndarray]], what: str, problem: str | None = None
+) -> None:
+    """Raise the same ValueError on every rank unless every rank's ``groups`` have the same
+    number, shapes and dtypes of parameters, and no rank found a ``problem`` with its arrays
+    (which is then raised on every rank). One allgather of a 32-byte digest when all is well."""
+    lines = [*describe(groups), f"parameters: {problem or 'valid'}"]
+    digest = np.frombuffer(hashlib.sha256("\n".join(lines).encode()).digest(), dtype=np.uint8)
+    digests = np.empty((comm.Get_size(), digest.size), dtype=np.uint8)
+    comm.Allgather(digest, digests)
+    if (digests == digests[0]).all():
+        if problem is not None:
+            raise ValueError(f"{what}: {problem}")
+        return
+    every = comm.allgather(lines)  # only on a mismatch: small strings, not arrays
+    for r, theirs in enumerate(every):
+        for k in range(max(len(theirs), len(every[0]))):
+            ours = every[0][k] if k < len(every[0]) else "nothing more"
+            here = theirs[k] if k < len(theirs) else "nothing more"
+            if ours != here:
+                raise ValueError(
+                    f"{what}: ranks hold different parameters; first mismatch: rank 0: {ours}, "
+                    f"rank {r}: {here}"
+                )
+
+
+class StepAgreement(NamedTuple):
+    """What every rank agreed on before a step's gradients move."""
+
+    #: per parameter: some rank has a gradient for it (all None: the step skips it)
+    present: np.ndarray
+    #: sum of every rank's ``num_samples`` (None when no rank gave one)
+    total_samples: float | None
+
+
+def check_grads(params: Sequence[np.ndarray], grads: Any) -> tuple[list, str | None]:
+    """``grads`` as a list and this rank's complaint (None if they fit ``params``)."""
+    if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+        try:
+            grads = list(grads) if not isinstance(grads, np.ndarray) else None
+        except TypeError:
+            grads = None
+        if grads is None:
+            return [], "grads must be a list of arrays (or None entries), one per parameter"
+    grads = list(grads)
+    if len(grads) != len(params):
+        return grads, f"got {len(grads)} gradients for {len(params)} params"
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if g is None:
+            continue
+        if not isinstance(g, np.ndarray):
+            return grads, f"grads[{i}] must be a numpy.ndarray or None, got {type(g).__name__}"
+        if g.shape != p.shape or g.dtype != p.dtype:
+            return grads, (
+                f"grads[{i}] has shape {g.shape} and dtype {g.dtype}, but params[{i}] has shape "
+                f"{p.shape} and dtype {p.dtype}"
+            )
+    return grads, None
+
+
+def check_num_samples(num_samples: Any) -> str | None:
+    if num_samples is None:
+        return None
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
+        return f"num_samples must be an int or None, got {type(num_samples).__name__}"
+    if num_samples < 0:
+        return f"num_samples must be >= 0, got {num_samples}"
+    return None
+
+
+def agree_on_step(
+    comm: Any,
+    n_params: int,
+    problem: str | None,
+    present: np.ndarray,
+    num_samples: float | None,
+) -> StepAgreement:
+    """One small allreduce: every rank's refusal flag, whether it gave ``num_samples`` and how
+    many, and which parameters have a gradient anywhere. Raises the same ValueError on every rank
+    when some rank refused its gradients or the ranks disagree on ``num_samples``."""
+    meta = np.zeros(3 + n_params, dtype=np.float64)
+    meta[0] = problem is not None
+    meta[1] = num_samples is not None
+    meta[2] = num_samples or 0
+    if problem is None:
+        meta[3:] = present
+    allreduce_sum(comm, meta)
+    if meta[0]:
+        problems = comm.allgather(problem)  # only on a refusal: the messages themselves
+        said = "; ".join(f"rank {r}: {p}" for r, p in enumerate(problems) if p is not None)
+        raise ValueError(f"grads refused before any communication ({said})")
+    size = comm.Get_size()
+    if meta[1] not in (0, size):
+        raise ValueError(
+            f"num_samples must be given on every rank or on none (given on {int(meta[1])} of "
+            f"{size} ranks)"
+        )
+    if meta[1] and meta[2] <= 0:
+        raise ValueError("num_samples add up to 0 over all ranks: no sample to average over")
+    return StepAgreement(meta[3:] > 0, float(meta[2]) if meta[1] else None)

@@ -1,0 +1,124 @@
+"""Shared by the optimizer MPI scripts: a global batch of per-sample gradients, each rank's
+slice of it, the single-process reference run, and comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ferroptim as fo
+from ferroptim.optim.optimizer import Optimizer
+
+DTYPES = (np.float32, np.float64)
+
+SHAPES = [(5, 3), (7,), (2, 3, 4), (1,), (33,)]
+
+#: every optimizer class ferroptim exports, with settings that give each some state
+OPTIMIZERS = sorted(
+    (
+        obj
+        for obj in vars(fo.optim).values()
+        if isinstance(obj, type) and issubclass(obj, Optimizer) and obj is not Optimizer
+    ),
+    key=lambda cls: cls.__name__,
+)
+EXTRA = {"SGD": {"lr": 0.05, "momentum": 0.9}}
+
+
+def options(cls: type) -> dict:
+    return dict(EXTRA.get(cls.__name__, {}))
+
+
+def params(dtype, seed: int = 0, shapes=SHAPES) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+def sample_grads(step: int, batch: int, dtype, shapes=SHAPES, seed: int = 100) -> list[np.ndarray]:
+    """Per-sample gradients ``(batch, *shape)`` of step ``step`` (float64)."""
+    rng = np.random.default_rng(seed + step)
+    return [rng.standard_normal((batch, *s)) for s in shapes]
+
+
+def mean_grads(per_sample: list[np.ndarray], rows: slice | np.ndarray, dtype) -> list[np.ndarray]:
+    """The gradient of a mean-reduced loss over ``rows`` of the batch."""
+    return [g[rows].mean(axis=0).astype(dtype) for g in per_sample]
+
+
+def rank_rows(batch: int, rank: int, size: int) -> np.ndarray:
+    """This rank's (possibly uneven) slice of ``range(batch)``."""
+    return np.array_split(np.arange(batch), size)[rank]
+
+
+def tolerance(dtype) -> dict:
+    return (
+        {"rtol": 2e-5, "atol": 2e-6}
+        if np.dtype(dtype) == np.float32
+        else {"rtol": 1e-11, "atol": 1e-12}
+    )
+
+
+def assert_close(got: list, want: list, dtype, what: str) -> None:
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        np.testing.assert_allclose(a, b, err_msg=f"{what}[{i}]", **tolerance(dtype))
+
+
+def assert_same_state(got: dict, want: dict, dtype, what: str) -> None:
+    """Two optimizer state_dicts: same keys, groups and scalars; arrays within tolerance."""
+    assert set(got) == set(want), (what, set(got), set(want))
+    assert got["param_groups"] == want["param_groups"], (what, got["param_groups"])
+    assert set(got["state"]) == set(want["state"]), (what, set(got["state"]), set(want["state"]))
+    for index, entry in want["state"].items():
+        assert set(got["state"][index]) == set(entry), (what, index)
+        for name, value in entry.items():
+            mine = got["state"][index][name]
+            if isinstance(value, np.ndarray):
+                assert mine.shape == value.shape and mine.dtype == value.dtype, (what, index, name)
+                np.testing.assert_allclose(
+                    mine, value, err_msg=f"{what} state[{index}][{name}]", **tolerance(dtype)
+                )
+            else:
+                assert mine == value, (what, index, name, mine, value)
+    for key in set(want) - {"state", "param_groups"}:
+        assert got[key] == want[key], (what, key)
+
+
+def expect_value_error(call, *fragments: str) -> str:
+    """Run ``call``; it must raise ValueError whose message holds every fragment."""
+    try:
+        call()
+    except ValueError as exc:
+        message = str(exc)
+        for fragment in fragments:
+            assert fragment in message, (fragment, message)
+        return message
+    raise AssertionError(f"no ValueError (expected one mentioning {fragments})")
+
+
+def comm_info():
+    """``(communicator, rank, size)``."""
+    from ferroptim import distributed as dist
+
+    comm = dist.init()
+    return comm, comm.Get_rank(), comm.Get_size()
+
+
+def train_pair(ref, other, ref_p, other_p, dtype, batches, *, none_everywhere=(), after_step=None):
+    """Step ``ref`` (one process) on the whole batch and the distributed ``other`` on this rank's
+    slice, for each ``(batch size, give num_samples)``; after every step the parameters must
+    agree and the caller's gradients be unchanged; ``after_step(step)`` checks more."""
+    _, rank, size = comm_info()
+    for step, (batch, weighted) in enumerate(batches):
+        per_sample = sample_grads(step, batch, dtype)
+        want = mean_grads(per_sample, slice(None), dtype)
+        rows = rank_rows(batch, rank, size)
+        mine = mean_grads(per_sample, rows, dtype)
+        for i in none_everywhere:
+            want[i] = mine[i] = None
+        kept = [None if g is None else g.copy() for g in mine]
+        ref.step(want)
+        other.step(mine, num_samples=len(rows) if weighted else None)
+        for g, k in zip(mine, kept, strict=True):  # the caller's gradients are only read
+            assert (g is None and k is None) or np.array_equal(g, k)
+        assert_close(other_p, ref_p, dtype, f"{type(ref).__name__} step {step} params")
+        if after_step is not None:
+            after_step(step)
