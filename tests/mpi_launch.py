@@ -9,7 +9,6 @@ timeout the whole process group (mpiexec and its ranks) is killed and the test f
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,8 +26,9 @@ def mpiexec() -> str:
         import mpi4py  # noqa: F401
     except ImportError:
         _missing("mpi4py is not installed (pip install 'ferroptim[distributed]')")
-    beside = Path(sys.executable).parent / "mpiexec"
-    found = str(beside) if beside.exists() else shutil.which("mpiexec")
+    from ferroptim.distributed._comm import find_mpiexec
+
+    found = find_mpiexec()
     if found is None:
         _missing("no mpiexec found")
     return found

@@ -25,6 +25,7 @@ from ferroptim.bench.configs import (
     select,
     state_arrays,
 )
+from ferroptim.bench.distributed import distributed_markdown, run_distributed_bench
 from ferroptim.bench.machine import header_line, machine_info
 from ferroptim.bench.timing import Budget, Timing, measure
 from ferroptim.bench.training import run_training_bench, training_markdown
@@ -32,7 +33,7 @@ from ferroptim.bench.workloads import WORKLOADS, Workload
 
 MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
-SECTIONS = ("optimizers", "clipping", "batchnorm", "training")
+SECTIONS = ("optimizers", "clipping", "batchnorm", "training", "distributed")
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             rows = run_training_bench(threads=args.threads, quick=args.quick, seed=args.seed)
             text += "\n" + training_markdown(rows)
             report["training"] = rows
+        if "distributed" in sections:
+            rows = run_distributed_bench("transformer", quick=args.quick)
+            text += "\n" + distributed_markdown(rows)
+            report["distributed"] = rows
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

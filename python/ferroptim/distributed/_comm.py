@@ -9,7 +9,10 @@ that N ranks on one machine do not oversubscribe its cores.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 _lock = threading.Lock()
@@ -28,6 +31,12 @@ def mpi() -> Any:
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     return MPI
+
+
+def find_mpiexec() -> str | None:
+    """The ``mpiexec`` beside this interpreter (the MPICH wheel's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 def init(comm: Any = None) -> Any:

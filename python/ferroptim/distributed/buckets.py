@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.distributed._collectives import aligned_zeros, iallreduce_sum
+from ferroptim.distributed._comm import mpi
 
 
 class GradientBuckets:
@@ -39,23 +40,51 @@ class GradientBuckets:
             for p, start in zip(params, offsets, strict=True)
         ]
         self.buckets: list[np.ndarray] = []
+        #: the parameter indices of each bucket
+        self.members: list[list[int]] = []
         for dtype, buffer in self.buffers.items():
-            bounds = [start for p, start in zip(params, offsets, strict=True) if p.dtype == dtype]
-            self.buckets += _cut(buffer, bounds, max(1, cap_bytes // dtype.itemsize))
+            indices = [i for i, p in enumerate(params) if p.dtype == dtype]
+            for first, stop in _cut(
+                [offsets[i] for i in indices], max(1, cap_bytes // dtype.itemsize)
+            ):
+                begin = offsets[indices[first]]
+                end = offsets[indices[stop]] if stop < len(indices) else buffer.size
+                self.buckets.append(buffer[begin:end])
+                self.members.append(indices[first:stop])
 
     def pack(self, grads: Sequence[np.ndarray | None], scale: float, accumulate: bool) -> None:
         """Write ``scale * grads`` into the buffers (added to what is there with ``accumulate``);
         a None gradient is zeros. The gradients are only read."""
-        for view, g in zip(self.views, grads, strict=True):
-            if g is None:
-                if not accumulate:
-                    view.fill(0)
-            elif accumulate:
-                view += g if scale == 1.0 else g * scale
-            elif scale == 1.0:
-                np.copyto(view, g)
-            else:
-                np.multiply(g, scale, out=view)
+        for i, g in enumerate(grads):
+            self._pack_one(i, g, scale, accumulate)
+
+    def _pack_one(self, i: int, g: np.ndarray | None, scale: float, accumulate: bool) -> None:
+        view = self.views[i]
+        if g is None:
+            if not accumulate:
+                view.fill(0)
+        elif accumulate:
+            view += g if scale == 1.0 else g * scale
+        elif scale == 1.0:
+            np.copyto(view, g)
+        else:
+            np.multiply(g, scale, out=view)
+
+    def pack_and_start_sum(
+        self, comm: Any, grads: Sequence[np.ndarray | None], scale: float
+    ) -> list[Any]:
+        """:meth:`pack` bucket by bucket, starting each bucket's ``Iallreduce`` as soon as it is
+        packed (and testing the ones in flight after every parameter, which lets MPI progress
+        them while the next bucket is packed); the requests."""
+        Request = mpi().Request
+        requests: list[Any] = []
+        for bucket, members in zip(self.buckets, self.members, strict=True):
+            for i in members:
+                self._pack_one(i, grads[i], scale, False)
+                if requests:
+                    Request.Testall(requests)
+            requests += iallreduce_sum(comm, bucket)
+        return requests
 
     def scale(self, factor: float) -> None:
         """Multiply every buffer by ``factor`` in place."""
@@ -76,13 +105,15 @@ class GradientBuckets:
         return sum(buffer.nbytes for buffer in self.buffers.values())
 
 
-def _cut(buffer: np.ndarray, starts: list[int], cap: int) -> list[np.ndarray]:
-    """Pieces of ``buffer`` starting at parameter boundaries, each about ``cap`` elements."""
-    pieces = []
-    begin = 0
-    for start in starts[1:]:
-        if start - begin >= cap:
-            pieces.append(buffer[begin:start])
-            begin = start
-    pieces.append(buffer[begin:])
-    return pieces
+def _cut(starts: list[int], cap: int) -> list[tuple[int, int]]:
+    """Buckets as ``[first, stop)`` ranges of consecutive parameters (starting at ``starts`` in
+    their buffer), each closed once it holds at least ``cap`` elements."""
+    ranges = []
+    first = 0
+    for k in range(1, len(starts)):
+        if starts[k] - starts[first] >= cap:
+            ranges.append((first, k))
+            first = k
+    if starts:
+        ranges.append((first, len(starts)))
+    return ranges

@@ -166,6 +166,17 @@ class DistributedOptimizer:
             parameters (length, shape, dtype) or the ranks disagree on ``num_samples``;
             nothing is modified then.
         """
+        reduced = self.allreduce_gradients(grads, num_samples)
+        if reduced is not None:
+            self.optimizer.step(reduced)
+
+    def allreduce_gradients(
+        self, grads: Sequence[np.ndarray | None], num_samples: int | None = None
+    ) -> list[np.ndarray | None] | None:
+        """What :meth:`step` does before the wrapped optimizer's step: the weighted sum of every
+        rank's ``grads`` (arguments and errors as :meth:`step`), returned as views of the bucket
+        buffers, valid until the next call (None for a parameter no rank has a gradient for).
+        Inside :meth:`no_sync` it only accumulates and returns None."""
         grads, problem = check_grads(self._params, grads)
         problem = problem or check_num_samples(num_samples)
         if (
@@ -178,7 +189,7 @@ class DistributedOptimizer:
             if problem is not None:
                 raise ValueError(problem)
             self._accumulate(grads, num_samples)
-            return
+            return None
         present = self._present.copy()
         if problem is None:
             present |= np.array([g is not None for g in grads], dtype=bool)
@@ -190,13 +201,17 @@ class DistributedOptimizer:
         if self._accumulated:
             self._accumulate(grads, num_samples)
             self._buckets.scale(weight)
+            requests = self._buckets.start_sum(self.comm)
+        elif self.comm.Get_size() == 1 and weight * self._count(num_samples) == 1.0:
+            return [g if has else None for g, has in zip(grads, agreed.present, strict=True)]
         else:
-            self._buckets.pack(grads, weight * self._count(num_samples), accumulate=False)
-        mpi().Request.Waitall(self._buckets.start_sum(self.comm))
+            scale = weight * self._count(num_samples)
+            requests = self._buckets.pack_and_start_sum(self.comm, grads, scale)
+        mpi().Request.Waitall(requests)
         self._accumulated = False
         self._present[:] = False
         self._samples = None
-        self.optimizer.step(self._buckets.gradients(agreed.present))
+        return self._buckets.gradients(agreed.present)
 
     def _weight(self, total_samples: float | None) -> float:
         """The factor on this rank's (sample-count-weighted) gradient sum."""

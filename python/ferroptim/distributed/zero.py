@@ -130,7 +130,9 @@ class ZeroRedundancyOptimizer:
         self.skipped_steps = 0
         self.last_step_skipped = False
         self.last_grad_norm: float | None = None
-        #: seconds of the last step's phases: reduce_scatter, kernel, allgather
+        #: seconds of the last step's phases: reduce_scatter (packing included), kernel (the
+        #: clipping norm and the shard's fused step), allgather (copies into the user's arrays
+        #: included); kernel_cpu: this thread's CPU time in the shard's step
         self.last_timings: dict[str, float] = {}
         self._consolidated: dict[str, Any] | None = None
 
@@ -169,12 +171,19 @@ class ZeroRedundancyOptimizer:
         if scale is None:
             self.skipped_steps += 1
             self.last_step_skipped = True
-            self.last_timings = {"reduce_scatter": t1 - t0, "kernel": 0.0, "allgather": 0.0}
+            self.last_timings = {
+                "reduce_scatter": t1 - t0,
+                "kernel": time.perf_counter() - t1,
+                "allgather": 0.0,
+                "kernel_cpu": 0.0,
+            }
             return
         self._sync_hyperparameters()
         self.optimizer.clip_value = self._clip_value
         self.optimizer._grad_scale = scale
+        cpu = time.thread_time()
         self.optimizer.step(shard_grads)
+        cpu = time.thread_time() - cpu
         t2 = time.perf_counter()
         for flats in self._flats:
             for flat in flats:
@@ -186,6 +195,7 @@ class ZeroRedundancyOptimizer:
             "reduce_scatter": t1 - t0,
             "kernel": t2 - t1,
             "allgather": time.perf_counter() - t2,
+            "kernel_cpu": cpu,
         }
 
     def _shard_grads(self, present: np.ndarray) -> list[np.ndarray | None]:
