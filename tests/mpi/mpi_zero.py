@@ -197,7 +197,18 @@ def refusals() -> None:
     before = [a.copy() for a in p]
     expect_value_error(lambda: zero.step(good[:-1] if rank == bad else good), f"rank {bad}: got 4")
     assert all(np.array_equal(a, b) for a, b in zip(p, before, strict=True))
+    wrong_shape = [good[0].T.copy(), *good[1:]] if rank == bad else good
+    expect_value_error(lambda: zero.step(wrong_shape), f"rank {bad}: grads[0] has shape (3, 5)")
+    assert all(np.array_equal(a, b) for a, b in zip(p, before, strict=True))
     zero.step(good)
+    # arrays that cannot be sharded: the same ValueError on every rank
+    shared = params(np.float32)
+    expect_value_error(
+        lambda: dist.ZeroRedundancyOptimizer([*shared, shared[0][1]]), "params[0] and params[5]"
+    )
+    expect_value_error(
+        lambda: dist.ZeroRedundancyOptimizer([shared[0].T, *shared[1:]]), "C-contiguous"
+    )
     expect_value_error(lambda: zero.consolidate_state_dict(to=size), "to must be a rank")
     # a state_dict that does not fit is refused, on every rank, with nothing changed
     other = fo.optim.AdamW(params(np.float32, shapes=SHAPES[:2]))

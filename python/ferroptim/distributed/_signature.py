@@ -8,6 +8,7 @@ show a problem are the details exchanged (as strings) to build the message.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -23,7 +24,8 @@ def describe(groups: Sequence[Sequence[np.ndarray]]) -> list[str]:
     for g, params in enumerate(groups):
         lines.append(f"param_groups[{g}] has {len(params)} params")
         for p in params:
-            lines.append(f"params[{index}] has shape {tuple(p.shape)} and dtype {p.dtype}")
+            shape, dtype = getattr(p, "shape", None), getattr(p, "dtype", type(p).__name__)
+            lines.append(f"params[{index}] has shape {shape} and dtype {dtype}")
             index += 1
     return lines
 
@@ -52,6 +54,27 @@ def check_same_params(
                     f"{what}: ranks hold different parameters; first mismatch: rank 0: {ours}, "
                     f"rank {r}: {here}"
                 )
+
+
+def check_arrays(params: Sequence[object]) -> str | None:
+    """What is wrong with ``params`` as parameters to shard (None if nothing): each must be a
+    writeable, C-contiguous float32/float64 array, and no two may share memory."""
+    ranges = []
+    for i, p in enumerate(params):
+        if not isinstance(p, np.ndarray):
+            return f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}"
+        if p.dtype not in (np.float32, np.float64):
+            return f"params[{i}] must be float32 or float64, got {p.dtype}"
+        if not (p.flags.c_contiguous and p.flags.writeable):
+            return f"params[{i}] must be a writeable C-contiguous array"
+        if p.nbytes:
+            ranges.append((p.ctypes.data, p.ctypes.data + p.nbytes, i))
+    ranges.sort()
+    for (_, end, i), (start, _, j) in itertools.pairwise(ranges):
+        if start < end:
+            first, second = sorted((i, j))
+            return f"params[{first}] and params[{second}] share memory"
+    return None
 
 
 class StepAgreement(NamedTuple):

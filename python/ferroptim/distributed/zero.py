@@ -21,13 +21,13 @@ from ferroptim.distributed._collectives import (
 from ferroptim.distributed._comm import resolve
 from ferroptim.distributed._signature import (
     agree_on_step,
+    check_arrays,
     check_grads,
     check_num_samples,
     check_same_params,
 )
 from ferroptim.distributed.shards import flat_shards
 from ferroptim.optim import AdamW
-from ferroptim.optim._checks import check_params
 from ferroptim.optim.optimizer import Optimizer, _as_groups
 
 #: options the ZeRO wrapper applies over all shards itself, instead of the shard's optimizer
@@ -101,11 +101,7 @@ class ZeroRedundancyOptimizer:
                 else list(group["params"])
             )
         user_params = [group["params"] for group in groups]
-        problem = None
-        try:
-            check_params([p for params in user_params for p in params])
-        except (TypeError, ValueError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+        problem = check_arrays([p for params in user_params for p in params])
         check_same_params(self.comm, user_params, "ZeroRedundancyOptimizer", problem)
         self._global = {name: defaults.pop(name, None) for name in GLOBAL_OPTIONS}
         self.max_grad_norm = self._global["max_grad_norm"]
