@@ -75,6 +75,7 @@ def groups_clipping_schedules() -> None:
     sched.step()
     assert [g["lr"] for g in ddp.param_groups] == [g["lr"] for g in ref.param_groups]
     assert ddp.optimizer.param_groups[0]["lr"] == 0.025
+    assert ddp.backend == "native" and ddp.state_arrays_per_param == 2  # read through
 
     def scheduled(p):
         return fo.optim.SGD(p, lr=0.1, momentum=0.5)
@@ -246,6 +247,13 @@ def broadcasts() -> None:
         reference = fo.optim.Adam(params(dtype), lr=0.01, amsgrad=True, skip_nonfinite=True)
         reference.step(mean_grads(sample_grads(0, 2, dtype), slice(None), dtype))
         dist.broadcast_optimizer_state(dist.DistributedOptimizer(opt), root=0)
+        zero = dist.ZeroRedundancyOptimizer(params(dtype))
+        try:
+            dist.broadcast_optimizer_state(zero)
+        except TypeError as exc:
+            assert "sharded" in str(exc)
+        else:
+            raise AssertionError("broadcast_optimizer_state accepted a ZeroRedundancyOptimizer")
         sd, want_sd = opt.state_dict(), reference.state_dict()
         assert sd["param_groups"] == want_sd["param_groups"]
         for index, entry in want_sd["state"].items():

@@ -48,6 +48,13 @@ def broadcast_optimizer_state(optimizer: Any, root: int = 0, comm: Any = None) -
     """
     comm = resolve(comm)
     _check_root(comm, root)
+    from ferroptim.distributed.zero import ZeroRedundancyOptimizer
+
+    if isinstance(optimizer, ZeroRedundancyOptimizer):
+        raise TypeError(
+            "a ZeroRedundancyOptimizer's state is sharded: consolidate_state_dict(to=root) and "
+            "load_state_dict() the result on every rank instead"
+        )
     inner = getattr(optimizer, "optimizer", optimizer)
     if not callable(getattr(inner, "state_dict", None)) or not hasattr(inner, "param_groups"):
         raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")

@@ -116,6 +116,12 @@ class DistributedOptimizer:
     def last_step_skipped(self) -> bool:
         return self.optimizer.last_step_skipped
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other public attribute is the wrapped optimizer's (``backend``, ...)."""
+        if name.startswith("_") or name == "optimizer":
+            raise AttributeError(name)
+        return getattr(self.optimizer, name)
+
     def state_dict(self) -> dict[str, Any]:
         return self.optimizer.state_dict()
 
