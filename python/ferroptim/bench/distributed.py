@@ -59,7 +59,8 @@ def distributed_markdown(rows: Sequence[dict[str, Any]]) -> str:
             str(r["buckets"]),
             f"{r['ddp_ms']:.2f}",
             f"{r['raw_ms']:.2f}",
-            f"{r['ddp_ms'] / r['raw_ms']:.2f}x",
+            "-" if r["ranks"] == 1 else f"{r['ddp_ms'] / r['raw_ms']:.2f}x",
+            f"{r['pack_ms']:.2f}",
             "-" if r["ranks"] == 1 else f"{r['busbw_gbps']:.2f}",
         ]
         for r in rows
@@ -82,7 +83,15 @@ def distributed_markdown(rows: Sequence[dict[str, Any]]) -> str:
         f"### Distributed: gradient allreduce ({name}, float32, ms, median, slowest rank)\n\n"
         + markdown_table(
             allreduce,
-            ["ranks", "buckets", "DistributedOptimizer", "raw Allreduce", "ratio", "bus GB/s"],
+            [
+                "ranks",
+                "buckets",
+                "DistributedOptimizer",
+                "raw Allreduce",
+                "ratio",
+                "packing alone",
+                "bus GB/s",
+            ],
         )
         + f"\n### Distributed: ZeRO AdamW ({name}; state per rank; step phases in ms)\n\n"
         + markdown_table(

@@ -8,6 +8,8 @@ allreduce calls alternating so that both see the same machine load.
 * ``ddp_ms``: :meth:`DistributedOptimizer.allreduce_gradients` on the workload's gradients
   (the agreement allreduce, packing into the buckets, one ``Iallreduce`` per 25 MiB bucket);
 * ``raw_ms``: one ``comm.Allreduce(IN_PLACE)`` of a single buffer of the same bytes;
+* ``pack_ms``: the packing copy alone (the caller's gradients into the buckets, scaled), the
+  part of ``ddp_ms`` the raw allreduce does not do;
 * ``busbw_gbps``: ``2 (N-1)/N * bytes / raw time`` (the bus bandwidth of a ring allreduce);
 * ZeRO (AdamW): state bytes on this rank against one process's, and the median step split into
   reduce-scatter (packing included), kernel (the shard's fused step and the clipping norm) and
@@ -45,19 +47,24 @@ def _allreduce_rows(comm, params, grads, repeats: int) -> dict[str, float]:
 
     ddp = dist.DistributedOptimizer(fo.optim.AdamW(params))
     raw = np.concatenate([g.reshape(-1) for g in grads])
-    samples: dict[str, list[float]] = {"ddp": [], "raw": []}
+    calls = {
+        "ddp": lambda: ddp.allreduce_gradients(grads),
+        "raw": lambda: comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM),
+        "pack": lambda: ddp._buckets.pack(grads, 0.5, accumulate=False),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in calls}
     for k in range(repeats + 2):
-        ddp_t = _timed(comm, lambda: ddp.allreduce_gradients(grads))
-        raw_t = _timed(comm, lambda: comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM))
-        if k >= 2:  # two warm-up rounds
-            samples["ddp"].append(ddp_t)
-            samples["raw"].append(raw_t)
+        for name, call in calls.items():
+            seconds = _timed(comm, call)
+            if k >= 2:  # two warm-up rounds
+                samples[name].append(seconds)
     size = comm.Get_size()
     ddp_s, raw_s = statistics.median(samples["ddp"]), statistics.median(samples["raw"])
     return {
         "buckets": len(ddp.bucket_sizes),
         "ddp_ms": ddp_s * 1e3,
         "raw_ms": raw_s * 1e3,
+        "pack_ms": statistics.median(samples["pack"]) * 1e3,
         "busbw_gbps": 2 * (size - 1) / size * raw.nbytes / raw_s / 1e9,
         "ddp_busbw_gbps": 2 * (size - 1) / size * raw.nbytes / ddp_s / 1e9,
     }
