@@ -32,7 +32,9 @@ GOLDEN = np.load(ROOT / "tests" / "data" / "golden_schedulers.npz", allow_pickle
 CASE_NAMES = json.loads(str(GOLDEN["meta"]))["cases"]
 RTOL, ATOL = 1e-12, 1e-15
 ALL_OPTIMIZERS = [
-    getattr(optim, n) for n in optim.__all__ if n not in ("Optimizer", "lr_scheduler")
+    getattr(optim, n)
+    for n in optim.__all__
+    if isinstance(getattr(optim, n), type) and n != "Optimizer"
 ]
 
 

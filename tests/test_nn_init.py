@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ferroptim import _seed
 from ferroptim.nn import _rng, init
 from ferroptim.nn.conv import Conv2d
 from ferroptim.nn.linear import Linear
@@ -181,14 +182,14 @@ def test_in_place_dtype_and_seeds(fill):
 
 
 def test_manual_seed_drives_the_default_generator():
-    saved = _rng._default
+    saved = _seed._initial
     try:
         _rng.manual_seed(5)
         first = init.normal_(np.empty(10))
         _rng.manual_seed(5)
         np.testing.assert_array_equal(init.normal_(np.empty(10)), first)
     finally:
-        _rng._default = saved
+        _seed._initial = saved
 
 
 # --- argument errors -----------------------------------------------------------------------------

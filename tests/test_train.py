@@ -4,6 +4,7 @@ modes, schedulers, augmentation, metrics, evaluation, and argument errors."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -754,9 +755,16 @@ def test_missing_optional_dependencies(monkeypatch, tmp_path):
     X, y = blobs(16)
     model = mlp()
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
-    with pytest.warns(UserWarning, match="progress=True needs tqdm"):
+    monkeypatch.setattr(sys.modules["ferroptim.train.fit"], "_warned_no_tqdm", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default progress=None trains silently
         history = train.fit(model, CrossEntropyLoss(), SGD(model.parameters()), X, y)
     assert len(history) == 1
+    with pytest.warns(UserWarning, match="progress=True needs tqdm"):
+        train.fit(model, CrossEntropyLoss(), SGD(model.parameters()), X, y, progress=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per process
+        train.fit(model, CrossEntropyLoss(), SGD(model.parameters()), X, y, progress=True)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"History\.plot needs matplotlib"):
         history.plot(tmp_path / "curves.png")

@@ -12,7 +12,9 @@ Every kernel has a pure-NumPy twin (``backend="reference"``) that the native cod
 from ferroptim import batchnorm, clip, data, functional, nn, optim, reference, train
 from ferroptim._native import get_num_threads, set_num_threads, simd_level, supported_simd_levels
 from ferroptim._native import set_simd_level as _set_simd_level
+from ferroptim._seed import manual_seed
 from ferroptim.checkpoint import Checkpoint, CheckpointMismatchError, load, save
+from ferroptim.nn._grad_mode import enable_grad, is_grad_enabled, no_grad
 
 __all__ = [
     "Checkpoint",
@@ -20,10 +22,14 @@ __all__ = [
     "batchnorm",
     "clip",
     "data",
+    "enable_grad",
     "functional",
     "get_num_threads",
+    "is_grad_enabled",
     "load",
+    "manual_seed",
     "nn",
+    "no_grad",
     "optim",
     "reference",
     "save",

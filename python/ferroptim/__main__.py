@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 from ferroptim.bench import run as bench_run
+
+#: import name -> distribution name of what the demo and ``compare`` need
+DEMO_EXTRAS = {"sklearn": "scikit-learn", "matplotlib": "matplotlib"}
+
+
+def missing_demo_extras() -> list[str]:
+    """The demo extras that are not installed (checked before any training starts)."""
+    return [dist for name, dist in DEMO_EXTRAS.items() if importlib.util.find_spec(name) is None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_cli.add_arguments(demo)
     compare_cli.add_arguments(compare)
     args = parser.parse_args(argv)
+    if args.command in ("demo", "compare"):
+        missing = missing_demo_extras()
+        if missing:
+            print(
+                f"python -m ferroptim {args.command} needs {' and '.join(missing)}: "
+                "pip install 'ferroptim[demo]' (or pip install scikit-learn matplotlib tqdm)",
+                file=sys.stderr,
+            )
+            return 1
     if args.command == "demo":
         return demo_cli.run_from_args(args)
     if args.command == "compare":

@@ -13,9 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._seed import new_generator
 
-def as_generator(seed: Any, name: str = "seed") -> np.random.Generator:
-    """A generator from ``seed``: ``None`` (fresh OS entropy), an int, or a Generator (used as is).
+
+def as_generator(seed: Any, name: str = "seed", owner: Any = None) -> np.random.Generator:
+    """A generator from ``seed``: ``None`` (a new stream that follows ``ferroptim.manual_seed``;
+    with ``owner``, which keeps it as ``owner.rng``, later ``manual_seed`` calls reseed it), an
+    int, or a Generator (used as is).
 
     Raises
     ------
@@ -23,7 +27,7 @@ def as_generator(seed: Any, name: str = "seed") -> np.random.Generator:
         For anything else (bools included), naming ``name``.
     """
     if seed is None:
-        return np.random.default_rng()
+        return new_generator(owner)
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):

@@ -192,7 +192,7 @@ class Compose:
             if not callable(transform):
                 raise TypeError(f"transforms[{i}] must be callable, got {transform!r}")
         self.transforms = list(transforms)
-        self.rng = as_generator(seed)
+        self.rng = as_generator(seed, owner=self)
 
     def __call__(self, x: Any, y: Any = None) -> np.ndarray | tuple[np.ndarray, Any]:
         images = check_images(x)

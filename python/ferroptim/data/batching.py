@@ -85,7 +85,7 @@ class BatchLoader:
             raise TypeError(f"shuffle and drop_last must be bools, got {shuffle!r}, {drop_last!r}")
         self.shuffle = shuffle
         self.drop_last = drop_last
-        self.rng = as_generator(seed)
+        self.rng = as_generator(seed, owner=self)
         self.epoch = 0  # completed epochs
         self.batch = 0  # batches of the current epoch already yielded
         self._order: np.ndarray | None = None

@@ -82,7 +82,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         plot=args.plot or None,
-        progress=not args.quiet,
+        progress=False if args.quiet else None,
     )
     return 0 if result.test_accuracy >= 0.97 else 1
 
@@ -95,7 +95,7 @@ def run_demo(
     lr: float = 3e-3,
     seed: int = 0,
     plot: str | None = "ferroptim-demo.png",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> DemoResult:
     """Train, evaluate and report (printing as it goes); see the module docstring."""
     started = time.perf_counter()

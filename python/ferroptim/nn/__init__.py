@@ -6,6 +6,7 @@ parameter gradients and returns d loss / d x, and ``parameters()`` / ``gradients
 """
 
 from ferroptim.nn import init
+from ferroptim.nn._grad_mode import enable_grad, no_grad
 from ferroptim.nn._rng import manual_seed
 from ferroptim.nn.activation import (
     ELU,
@@ -67,8 +68,10 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "enable_grad",
     "gradcheck",
     "gradcheck_loss",
     "init",
     "manual_seed",
+    "no_grad",
 ]

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim.nn._grad_mode import mark_gradient, remember_loss_input
+
 _REDUCTIONS = ("mean", "sum", "none")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -18,7 +20,11 @@ class Loss:
     """Base of the losses: validates ``reduction`` and holds the forward cache.
 
     Subclasses implement ``__call__(input, target)`` (store what ``backward`` needs in
-    ``self._cache`` only after every check passed) and ``backward(grad_output=None)``.
+    ``self._cache`` only after every check passed, and call ``self._remember(input)``) and
+    ``backward(grad_output=None)`` (returning ``self._marked(gradient)``).
+
+    Reduced losses return a ``numpy.float64``: a Python ``float`` subclass, so arithmetic and
+    ``float(loss)`` work as before, and ``loss.item()`` works as in torch.
     """
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -73,13 +79,22 @@ class Loss:
             )
         return upstream.astype(dtype, copy=False)
 
-    def _reduce(self, elementwise: np.ndarray) -> float | np.ndarray:
+    def _reduce(self, elementwise: np.ndarray) -> np.float64 | np.ndarray:
         if self.reduction == "none":
             return elementwise
-        total = elementwise.sum()
+        total = float(elementwise.sum())
         if self.reduction == "sum":
-            return float(total)
-        return float(total) / elementwise.size if elementwise.size else math.nan
+            return np.float64(total)
+        return np.float64(total / elementwise.size if elementwise.size else math.nan)
+
+    def _remember(self, input: Any) -> None:
+        """Remember (weakly) the array this forward was called on, for :meth:`_marked`."""
+        remember_loss_input(self, input)
+
+    def _marked(self, gradient: np.ndarray) -> np.ndarray:
+        """``gradient``, recorded as the gradient of the remembered input: a model's
+        ``backward`` refuses it when that input is not its last training output."""
+        return mark_gradient(self, gradient)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reduction={self.reduction!r})"

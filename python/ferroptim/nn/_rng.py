@@ -1,4 +1,5 @@
-"""Random generators for initialization: an explicit ``rng=`` argument, or a seedable default."""
+"""Random generators for initialization: an explicit ``rng=`` argument, or the seedable default
+(see :mod:`ferroptim._seed`)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,15 @@ from typing import Any
 
 import numpy as np
 
-_default = np.random.default_rng()
+from ferroptim._seed import initial_generator, manual_seed
 
-
-def manual_seed(seed: int) -> None:
-    """Seed the default generator that layers draw their initial weights from when they are
-    not given ``rng=`` (as ``torch.manual_seed`` does for torch's layers)."""
-    global _default
-    _default = np.random.default_rng(seed)
+__all__ = ["manual_seed", "resolve_rng"]
 
 
 def resolve_rng(rng: Any = None) -> np.random.Generator:
     """``rng`` as a Generator: ``None`` is the default generator, an int seeds a new one."""
     if rng is None:
-        return _default
+        return initial_generator()
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn._checks import require_cache
+from ferroptim.nn._grad_mode import check_gradient_origin
 from ferroptim.nn.module import Module
 
 _DEPTH = threading.local()  # .value: Sequential calls in progress on this thread
@@ -204,7 +205,11 @@ class Sequential(Module):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """Walk the modules in reverse; ``dy`` must have the last output's shape and a numeric
-        dtype (checked before any module runs). On an error no gradient has changed."""
+        dtype (checked before any module runs). On an error no gradient has changed.
+
+        ``RuntimeError`` when ``dy`` is the gradient a ferroptim loss returned for another
+        output of this model than the last training forward's (e.g. a validation forward)."""
+        check_gradient_origin(self, dy)
         shape, _ = require_cache(self._output, "Sequential")
         if isinstance(dy, (str, bytes)) or dy is None:
             raise TypeError(f"Sequential: dy must be a numeric array, got {type(dy).__name__}")

@@ -137,7 +137,7 @@ class CrossEntropyLoss(Loss):
                 )
         return flat
 
-    def __call__(self, input: Any, target: Any) -> float | np.ndarray:
+    def __call__(self, input: Any, target: Any) -> np.float64 | np.ndarray:
         x = self._float_input(input)
         flat_target = self._targets(target, x)
         classes = x.shape[0] if x.ndim == 1 else x.shape[1]
@@ -176,16 +176,18 @@ class CrossEntropyLoss(Loss):
 
         if self.reduction == "mean":
             total = len(rows) if sample_weight is None else float(sample_weight.sum())
-            result: float | np.ndarray = float(losses.sum()) / total if total else math.nan
+            mean = float(losses.sum()) / total if total else math.nan
+            result: np.float64 | np.ndarray = np.float64(mean)
             scale = 1.0 / total if total else 0.0
         elif self.reduction == "sum":
-            result, scale = float(losses.sum()), 1.0
+            result, scale = np.float64(losses.sum()), 1.0
         else:
             shape = () if x.ndim == 1 else (x.shape[0], *x.shape[2:])
             result, scale = losses.reshape(shape).astype(x.dtype, copy=False), 1.0
         self._cache = _Forward(
             exps, sums, rows, safe_target, valid, all_valid, sample_weight, weight, scale, x.shape
         )
+        self._remember(input)
         return result
 
     def backward(self, grad_output: Any = None) -> np.ndarray:
@@ -214,11 +216,11 @@ class CrossEntropyLoss(Loss):
             grad -= smooth_column if weight is None else smooth_column * weight
         grad = grad.astype(dtype, copy=False)
         if len(shape) == 1:
-            return grad.reshape(shape)
+            return self._marked(grad.reshape(shape))
         if len(shape) == 2:
-            return grad
+            return self._marked(grad)
         moved = grad.reshape(shape[0], *shape[2:], classes)
-        return np.ascontiguousarray(np.moveaxis(moved, -1, 1))
+        return self._marked(np.ascontiguousarray(np.moveaxis(moved, -1, 1)))
 
     def __repr__(self) -> str:
         return (

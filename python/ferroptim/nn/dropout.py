@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._seed import new_generator
 from ferroptim.nn._checks import check_input, check_real, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
@@ -24,7 +25,8 @@ class Dropout(Module):
     p : float
         Drop probability in ``[0, 1]`` (default 0.5).
     seed : int, optional
-        Seeds this layer's generator ``self.rng`` (``numpy.random.default_rng(seed)``); its
+        Seeds this layer's generator ``self.rng`` (``numpy.random.default_rng(seed)``). Without
+        it the generator follows ``ferroptim.manual_seed`` (reseeded by every call). Its
         state is part of ``Module.rng_state()`` so a resumed run draws the same masks.
     dtype : numpy dtype, optional
         ``float32`` or ``float64``; ``None`` (default) keeps a float input's dtype.
@@ -40,7 +42,7 @@ class Dropout(Module):
         self.p = check_real(p, "Dropout: p", low=0.0, high=1.0)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"Dropout: seed must be None or an int, got {seed!r}")
-        self.rng = np.random.default_rng(seed)
+        self.rng = new_generator(self) if seed is None else np.random.default_rng(seed)
         self._cache: tuple[np.ndarray | None, tuple[int, ...]] | None = None
 
     def forward(self, x: Any) -> np.ndarray:

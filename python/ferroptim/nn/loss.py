@@ -1,9 +1,10 @@
 """Loss functions with torch's names, defaults and reductions, and their input gradients.
 
-A loss is called as ``loss(input, target)`` and returns a Python float for
-``reduction="mean"`` or ``"sum"``; with ``reduction="none"`` it returns the per-element losses
-as an array (torch returns a tensor in every case). ``loss.backward(grad_output=None)`` then
-returns d loss / d input, shaped and typed like ``input`` (float32 or float64):
+A loss is called as ``loss(input, target)`` and returns a ``numpy.float64`` (a Python float
+subclass, with torch's ``.item()``) for ``reduction="mean"`` or ``"sum"``; with
+``reduction="none"`` it returns the per-element losses as an array (torch returns a tensor in
+every case). ``loss.backward(grad_output=None)`` then returns d loss / d input, shaped and
+typed like ``input`` (float32 or float64):
 
 * ``"mean"`` / ``"sum"``: ``grad_output`` is an optional scalar multiplier (default 1);
 * ``"none"``: ``grad_output`` is the upstream gradient shaped like the returned array
@@ -35,7 +36,7 @@ class _ElementwiseLoss(Loss):
     """A loss ``l(x, y)`` applied elementwise to same-shaped input and target, then reduced;
     subclasses give the elementwise value and its derivative in ``x``."""
 
-    def __call__(self, input: Any, target: Any) -> float | np.ndarray:
+    def __call__(self, input: Any, target: Any) -> np.float64 | np.ndarray:
         x = self._float_input(input)
         y = self._numeric(target, "target")
         if y.shape != x.shape:
@@ -46,6 +47,7 @@ class _ElementwiseLoss(Loss):
         y = y.astype(x.dtype, copy=False)
         values, state = self._elementwise(x, y)
         self._cache = (state, x.shape, x.dtype)
+        self._remember(input)
         return self._reduce(values)
 
     def backward(self, grad_output: Any = None) -> np.ndarray:
@@ -55,7 +57,7 @@ class _ElementwiseLoss(Loss):
         grad = self._derivative(state)
         if self.reduction == "mean":
             upstream = upstream / max(math.prod(shape), 1)
-        return (grad * upstream).astype(dtype, copy=False)
+        return self._marked((grad * upstream).astype(dtype, copy=False))
 
     def _elementwise(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, Any]:
         raise NotImplementedError

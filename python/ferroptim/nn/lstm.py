@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim.nn._grad_mode import run_forward
 from ferroptim.nn._rng import resolve_rng
 from ferroptim.nn.functional import sigmoid
 from ferroptim.nn.init import initialize_layer
@@ -211,7 +212,7 @@ class LSTM(Module):
         self._cache: tuple[list[_LayerCache], bool] | None = None
 
     def __call__(self, x: np.ndarray, hx: Any = None) -> np.ndarray:
-        return self.forward(x, hx)
+        return run_forward(self, self.forward, x, hx)
 
     # --- shapes --------------------------------------------------------------------------
     def _state_shape(self, batch: int, batched: bool) -> tuple[int, ...]:

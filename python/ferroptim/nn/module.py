@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checkpoint_hint import refuse_checkpoint
+from ferroptim.nn import _live
 from ferroptim.nn._checks import resolve_dtype
+from ferroptim.nn._grad_mode import run_forward
 
 _RESERVED = ("_parameters", "_gradients", "_buffers", "_modules", "_frozen")
 
@@ -83,6 +86,7 @@ class Module:
         self._parameters[name] = array
         self._gradients[name] = np.zeros_like(array)
         object.__setattr__(self, name, array)
+        _live.register(self, name, array)
         return array
 
     def register_buffer(self, name: str, value: np.ndarray) -> np.ndarray:
@@ -106,6 +110,7 @@ class Module:
                     f"got {array.shape} {array.dtype}"
                 )
             self._parameters[name] = array
+            _live.register(self, name, array)
         elif name in self._buffers:
             self._buffers[name] = np.asarray(value)
         object.__setattr__(self, name, value)
@@ -118,7 +123,16 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+        """``forward(x)``; in eval mode or under ``ferroptim.no_grad()`` the forward keeps no
+        cache and the last training forward's cache stays for ``backward`` (see
+        :mod:`ferroptim.nn._grad_mode`)."""
+        return run_forward(self, self.forward, x)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling and ``copy.deepcopy``: register the copied parameters as live."""
+        self.__dict__.update(state)
+        for name, array in self._parameters.items():
+            _live.register(self, name, array)
 
     def grad(self, name: str) -> np.ndarray:
         """The gradient array of own parameter ``name`` (accumulate into it with ``+=``)."""
@@ -191,8 +205,9 @@ class Module:
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
-    def zero_grad(self) -> None:
-        """Set every gradient to zero in place."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Set every gradient to zero in place. ``set_to_none`` is accepted for torch code and
+        ignored: gradient arrays are preallocated and reused, never set to None."""
         for module in self.modules():
             for grad in module._gradients.values():
                 grad.fill(0)
@@ -245,6 +260,7 @@ class Module:
         ``ValueError`` naming the key and both shapes; non-numeric values raise ``TypeError``.
         """
         if not isinstance(state_dict, Mapping):
+            refuse_checkpoint(state_dict, "model")
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
         targets = {}
         for prefix, module in self.named_modules():

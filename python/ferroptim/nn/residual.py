@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn._checks import check_input, check_upstream, require_cache
+from ferroptim.nn._grad_mode import check_gradient_origin
 from ferroptim.nn.container import atomic_call
 from ferroptim.nn.module import Module
 
@@ -48,6 +49,7 @@ class Residual(Module):
 
     def backward(self, dy: Any) -> np.ndarray:
         """``dy + block.backward(dy)``; on an error no gradient has changed."""
+        check_gradient_origin(self, dy)
         return atomic_call(self, self._backward, dy, backward=True)
 
     def _forward(self, x: Any) -> np.ndarray:

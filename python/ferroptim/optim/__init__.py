@@ -5,6 +5,7 @@ from ferroptim.optim.adadelta import Adadelta
 from ferroptim.optim.adagrad import Adagrad
 from ferroptim.optim.adam import Adam, AdamW
 from ferroptim.optim.adamax import Adamax
+from ferroptim.optim.groups import param_groups
 from ferroptim.optim.lion import Lion
 from ferroptim.optim.nadam import NAdam
 from ferroptim.optim.optimizer import Optimizer
@@ -25,4 +26,5 @@ __all__ = [
     "RAdam",
     "RMSprop",
     "lr_scheduler",
+    "param_groups",
 ]

@@ -14,7 +14,10 @@ from typing import Any, ClassVar, TypedDict
 import numpy as np
 
 from ferroptim import _native, clip, reference
+from ferroptim._checkpoint_hint import refuse_checkpoint
+from ferroptim.nn.module import Module
 from ferroptim.optim._checks import check_flag, check_number, check_params
+from ferroptim.optim._model_grads import live_gradients, model_gradients, zero_live_gradients
 from ferroptim.reference._checks import ArrayChecker
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
@@ -28,6 +31,8 @@ class StepOptions(TypedDict, total=False):
     max_grad_norm: float | None
     clip_value: float | None
     skip_nonfinite: bool
+    foreach: bool | None
+    fused: bool | None
 
 
 class _GroupState:
@@ -70,9 +75,17 @@ class Optimizer:
         overflows (elements around 1e154 and above, float64 gradients only), which skips the step
         too, the safe choice. With ``clip_value`` as well, the clamped norm cannot see an inf
         (clamped to ``clip_value``), so a second, max-abs pass checks the raw gradients.
+    foreach, fused : bool, optional
+        Accepted for torch code and ignored: every step is already one fused native call per
+        parameter group, whatever they say.
+
+    ``params`` may also be ``model.named_parameters()`` (the names are dropped) or the groups
+    of :func:`ferroptim.optim.param_groups`.
 
     Notes
     -----
+    ``step(model)`` takes each parameter's gradient from the model by identity (whatever the
+    groups' order); ``step()`` does the same from the live modules that hold the parameters;
     ``step(grads)`` takes one gradient per parameter, in the order of ``param_groups`` (``None``
     skips a parameter). A change to ``param_groups[i][name]`` takes effect at the next step.
 
@@ -100,7 +113,12 @@ class Optimizer:
         max_grad_norm: float | None = None,
         clip_value: float | None = None,
         skip_nonfinite: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
+        for flag, value in (("foreach", foreach), ("fused", fused)):
+            if value is not None:
+                check_flag(flag, value)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
         self.backend = backend
@@ -192,7 +210,7 @@ class Optimizer:
             if not isinstance(param_group, dict) or "params" not in param_group:
                 raise TypeError("param_group must be a dict with a 'params' list")
             params = param_group["params"]
-            params = [params] if isinstance(params, np.ndarray) else list(params)
+            params = [params] if isinstance(params, np.ndarray) else _unnamed(list(params))
             unknown = set(param_group) - set(self.defaults) - {"params"}
             if unknown:
                 raise ValueError(f"param_group has unknown options: {sorted(unknown)}")
@@ -233,14 +251,25 @@ class Optimizer:
         return len(self.active_states(self.param_groups[0]))
 
     # ----- stepping ---------------------------------------------------------------------------
-    def step(self, grads: Sequence[np.ndarray | None]) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients of this optimizer's parameters in place (torch's ``zero_grad``):
+        the gradient arrays of the live modules that hold them. ``set_to_none`` is accepted and
+        ignored (gradient arrays are reused). ``ValueError`` pointing at ``model.zero_grad()``
+        when a parameter belongs to no live module (nothing is zeroed then)."""
+        with self._lock:
+            zero_live_gradients(self)
+
+    def step(self, grads: Sequence[np.ndarray | None] | Module | None = None) -> None:
         """Update every parameter in place from its gradient.
 
         Parameters
         ----------
-        grads : sequence of numpy.ndarray or None
-            One gradient per parameter, in ``param_groups`` order; ``None`` skips that parameter.
-            Gradients are only read.
+        grads : Module, sequence of numpy.ndarray or None, or None
+            A model: each parameter gets the gradient the model holds for that very array
+            (matched by identity, whatever the order of ``param_groups``; tied weights get the
+            sum of their gradients; frozen ones are skipped). Omitted: the same, from the live
+            modules that hold the parameters. A sequence: one gradient per parameter, in
+            ``param_groups`` order; ``None`` skips that parameter. Gradients are only read.
 
         Raises
         ------
@@ -254,7 +283,11 @@ class Optimizer:
         the class notes.
         """
         if type(grads) is not list and type(grads) is not tuple:  # fast path first
-            if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+            if grads is None:
+                grads = live_gradients(self)
+            elif isinstance(grads, Module):
+                grads = model_gradients(self, grads)
+            elif isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
                 grads = _as_list(grads)
         with self._lock:
             groups = self.param_groups
@@ -426,6 +459,7 @@ class Optimizer:
         """Check the top level and ``param_groups``; return the merged, normalized groups and
         ``skipped_steps``."""
         if not isinstance(state_dict, dict):
+            refuse_checkpoint(state_dict, "optimizer")
             raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         if not {"state", "param_groups"} <= set(state_dict) <= _STATE_DICT_KEYS:
             raise ValueError(
@@ -527,8 +561,19 @@ def _as_list(obj: Any) -> list:
     raise TypeError(f"expected a list of arrays, got {type(obj).__name__}")
 
 
+def _unnamed(items: list) -> list:
+    """``named_parameters()`` pairs ``(name, array)`` reduced to their arrays."""
+    if items and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in items):
+        return [array for _, array in items]
+    return items
+
+
 def _as_groups(params: Any) -> list[dict[str, Any]]:
-    items = _as_list(params)
+    if isinstance(params, Module):
+        raise TypeError(
+            "params: got a Module; pass model.parameters() (or fo.optim.param_groups(model))"
+        )
+    items = _unnamed(_as_list(params))
     if items and all(isinstance(g, dict) for g in items):
         return [dict(g) for g in items]
     if any(isinstance(g, dict) for g in items):

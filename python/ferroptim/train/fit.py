@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._seed import new_generator
+from ferroptim.optim._model_grads import model_gradients
 from ferroptim.train._data import (
     MeanTracker,
     as_dataset,
@@ -49,14 +51,15 @@ def fit(
     accumulate_steps: int = 1,
     augment: Callable[[np.ndarray], np.ndarray] | None = None,
     metrics: Any = None,
-    progress: bool = True,
+    progress: bool | None = None,
     seed: int | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` with ``optimizer`` and return the per-epoch :class:`History`.
 
     Each optimizer step: ``model.zero_grad()``; for each of its micro-batches ``out = model(xb)``,
     ``loss_fn(out, yb)``, ``model.backward(loss_fn.backward() / m)`` (``m`` micro-batches in the
-    step); then the L1/L2 gradient is added and ``optimizer.step`` runs on the model's gradients.
+    step); then the L1/L2 gradient is added and ``optimizer.step(model)`` runs (gradients matched
+    to the optimizer's parameters by identity).
 
     Parameters
     ----------
@@ -116,10 +119,13 @@ def fit(
     metrics : optional
         See :func:`~ferroptim.train.metrics.resolve_metrics`; by default ``accuracy`` for
         ``CrossEntropyLoss`` (argmax) and ``BCEWithLogitsLoss`` (logit > 0), none otherwise.
-    progress : bool
-        One tqdm bar per epoch (batches, running loss); ``False`` for silence.
+    progress : bool, optional
+        One tqdm bar per epoch (batches, running loss). The default ``None`` shows bars when
+        tqdm is installed and trains silently otherwise; ``True`` without tqdm warns once per
+        process; ``False`` for silence.
     seed : int, optional
-        Seed of the shuffling generator (``None``: fresh entropy).
+        Seed of the shuffling generator (``None``: a stream drawn from ``ferroptim.manual_seed``'s
+        seed, fresh entropy when it was never called).
 
     Returns
     -------
@@ -196,7 +202,7 @@ def fit(
     loop = _EpochRunner(
         model, loss_fn, optimizer, resolved_metrics, l1, l2, augment, state, all_callbacks
     )
-    rng = np.random.default_rng(seed)
+    rng = new_generator() if seed is None else np.random.default_rng(seed)
     saved_modes = [(module, module.training) for module in model.modules()]
     saved_max_norm = optimizer.max_grad_norm
     if max_grad_norm is not None:
@@ -263,7 +269,6 @@ class _EpochRunner:
         self.model = model
         self.loss_fn = loss_fn
         self.optimizer = optimizer
-        self.grads: list[np.ndarray | None] = []
         self.metrics = metrics
         self.l1, self.l2 = l1, l2
         self.augment = augment
@@ -283,7 +288,6 @@ class _EpochRunner:
         bar: Any,
     ) -> dict[str, float]:
         self.model.train()
-        self.grads = aligned_gradients(self.model, self.optimizer)  # this epoch's frozen set
         micro_batches = list(batches(order, batch_size))
         epoch_tracker = MeanTracker()
         for step, start in enumerate(range(0, len(micro_batches), accumulate_steps)):
@@ -326,34 +330,20 @@ class _EpochRunner:
             values.update({name: fn(output, yb) for name, fn in self.metrics.items()})
             tracker.update(values, len(index))
         add_penalty_gradients(model, self.l1, self.l2)
-        self.optimizer.step(self.grads)
+        self.optimizer.step(model)
         return tracker
 
 
 def aligned_gradients(model: Any, optimizer: Any) -> list[np.ndarray | None]:
-    """The model's gradient arrays in the optimizer's parameter order (``None`` for frozen).
+    """The model's gradient arrays in the optimizer's parameter order (``None`` for frozen),
+    matched by identity (see ``Optimizer.step(model)``).
 
     The optimizer may hold a subset of the model's parameters, in groups; every one must be a
     parameter array of ``model`` (the same object).
     """
     if not hasattr(optimizer, "step") or not hasattr(optimizer, "param_groups"):
         raise TypeError(f"optimizer must be a ferroptim optimizer, got {type(optimizer).__name__}")
-    by_id = {
-        id(param): (name, grad)
-        for (name, param), (_, grad) in zip(
-            model.named_parameters(), model.named_gradients(), strict=True
-        )
-    }
-    grads = []
-    for gi, group in enumerate(optimizer.param_groups):
-        for pi, param in enumerate(group["params"]):
-            if id(param) not in by_id:
-                raise ValueError(
-                    f"optimizer param_groups[{gi}]['params'][{pi}] (shape {param.shape}) is not "
-                    "a parameter of the model; build the optimizer from model.parameters()"
-                )
-            grads.append(by_id[id(param)][1])
-    return grads
+    return model_gradients(optimizer, model)
 
 
 def _check_callbacks(callbacks: Any) -> list[Callback]:
@@ -390,15 +380,23 @@ def _plateau_monitor(
     return monitor
 
 
-def _progress_bar(progress: bool, total: int, desc: str) -> Any:
-    if not progress:
+_warned_no_tqdm = False
+
+
+def _progress_bar(progress: bool | None, total: int, desc: str) -> Any:
+    """A tqdm bar, or None: for ``progress=False``, and without tqdm (silently for the default
+    ``None``; ``True`` warns once per process)."""
+    global _warned_no_tqdm
+    if progress is False:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
-        warnings.warn(
-            "progress=True needs tqdm (pip install tqdm); training without a progress bar",
-            stacklevel=3,
-        )
+        if progress is True and not _warned_no_tqdm:
+            _warned_no_tqdm = True
+            warnings.warn(
+                "progress=True needs tqdm (pip install tqdm); training without progress bars",
+                stacklevel=3,
+            )
         return None
     return tqdm(total=total, desc=desc, unit="step", leave=True, dynamic_ncols=True)
