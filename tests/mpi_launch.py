@@ -9,6 +9,7 @@ timeout the whole process group (mpiexec and its ranks) is killed and the test f
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,7 +63,8 @@ def run_mpi(
         os.killpg(proc.pid, signal.SIGKILL)
         output, _ = proc.communicate()
         pytest.fail(f"mpiexec -n {nprocs} {script} {' '.join(args)} hung ({timeout} s):\n{output}")
-    oks = {line.split()[-1] for line in output.splitlines() if line.startswith("MPI-OK rank ")}
+    # ranks' output may interleave mid-line (mpiexec forwards each rank's stream as it comes)
+    oks = set(re.findall(r"MPI-OK rank (\d+)", output))
     if proc.returncode != 0 or oks != {str(r) for r in range(nprocs)}:
         pytest.fail(
             f"mpiexec -n {nprocs} {script} {' '.join(args)}: exit status {proc.returncode}, "

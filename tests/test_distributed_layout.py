@@ -66,18 +66,29 @@ def test_shards_tile_every_parameter_once(seed, dtype):
 
 
 def test_pack_publish_and_scatter_back_round_trip():
-    params = [np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(5, dtype=np.float32)]
+    params = [np.arange(24, dtype=np.float32).reshape(4, 6), np.arange(16, dtype=np.float32)]
     flats = [FlatShard([0, 1], params, r, 2) for r in range(2)]
-    grads = [np.ones((2, 3), np.float32), None]
+    assert flats[0].shard == 32  # rank 1 owns elements 32..39 and the padding
+    grads = [np.ones((4, 6), np.float32), None]
     flats[0].pack(grads, 0.5)
-    assert (flats[0].grads[:6] == 0.5).all() and not flats[0].grads[6:].any()
+    assert (flats[0].grads[:24] == 0.5).all() and not flats[0].grads[24:].any()
     for f in flats:
         f.publish()
     # what rank r published is its block of the flat parameters
     gathered = np.concatenate(
         [f.values[r * f.shard : (r + 1) * f.shard] for r, f in enumerate(flats)]
     )
-    assert np.array_equal(gathered[:11], np.concatenate([p.reshape(-1) for p in params]))
+    assert np.array_equal(gathered[:40], np.concatenate([p.reshape(-1) for p in params]))
+    # scatter_back writes the other ranks' blocks only (this rank's step wrote its own in place)
+    flat = flats[1]
+    flat.values[:] = -np.arange(flat.values.size)
+    before = np.concatenate([p.reshape(-1) for p in params])
+    flat.scatter_back()
+    after = np.concatenate([p.reshape(-1) for p in params])
+    low, high = flat.shard, 2 * flat.shard
+    assert np.array_equal(after[:low], flat.values[:low])
+    assert np.array_equal(after[low:high], before[low:high])
+    assert not np.array_equal(before[:low], flat.values[:low])
 
 
 @pytest.mark.parametrize("cap_bytes", [1, 40, 100, 10**9])

@@ -5,11 +5,16 @@ on a 64-byte boundary. Rank ``r`` owns ``[r * shard, (r + 1) * shard)``."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ferroptim.distributed._collectives import ALIGN_BYTES, aligned_zeros
+from ferroptim.distributed._collectives import (
+    ALIGN_BYTES,
+    aligned_zeros,
+    allgather_in_place,
+    reduce_scatter_block,
+)
 
 
 class Segment(NamedTuple):
@@ -61,7 +66,8 @@ class FlatShard:
         self.shard = lines * per_line
         self.rank, self.size = rank, size
         self.grads = aligned_zeros(self.shard * size, dtype)
-        self.grad_shard = aligned_zeros(self.shard, dtype)
+        # one rank owns everything: its shard is the whole buffer, nothing to reduce
+        self.grad_shard = self.grads if size == 1 else aligned_zeros(self.shard, dtype)
         self.values = aligned_zeros(self.shard * size, dtype)
         low, high = rank * self.shard, (rank + 1) * self.shard
         self.segments = []
@@ -112,6 +118,19 @@ class FlatShard:
             else:
                 np.multiply(g.reshape(-1), scale, out=out)
 
+    def reduce(self, comm: Any) -> None:
+        """:attr:`grad_shard` = the sum over ranks of this rank's block of :attr:`grads`."""
+        if self.size > 1:
+            reduce_scatter_block(comm, self.grads, self.grad_shard)
+
+    def gather(self, comm: Any) -> None:
+        """Every rank's updated shard into every rank's parameters: this rank's segments into
+        its block of :attr:`values`, ``Allgather``, the other blocks into the user's arrays."""
+        if self.size > 1:
+            self.publish()
+            allgather_in_place(comm, self.values)
+            self.scatter_back()
+
     def publish(self) -> None:
         """Copy this rank's updated segments into its block of :attr:`values`."""
         base = self.rank * self.shard
@@ -120,9 +139,17 @@ class FlatShard:
             self.values[base + s.at : base + s.at + piece.size] = piece
 
     def scatter_back(self) -> None:
-        """Copy the gathered :attr:`values` into the user's arrays (in place)."""
+        """Copy the gathered :attr:`values` outside this rank's block (which the shard's step
+        wrote in place already) into the user's arrays."""
+        low, high = self.rank * self.shard, (self.rank + 1) * self.shard
         for p, offset in zip(self.params, self.offsets, strict=True):
-            p.reshape(-1)[:] = self.values[offset : offset + p.size]
+            flat, end = p.reshape(-1), offset + p.size
+            if offset < low:
+                stop = min(end, low)
+                flat[: stop - offset] = self.values[offset:stop]
+            if end > high:
+                start = max(offset, high)
+                flat[start - offset :] = self.values[start:end]
 
 
 def flat_shards(

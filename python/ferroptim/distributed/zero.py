@@ -13,11 +13,7 @@ import numpy as np
 
 from ferroptim import clip
 from ferroptim.distributed import zero_state
-from ferroptim.distributed._collectives import (
-    allgather_in_place,
-    allreduce_sum,
-    reduce_scatter_block,
-)
+from ferroptim.distributed._collectives import allreduce_sum
 from ferroptim.distributed._comm import resolve
 from ferroptim.distributed._signature import (
     agree_on_step,
@@ -159,7 +155,7 @@ class ZeroRedundancyOptimizer:
         for flats in self._flats:
             for flat in flats:
                 flat.pack([grads[i] for i in flat.indices], weight)
-                reduce_scatter_block(self.comm, flat.grads, flat.grad_shard)
+                flat.reduce(self.comm)
         t1 = time.perf_counter()
         self._consolidated = None
         shard_grads = self._shard_grads(agreed.present)
@@ -183,9 +179,7 @@ class ZeroRedundancyOptimizer:
         t2 = time.perf_counter()
         for flats in self._flats:
             for flat in flats:
-                flat.publish()
-                allgather_in_place(self.comm, flat.values)
-                flat.scatter_back()
+                flat.gather(self.comm)
         self.last_step_skipped = False
         self.last_timings = {
             "reduce_scatter": t1 - t0,
