@@ -1,6 +1,6 @@
 """Optimizers with torch.optim's names, defaults and update rules, on NumPy arrays."""
 
-from ferroptim.optim import lr_scheduler
+from ferroptim.optim import lr_scheduler, swa_utils
 from ferroptim.optim.adadelta import Adadelta
 from ferroptim.optim.adagrad import Adagrad
 from ferroptim.optim.adam import Adam, AdamW
@@ -27,4 +27,5 @@ __all__ = [
     "RMSprop",
     "lr_scheduler",
     "param_groups",
+    "swa_utils",
 ]

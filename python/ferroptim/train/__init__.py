@@ -11,6 +11,7 @@ greedy layer-wise pretraining, transfer learning).
     history.plot("curves.png")
 """
 
+from ferroptim.train.averaging import ModelAveraging
 from ferroptim.train.callbacks import (
     Callback,
     CSVLogger,
@@ -48,6 +49,7 @@ __all__ = [
     "FitState",
     "History",
     "LoadReport",
+    "ModelAveraging",
     "ModelCheckpoint",
     "OverfitReport",
     "TerminateOnNaN",
