@@ -122,3 +122,39 @@ def train_pair(ref, other, ref_p, other_p, dtype, batches, *, none_everywhere=()
         assert_close(other_p, ref_p, dtype, f"{type(ref).__name__} step {step} params")
         if after_step is not None:
             after_step(step)
+
+
+def model_pair(make_optimizer, make_distributed, steps: int = 3):
+    """A small MLP trained on a global batch in one process (``opt.step(model)``) and on this
+    rank's slice with the distributed optimizer (``step(model, num_samples=...)``, groups built
+    by ``fo.optim.param_groups``, so not in ``parameters()`` order; then ``step()`` with no
+    argument); returns both models' parameters after ``steps`` steps each way."""
+    _, rank, size = comm_info()
+
+    def mlp():
+        rng = np.random.default_rng(7)
+        return fo.nn.Sequential(
+            fo.nn.Linear(6, 8, rng=rng), fo.nn.Tanh(), fo.nn.Linear(8, 3, rng=rng)
+        )
+
+    ref_model, dist_model = mlp(), mlp()
+    ref = make_optimizer(fo.optim.param_groups(ref_model, weight_decay=0.1))
+    other = make_distributed(fo.optim.param_groups(dist_model, weight_decay=0.1))
+    loss_fn = fo.nn.MSELoss()
+    for step in range(2 * steps):
+        rng = np.random.default_rng(1000 + step)
+        batch = 2 * size + 1
+        x = rng.standard_normal((batch, 6)).astype(np.float32)
+        y = rng.standard_normal((batch, 3)).astype(np.float32)
+        rows = rank_rows(batch, rank, size)
+        for model, opt, part in ((ref_model, ref, slice(None)), (dist_model, other, rows)):
+            model.zero_grad()
+            loss_fn(model(x[part]), y[part])
+            model.backward(loss_fn.backward())
+            if opt is ref:
+                opt.step(model) if step < steps else opt.step()
+            elif step < steps:
+                opt.step(model, num_samples=len(rows))
+            else:
+                opt.step(num_samples=len(rows))
+    return ref_model.parameters(), dist_model.parameters()

@@ -17,6 +17,7 @@ from _problems import (
     comm_info,
     expect_value_error,
     mean_grads,
+    model_pair,
     options,
     params,
     rank_rows,
@@ -261,6 +262,21 @@ def broadcasts() -> None:
                 assert np.array_equal(sd["state"][index][name], value), (index, name)
 
 
+def model_steps() -> None:
+    """step(model) and step(): gradients matched to the parameters by identity."""
+    want, got = model_pair(
+        lambda groups: fo.optim.AdamW(groups, lr=0.01),
+        lambda groups: dist.DistributedOptimizer(fo.optim.AdamW(groups, lr=0.01)),
+    )
+    assert_close(got, want, np.float32, "step(model)")
+    _, rank, size = comm_info()
+    if size > 1:  # a model that does not hold the parameters: refused on every rank
+        ddp = dist.DistributedOptimizer(fo.optim.SGD(params(np.float32), lr=0.1))
+        other = fo.nn.Linear(2, 2) if rank == size - 1 else None
+        grads = other if other is not None else [np.zeros(s, np.float32) for s in SHAPES]
+        expect_value_error(lambda: ddp.step(grads), f"rank {size - 1}: optimizer param_groups")
+
+
 def all_checks() -> None:
     for check in (
         every_optimizer,
@@ -270,6 +286,7 @@ def all_checks() -> None:
         small_buckets_and_split_collectives,
         refusals,
         broadcasts,
+        model_steps,
     ):
         check()
 

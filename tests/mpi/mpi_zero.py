@@ -19,6 +19,7 @@ from _problems import (
     comm_info,
     expect_value_error,
     mean_grads,
+    model_pair,
     options,
     params,
     rank_rows,
@@ -266,12 +267,23 @@ def resume_checkpoint(path: str) -> None:
         assert_same_state(consolidated(zero), ref.state_dict(), dtype, "resumed")
 
 
+def model_steps() -> None:
+    """step(model) and step(): gradients matched to the parameters by identity."""
+    want, got = model_pair(
+        lambda groups: fo.optim.AdamW(groups, lr=0.01),
+        lambda groups: dist.ZeroRedundancyOptimizer(groups, lr=0.01),
+    )
+    assert_close(got, want, np.float32, "ZeRO step(model)")
+    assert_replicas_equal(got, "ZeRO step(model)")
+
+
 def all_checks(*args: str) -> None:
     every_optimizer()
     groups_clipping_mixed_dtypes()
     nonfinite_and_none()
     split_collectives()
     refusals()
+    model_steps()
     for arg in args:
         action, path = arg.split("=", 1)
         {"save": save_checkpoint, "resume": resume_checkpoint}[action](path)

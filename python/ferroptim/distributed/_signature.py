@@ -86,8 +86,22 @@ class StepAgreement(NamedTuple):
     total_samples: float | None
 
 
-def check_grads(params: Sequence[np.ndarray], grads: Any) -> tuple[list, str | None]:
-    """``grads`` as a list and this rank's complaint (None if they fit ``params``)."""
+def check_grads(owner: Any, params: Sequence[np.ndarray], grads: Any) -> tuple[list, str | None]:
+    """``grads`` as a list and this rank's complaint (None if they fit ``params``).
+
+    ``grads`` may be a model (each parameter of ``owner.param_groups`` gets the gradient the model
+    holds for that very array) or None (the live modules holding the parameters), as for
+    ``Optimizer.step``; a failure to find them is a complaint too, so that every rank raises."""
+    from ferroptim.nn.module import Module
+    from ferroptim.optim._model_grads import live_gradients, model_gradients
+
+    try:
+        if grads is None:
+            grads = live_gradients(owner)
+        elif isinstance(grads, Module):
+            grads = model_gradients(owner, grads)
+    except (TypeError, ValueError) as exc:
+        return [], str(exc)
     if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
         try:
             grads = list(grads) if not isinstance(grads, np.ndarray) else None

@@ -19,6 +19,7 @@ from ferroptim.distributed._signature import (
     check_same_params,
 )
 from ferroptim.distributed.buckets import GradientBuckets
+from ferroptim.nn.module import Module
 from ferroptim.optim.optimizer import Optimizer
 
 
@@ -153,14 +154,20 @@ class DistributedOptimizer:
         finally:
             self._no_sync = previous
 
-    def step(self, grads: Sequence[np.ndarray | None], num_samples: int | None = None) -> None:
+    def step(
+        self,
+        grads: Sequence[np.ndarray | None] | Module | None = None,
+        num_samples: int | None = None,
+    ) -> None:
         """Average ``grads`` over the ranks, then take the wrapped optimizer's step.
 
         Parameters
         ----------
-        grads : sequence of numpy.ndarray or None
-            This rank's gradients, one per parameter in ``param_groups`` order (only read). A
-            None entry counts as zeros here; a parameter None on every rank is skipped.
+        grads : Module, sequence of numpy.ndarray or None, or None
+            This rank's gradients, one per parameter in ``param_groups`` order (only read); or
+            a model, whose gradient for each parameter array is taken by identity; omitted: the
+            live modules holding the parameters (as ``Optimizer.step``). A None entry counts as
+            zeros here; a parameter None on every rank is skipped.
         num_samples : int, optional
             How many samples this rank's gradient averages over: the ranks' gradients are then
             weighted by ``num_samples / total`` (give it on every rank or on none).
@@ -177,13 +184,15 @@ class DistributedOptimizer:
             self.optimizer.step(reduced)
 
     def allreduce_gradients(
-        self, grads: Sequence[np.ndarray | None], num_samples: int | None = None
+        self,
+        grads: Sequence[np.ndarray | None] | Module | None = None,
+        num_samples: int | None = None,
     ) -> list[np.ndarray | None] | None:
         """What :meth:`step` does before the wrapped optimizer's step: the weighted sum of every
         rank's ``grads`` (arguments and errors as :meth:`step`), returned as views of the bucket
         buffers, valid until the next call (None for a parameter no rank has a gradient for).
         Inside :meth:`no_sync` it only accumulates and returns None."""
-        grads, problem = check_grads(self._params, grads)
+        grads, problem = check_grads(self.optimizer, self._params, grads)
         problem = problem or check_num_samples(num_samples)
         if (
             problem is None

@@ -23,7 +23,9 @@ from ferroptim.distributed._signature import (
     check_same_params,
 )
 from ferroptim.distributed.shards import flat_shards
+from ferroptim.nn.module import Module
 from ferroptim.optim import AdamW
+from ferroptim.optim._model_grads import zero_live_gradients
 from ferroptim.optim.optimizer import Optimizer, _as_groups
 
 #: options the ZeRO wrapper applies over all shards itself, instead of the shard's optimizer
@@ -138,14 +140,18 @@ class ZeroRedundancyOptimizer:
         return self.optimizer.defaults
 
     # ----- stepping -------------------------------------------------------------------------
-    def step(self, grads: Sequence[np.ndarray | None], num_samples: int | None = None) -> None:
+    def step(
+        self,
+        grads: Sequence[np.ndarray | None] | Module | None = None,
+        num_samples: int | None = None,
+    ) -> None:
         """Reduce-scatter the gradients, update this rank's shard, gather the parameters.
 
         Parameters and errors as :meth:`DistributedOptimizer.step
         <ferroptim.distributed.DistributedOptimizer.step>` (collective; a refusal raises on
         every rank before any gradient moves, and changes nothing).
         """
-        grads, problem = check_grads(self._params, grads)
+        grads, problem = check_grads(self, self._params, grads)
         problem = problem or check_num_samples(num_samples)
         present = np.array([problem is None and g is not None for g in grads], dtype=bool)
         agreed = agree_on_step(self.comm, len(self._params), problem, present, num_samples)
@@ -187,6 +193,11 @@ class ZeroRedundancyOptimizer:
             "allgather": time.perf_counter() - t2,
             "kernel_cpu": cpu,
         }
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the gradients the live modules hold for these parameters (``Optimizer.zero_grad``;
+        ``set_to_none`` is accepted and ignored)."""
+        zero_live_gradients(self)
 
     def _shard_grads(self, present: np.ndarray) -> list[np.ndarray | None]:
         """The inner optimizer's gradients: this rank's reduced segments (None where no rank had
