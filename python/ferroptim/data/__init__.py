@@ -19,6 +19,7 @@ from ferroptim.data.augment import (
     RandomVerticalFlip,
 )
 from ferroptim.data.batching import BatchLoader, iterate_minibatches
+from ferroptim.data.distributed_sampler import DistributedSampler
 from ferroptim.data.geometric import (
     random_crop,
     random_horizontal_flip,
@@ -40,6 +41,7 @@ from ferroptim.data.splits import KFold, StratifiedKFold, train_test_split
 __all__ = [
     "BatchLoader",
     "Compose",
+    "DistributedSampler",
     "GaussianBlur",
     "GaussianNoise",
     "KFold",

@@ -8,13 +8,16 @@ imports mpi4py; this package does so on first use.
 from ferroptim.distributed._comm import init, rank, size
 from ferroptim.distributed.broadcast import broadcast_optimizer_state, broadcast_parameters
 from ferroptim.distributed.ddp import DistributedOptimizer
+from ferroptim.distributed.sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 from ferroptim.distributed.zero import ZeroRedundancyOptimizer
 
 __all__ = [
     "DistributedOptimizer",
+    "SyncBatchNorm",
     "ZeroRedundancyOptimizer",
     "broadcast_optimizer_state",
     "broadcast_parameters",
+    "convert_sync_batchnorm",
     "init",
     "rank",
     "size",

@@ -74,13 +74,18 @@ class _BatchNorm(Module):
             self.running_var.fill(1)
             self.num_batches_tracked.fill(0)
 
-    def forward(self, x: Any) -> np.ndarray:
+    def checked_input(self, x: Any) -> np.ndarray:
+        """``x`` as a C-contiguous array of the module dtype with ``num_features`` channels."""
         x = check_input(x, self.dtype, ndim=self.ndims, layer=self.layer)
         if x.shape[1] != self.num_features:
             raise ValueError(
                 f"{self.layer}: input must have {self.num_features} channels on axis 1, "
                 f"got shape {x.shape}"
             )
+        return x
+
+    def forward(self, x: Any) -> np.ndarray:
+        x = self.checked_input(x)
         use_batch_stats = self.training or not self.track_running_stats
         y, cache = _kernels.batch_norm_forward(
             x,

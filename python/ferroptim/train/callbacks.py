@@ -43,6 +43,9 @@ class Callback:
     """
 
     state: FitState | None = None
+    #: In data-parallel training (``fit(..., distributed=...)``) run on rank 0 only: set by
+    #: callbacks that write files or print (``ModelCheckpoint``, ``CSVLogger``).
+    rank_zero_only: bool = False
 
     def set_state(self, state: FitState) -> None:
         """Attach the run; :meth:`check_monitors` is called right after, before any training."""
@@ -240,6 +243,8 @@ class ModelCheckpoint(Callback):
     monitored value.
     """
 
+    rank_zero_only = True
+
     def __init__(
         self,
         filepath: str | os.PathLike,
@@ -313,6 +318,8 @@ class CSVLogger(Callback):
         Keep an existing file's rows (the header is written only into an empty file); otherwise
         the file is truncated when training starts. Rows are flushed every epoch.
     """
+
+    rank_zero_only = True
 
     def __init__(
         self, filename: str | os.PathLike, separator: str = ",", append: bool = False

@@ -81,22 +81,24 @@ def evaluate(
     check_label_dtype(loss_fn, y, "y")
     batch_size = batch_size_arg(batch_size)
     resolved = metrics if _is_resolved(metrics) else resolve_metrics(loss_fn, metrics)
-    return _evaluate(model, loss_fn, x, y, batch_size, resolved, penalty(model, l1, l2))
+    result = evaluation_sums(model, loss_fn, x, y, batch_size, resolved).means()
+    result["loss"] += penalty(model, l1, l2)
+    return result
 
 
 def _is_resolved(metrics: Any) -> bool:
     return isinstance(metrics, dict) and all(callable(m) for m in metrics.values())
 
 
-def _evaluate(
+def evaluation_sums(
     model: Any,
     loss_fn: Callable,
     x: np.ndarray,
     y: np.ndarray,
     batch_size: int,
     metrics: Mapping[str, Metric],
-    reg: float,
-) -> dict[str, float]:
+) -> MeanTracker:
+    """The sample-weighted sums of the loss and metrics over ``(x, y)`` in eval mode."""
     tracker = MeanTracker()
     with eval_mode(model):
         for index in batches(np.arange(len(x)), batch_size):
@@ -105,9 +107,7 @@ def _evaluate(
             values = {"loss": float(loss_fn(output, target))}
             values.update({name: fn(output, target) for name, fn in metrics.items()})
             tracker.update(values, len(index))
-    result = tracker.means()
-    result["loss"] += reg
-    return result
+    return tracker
 
 
 @contextmanager

@@ -21,9 +21,18 @@ from ferroptim.train._data import (
     model_dtype,
     validation_pair,
 )
+from ferroptim.train._distributed import (
+    any_rank,
+    check_sync_batches,
+    fit_comm,
+    global_means,
+    gradient_scale,
+    rank_slice,
+    shared_seed,
+)
 from ferroptim.train._preflight import check_fit_data, check_label_dtype, takes_class_indices
 from ferroptim.train.callbacks import Callback, FitState
-from ferroptim.train.evaluate import _evaluate
+from ferroptim.train.evaluate import evaluation_sums
 from ferroptim.train.history import History
 from ferroptim.train.metrics import Metric, resolve_metrics
 from ferroptim.train.regularization import add_penalty_gradients, check_penalty, penalty
@@ -53,6 +62,7 @@ def fit(
     metrics: Any = None,
     progress: bool | None = None,
     seed: int | None = None,
+    distributed: bool | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` with ``optimizer`` and return the per-epoch :class:`History`.
 
@@ -125,7 +135,23 @@ def fit(
         process; ``False`` for silence.
     seed : int, optional
         Seed of the shuffling generator (``None``: a stream drawn from ``ferroptim.manual_seed``'s
-        seed, fresh entropy when it was never called).
+        seed, fresh entropy when it was never called; distributed, a seed rank 0 draws so).
+    distributed : bool, optional
+        Data-parallel training over MPI ranks (``python -m mpi4py``). ``None`` (default) turns
+        it on when the optimizer is distributed (``ferroptim.distributed.DistributedOptimizer``
+        or ``ZeroRedundancyOptimizer``: any optimizer with ``is_distributed = True`` and a
+        ``comm``); ``True`` forces it (the optimizer must then average gradients over ranks);
+        ``False`` lets every rank train on all the data. Distributed, every rank draws the same
+        epoch order (the single-process one for this ``seed``) and trains on its
+        ``DistributedSampler`` share of each global batch of ``batch_size`` (``batch[rank::R]``,
+        no padding; ``augment`` runs on the whole batch so its draws match one process), its
+        loss gradient scaled by ``R * |share| / |batch|`` so that the averaged gradient is the
+        single-process one (see :mod:`ferroptim.train._distributed`). ``loss``, metrics and
+        validation values are global (sums and counts gathered from every rank; validation
+        data split the same way). Progress bars, ``History.plot`` and callbacks with
+        ``rank_zero_only`` (``ModelCheckpoint``, ``CSVLogger``) act on rank 0 only; a stop
+        requested on any rank stops every rank after the same step. Build the model
+        identically on every rank (same seed, or ``dist.broadcast_parameters``).
 
     Returns
     -------
@@ -177,6 +203,11 @@ def fit(
     resolved_metrics = resolve_metrics(loss_fn, metrics)
     aligned_gradients(model, optimizer)  # checks that the optimizer holds model parameters
     check_fit_data(model, loss_fn, (X, y), validation, augmented=augment is not None)
+    comm = fit_comm(optimizer, distributed)
+    if comm is not None:
+        check_sync_batches(comm, model, len(X), batch_size)
+        seed = shared_seed(comm, seed)
+    rank_zero = comm is None or comm.Get_rank() == 0
 
     log_names = ["loss", *resolved_metrics]
     if validation is not None:
@@ -194,13 +225,15 @@ def fit(
         log_names=log_names,
     )
     history = History()
+    history.rank_zero = rank_zero
     all_callbacks = [history, *callbacks]
     for callback in all_callbacks:
         callback.set_state(state)
         callback.check_monitors(log_names)
+    all_callbacks = [c for c in all_callbacks if rank_zero or not c.rank_zero_only]
 
     loop = _EpochRunner(
-        model, loss_fn, optimizer, resolved_metrics, l1, l2, augment, state, all_callbacks
+        model, loss_fn, optimizer, resolved_metrics, l1, l2, augment, state, all_callbacks, comm
     )
     rng = new_generator() if seed is None else np.random.default_rng(seed)
     saved_modes = [(module, module.training) for module in model.modules()]
@@ -217,14 +250,15 @@ def fit(
             started = time.perf_counter()
             order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
             step_scheduler = scheduler if scheduler_interval == "step" else None
-            bar = _progress_bar(progress, state.steps_per_epoch, f"Epoch {epoch + 1}/{epochs}")
+            bar = _progress_bar(
+                progress if rank_zero else False,
+                state.steps_per_epoch,
+                f"Epoch {epoch + 1}/{epochs}",
+            )
             try:
                 logs = loop.run(X, y, order, batch_size, accumulate_steps, step_scheduler, bar)
                 if validation is not None:
-                    reg = penalty(model, l1, l2)
-                    val = _evaluate(
-                        model, loss_fn, *validation, validation_batch_size, resolved_metrics, reg
-                    )
+                    val = loop.validate(*validation, validation_batch_size)
                     logs.update({f"val_{name}": value for name, value in val.items()})
                 logs["lr"] = loop.last_lr
                 logs["time"] = time.perf_counter() - started
@@ -240,6 +274,8 @@ def fit(
                     scheduler.step(logs[plateau_monitor])
             for callback in all_callbacks:
                 callback.on_epoch_end(epoch, logs)
+            if comm is not None:
+                state.stop_training = any_rank(comm, state.stop_training)
             if state.stop_training:
                 break
         for callback in all_callbacks:
@@ -265,6 +301,7 @@ class _EpochRunner:
         augment: Callable | None,
         state: FitState,
         callbacks: list[Callback],
+        comm: Any = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -274,6 +311,8 @@ class _EpochRunner:
         self.augment = augment
         self.state = state
         self.callbacks = callbacks
+        #: the communicator of data-parallel training (None: one process)
+        self.comm = comm
         #: param_groups[0]["lr"] of the last optimizer step (before a per-step scheduler moved it)
         self.last_lr = float(optimizer.param_groups[0]["lr"])
 
@@ -305,9 +344,28 @@ class _EpochRunner:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{epoch_tracker.means()['loss']:.4g}", refresh=False)
+            if self.comm is not None:
+                self.state.stop_training = any_rank(self.comm, self.state.stop_training)
             if self.state.stop_training:
                 break
+        if self.comm is not None:
+            return global_means(self.comm, epoch_tracker, ["loss", *self.metrics])
         return epoch_tracker.means()
+
+    def validate(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> dict[str, float]:
+        """Loss (penalty included) and metrics over the validation data: this rank's share,
+        combined over ranks when distributed."""
+        if self.comm is None:
+            sums = evaluation_sums(self.model, self.loss_fn, x, y, batch_size, self.metrics)
+            result = sums.means()
+        else:
+            share = rank_slice(self.comm, np.arange(len(x)))
+            sums = evaluation_sums(
+                self.model, self.loss_fn, x[share], y[share], batch_size, self.metrics
+            )
+            result = global_means(self.comm, sums, ["loss", *self.metrics])
+        result["loss"] += penalty(self.model, self.l1, self.l2)
+        return result
 
     def _step(self, X: np.ndarray, y: np.ndarray, group: list[np.ndarray]) -> MeanTracker:
         """zero_grad, forward/backward every micro-batch of ``group`` (scaled 1/len(group)),
@@ -318,20 +376,38 @@ class _EpochRunner:
         scale = 1.0 / len(group)
         tracker = MeanTracker()
         for index in group:
-            xb = X[index]
-            yb = y[index]
-            if self.augment is not None:
-                xb = self.augment(xb)
+            xb, yb, weight = self._batch(X, y, index)
+            if xb is None:
+                continue  # this rank's share of the batch is empty: its gradient counts as 0
             output = model(xb)
             loss = float(self.loss_fn(output, yb))
             dout = self.loss_fn.backward()
-            model.backward(dout * scale if scale != 1.0 else dout)
+            model.backward(dout * (scale * weight) if scale * weight != 1.0 else dout)
             values = {"loss": loss + reg}
             values.update({name: fn(output, yb) for name, fn in self.metrics.items()})
-            tracker.update(values, len(index))
+            tracker.update(values, len(yb))
         add_penalty_gradients(model, self.l1, self.l2)
-        self.optimizer.step(model)
+        if self.comm is None:
+            self.optimizer.step(model)
+        else:  # the distributed optimizers take the gradient list
+            self.optimizer.step(aligned_gradients(model, self.optimizer))
         return tracker
+
+    def _batch(
+        self, X: np.ndarray, y: np.ndarray, index: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray, float]:
+        """``(xb, yb, gradient weight)`` of the global batch ``index`` for this rank: the whole
+        batch with weight 1 in one process, else this rank's share (``xb`` None when empty)."""
+        if self.comm is None:
+            xb = X[index]
+            return (xb if self.augment is None else self.augment(xb)), y[index], 1.0
+        share = rank_slice(self.comm, np.arange(len(index)))
+        weight = gradient_scale(self.comm, len(share), len(index))
+        if self.augment is not None:  # the whole batch on every rank: one process's draws
+            xb = self.augment(X[index])[share]
+        else:
+            xb = X[index[share]]
+        return (xb if len(share) else None), y[index[share]], weight
 
 
 def aligned_gradients(model: Any, optimizer: Any) -> list[np.ndarray | None]:

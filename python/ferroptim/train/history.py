@@ -23,6 +23,8 @@ class History(Callback):
     """
 
     def __init__(self) -> None:
+        #: False on the ranks other than 0 of a data-parallel fit: :meth:`plot` writes nothing
+        self.rank_zero = True
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params: dict[str, Any] = {}
@@ -50,6 +52,7 @@ class History(Callback):
         metric with its ``val_`` twin in the next (``lr`` and ``time`` are not drawn).
 
         Uses matplotlib's Agg canvas directly (no pyplot, so the caller's backend is untouched).
+        After a data-parallel fit only rank 0 writes the file (every rank may call this).
 
         Raises
         ------
@@ -58,6 +61,8 @@ class History(Callback):
         ValueError
             If nothing has been recorded yet.
         """
+        if not self.rank_zero:
+            return
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure

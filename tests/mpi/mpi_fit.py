@@ -1,0 +1,244 @@
+"""Cases for tests/test_distributed_fit.py: fit over ranks == fit in one process on the same
+global batches; global logs, rank-0-only side effects, the same stopping decision everywhere."""
+
+import io
+import os
+import sys
+from contextlib import redirect_stderr
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import numpy as np
+from _case import run_cases
+from mpi4py import MPI
+
+import ferroptim as fo
+from ferroptim import distributed as dist
+
+COMM = MPI.COMM_WORLD
+RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+
+
+class AveragingOptimizer:
+    """Stand-in for dist.DistributedOptimizer with fit's protocol (is_distributed, comm,
+    step(grads) averaging over ranks), until that class is on main."""
+
+    is_distributed = True
+
+    def __init__(self, optimizer, comm=COMM):
+        self.optimizer = optimizer
+        self.comm = comm
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    @property
+    def max_grad_norm(self):
+        return self.optimizer.max_grad_norm
+
+    @max_grad_norm.setter
+    def max_grad_norm(self, value):
+        self.optimizer.max_grad_norm = value
+
+    def state_dict(self):
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state)
+
+    def step(self, grads, num_samples=None):
+        averaged = []
+        for g in grads:
+            if g is None:
+                averaged.append(None)
+                continue
+            total = np.array(g, np.float64)
+            self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+            averaged.append((total / self.comm.Get_size()).astype(g.dtype))
+        self.optimizer.step(averaged)
+
+
+def distributed_optimizer(optimizer):
+    wrapper = getattr(dist, "DistributedOptimizer", None)
+    return AveragingOptimizer(optimizer) if wrapper is None else wrapper(optimizer)
+
+
+def data(n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, (n, 6)).astype(dtype)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0.8)
+    return x, y
+
+
+def model(dtype, seed=3):
+    return fo.nn.Sequential(
+        fo.nn.Linear(6, 16, bias=False, dtype=dtype, rng=seed),  # a bias before BN: noise
+        fo.nn.BatchNorm1d(16, dtype=dtype),
+        fo.nn.ReLU(),
+        fo.nn.Linear(16, 3, dtype=dtype, rng=seed + 1),
+    )
+
+
+class NoiseAugmenter:
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, xb):
+        return xb + self.rng.normal(0.0, 0.1, xb.shape).astype(xb.dtype)
+
+
+def run_fit(distributed, dtype, **kwargs):
+    net = model(dtype)
+    if distributed:
+        net = dist.convert_sync_batchnorm(net)
+    opt = fo.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
+    if distributed:
+        opt = distributed_optimizer(opt)
+    x, y = data(53, dtype)
+    xv, yv = data(19, dtype, seed=1)
+    history = fo.train.fit(
+        net,
+        fo.nn.CrossEntropyLoss(),
+        opt,
+        x,
+        y,
+        validation_data=(xv, yv),
+        progress=False,
+        seed=11,
+        **kwargs,
+    )
+    return net, history
+
+
+def same_as_one_process() -> None:
+    """53 samples in batches of 8 (uneven last slices), SyncBatchNorm, AdamW; with gradient
+    accumulation, augmentation and an L2 penalty too."""
+    variants = [
+        (np.float64, {"epochs": 3, "batch_size": 8}),
+        (np.float64, {"epochs": 2, "batch_size": 7, "accumulate_steps": 2, "l2": 1e-3}),
+        (np.float64, {"epochs": 2, "batch_size": 9, "augment": "noise"}),
+        (np.float32, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5}),
+    ]
+    for dtype, kwargs in variants:
+        tol = 1e-9 if dtype == np.float64 else 2e-4
+        runs = []
+        for distributed in (False, True):
+            args = dict(kwargs)
+            if args.get("augment") == "noise":
+                args["augment"] = NoiseAugmenter(5)
+            runs.append(run_fit(distributed, dtype, **args))
+        (one, h_one), (many, h_many) = runs
+        what = f"rank {RANK} {np.dtype(dtype).name} {kwargs}"
+        for (name, a), (_, b) in zip(
+            one.state_dict().items(), many.state_dict().items(), strict=True
+        ):
+            np.testing.assert_allclose(b, a, rtol=tol, atol=tol, err_msg=f"{what}: {name}")
+        assert list(h_one.history) == list(h_many.history)
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+            np.testing.assert_allclose(
+                h_many.history[name], h_one.history[name], rtol=tol, err_msg=f"{what}: {name}"
+            )
+        params = np.concatenate([p.ravel().astype(np.float64) for p in many.parameters()])
+        everyone = np.empty((SIZE, params.size))
+        COMM.Allgather(params, everyone)
+        np.testing.assert_allclose(everyone, np.broadcast_to(params, everyone.shape), rtol=1e-12)
+
+
+class StopOnRank(fo.train.Callback):
+    """Requests a stop on one rank only, after one batch of epoch 1."""
+
+    def __init__(self, rank):
+        self.rank = rank
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if RANK == self.rank and self.epoch == 1 and batch == 1:
+            self.state.stop_training = True
+
+
+def rank_zero_side_effects_and_stopping(tmp: str) -> None:
+    stop = StopOnRank(SIZE - 1)
+    early = fo.train.EarlyStopping(monitor="val_loss", patience=0)
+    ckpt = fo.train.ModelCheckpoint(os.path.join(tmp, f"ckpt-rank{RANK}.npz"))
+    csv = fo.train.CSVLogger(os.path.join(tmp, f"log-rank{RANK}.csv"))
+    net = dist.convert_sync_batchnorm(model(np.float64))
+    opt = distributed_optimizer(fo.optim.SGD(net.parameters(), lr=0.1))
+    x, y = data(40, np.float64)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        history = fo.train.fit(
+            net,
+            fo.nn.CrossEntropyLoss(),
+            opt,
+            x,
+            y,
+            epochs=4,
+            batch_size=8,
+            validation_data=data(10, np.float64, seed=2),
+            callbacks=[stop, early, ckpt, csv],
+            progress=True,
+            seed=None,
+        )
+    # the stop on the last rank ends epoch 1 after its second step on every rank
+    assert len(history) == 2, history.history
+    lengths = COMM.allgather((len(history), early.stopped_epoch, history.history["loss"]))
+    assert all(item == lengths[0] for item in lengths), lengths
+    wrote = os.path.exists(ckpt.filepath), os.path.exists(csv.filename)
+    assert wrote == ((True, True) if RANK == 0 else (False, False)), wrote
+    has_bar = "Epoch 1/4" in err.getvalue()
+    assert has_bar == (RANK == 0), err.getvalue()
+    plot = os.path.join(tmp, f"plot-rank{RANK}.png")
+    history.plot(plot)
+    assert os.path.exists(plot) == (RANK == 0)
+
+
+def empty_last_slice_with_sync_batchnorm_refused() -> None:
+    if SIZE < 2:
+        return
+    net = dist.convert_sync_batchnorm(model(np.float64))
+    opt = distributed_optimizer(fo.optim.SGD(net.parameters(), lr=0.1))
+    x, y = data(8 * 3 + SIZE - 1, np.float64)
+    before = [p.copy() for p in net.parameters()]
+    try:
+        fo.train.fit(net, fo.nn.CrossEntropyLoss(), opt, x, y, batch_size=8, progress=False)
+    except ValueError as exc:
+        assert "SyncBatchNorm needs every rank" in str(exc), exc
+    else:
+        raise AssertionError("no ValueError")
+    assert all((p == b).all() for p, b in zip(net.parameters(), before, strict=True))
+
+
+class RaiseOnRank(fo.train.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if RANK == SIZE - 1 and batch == 2:
+            raise RuntimeError("deliberate failure inside fit on one rank")
+
+
+def raise_in_fit() -> None:
+    """The other ranks wait in the next collective; ``-m mpi4py`` must end the whole job."""
+    net = dist.convert_sync_batchnorm(model(np.float64))
+    opt = distributed_optimizer(fo.optim.SGD(net.parameters(), lr=0.1))
+    x, y = data(64, np.float64)
+    fo.train.fit(
+        net,
+        fo.nn.CrossEntropyLoss(),
+        opt,
+        x,
+        y,
+        batch_size=8,
+        callbacks=[RaiseOnRank()],
+        progress=False,
+    )
+
+
+def everything(tmp: str) -> None:
+    same_as_one_process()
+    rank_zero_side_effects_and_stopping(tmp)
+    empty_last_slice_with_sync_batchnorm_refused()
+
+
+run_cases({"all": everything, "raise_in_fit": raise_in_fit})
