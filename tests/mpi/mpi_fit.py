@@ -19,49 +19,8 @@ COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
 
 
-class AveragingOptimizer:
-    """Stand-in for dist.DistributedOptimizer with fit's protocol (is_distributed, comm,
-    step(grads) averaging over ranks), until that class is on main."""
-
-    is_distributed = True
-
-    def __init__(self, optimizer, comm=COMM):
-        self.optimizer = optimizer
-        self.comm = comm
-
-    @property
-    def param_groups(self):
-        return self.optimizer.param_groups
-
-    @property
-    def max_grad_norm(self):
-        return self.optimizer.max_grad_norm
-
-    @max_grad_norm.setter
-    def max_grad_norm(self, value):
-        self.optimizer.max_grad_norm = value
-
-    def state_dict(self):
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state):
-        self.optimizer.load_state_dict(state)
-
-    def step(self, grads, num_samples=None):
-        averaged = []
-        for g in grads:
-            if g is None:
-                averaged.append(None)
-                continue
-            total = np.array(g, np.float64)
-            self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
-            averaged.append((total / self.comm.Get_size()).astype(g.dtype))
-        self.optimizer.step(averaged)
-
-
 def distributed_optimizer(optimizer):
-    wrapper = getattr(dist, "DistributedOptimizer", None)
-    return AveragingOptimizer(optimizer) if wrapper is None else wrapper(optimizer)
+    return dist.DistributedOptimizer(optimizer)
 
 
 def data(n, dtype, seed=0):
@@ -88,13 +47,19 @@ class NoiseAugmenter:
         return xb + self.rng.normal(0.0, 0.1, xb.shape).astype(xb.dtype)
 
 
-def run_fit(distributed, dtype, **kwargs):
+def run_fit(distributed, dtype, zero=False, **kwargs):
     net = model(dtype)
-    if distributed:
+    hyper = {"lr": 1e-2, "weight_decay": 1e-2}
+    if not distributed:
+        opt = fo.optim.AdamW(net.parameters(), **hyper)
+    elif zero:
         net = dist.convert_sync_batchnorm(net)
-    opt = fo.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
-    if distributed:
-        opt = distributed_optimizer(opt)
+        opt = dist.ZeroRedundancyOptimizer(
+            net.parameters(), optimizer_class=fo.optim.AdamW, **hyper
+        )
+    else:
+        net = dist.convert_sync_batchnorm(net)
+        opt = dist.DistributedOptimizer(fo.optim.AdamW(net.parameters(), **hyper))
     x, y = data(53, dtype)
     xv, yv = data(19, dtype, seed=1)
     history = fo.train.fit(
@@ -112,19 +77,23 @@ def run_fit(distributed, dtype, **kwargs):
 
 
 def same_as_one_process() -> None:
-    """53 samples in batches of 8 (uneven last slices), SyncBatchNorm, AdamW; with gradient
-    accumulation, augmentation and an L2 penalty too."""
+    """53 samples in batches of 8 (uneven last slices), SyncBatchNorm, AdamW through
+    DistributedOptimizer or ZeRO; with gradient accumulation, augmentation, clipping and an L2
+    penalty too."""
     variants = [
         (np.float64, {"epochs": 3, "batch_size": 8}),
         (np.float64, {"epochs": 2, "batch_size": 7, "accumulate_steps": 2, "l2": 1e-3}),
         (np.float64, {"epochs": 2, "batch_size": 9, "augment": "noise"}),
         (np.float32, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5}),
+        (np.float64, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5, "zero": True}),
     ]
     for dtype, kwargs in variants:
         tol = 1e-9 if dtype == np.float64 else 2e-4
         runs = []
         for distributed in (False, True):
             args = dict(kwargs)
+            if not distributed:
+                args.pop("zero", None)
             if args.get("augment") == "noise":
                 args["augment"] = NoiseAugmenter(5)
             runs.append(run_fit(distributed, dtype, **args))

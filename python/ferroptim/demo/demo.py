@@ -116,8 +116,8 @@ def run_demo(
 
 def mpi_world() -> Any:
     """mpi4py's world communicator when this process was launched with ``python -m mpi4py``
-    on more than one rank, else None (the demo never imports mpi4py itself)."""
-    if "mpi4py.MPI" not in sys.modules:
+    on more than one rank, else None (without that launcher the demo never imports mpi4py)."""
+    if "mpi4py" not in sys.modules:
         return None
     from ferroptim import distributed as dist
 
@@ -210,6 +210,9 @@ def _run(
         seconds=time.perf_counter() - started,
     )
     _print_report(result, history)
+    if comm is not None:  # rank 0's report is out before any rank exits (a non-zero exit aborts)
+        sys.stdout.flush()
+        comm.Barrier()
     return result
 
 
@@ -244,9 +247,11 @@ def _print_report(result: DemoResult, history: Any) -> None:
     ranks = f" on {result.ranks} MPI ranks" if result.ranks > 1 else " (one process)"
     print(f"test accuracy (held-out 20%): {100 * result.test_accuracy:.2f}%{ranks}")
     steps = result.optimizer_steps
+    waits = ", the gradient allreduce and the wait for other ranks" if result.ranks > 1 else ""
     print(
         f"optimizer: {steps} AdamW steps took {steps * result.training_step_us / 1e3:.1f} ms "
-        f"during training ({result.training_step_us:.1f} µs/step, caches cold after backward)"
+        f"during training ({result.training_step_us:.1f} µs/step, caches cold after backward"
+        f"{waits})"
     )
     ratio = result.reference_step_us / max(result.native_step_us, 1e-9)
     print(

@@ -57,6 +57,8 @@ class DistributedOptimizer:
     wrapped optimizer's, so learning-rate schedulers work on this object unchanged.
     """
 
+    #: fit's marker of an optimizer that averages gradients over ``self.comm``'s ranks
+    is_distributed = True
     max_grad_norm = forwarded("max_grad_norm", "The wrapped optimizer's ``max_grad_norm``.")
     clip_value = forwarded("clip_value", "The wrapped optimizer's ``clip_value``.")
     skip_nonfinite = forwarded("skip_nonfinite", "The wrapped optimizer's ``skip_nonfinite``.")

@@ -131,6 +131,8 @@ class ZeroRedundancyOptimizer:
         self._consolidated: dict[str, Any] | None = None
 
     # ----- options (the single-process optimizer's properties and checks) -------------------
+    #: fit's marker of an optimizer that averages gradients over ``self.comm``'s ranks
+    is_distributed = True
     max_grad_norm = Optimizer.max_grad_norm
     clip_value = Optimizer.clip_value
     skip_nonfinite = Optimizer.skip_nonfinite
