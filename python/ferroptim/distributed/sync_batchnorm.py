@@ -90,7 +90,6 @@ class SyncBatchNorm(_BatchNorm):
     def __init__(self, num_features: int, *args: Any, comm: Any = None, **kwargs: Any) -> None:
         super().__init__(num_features, *args, **kwargs)
         self.comm = comm
-        self._sync_cache: _SyncCache | None = None
 
     def _communicator(self) -> Any:
         """The communicator when this forward must synchronize (training with batch
@@ -102,7 +101,6 @@ class SyncBatchNorm(_BatchNorm):
 
     def forward(self, x: Any) -> np.ndarray:
         comm = self._communicator()
-        self._sync_cache = None
         if comm is None:
             return super().forward(x)
         x = self.checked_input(x)
@@ -121,8 +119,7 @@ class SyncBatchNorm(_BatchNorm):
                 self.running_mean, self.running_var, mean, var, count, factor
             )
             self.num_batches_tracked[...] = tracked
-        self._cache = None
-        self._sync_cache = _SyncCache(x=x, mean=mean, invstd=invstd, count=count, comm=comm)
+        self._cache = _SyncCache(x=x, mean=mean, invstd=invstd, count=count, comm=comm)
         return y
 
     def _global_stats(self, x: np.ndarray, comm: Any) -> tuple[np.ndarray, np.ndarray, int]:
@@ -144,9 +141,9 @@ class SyncBatchNorm(_BatchNorm):
         return mean, var, count
 
     def backward(self, dy: Any) -> np.ndarray:
-        if self._sync_cache is None:
+        cache = require_cache(self._cache, self.layer)
+        if not isinstance(cache, _SyncCache):
             return super().backward(dy)
-        cache = require_cache(self._sync_cache, self.layer)
         x = cache.x
         dy = check_upstream(dy, x.shape, self.dtype, self.layer)
         c = self.num_features
@@ -164,7 +161,7 @@ class SyncBatchNorm(_BatchNorm):
         if self.affine:
             self.grad("weight")[...] += local[c:].astype(self.dtype)
             self.grad("bias")[...] += local[:c].astype(self.dtype)
-        self._sync_cache = None
+        self._cache = None
         return dx
 
 
