@@ -204,10 +204,36 @@ def raise_in_fit() -> None:
     )
 
 
+def zero_checkpoint_is_the_single_process_state(tmp: str) -> None:
+    """ModelCheckpoint with ZeRO: rank 0's file holds the whole optimizer state (consolidated),
+    loadable by the single-process AdamW and equal to a one-process run's."""
+    paths = [os.path.join(tmp, name) for name in (f"one-rank{RANK}.npz", "zero.npz")]
+    for distributed, path in zip((False, True), paths, strict=True):
+        callback = fo.train.ModelCheckpoint(path)
+        args = {"zero": True} if distributed else {}
+        run_fit(distributed, np.float64, epochs=2, batch_size=8, callbacks=[callback], **args)
+    COMM.Barrier()
+    if RANK != 0:
+        return
+    states = []
+    for path in paths:
+        net = model(np.float64)
+        opt = fo.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
+        fo.checkpoint.load(path, model=net, optimizer=opt)
+        states.append(opt.state_dict())
+    one, zero = states
+    assert one["param_groups"] == zero["param_groups"]
+    assert sorted(one["state"]) == sorted(zero["state"])
+    for index, entry in one["state"].items():
+        for key, value in entry.items():
+            np.testing.assert_allclose(zero["state"][index][key], value, rtol=1e-9, atol=1e-12)
+
+
 def everything(tmp: str) -> None:
     same_as_one_process()
     rank_zero_side_effects_and_stopping(tmp)
     empty_last_slice_with_sync_batchnorm_refused()
+    zero_checkpoint_is_the_single_process_state(tmp)
 
 
 run_cases({"all": everything, "raise_in_fit": raise_in_fit})

@@ -79,6 +79,18 @@ def any_rank(comm: Any, flag: bool) -> bool:
     return bool(comm.allreduce(bool(flag), op=mpi().LOR))
 
 
+def consolidation(comm: Any, optimizer: Any, callbacks: list) -> Any:
+    """``optimizer.consolidate_state_dict`` (collective: every rank calls it, rank 0 receives)
+    when a callback saves the optimizer state of a sharded optimizer, else None. Decided from
+    every callback (rank-0-only ones included) so all ranks agree."""
+    gather = getattr(optimizer, "consolidate_state_dict", None)
+    if comm is None or gather is None:
+        return None
+    if not any(getattr(c, "saves_optimizer_state", False) for c in callbacks):
+        return None
+    return gather
+
+
 def check_sync_batches(comm: Any, model: Any, n: int, batch_size: int) -> None:
     """SyncBatchNorm needs every rank in every training forward: refuse a batch with fewer
     samples than ranks (only the last one can be), naming the sizes."""

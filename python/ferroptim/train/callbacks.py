@@ -263,6 +263,12 @@ class ModelCheckpoint(Callback):
         self.best_epoch: int | None = None
         self.saved: list[str] = []
 
+    @property
+    def saves_optimizer_state(self) -> bool:
+        """Whether the files include the optimizer (a ``ZeroRedundancyOptimizer``'s sharded
+        state is then gathered to rank 0 by ``fit`` before each epoch's callbacks)."""
+        return not self.save_weights_only
+
     def check_monitors(self, log_names: Sequence[str]) -> None:
         if self.save_best_only:
             self.monitor.check(log_names, "ModelCheckpoint")

@@ -24,6 +24,7 @@ from ferroptim.train._data import (
 from ferroptim.train._distributed import (
     any_rank,
     check_sync_batches,
+    consolidation,
     fit_comm,
     global_means,
     gradient_scale,
@@ -150,7 +151,9 @@ def fit(
         validation values are global (sums and counts gathered from every rank; validation
         data split the same way). Progress bars, ``History.plot`` and callbacks with
         ``rank_zero_only`` (``ModelCheckpoint``, ``CSVLogger``) act on rank 0 only; a stop
-        requested on any rank stops every rank after the same step. Build the model
+        requested on any rank stops every rank after the same step; a
+        ``ZeroRedundancyOptimizer``'s state is consolidated on rank 0 before each epoch's
+        callbacks when a ``ModelCheckpoint`` saves the optimizer. Build the model
         identically on every rank (same seed, or ``dist.broadcast_parameters``).
 
     Returns
@@ -230,6 +233,7 @@ def fit(
     for callback in all_callbacks:
         callback.set_state(state)
         callback.check_monitors(log_names)
+    consolidate = consolidation(comm, optimizer, all_callbacks)
     all_callbacks = [c for c in all_callbacks if rank_zero or not c.rank_zero_only]
 
     loop = _EpochRunner(
@@ -272,6 +276,8 @@ def fit(
                     scheduler.step()
                 else:
                     scheduler.step(logs[plateau_monitor])
+            if consolidate is not None:
+                consolidate()
             for callback in all_callbacks:
                 callback.on_epoch_end(epoch, logs)
             if comm is not None:
