@@ -35,6 +35,7 @@ def model(dtype, seed=3):
         fo.nn.Linear(6, 16, bias=False, dtype=dtype, rng=seed),  # a bias before BN: noise
         fo.nn.BatchNorm1d(16, dtype=dtype),
         fo.nn.ReLU(),
+        fo.nn.Dropout(0.25, seed=seed),  # masks drawn for the whole batch on every rank
         fo.nn.Linear(16, 3, dtype=dtype, rng=seed + 1),
     )
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim._seed import new_generator
+from ferroptim.nn._batch_share import draw_uniform
 from ferroptim.nn._checks import check_input, check_real, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
@@ -34,7 +35,9 @@ class Dropout(Module):
     Notes
     -----
     The mask is drawn from float64 uniforms (``keep = u >= p``), so the same seed gives the
-    same mask in both dtypes. ``backward(dy)`` returns ``dy`` times the cached scaled mask.
+    same mask in both dtypes. In data-parallel ``fit`` each rank draws the whole batch's
+    uniforms and keeps its rows, so the masks are those of one process (see
+    :mod:`ferroptim.nn._batch_share`). ``backward(dy)`` returns ``dy`` times the cached scaled mask.
     """
 
     def __init__(self, p: float = 0.5, seed: int | None = None, *, dtype: Any = None) -> None:
@@ -51,7 +54,7 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self._cache = (None, x.shape)
             return x
-        keep = self.rng.random(x.shape) >= self.p
+        keep = draw_uniform(self.rng, x.shape) >= self.p
         scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
         mask = (keep * scale).astype(self.dtype)
         self._cache = (mask, x.shape)

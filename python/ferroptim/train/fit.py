@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim._seed import new_generator
+from ferroptim.nn._batch_share import batch_share
 from ferroptim.optim._model_grads import model_gradients
 from ferroptim.train._data import (
     MeanTracker,
@@ -385,7 +386,7 @@ class _EpochRunner:
             xb, yb, weight = self._batch(X, y, index)
             if xb is None:
                 continue  # this rank's share of the batch is empty: its gradient counts as 0
-            output = model(xb)
+            output = self._forward(xb, len(index))
             loss = float(self.loss_fn(output, yb))
             dout = self.loss_fn.backward()
             model.backward(dout * (scale * weight) if scale * weight != 1.0 else dout)
@@ -398,6 +399,14 @@ class _EpochRunner:
         else:  # the distributed optimizers take the gradient list
             self.optimizer.step(aligned_gradients(model, self.optimizer))
         return tracker
+
+    def _forward(self, xb: np.ndarray, whole: int) -> np.ndarray:
+        """``model(xb)``; distributed, with Dropout drawing its masks as one process would for
+        the whole batch of ``whole`` samples (this rank's rows of it)."""
+        if self.comm is None:
+            return self.model(xb)
+        with batch_share(whole, rank_slice(self.comm, np.arange(whole))):
+            return self.model(xb)
 
     def _batch(
         self, X: np.ndarray, y: np.ndarray, index: np.ndarray
