@@ -34,6 +34,8 @@ from ferroptim.bench.workloads import WORKLOADS, Workload
 MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
 SECTIONS = ("optimizers", "clipping", "batchnorm", "training", "distributed")
+#: what runs without --sections: "distributed" (mpiexec, the optional mpi4py) only on request
+DEFAULT_SECTIONS = ("optimizers", "clipping", "batchnorm", "training")
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_csv,
         default=None,
         metavar="A,B",
-        help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all)",
+        help=f"comma-separated subset of: {', '.join(SECTIONS)} (default: all but distributed)",
     )
 
 
@@ -356,7 +358,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
-    sections = args.sections or list(SECTIONS)
+    sections = args.sections or list(DEFAULT_SECTIONS)
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         print(f"error: unknown sections {unknown}; choose from {list(SECTIONS)}", file=sys.stderr)
