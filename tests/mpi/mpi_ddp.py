@@ -163,6 +163,12 @@ def no_sync_accumulation() -> None:
                         mean_grads(per_sample[k], rows, dtype), len(rows) if weighted else None
                     )
             assert all(np.array_equal(a, b) for a, b in zip(dist_p, params(dtype), strict=True))
+            try:  # the accumulated buckets must not be laid out again before they are reduced
+                ddp.add_param_group({"params": [np.zeros(3, dtype)]})
+            except RuntimeError as exc:
+                assert "no_sync" in str(exc)
+            else:
+                raise AssertionError("add_param_group accepted during accumulation")
             rows = rank_rows(micro[2], rank, size)
             ddp.step(mean_grads(per_sample[2], rows, dtype), len(rows) if weighted else None)
             assert_close(dist_p, ref_p, dtype, f"no_sync weighted={weighted}")
@@ -277,6 +283,30 @@ def model_steps() -> None:
         expect_value_error(lambda: ddp.step(grads), f"rank {size - 1}: optimizer param_groups")
 
 
+def added_group() -> None:
+    """add_param_group lays the buckets out again (a new dtype too); steps stay equal."""
+    _, rank, size = comm_info()
+    ref_p, dist_p = params(np.float32), params(np.float32)
+    ref = fo.optim.Adam(ref_p, lr=0.01)
+    ddp = dist.DistributedOptimizer(fo.optim.Adam(dist_p, lr=0.01))
+    extra_ref, extra = np.ones((4, 2)), np.ones((4, 2))
+    ref.add_param_group({"params": [extra_ref], "lr": 0.1})
+    ddp.add_param_group({"params": [extra], "lr": 0.1})
+    assert len(ddp.param_groups) == 2 and sum(ddp.bucket_sizes) == sum(
+        a.nbytes for a in [*dist_p, extra]
+    )
+    shapes = [*SHAPES, (4, 2)]
+    dtypes = [np.float32] * len(SHAPES) + [np.float64]
+    for step in range(2):
+        per_sample = sample_grads(step, 2 * size + 1, np.float64, shapes=shapes)
+        rows = rank_rows(2 * size + 1, rank, size)
+        ref.step([g.mean(0).astype(d) for g, d in zip(per_sample, dtypes, strict=True)])
+        mine = [g[rows].mean(0).astype(d) for g, d in zip(per_sample, dtypes, strict=True)]
+        ddp.step(mine, num_samples=len(rows))
+    assert_close(dist_p, ref_p, np.float32, "after add_param_group")
+    np.testing.assert_allclose(extra, extra_ref, rtol=1e-11)
+
+
 def all_checks() -> None:
     for check in (
         every_optimizer,
@@ -287,6 +317,7 @@ def all_checks() -> None:
         refusals,
         broadcasts,
         model_steps,
+        added_group,
     ):
         check()
 

@@ -133,7 +133,12 @@ class DistributedOptimizer:
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """The wrapped optimizer's ``add_param_group``, then the buckets are laid out again
-        (collective: call it on every rank)."""
+        (collective: call it on every rank). Refused while :meth:`no_sync` steps are pending."""
+        if self._accumulated:
+            raise RuntimeError(
+                "add_param_group: gradients accumulated under no_sync() are pending; step "
+                "outside no_sync() first"
+            )
         self.optimizer.add_param_group(param_group)
         self._build()
 
