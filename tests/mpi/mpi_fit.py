@@ -48,18 +48,22 @@ class NoiseAugmenter:
         return xb + self.rng.normal(0.0, 0.1, xb.shape).astype(xb.dtype)
 
 
-def run_fit(distributed, dtype, zero=False, **kwargs):
+def run_fit(distributed, dtype, optimizer="ddp", **kwargs):
+    """fit in one process, or over the ranks with SyncBatchNorm and ``optimizer``: "ddp"
+    (DistributedOptimizer), "zero" (ZeroRedundancyOptimizer) or "plain" (AdamW that
+    ``fit(distributed=True)`` wraps)."""
     net = model(dtype)
     hyper = {"lr": 1e-2, "weight_decay": 1e-2}
-    if not distributed:
-        opt = fo.optim.AdamW(net.parameters(), **hyper)
-    elif zero:
+    if distributed:
         net = dist.convert_sync_batchnorm(net)
+    if not distributed or optimizer == "plain":
+        opt = fo.optim.AdamW(net.parameters(), **hyper)
+        kwargs["distributed"] = distributed
+    elif optimizer == "zero":
         opt = dist.ZeroRedundancyOptimizer(
             net.parameters(), optimizer_class=fo.optim.AdamW, **hyper
         )
     else:
-        net = dist.convert_sync_batchnorm(net)
         opt = dist.DistributedOptimizer(fo.optim.AdamW(net.parameters(), **hyper))
     x, y = data(53, dtype)
     xv, yv = data(19, dtype, seed=1)
@@ -86,7 +90,8 @@ def same_as_one_process() -> None:
         (np.float64, {"epochs": 2, "batch_size": 7, "accumulate_steps": 2, "l2": 1e-3}),
         (np.float64, {"epochs": 2, "batch_size": 9, "augment": "noise"}),
         (np.float32, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5}),
-        (np.float64, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5, "zero": True}),
+        (np.float64, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5, "optimizer": "zero"}),
+        (np.float64, {"epochs": 2, "batch_size": 8, "optimizer": "plain"}),
     ]
     for dtype, kwargs in variants:
         tol = 1e-9 if dtype == np.float64 else 2e-4
@@ -94,7 +99,7 @@ def same_as_one_process() -> None:
         for distributed in (False, True):
             args = dict(kwargs)
             if not distributed:
-                args.pop("zero", None)
+                args.pop("optimizer", None)
             if args.get("augment") == "noise":
                 args["augment"] = NoiseAugmenter(5)
             runs.append(run_fit(distributed, dtype, **args))
@@ -211,7 +216,7 @@ def zero_checkpoint_is_the_single_process_state(tmp: str) -> None:
     paths = [os.path.join(tmp, name) for name in (f"one-rank{RANK}.npz", "zero.npz")]
     for distributed, path in zip((False, True), paths, strict=True):
         callback = fo.train.ModelCheckpoint(path)
-        args = {"zero": True} if distributed else {}
+        args = {"optimizer": "zero"} if distributed else {}
         run_fit(distributed, np.float64, epochs=2, batch_size=8, callbacks=[callback], **args)
     COMM.Barrier()
     if RANK != 0:

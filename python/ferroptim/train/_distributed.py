@@ -30,7 +30,8 @@ def fit_comm(optimizer: Any, distributed: bool | None) -> Any:
 
     ``distributed=None`` follows the optimizer (its ``comm`` when ``is_distributed``);
     ``True`` forces the data-parallel path (the optimizer's ``comm``, else
-    ``ferroptim.distributed.init()``); ``False`` trains every rank on all the data.
+    ``ferroptim.distributed.init()``'s, with :func:`averaging`); ``False`` trains every rank on
+    all the data.
     """
     if distributed is not None and not isinstance(distributed, (bool, np.bool_)):
         raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
@@ -40,6 +41,16 @@ def fit_comm(optimizer: Any, distributed: bool | None) -> Any:
     from ferroptim.distributed import _comm
 
     return _comm.resolve(getattr(optimizer, "comm", None) if announced else None)
+
+
+def averaging(optimizer: Any, comm: Any) -> Any:
+    """``optimizer`` if it averages gradients over ranks itself, else a
+    ``DistributedOptimizer`` wrapping it on ``comm`` (for ``fit(..., distributed=True)``)."""
+    if getattr(optimizer, "is_distributed", False) is True:
+        return optimizer
+    from ferroptim.distributed import DistributedOptimizer
+
+    return DistributedOptimizer(optimizer, comm=comm)
 
 
 def shared_seed(comm: Any, seed: int | None) -> int | None:

@@ -24,6 +24,7 @@ from ferroptim.train._data import (
 )
 from ferroptim.train._distributed import (
     any_rank,
+    averaging,
     check_sync_batches,
     consolidation,
     fit_comm,
@@ -142,7 +143,8 @@ def fit(
         Data-parallel training over MPI ranks (``python -m mpi4py``). ``None`` (default) turns
         it on when the optimizer is distributed (``ferroptim.distributed.DistributedOptimizer``
         or ``ZeroRedundancyOptimizer``: any optimizer with ``is_distributed = True`` and a
-        ``comm``); ``True`` forces it (the optimizer must then average gradients over ranks);
+        ``comm``); ``True`` turns it on for a plain optimizer too, which fit then wraps in a
+        ``DistributedOptimizer`` for the run (collective: the same parameters on every rank);
         ``False`` lets every rank train on all the data. Distributed, every rank draws the same
         epoch order (the single-process one for this ``seed``) and trains on its
         ``DistributedSampler`` share of each global batch of ``batch_size`` (``batch[rank::R]``,
@@ -209,6 +211,7 @@ def fit(
     check_fit_data(model, loss_fn, (X, y), validation, augmented=augment is not None)
     comm = fit_comm(optimizer, distributed)
     if comm is not None:
+        optimizer = averaging(optimizer, comm)
         check_sync_batches(comm, model, len(X), batch_size)
         seed = shared_seed(comm, seed)
     rank_zero = comm is None or comm.Get_rank() == 0
