@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
+import signal
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -367,3 +370,37 @@ def restore_num_threads() -> Iterator[None]:
         yield
     finally:
         native.set_num_threads(original)
+
+
+def wait_for_child(pid: int, timeout: float) -> int | None:
+    """The exit code of child ``pid``, or None if it is still running after ``timeout`` seconds
+    (it is then killed and reaped): a hang is reported instead of hanging the test run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.001)
+
+
+def optimizer_configs() -> list[tuple[type, dict[str, object]]]:
+    """Every optimizer class with options that switch on most of its state (for tests that run
+    each optimizer once: checkpoints, copies)."""
+    import ferroptim as fo
+
+    return [
+        (fo.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+        (fo.optim.Adagrad, {"lr": 0.05}),
+        (fo.optim.Adadelta, {}),
+        (fo.optim.RMSprop, {"centered": True, "momentum": 0.5, "lr": 0.01}),
+        (fo.optim.Adam, {"amsgrad": True, "lr": 0.01}),
+        (fo.optim.AdamW, {"lr": 0.01}),
+        (fo.optim.Adamax, {}),
+        (fo.optim.NAdam, {}),
+        (fo.optim.RAdam, {}),
+        (fo.optim.Lion, {"weight_decay": 0.1}),
+    ]

@@ -17,22 +17,12 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
+from conftest import optimizer_configs
 from ferroptim import _tree_codec, checkpoint
 from ferroptim.nn.module import Module
 from ferroptim.optim.optimizer import Optimizer
 
-OPTIMIZERS = [
-    (fo.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
-    (fo.optim.Adagrad, {"lr": 0.05}),
-    (fo.optim.Adadelta, {}),
-    (fo.optim.RMSprop, {"centered": True, "momentum": 0.5, "lr": 0.01}),
-    (fo.optim.Adam, {"amsgrad": True, "lr": 0.01}),
-    (fo.optim.AdamW, {"lr": 0.01}),
-    (fo.optim.Adamax, {}),
-    (fo.optim.NAdam, {}),
-    (fo.optim.RAdam, {}),
-    (fo.optim.Lion, {"weight_decay": 0.1}),
-]
+OPTIMIZERS = optimizer_configs()
 IDS = [cls.__name__ for cls, _ in OPTIMIZERS]
 
 

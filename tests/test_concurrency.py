@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
+from conftest import wait_for_child
 from ferroptim import _native, clip
 from ferroptim import batchnorm as bn
 from ferroptim import functional as F
@@ -181,16 +181,10 @@ def _adam_paths(seed: int, backend: str = "native") -> list[np.ndarray]:
 
 
 def _wait(pid: int) -> int:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("a forked child hung")
-        time.sleep(0.002)
+    code = wait_for_child(pid, TIMEOUT)
+    if code is None:
+        pytest.fail("a forked child hung")
+    return code
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

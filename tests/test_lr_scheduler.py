@@ -530,3 +530,19 @@ def test_composite_with_a_bad_child_entry_rolls_back() -> None:
     bad["_schedulers"][1]["gamma"] = -0.9
     _assert_refused(opt, sched, bad, r"state_dict\['gamma'\]")
     assert sched._schedulers[0].factor == good["_schedulers"][0]["factor"]
+
+
+@pytest.mark.parametrize("key", ["last_epoch", "_step_count"])
+def test_an_int_beyond_float_precision_is_refused_at_load(key):
+    """A crafted last_epoch=10**400 used to load and then overflow at step() (issue 11)."""
+    opt = optim.SGD([np.zeros(3)], lr=0.1)
+    sched = optim.lr_scheduler.StepLR(opt, step_size=2)
+    state = sched.state_dict()
+    before = copy.deepcopy(state)
+    for value in (10**400, 2**53 + 1):
+        with pytest.raises(ValueError, match=rf"{key}.*2\*\*53"):
+            sched.load_state_dict({**state, key: value})
+        assert sched.state_dict() == before
+    with pytest.raises(ValueError, match="last_epoch"):
+        optim.lr_scheduler.StepLR(opt, step_size=2, last_epoch=10**400)
+    sched.step()

@@ -1010,3 +1010,23 @@ def test_float_labels_are_refused_everywhere_naming_the_callers_dtype():
     reg = Linear(3, 2, rng=0)
     history = train.fit(reg, MSELoss(), SGD(reg.parameters(), lr=0.01), Xr, yr, progress=False)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_one_sample_last_batch_under_batch_norm_is_refused_before_training():
+    """10 samples in batches of 3 leave a last batch of 1, which BatchNorm1d refuses in training
+    mode (as torch does): fit raises before the first step, with the fix, and nothing changed
+    (issue 11, item 7)."""
+    rng = np.random.default_rng(0)
+    model = Sequential(Linear(4, 5), BatchNorm1d(5), ReLU(), Linear(5, 2))
+    X = rng.standard_normal((10, 4)).astype(np.float32)
+    y = rng.integers(0, 2, 10)
+    opt = Adam(model.parameters(), lr=0.01)
+    before = [a.copy() for a in model.state_dict().values()]
+    with pytest.raises(ValueError, match=r"batch_size=3.*drop the last 1 sample"):
+        train.fit(model, CrossEntropyLoss(), opt, X, y, batch_size=3, progress=False)
+    for a, b in zip(model.state_dict().values(), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert opt.state_dict()["state"] == {}
+    assert all(module.training for module in model.modules())
+    history = train.fit(model, CrossEntropyLoss(), opt, X[:9], y[:9], batch_size=3, progress=False)
+    assert len(history.history["loss"]) == 1

@@ -15,7 +15,9 @@ the parsed skeleton. Node forms:
 * ``{"$": "array", "v": name}``: an array stored under ``name``;
 * ``{"$": "scalar", "dtype": "<f4", "hex": "0000c03f"}``: a NumPy scalar, bit for bit.
 
-Arrays of Python objects are refused: nothing is ever pickled.
+Arrays of Python objects are refused: nothing is ever pickled. Containers nest at most
+:data:`MAX_DEPTH` levels, on writing (data that refers to itself is refused too) as on reading,
+so whatever :func:`encode` accepts, :func:`decode` reads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 import numpy as np
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: deepest nesting of lists, tuples and dicts stored or read (state dicts nest a few levels)
+MAX_DEPTH = 64
 
 
 def encode(tree: Any, *, prefix: str = "a") -> tuple[Any, dict[str, np.ndarray]]:
@@ -39,10 +43,21 @@ def encode(tree: Any, *, prefix: str = "a") -> tuple[Any, dict[str, np.ndarray]]
         Naming the path of the first value that cannot be stored (e.g. ``root["x"][2]``).
     """
     arrays: dict[str, np.ndarray] = {}
+    open_containers: set[int] = set()
 
     def node(value: Any, path: str) -> Any:
         if value is None or isinstance(value, bool | str):
             return value
+        if isinstance(value, list | tuple | Mapping):
+            if id(value) in open_containers:
+                raise ValueError(f"{path}: the data refers to itself (cannot store a cycle)")
+            if len(open_containers) >= MAX_DEPTH:
+                raise ValueError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+            open_containers.add(id(value))
+            try:
+                return container(value, path)
+            finally:
+                open_containers.discard(id(value))
         if isinstance(value, np.ndarray):
             if value.dtype.hasobject:
                 raise TypeError(f"{path}: arrays of Python objects cannot be stored (no pickle)")
@@ -59,22 +74,22 @@ def encode(tree: Any, *, prefix: str = "a") -> tuple[Any, dict[str, np.ndarray]]
             if math.isfinite(value):
                 return float(value)
             return {"$": "float", "v": "nan" if value != value else repr(float(value))}
-        if isinstance(value, list):
-            return [node(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        if isinstance(value, tuple):
-            return {"$": "tuple", "v": [node(item, f"{path}[{i}]") for i, item in enumerate(value)]}
-        if isinstance(value, Mapping):
-            return {
-                "$": "dict",
-                "v": [
-                    [node(k, f"{path} key {k!r}"), node(v, f"{path}[{k!r}]")]
-                    for k, v in value.items()
-                ],
-            }
         raise TypeError(
             f"{path}: cannot store a {type(value).__name__} (supported: dict, list, tuple, str, "
             "int, float, bool, None, NumPy scalars and arrays)"
         )
+
+    def container(value: Any, path: str) -> Any:
+        if isinstance(value, list):
+            return [node(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        if isinstance(value, tuple):
+            return {"$": "tuple", "v": [node(item, f"{path}[{i}]") for i, item in enumerate(value)]}
+        return {
+            "$": "dict",
+            "v": [
+                [node(k, f"{path} key {k!r}"), node(v, f"{path}[{k!r}]")] for k, v in value.items()
+            ],
+        }
 
     return node(tree, "root"), arrays
 
@@ -90,11 +105,23 @@ def decode(skeleton: Any, arrays: Mapping[str, np.ndarray]) -> Any:
         leaves an array unused (a corrupt or foreign file).
     """
     used: set[str] = set()
+    depth = [0]
 
     def bad(path: str, what: str) -> ValueError:
         return ValueError(f"the skeleton is corrupt at {path}: {what}")
 
     def node(value: Any, path: str) -> Any:
+        if not isinstance(value, list | dict):
+            return leaf(value, path)
+        if depth[0] > MAX_DEPTH:  # containers, plus the array or scalar node inside the last
+            raise bad(path, f"nested deeper than {MAX_DEPTH} levels")
+        depth[0] += 1
+        try:
+            return leaf(value, path)
+        finally:
+            depth[0] -= 1
+
+    def leaf(value: Any, path: str) -> Any:
         if value is None or isinstance(value, bool | int | str):
             return value
         if isinstance(value, float):

@@ -21,16 +21,17 @@ import contextlib
 import copy
 import json
 import os
-import secrets
 import zipfile
-import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ferroptim import _tree_codec
+from ferroptim import _checkpoint_read, _checkpoint_write, _tree_codec
 from ferroptim._checkpoint_verify import mismatches
+from ferroptim._interrupts import deferred_interrupts
+from ferroptim.optim.optimizer import Optimizer
 
 FORMAT = "ferroptim.checkpoint"
 VERSION = 1
@@ -90,6 +91,25 @@ class Checkpoint:
             A ``ValueError`` and ``KeyError`` whose message names every mismatch found (or the
             error of the load that failed); no object is modified.
         """
+        targets, backups = self._check(model, optimizer, scheduler, extra, copies=True)
+        _apply_all(targets, backups)
+
+    def verify(self, model=None, optimizer=None, scheduler=None, **extra: Any) -> None:
+        """Check, as :meth:`restore` does first, that this checkpoint fits the given objects,
+        without loading it (and without copying their state).
+
+        Raises
+        ------
+        CheckpointMismatchError
+            Naming every mismatch found.
+        """
+        self._check(model, optimizer, scheduler, extra, copies=False)
+
+    def _check(
+        self, model: Any, optimizer: Any, scheduler: Any, extra: dict[str, Any], *, copies: bool
+    ) -> tuple[list[tuple[str, ObjectState, Any]], list[ObjectState]]:
+        """The (label, saved state, object) to load and each object's current state (deep
+        copies when ``copies``, for putting it back), once every object fits."""
         targets: list[tuple[str, ObjectState, Any]] = []
         problems: list[str] = []
         for label, obj in zip(PARTS, (model, optimizer, scheduler), strict=True):
@@ -112,14 +132,14 @@ class Checkpoint:
                 )
             else:
                 targets.append((f"extra {name!r}", saved, obj))
-        backups = [_backup(saved, obj) for _, saved, obj in targets]
-        for (label, saved, obj), current in zip(targets, backups, strict=True):
+        currents = [_current(saved, obj, copies) for _, saved, obj in targets]
+        for (label, saved, obj), current in zip(targets, currents, strict=True):
             problems += [f"{label}: {p}" for p in mismatches(saved, obj, current)]
         if problems:
             raise CheckpointMismatchError(
                 f"checkpoint does not match ({len(problems)} problem(s)): " + "; ".join(problems)
             )
-        _apply_all(targets, backups)
+        return targets, currents
 
 
 def save(path: str | os.PathLike, model=None, optimizer=None, scheduler=None, **extra: Any) -> None:
@@ -141,20 +161,46 @@ def save(path: str | os.PathLike, model=None, optimizer=None, scheduler=None, **
     The file is written to a temporary file in the same directory, flushed and ``fsync``-ed,
     then renamed over ``path`` (``os.replace``) and the directory is ``fsync``-ed: a reader sees
     the old checkpoint or the new one, never a partial file. On any error the temporary file is
-    removed and the old checkpoint stays as it was.
+    removed and the old checkpoint stays as it was; temporary files left by saves to the same
+    path whose process died (killed mid-save) are removed by the next save. A symlink ``path``
+    is written through (the file it points to is replaced); an existing file keeps its
+    permission bits.
+
+    Every optimizer given (directly, as a scheduler's optimizer or in ``extra``) is locked for
+    the whole save, so a step in another thread waits: the file holds the parameters and state
+    of one moment, never arrays from different steps.
 
     Raises
     ------
     TypeError
         Naming the value that cannot be stored (before anything is written).
+    ValueError
+        If the data refers to itself or is nested deeper than the checkpoint format allows.
     """
-    objects = zip(PARTS, (model, optimizer, scheduler), strict=True)
-    tree: dict[str, Any] = {label: _part(label, obj) for label, obj in objects}
-    tree["extra"] = {name: _extra_entry(name, value) for name, value in extra.items()}
-    skeleton, arrays = _tree_codec.encode(tree)
-    document = {"format": FORMAT, "version": VERSION, "tree": skeleton}
-    text = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
-    _write_atomic(os.fspath(path), {SKELETON: np.frombuffer(text, dtype=np.uint8), **arrays})
+    path = os.fspath(path)
+    objects = [model, optimizer, scheduler, *extra.values()]
+    with _stepping_paused(objects):
+        parts = zip(PARTS, (model, optimizer, scheduler), strict=True)
+        tree: dict[str, Any] = {label: _part(label, obj) for label, obj in parts}
+        tree["extra"] = {name: _extra_entry(name, value) for name, value in extra.items()}
+        skeleton, arrays = _tree_codec.encode(tree)
+        document = {"format": FORMAT, "version": VERSION, "tree": skeleton}
+        text = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+        members = {SKELETON: np.frombuffer(text, dtype=np.uint8), **arrays}
+        _checkpoint_write.write_atomic(path, members)
+
+
+@contextlib.contextmanager
+def _stepping_paused(objects: list[Any]) -> Iterator[None]:
+    """Hold the lock of every optimizer among ``objects`` (in a fixed order), so that no step
+    changes a parameter or state array between the first array written and the last: the file
+    holds one moment of training. A step in another thread waits for the save."""
+    with contextlib.ExitStack() as stack:
+        candidates = [*objects, *(getattr(obj, "optimizer", None) for obj in objects)]
+        optimizers = {id(obj): obj for obj in candidates if isinstance(obj, Optimizer)}
+        for key in sorted(optimizers):
+            stack.enter_context(optimizers[key]._lock)
+        yield
 
 
 def load(
@@ -176,8 +222,11 @@ def load(
         format version; :class:`CheckpointMismatchError` if it does not fit the objects.
     """
     path = os.fspath(path)
-    checkpoint = _decode(path, _read_members(path))
-    if any(obj is not None for obj in (model, optimizer, scheduler)) or extra:
+    targets = (model, optimizer, scheduler, extra)
+    restoring = any(obj is not None for obj in targets[:3]) or bool(extra)
+    with open(path, "rb") as file:  # a missing or unreadable file raises its OSError
+        checkpoint = _read(path, file, targets if restoring else None)
+    if restoring:
         checkpoint.restore(model, optimizer, scheduler, **extra)
     return checkpoint
 
@@ -206,97 +255,68 @@ def _extra_entry(name: str, value: Any) -> dict[str, Any]:
     return {"kind": "value", "value": value}
 
 
-def _write_atomic(path: str, members: dict[str, np.ndarray]) -> None:
-    """Write the ``.npz`` into a temporary file next to ``path``, fsync, rename over ``path``, fsync
-    the directory; the temporary file is removed on any error."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_npz(file, members)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(directory)
-
-
-def _write_npz(file: Any, members: dict[str, np.ndarray]) -> None:
-    """An uncompressed ``.npz`` (what ``np.savez`` writes), with pickling refused."""
-    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as archive:
-        for name, array in members.items():
-            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
-                np.lib.format.write_array(member, array, allow_pickle=False)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (POSIX); platforms that cannot open a directory skip it."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # ----------------------------------------------------------------------------- decoding
 
 
-def _read_members(path: str) -> dict[str, np.ndarray]:
-    """Every member of the ``.npz`` at ``path``, read in full (CRCs checked), without pickle."""
+def _read(path: str, file: Any, targets: tuple | None) -> Checkpoint:
+    """Decode the checkpoint in ``file``: layouts first, then (once they fit ``targets``, the
+    objects to restore into, when given) the data. Any malformed content is a ValueError naming
+    ``path``."""
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with archive:
-            return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
+        with zipfile.ZipFile(file) as archive:
+            members = _checkpoint_read.read_headers(archive)
+            skeleton = members.pop(SKELETON, None)
+            if skeleton is None:
+                raise ValueError(f"not a ferroptim checkpoint (no {SKELETON!r} member)")
+            document = _document(_checkpoint_read.read_data(archive, skeleton))
+            if targets is not None:
+                # Declared shapes and dtypes against the objects, before any data is read.
+                layout = {name: m.placeholder() for name, m in members.items()}
+                model, optimizer, scheduler, extra = targets
+                _checkpoint(document, layout).verify(model, optimizer, scheduler, **extra)
+            arrays = {name: _checkpoint_read.read_data(archive, m) for name, m in members.items()}
+            return _checkpoint(document, arrays)
+    except CheckpointMismatchError:
         raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+    except UnsupportedVersionError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except (RecursionError, MemoryError) as exc:
+        raise ValueError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # zipfile and NumPy raise many kinds on corrupt input
         raise ValueError(
             f"{path}: not a readable ferroptim checkpoint (corrupt, truncated or another kind of "
-            f"file): {exc}"
-        ) from None
+            f"file): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def _decode(path: str, members: dict[str, np.ndarray]) -> Checkpoint:
-    raw = members.pop(SKELETON, None)
-    if raw is None:
-        raise ValueError(f"{path}: not a ferroptim checkpoint (no {SKELETON!r} member)")
-    try:
-        if raw.dtype != np.uint8 or raw.ndim != 1:
-            raise ValueError(f"{SKELETON!r} is not a uint8 vector")
-        document = json.loads(raw.tobytes().decode(), parse_constant=_refuse_constant)
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            raise ValueError(f"the header names no {FORMAT!r} format")
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{path}: not a ferroptim checkpoint ({exc})") from None
+class UnsupportedVersionError(ValueError):
+    """A ferroptim checkpoint of a format version this code does not read."""
+
+
+def _document(raw: np.ndarray) -> dict[str, Any]:
+    """The parsed JSON header of the skeleton member."""
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"{SKELETON!r} is not a uint8 vector")
+    document = json.loads(raw.tobytes().decode(), parse_constant=_refuse_constant)
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError(f"not a ferroptim checkpoint (the header names no {FORMAT!r} format)")
     version = document.get("version")
     if version != VERSION:
-        raise ValueError(
-            f"{path}: checkpoint format version {version!r} is not supported (this ferroptim "
-            f"reads version {VERSION})"
+        raise UnsupportedVersionError(
+            f"checkpoint format version {version!r} is not supported (this ferroptim reads "
+            f"version {VERSION})"
         )
-    try:
-        tree = _tree_codec.decode(document.get("tree"), members)
-        return _checkpoint(version, tree)
-    except ValueError as exc:
-        raise ValueError(f"{path}: corrupt checkpoint ({exc})") from None
+    return document
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"the skeleton holds the non-JSON constant {name}")
 
 
-def _checkpoint(version: int, tree: Any) -> Checkpoint:
+def _checkpoint(document: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
     """The decoded tree as a :class:`Checkpoint`, its layout checked."""
+    version = document["version"]
+    tree = _tree_codec.decode(document.get("tree"), arrays)
     if not isinstance(tree, dict) or set(tree) != {*PARTS, "extra"}:
         raise ValueError(f"the tree must hold {[*PARTS, 'extra']}")
     parts = {label: _object_state(label, tree[label], allow_none=True) for label in PARTS}
@@ -332,28 +352,35 @@ def _object_state(label: str, entry: Any, *, allow_none: bool) -> ObjectState | 
 
 def _apply_all(targets: list[tuple[str, ObjectState, Any]], backups: list[ObjectState]) -> None:
     """Load every target; if one fails, put back the ones already touched (that one included,
-    in case its load is not all-or-nothing) and raise."""
-    for k, (label, saved, obj) in enumerate(targets):
-        try:
-            _apply(saved, obj)
-        except Exception as exc:
-            message = f"{label}: {type(exc).__name__}: {exc}"
-            for j in range(k, -1, -1):
-                try:
-                    _apply(backups[j], targets[j][2])
-                except Exception as again:  # reported; the others are still restored
-                    message += f" (and {targets[j][0]} could not be put back: {again})"
-            raise CheckpointMismatchError(message) from exc
+    in case its load is not all-or-nothing) and raise. A Ctrl-C arriving meanwhile is delivered
+    once every target is loaded (or put back), and anything else raised (a ``BaseException``
+    too) puts the targets back and is re-raised."""
+    with deferred_interrupts():
+        for k, (label, saved, obj) in enumerate(targets):
+            try:
+                _apply(saved, obj)
+            except BaseException as exc:
+                message = f"{label}: {type(exc).__name__}: {exc}"
+                for j in range(k, -1, -1):
+                    try:
+                        _apply(backups[j], targets[j][2])
+                    except BaseException as again:  # reported; the others are still restored
+                        message += f" (and {targets[j][0]} could not be put back: {again})"
+                if not isinstance(exc, Exception):
+                    raise
+                raise CheckpointMismatchError(message) from exc
 
 
-def _backup(saved: ObjectState, obj: Any) -> ObjectState:
-    """A copy of what loading ``saved`` into ``obj`` would overwrite (``None`` where ``obj``
-    cannot provide it; verification reports that)."""
+def _current(saved: ObjectState, obj: Any, copies: bool) -> ObjectState:
+    """What loading ``saved`` into ``obj`` would overwrite, deep-copied when ``copies`` (a
+    backup) (``None`` where ``obj`` cannot provide it; verification reports that)."""
     if isinstance(obj, np.random.Generator):
         return ObjectState(None, obj.bit_generator.state)
     state = rng = None
     if saved.state_dict is not None and callable(getattr(obj, "state_dict", None)):
-        state = copy.deepcopy(obj.state_dict())
+        state = obj.state_dict()
+        if copies:
+            state = copy.deepcopy(state)
     if saved.rng_state is not None and callable(getattr(obj, "rng_state", None)):
         rng = obj.rng_state()
     return ObjectState(state, rng)

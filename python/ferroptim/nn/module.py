@@ -109,6 +109,8 @@ class Module:
                     f"parameter {name!r} must keep shape {old.shape} and dtype {old.dtype}, "
                     f"got {array.shape} {array.dtype}"
                 )
+            if array is not old:  # a gradient shared with another use of the old array
+                self._gradients[name] = self._gradients[name].copy()
             self._parameters[name] = array
             _live.register(self, name, array)
         elif name in self._buffers:
@@ -164,9 +166,33 @@ class Module:
             for name in getattr(module, attr):
                 yield (f"{prefix}.{name}" if prefix else name), module, name
 
+    def _unique_parameters(self) -> list[tuple[str, Module, str]]:
+        """``(full name, module, name)`` of the first use of every parameter array.
+
+        A parameter used by several modules (tied weights: ``linear.weight = embedding.weight``)
+        is listed once, under its first name, as in torch. Its uses share one gradient array:
+        each later use's gradient is added into the first one's and then replaced by it, so
+        every ``backward`` (which adds into ``grad(name)``) accumulates into the same array,
+        which holds the sum of the gradients of every use. Whether it is frozen is decided by
+        its first use."""
+        first: dict[int, tuple[str, Module, str]] = {}
+        for full, module, name in self._named("_parameters"):
+            key = id(module._parameters[name])
+            if key not in first:
+                first[key] = (full, module, name)
+                continue
+            _, owner, owner_name = first[key]
+            shared = owner._gradients[owner_name]
+            mine = module._gradients[name]
+            if mine is not shared:
+                shared += mine
+                module._gradients[name] = shared
+        return list(first.values())
+
     def named_parameters(self) -> list[tuple[str, np.ndarray]]:
-        """``(name, array)`` for every parameter, torch's names and order (``"0.weight"``)."""
-        return [(full, m._parameters[n]) for full, m, n in self._named("_parameters")]
+        """``(name, array)`` for every parameter, torch's names and order (``"0.weight"``); a
+        parameter used by several modules (tied weights) appears once, under its first name."""
+        return [(full, m._parameters[n]) for full, m, n in self._unique_parameters()]
 
     def parameters(self) -> list[np.ndarray]:
         """Every parameter array, in ``named_parameters`` order (frozen ones included)."""
@@ -174,10 +200,11 @@ class Module:
 
     def named_gradients(self) -> list[tuple[str, np.ndarray | None]]:
         """``(name, gradient)`` aligned with ``named_parameters``; ``None`` for frozen parameters,
-        which optimizers then skip."""
+        which optimizers then skip. A tied parameter's gradient is the sum over its uses (one
+        array shared by them, see :meth:`_unique_parameters`)."""
         return [
             (full, None if n in m._frozen else m._gradients[n])
-            for full, m, n in self._named("_parameters")
+            for full, m, n in self._unique_parameters()
         ]
 
     def gradients(self) -> list[np.ndarray | None]:
@@ -190,7 +217,7 @@ class Module:
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(
             m._parameters[n].size
-            for _, m, n in self._named("_parameters")
+            for _, m, n in self._unique_parameters()
             if not (trainable_only and n in m._frozen)
         )
 

@@ -20,7 +20,10 @@ Gradient = np.ndarray | None
 
 
 def _summed(grads: list[np.ndarray]) -> Gradient:
-    """One gradient for one array: itself, the sum over tied places, or None (frozen)."""
+    """One gradient for one array: itself, the sum over tied places, or None (frozen). Places
+    that share one gradient array (``Module`` links tied uses to one array, see
+    ``Module._unique_parameters``) count once."""
+    grads = list({id(g): g for g in grads}.values())
     if not grads:
         return None
     if len(grads) == 1:

@@ -5,7 +5,9 @@ Subclasses declare their hyperparameters and state, and call one fused kernel pe
 
 from __future__ import annotations
 
+import copy
 import math
+import operator
 import threading
 from collections.abc import Iterable, Sequence
 from types import ModuleType
@@ -15,9 +17,11 @@ import numpy as np
 
 from ferroptim import _native, clip, reference
 from ferroptim._checkpoint_hint import refuse_checkpoint
+from ferroptim._interrupts import deferred_interrupts
 from ferroptim.nn.module import Module
-from ferroptim.optim._checks import check_flag, check_number, check_params
+from ferroptim.optim._checks import check_flag, check_number
 from ferroptim.optim._model_grads import live_gradients, model_gradients, zero_live_gradients
+from ferroptim.optim._param_spans import ParamSpans
 from ferroptim.reference._checks import ArrayChecker
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
@@ -36,12 +40,18 @@ class StepOptions(TypedDict, total=False):
 
 
 class _GroupState:
-    """The state arrays of one parameter group, one list per state name, aligned with params."""
+    """The state arrays of one parameter group, one list per state name, aligned with params
+    (``params``: the parameters the state belongs to, to notice edits of the group's list; an
+    int ``n`` gives a detached state of ``n`` parameters, for reading scalar-state names)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, params: list[np.ndarray] | int) -> None:
+        self.params = [None] * params if isinstance(params, int) else list(params)
+        n = len(self.params)
         self.arrays: dict[str, list[np.ndarray]] = {}
         self.steps = np.zeros(n, dtype=np.int64)
         self.mu_products = np.ones(n, dtype=np.float32)
+        #: the group's items when last checked, and the checked copy (see _hyperparameters)
+        self.checked: tuple[tuple, tuple, dict[str, Any]] | None = None
 
 
 class Optimizer:
@@ -122,6 +132,7 @@ class Optimizer:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
         self.backend = backend
+        self._lock = threading.RLock()
         self.max_grad_norm = max_grad_norm
         self.clip_value = clip_value
         self.skip_nonfinite = skip_nonfinite
@@ -137,7 +148,8 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self._group_states: list[_GroupState] = []
-        self._lock = threading.RLock()
+        #: address spans of every parameter, sorted (overlap checks of ``add_param_group``)
+        self._spans = ParamSpans()
         groups = _as_groups(params)
         if not groups:
             raise ValueError("params: optimizer got an empty parameter list")
@@ -156,9 +168,10 @@ class Optimizer:
             value = check_number("max_grad_norm", value)
             if value <= 0:
                 raise ValueError(f"Invalid max_grad_norm value: {value} (expected > 0)")
-        self._max_grad_norm = value
-        self._grad_scale = 1.0
-        self.last_grad_norm = None
+        with self._lock:  # a step in another thread reads these
+            self._max_grad_norm = value
+            self._grad_scale = 1.0
+            self.last_grad_norm = None
 
     @property
     def clip_value(self) -> float | None:
@@ -167,7 +180,9 @@ class Optimizer:
 
     @clip_value.setter
     def clip_value(self, value: float | None) -> None:
-        self._clip_value = None if value is None else check_number("clip_value", value)
+        value = None if value is None else check_number("clip_value", value)
+        with self._lock:
+            self._clip_value = value
 
     @property
     def skip_nonfinite(self) -> bool:
@@ -176,7 +191,9 @@ class Optimizer:
 
     @skip_nonfinite.setter
     def skip_nonfinite(self, value: bool) -> None:
-        self._skip_nonfinite = check_flag("skip_nonfinite", value)
+        value = check_flag("skip_nonfinite", value)
+        with self._lock:
+            self._skip_nonfinite = value
 
     def _grad_scale_or_skip(self, grads: Sequence) -> float | None:
         """This step's ``grad_scale`` for the kernels, or None when the step must be skipped
@@ -205,7 +222,10 @@ class Optimizer:
 
     # ----- groups and state -------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group of parameters with its own hyperparameters (torch's ``add_param_group``)."""
+        """Add a group of parameters with its own hyperparameters (torch's ``add_param_group``).
+
+        The new parameters are checked against the existing ones in O(log n) each (a sorted
+        list of memory spans), so adding many groups stays linear."""
         with self._lock:
             if not isinstance(param_group, dict) or "params" not in param_group:
                 raise TypeError("param_group must be a dict with a 'params' list")
@@ -214,16 +234,54 @@ class Optimizer:
             unknown = set(param_group) - set(self.defaults) - {"params"}
             if unknown:
                 raise ValueError(f"param_group has unknown options: {sorted(unknown)}")
-            existing = [p for g in self.param_groups for p in g["params"]]
-            check_params(existing + params)
+            self._sync_params()
+            existing = self._all_params()
+            self._spans.check_new(params, len(existing), existing)
             group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
             self.validate_group(group)
             group["params"] = params
             self.param_groups.append(group)
-            state = _GroupState(len(params))
+            state = _GroupState(params)
             self._group_states.append(state)
+            self._spans.add(params)
             if self.eager_state:
                 self._ensure_state(group, state)
+
+    def _all_params(self) -> list[np.ndarray]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _sync_params(self) -> None:
+        """Follow in-place edits of ``param_groups[i]["params"]`` (appending, removing or
+        replacing a parameter there, as torch allows): every parameter is checked again, and
+        each group's state is realigned by identity (a parameter keeps its state, a new one
+        starts fresh, as torch keys state by parameter). Cheap when nothing changed."""
+        if all(map(_same_params, self.param_groups, self._group_states)):
+            return
+        self._spans.rebuild(self._all_params())
+        for gi, group in enumerate(self.param_groups):
+            state = self._group_states[gi]
+            if not _same_params(group, state):
+                hyper = dict(group)
+                self.validate_group(hyper)
+                self._group_states[gi] = self._realigned(state, list(group["params"]), hyper)
+
+    def _realigned(
+        self, state: _GroupState, params: list[np.ndarray], group: dict[str, Any]
+    ) -> _GroupState:
+        """``state`` for the parameter list ``params`` (matched by identity)."""
+        old = {id(p): i for i, p in enumerate(state.params)}
+        fresh = _GroupState(params)
+        for k, p in enumerate(params):
+            i = old.get(id(p))
+            if i is not None:
+                fresh.steps[k] = state.steps[i]
+                fresh.mu_products[k] = state.mu_products[i]
+        for name, arrays in state.arrays.items():
+            fresh.arrays[name] = [
+                arrays[old[id(p)]] if id(p) in old else self.init_state(name, p, group)
+                for p in params
+            ]
+        return fresh
 
     #: allocate state at construction (torch's Adagrad does) rather than at the first step
     eager_state: ClassVar[bool] = False
@@ -290,37 +348,40 @@ class Optimizer:
             elif isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
                 grads = _as_list(grads)
         with self._lock:
-            groups = self.param_groups
-            if len(groups) == 1:
-                group = groups[0]
-                if len(grads) != len(group["params"]):
+            self._sync_params()
+            # Everything the step reads, read once: validated copies of the groups' options
+            # (the same checks whatever the number of groups), clipping options under the lock.
+            hypers = list(map(self._hyperparameters, self.param_groups, self._group_states))
+            if len(hypers) == 1:
+                hyper = hypers[0]
+                if len(grads) != len(hyper["params"]):
                     raise ValueError(
-                        f"grads: got {len(grads)} gradients for {len(group['params'])} params"
+                        f"grads: got {len(grads)} gradients for {len(hyper['params'])} params"
                     )
                 if self._max_grad_norm is not None or self._skip_nonfinite:
                     scale = self._grad_scale_or_skip(grads)
                     if scale is None:
                         # Raise on bad input as an applied step would, then skip.
-                        self._precheck(group, self._group_states[0], list(grads), 0, ArrayChecker())
+                        self._precheck(hyper, self._group_states[0], list(grads), 0, ArrayChecker())
                         self._skip()
                         return
                     self._grad_scale = scale
-                self._step_group(group, self._group_states[0], grads)
+                self._step_group(hyper, self._group_states[0], grads)
                 self.last_step_skipped = False
                 return
-            total = sum(len(g["params"]) for g in groups)
+            total = sum(len(h["params"]) for h in hypers)
             if len(grads) != total:
                 raise ValueError(f"grads: got {len(grads)} gradients for {total} params")
             # Check every group before touching any, so a failure leaves all unchanged.
             start = 0
             plan = []
-            for group, state in zip(groups, self._group_states, strict=True):
-                n = len(group["params"])
-                plan.append((group, state, list(grads[start : start + n]), start))
+            for hyper, state in zip(hypers, self._group_states, strict=True):
+                n = len(hyper["params"])
+                plan.append((hyper, state, list(grads[start : start + n]), start))
                 start += n
             checker = ArrayChecker()
-            for group, state, group_grads, offset in plan:
-                self._precheck(group, state, group_grads, offset, checker)
+            for hyper, state, group_grads, offset in plan:
+                self._precheck(hyper, state, group_grads, offset, checker)
             checker.check_overlaps()
             if self._max_grad_norm is not None or self._skip_nonfinite:
                 scale = self._grad_scale_or_skip(grads)
@@ -328,9 +389,25 @@ class Optimizer:
                     self._skip()
                     return
                 self._grad_scale = scale
-            for group, state, group_grads, _ in plan:
-                self._step_group(group, state, group_grads)
-            self.last_step_skipped = False
+            # One kernel call per group: a Ctrl-C between two would half-apply the step.
+            with deferred_interrupts():
+                for hyper, state, group_grads, _ in plan:
+                    self._step_group(hyper, state, group_grads)
+                self.last_step_skipped = False
+
+    def _hyperparameters(self, group: dict[str, Any], state: _GroupState) -> dict[str, Any]:
+        """A checked, normalized copy of ``group`` for one step (its ``params`` list copied).
+        The check is skipped when every entry is the very object checked last time (the
+        group's state keeps them alive, so an identity cannot be reused)."""
+        keys, values = tuple(group), tuple(group.values())
+        last = state.checked
+        if last is None or last[0] != keys or not all(map(operator.is_, values, last[1])):
+            hyper = dict(group)
+            self.validate_group(hyper)
+            state.checked = last = (keys, values, hyper)
+        hyper = dict(last[2])
+        hyper["params"] = list(group["params"])
+        return hyper
 
     def _skip(self) -> None:
         self.skipped_steps += 1
@@ -346,8 +423,7 @@ class Optimizer:
     ) -> None:
         """Check a group's hyperparameters and gradients, recording every array of the step in
         ``checker``, so that several groups can be checked before any is updated (the kernels
-        check one group at a time)."""
-        self.validate_group(dict(group))
+        check one group at a time). ``group`` is already validated."""
         self._ensure_state(group, state)
         for i, (p, g) in enumerate(zip(group["params"], grads, strict=True), start=offset):
             if g is None:
@@ -388,6 +464,7 @@ class Optimizer:
         With ``skip_nonfinite`` set, or once a step has been skipped, an extra top-level entry
         ``"skipped_steps"`` (int) holds :attr:`skipped_steps`."""
         with self._lock:
+            self._sync_params()
             out_state: dict[int, dict[str, Any]] = {}
             out_groups = []
             index = 0
@@ -430,7 +507,9 @@ class Optimizer:
         ``0, 1, ...`` in order; group hyperparameters pass the constructor's checks; every state
         array has its parameter's shape and dtype and finite values (second-moment-like arrays
         ``>= 0``); ``step`` is a whole number in ``[0, 2**53]`` and NAdam's ``mu_product`` a
-        real number in ``[0, 1]``.
+        real number in ``[0, 1]``. The saved groups replace the current ones, as in torch: an
+        entry the saved group lacks (a scheduler's ``initial_lr``) is dropped, except this
+        optimizer's own hyperparameters, which keep their values.
 
         Raises
         ------
@@ -441,6 +520,7 @@ class Optimizer:
             not match.
         """
         with self._lock:
+            self._sync_params()
             new_groups, skipped = self._check_groups(state_dict)
             staged = self._stage_state(state_dict["state"], new_groups)
             # Everything checked and staged: apply (nothing below can fail on bad input).
@@ -488,7 +568,11 @@ class Optimizer:
                 raise TypeError(f"param_groups[{gi}] must be a dict, got {type(saved).__name__}")
             _check_group_indices(gi, saved.get("params", ()), index, len(group["params"]))
             index += len(group["params"])
-            merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            # The saved group replaces this one, as in torch (keys it lacks, such as a
+            # scheduler's "initial_lr", do not survive), except for the optimizer's own
+            # hyperparameters, which keep their current values when the saved group has none.
+            own = {k: v for k, v in group.items() if k in self.defaults or k == "params"}
+            merged = {**own, **{k: v for k, v in saved.items() if k != "params"}}
             self.validate_group(merged)
             new_groups.append(merged)
         return new_groups, skipped
@@ -512,7 +596,7 @@ class Optimizer:
                 entry = saved_state.get(index + i)
                 if entry is not None:
                     checked.append((i, *self._check_entry(index + i, entry, names, p)))
-            fresh = _GroupState(len(group["params"]))
+            fresh = _GroupState(group["params"])
             self._ensure_state(group, fresh)
             for i, scalars, arrays in checked:
                 self.load_scalar_state(fresh, i, scalars)
@@ -545,12 +629,42 @@ class Optimizer:
             arrays[name] = _check_state_array(f"state[{index}][{name!r}]", name, entry[name], param)
         return {**arrays, **scalars}, arrays
 
+    # ----- copying and pickling ----------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the lock and the kernel function (a copy or an unpickled optimizer
+        gets its own of each). Pickle an optimizer while no other thread steps it: the arrays
+        are serialized after this returns."""
+        state = dict(self.__dict__)
+        del state["_lock"], state["_kernel"]
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Optimizer:
+        """An independent copy (parameters, state arrays and groups copied; a fresh lock), taken
+        under the lock, so it never holds half a step. As for any deep copy, parameters shared
+        with objects copied in the same ``copy.deepcopy`` call stay shared in the copy."""
+        with self._lock:
+            new = type(self).__new__(type(self))
+            memo[id(self)] = new
+            new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+            return new
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        self._kernel = getattr(BACKENDS[self.backend], self.kernel_name)
+
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} (backend={self.backend!r})"]
         for i, group in enumerate(self.param_groups):
             opts = ", ".join(f"{k}={v!r}" for k, v in group.items() if k != "params")
             lines.append(f"  group {i}: {len(group['params'])} params, {opts}")
         return "\n".join(lines)
+
+
+def _same_params(group: dict[str, Any], state: _GroupState) -> bool:
+    """Whether ``group["params"]`` still holds exactly the arrays ``state`` belongs to."""
+    params = group["params"]
+    return len(params) == len(state.params) and all(map(operator.is_, params, state.params))
 
 
 def _as_list(obj: Any) -> list:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ferroptim._file_spans import file_span
+
 __all__ = [
     "Batch",
     "StateArg",
@@ -187,11 +189,19 @@ class ArrayChecker:
 
     def __init__(self) -> None:
         self.spans: list[_Span] = []
+        #: spans of file bytes of memory-mapped arrays, by (device, inode) (see _file_spans)
+        self.file_spans: list[tuple[tuple[int, int], _Span]] = []
 
     def record(self, array: np.ndarray, written: bool, arg: str, index: int) -> None:
         if array.nbytes > 0:
             start = _address(array)
             self.spans.append(_Span(start, start + array.nbytes, written, arg, index))
+            if array.base is not None:  # a view: maybe of a memory map
+                mapped = file_span(array)
+                if mapped is not None:
+                    device, inode, first, end = mapped
+                    span = _Span(first, end, written, arg, index)
+                    self.file_spans.append(((device, inode), span))
 
     def array(
         self,
@@ -247,21 +257,43 @@ class ArrayChecker:
         return np.asarray(obj)
 
     def check_overlaps(self) -> None:
-        """Refuse any overlap between a written array and any other array (the native sweep)."""
-        spans = sorted(self.spans, key=lambda s: s.start)
-        furthest: _Span | None = None
-        furthest_written: _Span | None = None
-        for cur in spans:
-            for other in (furthest, furthest_written):
-                if other is not None and other.end > cur.start and (other.written or cur.written):
-                    raise ValueError(
-                        f"{cur.arg}[{cur.index}] shares memory with {other.arg}[{other.index}]; "
-                        "every updated array must be distinct"
-                    )
-            if furthest is None or furthest.end < cur.end:
-                furthest = cur
-            if cur.written and (furthest_written is None or furthest_written.end < cur.end):
-                furthest_written = cur
+        """Refuse any overlap between a written array and any other array, in memory or in the
+        bytes of a mapped file (the native sweep)."""
+        clash = _first_clash(sorted(self.spans, key=lambda s: s.start))
+        if clash is not None:
+            other, cur = clash
+            raise ValueError(
+                f"{cur.arg}[{cur.index}] shares memory with {other.arg}[{other.index}]; "
+                "every updated array must be distinct"
+            )
+        by_file: dict[tuple[int, int], list[_Span]] = {}
+        for file, span in self.file_spans:
+            by_file.setdefault(file, []).append(span)
+        for spans in by_file.values():
+            clash = _first_clash(sorted(spans, key=lambda s: s.start))
+            if clash is not None:
+                other, cur = clash
+                raise ValueError(
+                    f"{cur.arg}[{cur.index}] maps the same file bytes as {other.arg}"
+                    f"[{other.index}] (two np.memmap of one file); every updated array must be "
+                    "distinct"
+                )
+
+
+def _first_clash(spans: list[_Span]) -> tuple[_Span, _Span] | None:
+    """The first ``(earlier, later)`` pair of spans (sorted by start) that overlap with one of
+    them written."""
+    furthest: _Span | None = None
+    furthest_written: _Span | None = None
+    for cur in spans:
+        for other in (furthest, furthest_written):
+            if other is not None and other.end > cur.start and (other.written or cur.written):
+                return other, cur
+        if furthest is None or furthest.end < cur.end:
+            furthest = cur
+        if cur.written and (furthest_written is None or furthest_written.end < cur.end):
+            furthest_written = cur
+    return None
 
 
 def _check_slots(states: Sequence[StateArg]) -> None:

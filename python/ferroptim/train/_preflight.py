@@ -10,6 +10,12 @@ caches, LSTM ``h_n``/``c_n``) are put back afterwards, so the dry run leaves no 
 samples, not one, so that a batch norm computing batch statistics in eval mode
 (``track_running_stats=False``) can run. Then, for classification losses, the *whole* target
 arrays are checked against the model's output width.
+
+Batch sizes: when ``fit`` would form a one-sample batch (``len(X) % batch_size == 1``, or
+``batch_size == 1``), that sample goes through a *training-mode* forward too, with every buffer,
+generator and attribute put back afterwards, so that a layer refusing it in training mode (batch
+statistics of one value under ``BatchNorm1d``, as in torch) is reported before the first update,
+with the fix, instead of after an epoch of training.
 """
 
 from __future__ import annotations
@@ -43,18 +49,48 @@ def check_label_dtype(loss_fn: Any, y: np.ndarray, name: str) -> None:
 
 
 @contextmanager
-def _no_trace(model: Any, loss_fn: Any) -> Iterator[None]:
-    """Eval mode inside the block; afterwards every module's and the loss's attribute bindings
-    (training flags, caches, dtype, ...) are exactly those from before."""
+def _no_trace(model: Any, loss_fn: Any, training: bool = False) -> Iterator[None]:
+    """Eval mode (training mode with ``training``) inside the block; afterwards every module's
+    and the loss's attribute bindings (training flags, caches, dtype, ...), buffer values
+    (running statistics) and random generator states are exactly those from before."""
     objects = [*model.modules(), loss_fn]
     saved = [(obj, dict(vars(obj))) for obj in objects if hasattr(obj, "__dict__")]
-    model.eval()
+    buffers = [(buffer, buffer.copy()) for _, buffer in model.named_buffers()]
+    rng = model.rng_state()
+    model.train(training)
     try:
         yield
     finally:
         for obj, attributes in saved:
             vars(obj).clear()
             vars(obj).update(attributes)
+        for buffer, value in buffers:
+            np.copyto(buffer, value)
+        model.set_rng_state(rng)
+
+
+def smallest_batch(n_samples: int, batch_size: int) -> int:
+    """The size of the smallest batch of ``n_samples`` cut into batches of ``batch_size``."""
+    return n_samples % batch_size or min(batch_size, n_samples)
+
+
+def check_batch_sizes(model: Any, loss_fn: Any, X: np.ndarray, batch_size: int) -> None:
+    """A training-mode forward of the smallest batch ``fit`` will form, leaving no trace;
+    ``ValueError`` with the fix when the model refuses it (see the module docstring)."""
+    size = smallest_batch(len(X), batch_size)
+    if size >= 2:  # sizes the two-sample dry run covers (batch statistics need two)
+        return
+    with _no_trace(model, loss_fn, training=True):
+        try:
+            model(X[:size])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"the last training batch would hold {size} sample(s) ({len(X)} samples in "
+                f"batches of batch_size={batch_size}) and the model refuses it in training "
+                f"mode: {exc}. Choose a batch_size that leaves a larger last batch, or drop the "
+                f"last {size} sample(s) (X[:{len(X) - size}], as torch's DataLoader(drop_last="
+                "True) would)"
+            ) from exc
 
 
 def _dry_output(model: Any, x: np.ndarray, name: str) -> np.ndarray:
@@ -114,6 +150,7 @@ def check_fit_data(
     train_data: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray] | None,
     augmented: bool,
+    batch_size: int | None = None,
 ) -> None:
     """Raise before training when ``(X, y)`` or ``validation_data`` cannot go through the model
     and the loss; nothing is modified (see the module docstring).
@@ -122,7 +159,7 @@ def check_fit_data(
     ``augment(xb)``, which may have another shape than ``X`` (a crop): a dry forward of the
     raw ``X`` that fails is then not an error, and ``y``'s class range is checked against the
     validation output instead (the augmenter itself is never called here: that would advance
-    its random generator).
+    its random generator), and the batch-size check is skipped.
     """
     X, y = train_data
     with _no_trace(model, loss_fn):
@@ -139,6 +176,8 @@ def check_fit_data(
             X_val, y_val = validation
             val_output = _dry_output(model, X_val, "validation_data X")
             _dry_loss(loss_fn, val_output, y_val, "validation_data y")
+    if train_output is not None and batch_size is not None:  # (augmented X may not fit)
+        check_batch_sizes(model, loss_fn, X, batch_size)
     reference = train_output if train_output is not None else val_output
     if reference is not None:  # the class count does not depend on the input size
         _check_targets(loss_fn, y, reference, "y")

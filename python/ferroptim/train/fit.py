@@ -208,7 +208,7 @@ def fit(
     callbacks = _check_callbacks(callbacks)
     resolved_metrics = resolve_metrics(loss_fn, metrics)
     aligned_gradients(model, optimizer)  # checks that the optimizer holds model parameters
-    check_fit_data(model, loss_fn, (X, y), validation, augmented=augment is not None)
+    check_fit_data(model, loss_fn, (X, y), validation, augment is not None, batch_size)
     comm = fit_comm(optimizer, distributed)
     if comm is not None:
         optimizer = averaging(optimizer, comm)

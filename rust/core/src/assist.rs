@@ -18,8 +18,7 @@
 //! is never read afterwards.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -61,10 +60,40 @@ static SHARED: Shared = Shared {
     panicked: AtomicBool::new(false),
 };
 
-/// One caller at a time; others run alone rather than wait.
-static CALLER: Mutex<()> = Mutex::new(());
-/// The helper thread and the process it was started in (it does not survive `fork()`).
-static HELPER: Mutex<Option<(Thread, u32)>> = Mutex::new(None);
+/// One caller at a time; others run alone rather than wait. Holds the id of the process whose
+/// thread is the caller (0: free), so that a `fork()` child whose parent had a caller at the
+/// moment of the fork sees a caller of another process, which cannot exist here, and takes over.
+static CALLER: AtomicU32 = AtomicU32::new(0);
+/// The helper thread and the process it was started in (a thread does not survive `fork()`);
+/// written only by the caller, each record leaked (one per process).
+static HELPER: AtomicPtr<(Thread, u32)> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The right to publish jobs, released on drop.
+struct CallerGuard;
+
+impl CallerGuard {
+    /// Become the caller, unless another thread of this process is.
+    fn try_acquire() -> Option<CallerGuard> {
+        let pid = std::process::id();
+        let mut holder = CALLER.load(Ordering::Acquire);
+        loop {
+            if holder == pid {
+                return None; // busy: a thread of this process is the caller
+            }
+            // Free (0), or held by a thread of a parent process (a fork copied the flag): take it.
+            match CALLER.compare_exchange(holder, pid, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(CallerGuard),
+                Err(now) => holder = now,
+            }
+        }
+    }
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        CALLER.store(0, Ordering::Release);
+    }
+}
 
 fn epoch_of(word: u64) -> u64 {
     word >> EPOCH_SHIFT
@@ -105,14 +134,11 @@ fn claim(epoch: u64, end: End) -> Option<usize> {
     }
 }
 
+/// This process's helper thread, started at first use (only the caller gets here).
 fn helper_thread() -> Option<Thread> {
-    // Only the caller holding CALLER gets here; a failed try_lock means a fork() copied the lock
-    // held by a thread that no longer exists: run alone rather than wait forever.
-    let Ok(mut helper) = HELPER.try_lock() else {
-        return None;
-    };
     let pid = std::process::id();
-    if let Some((thread, owner)) = helper.as_ref() {
+    // Safety: records are never freed.
+    if let Some((thread, owner)) = unsafe { HELPER.load(Ordering::Acquire).as_ref() } {
         if *owner == pid {
             return Some(thread.clone());
         }
@@ -122,7 +148,11 @@ fn helper_thread() -> Option<Thread> {
         .spawn(helper_main)
         .ok()?;
     let thread = handle.thread().clone();
-    *helper = Some((thread.clone(), pid));
+    // The parent's record (if any) is leaked: it names a thread that does not exist here.
+    HELPER.store(
+        Box::into_raw(Box::new((thread.clone(), pid))),
+        Ordering::Release,
+    );
     Some(thread)
 }
 
@@ -173,7 +203,7 @@ pub(crate) fn run_shared(pieces: usize, run: &(dyn Fn(usize) + Sync)) {
     if !(2..=MAX_PIECES).contains(&pieces) {
         return alone();
     }
-    let Ok(_caller) = CALLER.try_lock() else {
+    let Some(_caller) = CallerGuard::try_acquire() else {
         return alone();
     };
     let Some(helper) = helper_thread() else {

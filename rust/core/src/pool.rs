@@ -5,9 +5,11 @@
 //! tensor by tensor and then into halves, down to [`GRAIN_ELEMENTS`] (a piece whose arrays fit in
 //! L2), and the pieces run on a rayon pool of [`num_threads`] threads. With one thread everything
 //! runs on the caller. The pool and the helper are rebuilt after `fork()`, whose child inherits no
-//! threads.
+//! threads: nothing the child needs is behind a lock its parent's threads may have held at the
+//! moment of the fork (the child makes its own pool state, found lock-free by process id).
 
 use rayon::ThreadPool;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// From this many elements in one call, the work is spread over the rayon pool.
@@ -25,13 +27,20 @@ const SPLIT_ALIGN: usize = 64;
 /// only adds scheduling cost (a huge count would take minutes to spawn).
 pub const MAX_THREADS: usize = 1024;
 
-struct PoolState {
-    threads: usize,
-    pool: Option<Arc<ThreadPool>>,
+/// The pool of one process. A `fork()` child never touches its parent's `Slot`: the parent's
+/// threads may hold its lock at the moment of the fork, and they do not exist in the child, so
+/// the lock would never be released. The child makes its own `Slot` instead (see [`slot`]).
+struct Slot {
+    /// The process this slot belongs to.
     pid: u32,
+    /// The thread count, readable without the lock (a child starts with its parent's count).
+    threads: AtomicUsize,
+    /// The pool (None: one thread), built at first use; `set_num_threads` replaces it.
+    pool: Mutex<Option<Option<Arc<ThreadPool>>>>,
 }
 
-static STATE: Mutex<Option<PoolState>> = Mutex::new(None);
+/// This process's `Slot`, leaked: a process has one, plus one inherited per `fork()` ancestor.
+static SLOT: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
 
 fn default_threads() -> usize {
     std::env::var("FERROPTIM_NUM_THREADS")
@@ -41,62 +50,63 @@ fn default_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn build(threads: usize) -> PoolState {
-    let pool = if threads > 1 {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("ferroptim-{i}"))
-            .build()
-            .ok()
-            .map(Arc::new)
-    } else {
-        None
-    };
-    PoolState {
-        threads,
-        pool,
-        pid: std::process::id(),
+fn build(threads: usize) -> Option<Arc<ThreadPool>> {
+    if threads <= 1 {
+        return None;
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("ferroptim-{i}"))
+        .build()
+        .ok()
+        .map(Arc::new)
+}
+
+/// The calling process's slot: created at first use, and again (lock-free) in a forked child,
+/// which leaks its parent's slot and pool rather than touch them (their locks may be held by
+/// threads that exist only in the parent).
+fn slot() -> &'static Slot {
+    let pid = std::process::id();
+    loop {
+        let current = SLOT.load(Ordering::Acquire);
+        // Safety: slots are never freed.
+        let inherited = unsafe { current.as_ref() };
+        if let Some(s) = inherited.filter(|s| s.pid == pid) {
+            return s;
+        }
+        let threads = inherited.map_or_else(default_threads, |s| s.threads.load(Ordering::Relaxed));
+        let fresh = Box::into_raw(Box::new(Slot {
+            pid,
+            threads: AtomicUsize::new(threads),
+            pool: Mutex::new(None),
+        }));
+        match SLOT.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // Safety: `fresh` is valid and now published for the life of the process.
+            Ok(_) => return unsafe { &*fresh },
+            // Another thread of this process won: use its slot. Safety: `fresh` was never shared.
+            Err(_) => drop(unsafe { Box::from_raw(fresh) }),
+        }
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, Option<PoolState>> {
+fn lock(slot: &Slot) -> std::sync::MutexGuard<'_, Option<Option<Arc<ThreadPool>>>> {
     // A panic while holding this lock leaves plain data behind; keep using it.
-    STATE
+    slot.pool
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The pool to run on (None: run on the calling thread), rebuilt if this process was forked.
+/// The pool to run on (None: run on the calling thread), built at first use in each process.
 fn current_pool() -> Option<Arc<ThreadPool>> {
-    let mut state = lock();
-    let pid = std::process::id();
-    match state.as_mut() {
-        Some(s) if s.pid == pid => s.pool.clone(),
-        Some(s) => {
-            // Forked child: the parent's worker threads do not exist here, and the old pool's locks
-            // may be held by them forever. Leak it rather than touch it.
-            let threads = s.threads;
-            if let Some(old) = s.pool.take() {
-                std::mem::forget(old);
-            }
-            *s = build(threads);
-            s.pool.clone()
-        }
-        None => {
-            let s = build(default_threads());
-            let pool = s.pool.clone();
-            *state = Some(s);
-            pool
-        }
-    }
+    let slot = slot();
+    lock(slot)
+        .get_or_insert_with(|| build(slot.threads.load(Ordering::Relaxed)))
+        .clone()
 }
 
 /// Number of threads kernels use (`FERROPTIM_NUM_THREADS`, else the machine's core count).
 pub fn num_threads() -> usize {
-    let mut state = lock();
-    state
-        .get_or_insert_with(|| build(default_threads()))
-        .threads
+    slot().threads.load(Ordering::Relaxed)
 }
 
 /// Set the number of threads kernels use, 1 to [`MAX_THREADS`]. Takes effect at the next call.
@@ -108,9 +118,11 @@ pub fn set_num_threads(threads: usize) -> Result<(), crate::Error> {
             expected: "1 <= num_threads <= 1024",
         });
     }
-    let mut state = lock();
-    if state.as_ref().map(|s| s.threads) != Some(threads) {
-        *state = Some(build(threads));
+    let slot = slot();
+    let mut pool = lock(slot);
+    if slot.threads.load(Ordering::Relaxed) != threads {
+        *pool = None; // rebuilt at the next use
+        slot.threads.store(threads, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -158,7 +170,7 @@ pub(crate) fn map_indexed<F>(n: usize, elements: usize, f: F) -> Vec<f64>
 where
     F: Fn(usize) -> f64 + Sync,
 {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     if elements >= PARALLEL_MIN_ELEMENTS {
         if let Some(pool) = current_pool() {
             use rayon::prelude::*;

@@ -263,8 +263,59 @@ impl<'py> Dtypes<'py> {
 struct Checker<'py> {
     dtypes: Dtypes<'py>,
     spans: Vec<Span>,
+    /// The file bytes of arrays that map a file (`np.memmap`), keyed by (device, inode): two
+    /// mappings of one file are at different addresses, so `spans` cannot see them overlap.
+    file_spans: Vec<((u64, u64), Span)>,
     /// A strong reference to every checked array (see the module documentation).
     keep: Vec<Py<PyAny>>,
+}
+
+/// `(device, inode, start, end)` of the file bytes `obj` maps when its chain of base arrays ends
+/// in something other than an array (a memory map, a buffer); `None` for arrays owning their
+/// memory or viewing one that does (the common case, decided without calling Python).
+fn mapped_file(obj: &Bound<'_, PyAny>) -> PyResult<Option<(u64, u64, usize, usize)>> {
+    let py = obj.py();
+    let mut current = obj.clone();
+    loop {
+        let Ok(array) = current.cast::<PyUntypedArray>() else {
+            break; // a non-array base: ask Python what it maps
+        };
+        // Safety: `array` is a live ndarray; reading its base is what PyArray_BASE does.
+        let base = unsafe { (*array.as_array_ptr()).fields.base };
+        if base.is_null() {
+            return Ok(None);
+        }
+        // Safety: `base` is a live object owned by `array`.
+        current = unsafe { Bound::from_borrowed_ptr(py, base) };
+    }
+    py.import("ferroptim._file_spans")?
+        .getattr("file_span")?
+        .call1((obj,))?
+        .extract()
+}
+
+/// The first pair `(earlier, later)` of spans, sorted by start, where one is written and they
+/// overlap.
+fn first_clash<'a>(spans: impl Iterator<Item = &'a Span>) -> Option<(&'a Span, &'a Span)> {
+    // Among the spans seen so far, the one reaching furthest (and the furthest written one).
+    let mut furthest: Option<&Span> = None;
+    let mut furthest_written: Option<&Span> = None;
+    for cur in spans {
+        let clash = [furthest, furthest_written]
+            .into_iter()
+            .flatten()
+            .find(|other| other.end > cur.start && (other.written || cur.written));
+        if let Some(other) = clash {
+            return Some((other, cur));
+        }
+        if furthest.is_none_or(|f| f.end < cur.end) {
+            furthest = Some(cur);
+        }
+        if cur.written && furthest_written.is_none_or(|f| f.end < cur.end) {
+            furthest_written = Some(cur);
+        }
+    }
+    None
 }
 
 impl<'py> Checker<'py> {
@@ -272,6 +323,7 @@ impl<'py> Checker<'py> {
         Checker {
             dtypes: Dtypes::new(py),
             spans: Vec::new(),
+            file_spans: Vec::new(),
             keep: Vec::new(),
         }
     }
@@ -289,6 +341,18 @@ impl<'py> Checker<'py> {
         let like = like.map(|(dtype, shape)| (dtype, shape, Label::Item("params", index)));
         let (_, dtype, raw) = self.dtypes.check(obj, label, written, like)?;
         self.record(raw, written, arg, index);
+        if raw.bytes > 0 {
+            if let Some((device, inode, start, end)) = mapped_file(obj)? {
+                let span = Span {
+                    start,
+                    end,
+                    written,
+                    arg,
+                    index,
+                };
+                self.file_spans.push(((device, inode), span));
+            }
+        }
         self.keep.push(obj.clone().unbind());
         Ok((raw, dtype))
     }
@@ -305,33 +369,25 @@ impl<'py> Checker<'py> {
         }
     }
 
-    /// Refuse any overlap between a written array and any other array.
+    /// Refuse any overlap between a written array and any other array, in memory or in the
+    /// bytes of a mapped file.
     fn check_overlaps(&mut self) -> PyResult<()> {
         self.spans.sort_unstable_by_key(|s| s.start);
-        // Among the spans seen so far, the one reaching furthest (and the furthest written one).
-        let mut furthest: Option<usize> = None;
-        let mut furthest_written: Option<usize> = None;
-        for i in 0..self.spans.len() {
-            let cur = &self.spans[i];
-            let clash = [furthest, furthest_written]
-                .into_iter()
-                .flatten()
-                .find(|&j| {
-                    let other = &self.spans[j];
-                    other.end > cur.start && (other.written || cur.written)
-                });
-            if let Some(j) = clash {
-                let (a, b) = (&self.spans[j], cur);
+        if let Some((a, b)) = first_clash(self.spans.iter()) {
+            return Err(PyValueError::new_err(format!(
+                "{}[{}] shares memory with {}[{}]; every updated array must be distinct",
+                b.arg, b.index, a.arg, a.index
+            )));
+        }
+        self.file_spans
+            .sort_unstable_by_key(|(file, s)| (*file, s.start));
+        for file in self.file_spans.chunk_by(|x, y| x.0 == y.0) {
+            if let Some((a, b)) = first_clash(file.iter().map(|(_, s)| s)) {
                 return Err(PyValueError::new_err(format!(
-                    "{}[{}] shares memory with {}[{}]; every updated array must be distinct",
+                    "{}[{}] maps the same file bytes as {}[{}] (two np.memmap of one file); every \
+                     updated array must be distinct",
                     b.arg, b.index, a.arg, a.index
                 )));
-            }
-            if furthest.is_none_or(|j| self.spans[j].end < cur.end) {
-                furthest = Some(i);
-            }
-            if cur.written && furthest_written.is_none_or(|j| self.spans[j].end < cur.end) {
-                furthest_written = Some(i);
             }
         }
         Ok(())

@@ -7,14 +7,22 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
+#: the largest step count, epoch or period a scheduler takes: schedules compute in floats,
+#: which hold every int up to 2**53 exactly (a larger one, such as a crafted last_epoch=10**400,
+#: would load and then overflow at the next step)
+MAX_INT = 2**53
+
 
 def check_int(name: str, value: object, *, low: int = 1) -> int:
-    """``value`` as an int after checking ``value >= low`` (bools are refused)."""
+    """``value`` as an int after checking ``low <= value <= MAX_INT`` (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     value = int(value)
     if value < low:
         raise ValueError(f"Invalid {name} value: {value} (expected an int >= {low})")
+    if value > MAX_INT:
+        shown = value if value.bit_length() < 64 else f"an int of {value.bit_length()} bits"
+        raise ValueError(f"Invalid {name} value: {shown} (expected an int <= 2**53)")
     return value
 
 
