@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: demo test build lint rust-test py-test bench clean
+.PHONY: demo test build lint typecheck rust-test py-test bench clean wheel wheel-check
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,7 +35,21 @@ py-test: build
 	# FERROPTIM_REQUIRE_MPI: the MPI tests fail instead of skipping when mpi4py is missing
 	FERROPTIM_REQUIRE_MPI=1 $(PY) -m pytest
 
-test: build lint rust-test py-test
+# mypy over the package and over a user's script of the public API (both must be clean)
+typecheck: build
+	$(VENV)/bin/mypy -p ferroptim
+	$(VENV)/bin/mypy --strict tests/typing/user_script.py examples/torch_port/train_ferroptim.py
+
+# manylinux (glibc 2.28) abi3 wheel with a stripped extension, and the sdist, into dist/
+wheel: $(STAMP)
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin build --release --strip --compatibility manylinux_2_28 --out dist
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin sdist --out dist
+
+# the wheel in a fresh venv with only numpy: auditwheel's verdict, then a short training there
+wheel-check: wheel
+	$(PY) tools/wheel_check.py dist
+
+test: build lint typecheck rust-test py-test
 
 bench: build
 	$(PY) -m pytest benches --benchmark-enable --benchmark-only -p no:cacheprovider

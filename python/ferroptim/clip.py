@@ -33,7 +33,7 @@ def _read_only(grads: Any) -> Any:
     return grads.gradients() if isinstance(grads, Module) else grads
 
 
-def _gradients(grads: Any, function: str) -> Sequence[np.ndarray | None]:
+def _gradients(grads: Any, function: str) -> Any:
     """The gradient arrays an in-place function may write: a Module's ``gradients()``, or the
     sequence itself after checking that none of its arrays is a parameter of a live module."""
     if isinstance(grads, Module):

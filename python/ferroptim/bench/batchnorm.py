@@ -91,8 +91,8 @@ def _layer_rows(x: np.ndarray, budget: Budget, ref_budget: Budget) -> list[dict[
     c = x.shape[1]
     rng = np.random.default_rng(1)
     dy = rng.standard_normal(x.shape, dtype=np.float32)
-    weight = (1 + 0.1 * rng.standard_normal(c)).astype(np.float32)
-    bias = (0.1 * rng.standard_normal(c)).astype(np.float32)
+    weight = (1 + 0.1 * rng.standard_normal((c,))).astype(np.float32)
+    bias = (0.1 * rng.standard_normal((c,))).astype(np.float32)
     state = {name: (np.zeros(c, np.float32), np.ones(c, np.float32)) for name in ("n", "r")}
     y, dx = np.empty_like(x), np.empty_like(x)
 

@@ -77,7 +77,7 @@ def _model_rows(name: str, budget: Budget, seed: int) -> list[dict[str, Any]]:
         native.step(model.gradients())
 
     backward()
-    grads = [g.copy() for g in model.gradients()]
+    grads = [None if g is None else g.copy() for g in model.gradients()]
     forward_only = measure({"forward": lambda: model(x)}, budget)["forward"].median_ns
     timings = measure(
         {

@@ -39,7 +39,7 @@ def as_generator(seed: Any, name: str = "seed", owner: Any = None) -> np.random.
 
 def generator_state(rng: np.random.Generator) -> dict[str, Any]:
     """A deep copy of ``rng``'s bit-generator state (strings and ints only)."""
-    return copy.deepcopy(rng.bit_generator.state)
+    return copy.deepcopy(dict(rng.bit_generator.state))
 
 
 def set_generator_state(rng: np.random.Generator, state: Any, name: str = "rng") -> None:

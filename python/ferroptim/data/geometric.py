@@ -150,7 +150,8 @@ def random_crop(
     padded = images
     if padding:
         pad = ((0, 0), (0, 0), (padding, padding), (padding, padding))
-        padded = np.pad(images, pad, mode=PADDING_MODES[padding_mode])
+        mode: Any = PADDING_MODES[padding_mode]  # a valid numpy.pad mode name
+        padded = np.pad(images, pad, mode=mode)
     top = generator.integers(0, padded.shape[2] - crop_h + 1, size=n)
     left = generator.integers(0, padded.shape[3] - crop_w + 1, size=n)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (crop_h, crop_w), axis=(2, 3))

@@ -132,7 +132,7 @@ def _run(
     lr: float,
     seed: int,
     plot: str | None,
-    progress: bool,
+    progress: bool | None,
     comm: Any,
 ) -> DemoResult:
     started = time.perf_counter()
@@ -144,7 +144,7 @@ def _run(
         f"{len(parts.x_val)} / test {len(parts.x_test)} (stratified); "
         f"ferroptim {fo.__version__}, SIMD {fo.simd_level()}, {fo.get_num_threads()} threads"
     )
-    model = small_cnn(seed=seed)
+    model: fo.nn.Module = small_cnn(seed=seed)
     loss_fn = fo.nn.CrossEntropyLoss()
     adamw = fo.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     opt: Any = adamw
@@ -160,7 +160,7 @@ def _run(
     )
     stop = fo.train.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     clock = StepClock()
-    opt.step = clock.wrap(opt.step)  # type: ignore[method-assign]
+    opt.step = clock.wrap(opt.step)
     print(
         f"model: {model.num_parameters()} parameters; AdamW lr {lr:g} (warm-up 2 epochs, cosine "
         f"to {lr * 1e-2:g} over {epochs} epochs), batch {batch_size}, early stopping "

@@ -216,7 +216,7 @@ class DistributedOptimizer:
         if problem is None:
             present |= np.array([g is not None for g in grads], dtype=bool)
         samples = num_samples
-        if self._accumulated and num_samples is not None:
+        if self._accumulated and num_samples is not None and self._samples is not None:
             samples = self._samples + num_samples
         agreed = agree_on_step(self.comm, len(self._params), problem, present, samples)
         weight = self._weight(agreed.total_samples)

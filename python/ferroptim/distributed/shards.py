@@ -20,8 +20,8 @@ from ferroptim.distributed._collectives import (
 class Segment(NamedTuple):
     """The part of one parameter inside this rank's shard."""
 
-    #: the parameter's index over all groups (torch's state_dict key)
-    index: int
+    #: the parameter's index over all groups (torch's state_dict key); shadows tuple.index
+    index: int  # type: ignore[assignment]
     #: element range inside the flattened parameter
     start: int
     stop: int

@@ -113,6 +113,9 @@ class SyncBatchNorm(_BatchNorm):
         else:
             invstd = 1.0 / np.sqrt(var + self.eps)
         if self.track_running_stats:
+            # track_running_stats: the three buffers exist (narrowed for the type checker)
+            assert self.running_mean is not None and self.running_var is not None
+            assert self.num_batches_tracked is not None
             tracked = int(self.num_batches_tracked) + 1
             factor = 1.0 / tracked if self.momentum is None else self.momentum
             _native.batch_norm_update_running(
@@ -197,7 +200,7 @@ def convert_sync_batchnorm(module: Module, comm: Any = None) -> Module:
     """
     if not isinstance(module, Module):
         raise TypeError(f"module must be a ferroptim.nn.Module, got {type(module).__name__}")
-    if type(module) in (BatchNorm1d, BatchNorm2d):
+    if isinstance(module, _BatchNorm) and type(module) in (BatchNorm1d, BatchNorm2d):
         return _sync_copy(module, comm)
     for name, child in list(module._modules.items()):
         converted = convert_sync_batchnorm(child, comm)

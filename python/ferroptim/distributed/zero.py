@@ -133,9 +133,15 @@ class ZeroRedundancyOptimizer:
     # ----- options (the single-process optimizer's properties and checks) -------------------
     #: fit's marker of an optimizer that averages gradients over ``self.comm``'s ranks
     is_distributed = True
-    max_grad_norm = Optimizer.max_grad_norm
-    clip_value = Optimizer.clip_value
-    skip_nonfinite = Optimizer.skip_nonfinite
+    # borrowed properties (typed Any: their getters and setters are written for Optimizer)
+    max_grad_norm: Any = Optimizer.max_grad_norm
+    clip_value: Any = Optimizer.clip_value
+    skip_nonfinite: Any = Optimizer.skip_nonfinite
+    # what the borrowed properties store
+    _max_grad_norm: float | None
+    _clip_value: float | None
+    _skip_nonfinite: bool
+    _grad_scale: float
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -158,7 +164,8 @@ class ZeroRedundancyOptimizer:
         present = np.array([problem is None and g is not None for g in grads], dtype=bool)
         agreed = agree_on_step(self.comm, len(self._params), problem, present, num_samples)
         size = self.comm.Get_size()
-        weight = 1.0 / size if agreed.total_samples is None else num_samples / agreed.total_samples
+        total = agreed.total_samples
+        weight = 1.0 / size if total is None or num_samples is None else num_samples / total
         t0 = time.perf_counter()
         for flats in self._flats:
             for flat in flats:

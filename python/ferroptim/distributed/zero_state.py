@@ -59,7 +59,7 @@ def consolidate(zero: ZeroRedundancyOptimizer, to: int) -> dict[str, Any] | None
         entry = inner_state.get(offsets[g] + k)
         if segment is not None and segment.start == 0 and entry is not None:
             table[segment.index] = [1.0, *(float(entry[n]) for n in names)]
-    table = reduce_sum_to(comm, table, to)
+    summed = reduce_sum_to(comm, table, to)
     arrays: dict[int, dict[str, np.ndarray]] = {}
     slots = list(_inner_slots(zero))
     for g, flats in enumerate(zero._flats):
@@ -80,14 +80,14 @@ def consolidate(zero: ZeroRedundancyOptimizer, to: int) -> dict[str, Any] | None
                     arrays.setdefault(index, {})[name] = full[offset : offset + p.size].reshape(
                         p.shape
                     )
-    if table is None:
+    if summed is None:
         return None
     state = {}
     for index in range(len(zero._params)):
-        if table[index, 0]:
-            entry: dict[str, Any] = {n: float(table[index, 1 + j]) for j, n in enumerate(names)}
-            entry.update(arrays.get(index, {}))
-            state[index] = entry
+        if summed[index, 0]:
+            saved: dict[str, Any] = {n: float(summed[index, 1 + j]) for j, n in enumerate(names)}
+            saved.update(arrays.get(index, {}))
+            state[index] = saved
     groups = []
     start = 0
     for group in zero.param_groups:
@@ -134,7 +134,9 @@ def load(zero: ZeroRedundancyOptimizer, state_dict: Any) -> None:
         offsets.append(offsets[-1] + len(group["params"]))
     inner_state = {}
     for g, _, segment, k in _inner_slots(zero):
-        entry = None if segment is None else full["state"].get(segment.index)
+        if segment is None:
+            continue
+        entry = full["state"].get(segment.index)
         if entry is None:
             continue
         part = {n: entry[n] for n in names}

@@ -38,7 +38,11 @@ def register(module: Module, name: str, array: np.ndarray) -> None:
     with _lock:
         entry = _owners.get(key)
         if entry is None or entry[0]() is not array:
-            ref = weakref.ref(array, lambda r, key=key: _forget(key, r))
+
+            def forget(ref: weakref.ref, key: int = key) -> None:
+                _forget(key, ref)
+
+            ref = weakref.ref(array, forget)
             entry = (ref, [])
             _owners[key] = entry
         owners = entry[1]

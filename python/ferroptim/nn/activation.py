@@ -153,13 +153,17 @@ class PReLU(_Activation):
     with :math:`x \\le 0`.
     """
 
+    weight: np.ndarray
+    #: torch's attribute name; it hides ``Module.num_parameters()`` on a PReLU instance
+    num_parameters: int  # type: ignore[assignment]
+
     def __init__(
         self, num_parameters: int = 1, init: float = 0.25, dtype: Any = np.float32
     ) -> None:
         super().__init__(dtype)
         self.num_parameters = check_positive_int(num_parameters, "PReLU: num_parameters")
-        init = check_real(init, "PReLU: init")
-        self.register_parameter("weight", np.full(self.num_parameters, init))
+        slope = check_real(init, "PReLU: init")
+        self.register_parameter("weight", np.full(self.num_parameters, slope))
 
     def _slope(self, x: np.ndarray) -> np.ndarray:
         if self.num_parameters == 1:
@@ -299,7 +303,7 @@ class _SoftmaxBase(_Activation):
         super().__init__(dtype)
         self.dim = check_int(dim, f"{type(self).__name__}: dim")
 
-    def _axis(self, x: np.ndarray) -> int:
+    def _axis(self, x: np.ndarray) -> int | None:
         ndim = max(x.ndim, 1)  # a 0-d input has one (trivial) softmax axis, as in torch
         if not -ndim <= self.dim < ndim:
             raise ValueError(

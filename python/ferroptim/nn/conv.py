@@ -120,6 +120,9 @@ class Conv2d(Module):
     No dilation or groups.
     """
 
+    weight: np.ndarray
+    bias: np.ndarray | None
+
     def __init__(
         self,
         in_channels: int,
@@ -148,7 +151,7 @@ class Conv2d(Module):
         else:
             self.bias = None
         initialize_layer(self.weight, self.bias, init, rng, "Conv2d")
-        self._cache: tuple[np.ndarray, tuple[int, ...], tuple[int, ...]] | None = None
+        self._cache: tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[int, ...]] | None = None
 
     def forward(self, x: Any) -> np.ndarray:
         x = check_image(x, self.dtype, self.in_channels, "Conv2d")

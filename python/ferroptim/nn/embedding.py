@@ -92,6 +92,8 @@ class Embedding(Module):
         An index outside ``[0, num_embeddings)`` (the message names the value).
     """
 
+    weight: np.ndarray
+
     def __init__(
         self,
         num_embeddings: int,
@@ -123,7 +125,7 @@ class Embedding(Module):
         self._cache = indices
         return self.weight[indices]
 
-    def backward(self, dy: np.ndarray) -> None:
+    def backward(self, dy: np.ndarray) -> None:  # type: ignore[override]  # no input gradient
         """Scatter-add ``dy`` (shape ``x.shape + (embedding_dim,)``) into the weight gradient
         (nothing into the ``padding_idx`` row); returns ``None`` (no gradient for indices)."""
         indices = require_cache(self._cache, "Embedding")

@@ -43,6 +43,9 @@ class Linear(Module):
     leading axes) and returns ``dx = dy W``.
     """
 
+    weight: np.ndarray
+    bias: np.ndarray | None
+
     def __init__(
         self,
         in_features: int,

@@ -195,7 +195,10 @@ class LSTM(Module):
         gates = 4 * self.hidden_size
         for k in range(self.num_layers):
             fan_in = self.input_size if k == 0 else self.hidden_size
-            shapes = {f"weight_ih_l{k}": (gates, fan_in), f"weight_hh_l{k}": (gates, hidden_size)}
+            shapes: dict[str, tuple[int, ...]] = {
+                f"weight_ih_l{k}": (gates, fan_in),
+                f"weight_hh_l{k}": (gates, hidden_size),
+            }
             if self.bias:
                 shapes.update({f"bias_ih_l{k}": (gates,), f"bias_hh_l{k}": (gates,)})
             for name, shape in shapes.items():

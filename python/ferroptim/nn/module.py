@@ -42,6 +42,12 @@ def _check_rng_state(bit_generator: np.random.BitGenerator, value: Any, prefix: 
         raise ValueError(f"rng state for {prefix!r} is invalid: {exc!r}") from exc
 
 
+def _generator(module: Module) -> np.random.Generator | None:
+    """``module.rng`` when it is a numpy Generator (dropout and other stochastic modules)."""
+    generator = getattr(module, "rng", None)
+    return generator if isinstance(generator, np.random.Generator) else None
+
+
 class Module:
     """Base class of every layer, activation, loss-free block and container.
 
@@ -58,6 +64,18 @@ class Module:
         and Flatten) computes in the input's float dtype, float32 for any other input, so such
         layers follow the model around them (see :meth:`adopt_input_dtype`).
     """
+
+    _parameters: OrderedDict[str, np.ndarray]
+    _gradients: dict[str, np.ndarray]
+    _buffers: OrderedDict[str, np.ndarray]
+    _modules: OrderedDict[str, Module]
+    _frozen: set[str]
+    #: the dtype parameters are created and computed in
+    dtype: np.dtype
+    #: whether ``dtype`` follows the input (built with ``dtype=None``)
+    follows_input_dtype: bool
+    #: training mode (see :meth:`train`)
+    training: bool
 
     def __init__(self, dtype: Any = np.float32) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -330,9 +348,9 @@ class Module:
         """The state of every module's random generator (``module.rng``), by module name, as
         plain JSON-compatible dicts; restores with :meth:`set_rng_state`."""
         return {
-            prefix: module.rng.bit_generator.state
+            prefix: generator.bit_generator.state
             for prefix, module in self.named_modules()
-            if isinstance(getattr(module, "rng", None), np.random.Generator)
+            if (generator := _generator(module)) is not None
         }
 
     def set_rng_state(self, state: Mapping[str, Any]) -> None:
@@ -352,14 +370,18 @@ class Module:
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"rng state must be a mapping, got {type(state).__name__}")
-        modules = dict(self.named_modules())
+        generators = {
+            prefix: generator
+            for prefix, module in self.named_modules()
+            if (generator := _generator(module)) is not None
+        }
         for prefix in state:
-            if not isinstance(getattr(modules.get(prefix), "rng", None), np.random.Generator):
+            if prefix not in generators:
                 raise KeyError(f"rng state names {prefix!r}, which has no random generator")
         for prefix, value in state.items():
-            _check_rng_state(modules[prefix].rng.bit_generator, value, prefix)
+            _check_rng_state(generators[prefix].bit_generator, value, prefix)
         for prefix, value in state.items():
-            modules[prefix].rng.bit_generator.state = value
+            generators[prefix].bit_generator.state = value
 
     # --- display ----------------------------------------------------------------------------
     def extra_repr(self) -> str:

@@ -20,6 +20,13 @@ class _BatchNorm(Module):
     layer = "BatchNorm"
     ndims: tuple[int, ...] = ()
 
+    weight: np.ndarray | None
+    bias: np.ndarray | None
+    running_mean: np.ndarray | None
+    running_var: np.ndarray | None
+    num_batches_tracked: np.ndarray | None
+    momentum: float | None
+
     def __init__(
         self,
         num_features: int,
@@ -65,13 +72,14 @@ class _BatchNorm(Module):
             self.num_batches_tracked = np.zeros((), np.int64)
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self._cache: _kernels.BatchNormCache | None = None
+        self._cache: Any = None  # a BatchNormCache (SyncBatchNorm keeps its own kind)
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, counter 0 (in place)."""
-        if self.track_running_stats:
+        if self.running_mean is not None and self.running_var is not None:
             self.running_mean.fill(0)
             self.running_var.fill(1)
+        if self.num_batches_tracked is not None:
             self.num_batches_tracked.fill(0)
 
     def checked_input(self, x: Any) -> np.ndarray:

@@ -59,14 +59,14 @@ def model_gradients(optimizer: Any, model: Module) -> list[Gradient]:
                 grads.append(gradients[name])
     out: list[Gradient] = []
     for gi, pi, param in _flat_params(optimizer):
-        grads = found.get(id(param))
-        if grads is None:
+        held = found.get(id(param))
+        if held is None:
             raise ValueError(
                 f"optimizer param_groups[{gi}]['params'][{pi}] (shape {param.shape}) is not a "
                 f"parameter of the {type(model).__name__} given to step(); build the optimizer "
                 "from model.parameters() (or fo.optim.param_groups(model))"
             )
-        out.append(_summed(grads))
+        out.append(_summed(held))
     return out
 
 

@@ -69,9 +69,8 @@ def validation_pair(
         return None
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
         raise TypeError("validation_data must be a pair (X_val, y_val)")
-    return as_dataset(
-        *validation_data, dtype, ("validation_data X", "validation_data y"), cast_target
-    )
+    x_val, y_val = validation_data
+    return as_dataset(x_val, y_val, dtype, ("validation_data X", "validation_data y"), cast_target)
 
 
 def epochs_arg(epochs: Any) -> int:

@@ -181,5 +181,5 @@ def check_fit_data(
     reference = train_output if train_output is not None else val_output
     if reference is not None:  # the class count does not depend on the input size
         _check_targets(loss_fn, y, reference, "y")
-    if validation is not None:
+    if validation is not None and val_output is not None:
         _check_targets(loss_fn, validation[1], val_output, "validation_data y")

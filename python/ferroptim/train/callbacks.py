@@ -58,6 +58,13 @@ class Callback:
     def model(self) -> Any:
         return None if self.state is None else self.state.model
 
+    @property
+    def run(self) -> FitState:
+        """The attached run (``RuntimeError`` when the callback is used outside ``fit``)."""
+        if self.state is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to a fit run")
+        return self.state
+
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None: ...
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None: ...
@@ -190,7 +197,7 @@ class EarlyStopping(Callback):
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
-            self.state.stop_training = True
+            self.run.stop_training = True
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
@@ -214,7 +221,7 @@ class TerminateOnNaN(Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             self.terminated_batch = (self._epoch, batch)
-            self.state.stop_training = True
+            self.run.stop_training = True
 
 
 class ModelCheckpoint(Callback):
@@ -308,8 +315,8 @@ class ModelCheckpoint(Callback):
             save(
                 path,
                 model=self.model,
-                optimizer=self.state.optimizer,
-                scheduler=self.state.scheduler,
+                optimizer=self.run.optimizer,
+                scheduler=self.run.scheduler,
             )
 
 

@@ -61,7 +61,7 @@ def fit(
     l1: float = 0.0,
     l2: float = 0.0,
     accumulate_steps: int = 1,
-    augment: Callable[[np.ndarray], np.ndarray] | None = None,
+    augment: Callable[[np.ndarray], Any] | None = None,
     metrics: Any = None,
     progress: bool | None = None,
     seed: int | None = None,

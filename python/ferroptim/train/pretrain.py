@@ -182,7 +182,7 @@ def pretrain_layerwise(
     hidden = as_array(X, "X", model_dtype(first))
     loss_fn = loss_fn if loss_fn is not None else _default_loss()
     eval_batch = max(batch_size, 256)
-    histories = []
+    histories: list[Any] = []
     for position, segment in enumerate(segments[: trained[-1] + 1]):
         if position in trained:
             histories.append(

@@ -104,7 +104,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         self.T_0 = check_int("T_0", T_0)
-        self.T_i = self.T_0
+        self.T_i: float = self.T_0
         self.T_mult = check_int("T_mult", T_mult)
         self.eta_min = non_negative("eta_min", eta_min)
         self.T_cur: float = check_int("last_epoch", last_epoch, low=-1)
@@ -136,7 +136,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def step(self, epoch: float | None = None) -> None:
         """Advance one step, or jump to ``epoch`` (a non-negative number) when given."""
-        t_cur, t_i = self.T_cur, self.T_i
+        t_cur: float = self.T_cur
+        t_i: float = self.T_i
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
