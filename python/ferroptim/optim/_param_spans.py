@@ -5,6 +5,7 @@ made ``add_param_group`` quadratic)."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,12 +27,17 @@ class ParamSpans:
         self._starts: list[int] = []
         self._ends: list[int] = []
         self._params: list[np.ndarray] = []
+        #: how many parameters were recorded (zero-size ones included)
+        self.count = 0
         #: (device, inode) -> [(start, end, param)]: file bytes of memory-mapped parameters
         self._files: dict[tuple[int, int], list[tuple[int, int, np.ndarray]]] = {}
 
-    def check_new(self, params: list, first_index: int, all_params: list) -> None:
+    def check_new(
+        self, params: list, first_index: int, all_params: Callable[[], list[np.ndarray]]
+    ) -> None:
         """Check the parameters of a new group (indices from ``first_index``): each a valid
-        parameter array, none sharing memory with another new one or an existing one.
+        parameter array, none sharing memory with another new one or an existing one
+        (``all_params()``, the existing parameters in order, names the other in a message).
 
         Raises
         ------
@@ -49,7 +55,7 @@ class ParamSpans:
             k = bisect.bisect_left(self._starts, end)
             if k > 0 and self._ends[k - 1] > start:
                 other = self._params[k - 1]
-                j = next(n for n, q in enumerate(all_params) if q is other)
+                j = next(n for n, q in enumerate(all_params()) if q is other)
                 raise ValueError(
                     f"params[{i}] shares memory with params[{j}]; every updated array must be "
                     "distinct"
@@ -59,7 +65,7 @@ class ParamSpans:
                 device, inode, first, last = mapped
                 for s, e, other in self._files.get((device, inode), ()):
                     if s < last and first < e:
-                        j = next(n for n, q in enumerate(all_params) if q is other)
+                        j = next(n for n, q in enumerate(all_params()) if q is other)
                         raise ValueError(
                             f"params[{i}] maps the same file bytes as params[{j}] (two np.memmap "
                             "of one file); every updated array must be distinct"
@@ -67,6 +73,7 @@ class ParamSpans:
 
     def add(self, params: list) -> None:
         """Record checked parameters (see :meth:`check_new`)."""
+        self.count += len(params)
         for p in params:
             if p.nbytes == 0:
                 continue
@@ -83,6 +90,6 @@ class ParamSpans:
     def rebuild(self, all_params: list) -> None:
         """Check every parameter again and record them (after a ``params`` list was edited)."""
         fresh = ParamSpans()
-        fresh.check_new(all_params, 0, all_params)
+        fresh.check_new(all_params, 0, lambda: all_params)
         fresh.add(all_params)
         self.__dict__.update(fresh.__dict__)

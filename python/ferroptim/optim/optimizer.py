@@ -234,9 +234,9 @@ class Optimizer:
             unknown = set(param_group) - set(self.defaults) - {"params"}
             if unknown:
                 raise ValueError(f"param_group has unknown options: {sorted(unknown)}")
-            self._sync_params()
-            existing = self._all_params()
-            self._spans.check_new(params, len(existing), existing)
+            # Against the parameters known from the last step or add (an edit of a group's
+            # params list since then is checked at the next step, as _sync_params does).
+            self._spans.check_new(params, self._spans.count, self._all_params)
             group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
             self.validate_group(group)
             group["params"] = params
