@@ -5,6 +5,7 @@ only that shard; the updated shards are then gathered into every rank's full par
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,8 @@ class ZeroRedundancyOptimizer:
                 f"optimizer_class must be a ferroptim.optim.Optimizer subclass, got "
                 f"{optimizer_class!r}"
             )
+        #: held by step, consolidation and loads (the option setters take it too)
+        self._lock = threading.RLock()
         self.comm = resolve(comm)
         self.optimizer_class = optimizer_class
         groups = _as_groups(params)
@@ -159,6 +162,10 @@ class ZeroRedundancyOptimizer:
         <ferroptim.distributed.DistributedOptimizer.step>` (collective; a refusal raises on
         every rank before any gradient moves, and changes nothing).
         """
+        with self._lock:
+            self._step(grads, num_samples)
+
+    def _step(self, grads: Any, num_samples: int | None) -> None:
         grads, problem = check_grads(self, self._params, grads)
         problem = problem or check_num_samples(num_samples)
         present = np.array([problem is None and g is not None for g in grads], dtype=bool)
@@ -267,8 +274,9 @@ class ZeroRedundancyOptimizer:
         """Gather the full single-process state on rank ``to`` (collective; arrays move by
         buffer-based ``Gather``, no pickling). Then :meth:`state_dict` on that rank returns it,
         until the next step or load."""
-        self._sync_hyperparameters()
-        self._consolidated = zero_state.consolidate(self, to)
+        with self._lock:
+            self._sync_hyperparameters()
+            self._consolidated = zero_state.consolidate(self, to)
 
     def state_dict(self) -> dict[str, Any]:
         """After :meth:`consolidate_state_dict`, on the rank it gathered to: the state of the
@@ -283,8 +291,9 @@ class ZeroRedundancyOptimizer:
         """Load a single-process state_dict (from one process, or consolidated at any world size)
         on every rank: each rank keeps its shard's part. Checked in full first (as the
         single-process optimizer checks it); on error nothing changes. Not collective."""
-        zero_state.load(self, state_dict)
-        self._consolidated = None
+        with self._lock:
+            zero_state.load(self, state_dict)
+            self._consolidated = None
 
     def __repr__(self) -> str:
         return (
