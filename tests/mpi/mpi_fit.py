@@ -48,7 +48,7 @@ class NoiseAugmenter:
         return xb + self.rng.normal(0.0, 0.1, xb.shape).astype(xb.dtype)
 
 
-def run_fit(distributed, dtype, optimizer="ddp", **kwargs):
+def run_fit(distributed, dtype, optimizer="ddp", n=53, **kwargs):
     """fit in one process, or over the ranks with SyncBatchNorm and ``optimizer``: "ddp"
     (DistributedOptimizer), "zero" (ZeroRedundancyOptimizer) or "plain" (AdamW that
     ``fit(distributed=True)`` wraps)."""
@@ -65,7 +65,7 @@ def run_fit(distributed, dtype, optimizer="ddp", **kwargs):
         )
     else:
         opt = dist.DistributedOptimizer(fo.optim.AdamW(net.parameters(), **hyper))
-    x, y = data(53, dtype)
+    x, y = data(n, dtype)
     xv, yv = data(19, dtype, seed=1)
     history = fo.train.fit(
         net,
@@ -82,7 +82,8 @@ def run_fit(distributed, dtype, optimizer="ddp", **kwargs):
 
 
 def same_as_one_process() -> None:
-    """53 samples in batches of 8 (uneven last slices), SyncBatchNorm, AdamW through
+    """53 samples in batches of 8 (uneven last slices; 50: an empty one at 3 ranks),
+    SyncBatchNorm, Dropout, AdamW through
     DistributedOptimizer or ZeRO; with gradient accumulation, augmentation, clipping and an L2
     penalty too."""
     variants = [
@@ -92,6 +93,9 @@ def same_as_one_process() -> None:
         (np.float32, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5}),
         (np.float64, {"epochs": 2, "batch_size": 8, "max_grad_norm": 0.5, "optimizer": "zero"}),
         (np.float64, {"epochs": 2, "batch_size": 8, "optimizer": "plain"}),
+        # a last batch of 2: at 3 ranks one rank has no samples (SyncBatchNorm and Dropout
+        # still run there, so collectives and generators stay in step)
+        (np.float64, {"epochs": 3, "batch_size": 8, "n": 50}),
     ]
     for dtype, kwargs in variants:
         tol = 1e-9 if dtype == np.float64 else 2e-4
@@ -171,22 +175,6 @@ def rank_zero_side_effects_and_stopping(tmp: str) -> None:
     assert os.path.exists(plot) == (RANK == 0)
 
 
-def empty_last_slice_with_sync_batchnorm_refused() -> None:
-    if SIZE < 2:
-        return
-    net = dist.convert_sync_batchnorm(model(np.float64))
-    opt = distributed_optimizer(fo.optim.SGD(net.parameters(), lr=0.1))
-    x, y = data(8 * 3 + SIZE - 1, np.float64)
-    before = [p.copy() for p in net.parameters()]
-    try:
-        fo.train.fit(net, fo.nn.CrossEntropyLoss(), opt, x, y, batch_size=8, progress=False)
-    except ValueError as exc:
-        assert "SyncBatchNorm needs every rank" in str(exc), exc
-    else:
-        raise AssertionError("no ValueError")
-    assert all((p == b).all() for p, b in zip(net.parameters(), before, strict=True))
-
-
 class RaiseOnRank(fo.train.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if RANK == SIZE - 1 and batch == 2:
@@ -238,7 +226,6 @@ def zero_checkpoint_is_the_single_process_state(tmp: str) -> None:
 def everything(tmp: str) -> None:
     same_as_one_process()
     rank_zero_side_effects_and_stopping(tmp)
-    empty_last_slice_with_sync_batchnorm_refused()
     zero_checkpoint_is_the_single_process_state(tmp)
 
 

@@ -102,16 +102,12 @@ def consolidation(comm: Any, optimizer: Any, callbacks: list) -> Any:
     return gather
 
 
-def check_sync_batches(comm: Any, model: Any, n: int, batch_size: int) -> None:
-    """SyncBatchNorm needs every rank in every training forward: refuse a batch with fewer
-    samples than ranks (only the last one can be), naming the sizes."""
+def runs_on_empty_share(model: Any) -> bool:
+    """Whether a rank whose share of a batch is empty (a last batch with fewer samples than
+    ranks) must still run forward and backward (on no samples, with a zero gradient): with
+    SyncBatchNorm (collectives every rank joins) or Dropout (a generator every rank advances
+    alike). Other models skip the empty share."""
     from ferroptim.distributed.sync_batchnorm import SyncBatchNorm
+    from ferroptim.nn.dropout import Dropout
 
-    last = n % batch_size or batch_size
-    ranks = comm.Get_size()
-    if last < ranks and any(isinstance(m, SyncBatchNorm) for m in model.modules()):
-        raise ValueError(
-            f"the last batch has {last} samples (len(X)={n}, batch_size={batch_size}) for "
-            f"{ranks} ranks: a rank would have no samples, and SyncBatchNorm needs every rank "
-            "in every forward; pick a batch_size whose remainder is 0 or >= the world size"
-        )
+    return any(isinstance(m, (SyncBatchNorm, Dropout)) for m in model.modules())

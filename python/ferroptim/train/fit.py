@@ -25,12 +25,12 @@ from ferroptim.train._data import (
 from ferroptim.train._distributed import (
     any_rank,
     averaging,
-    check_sync_batches,
     consolidation,
     fit_comm,
     global_means,
     gradient_scale,
     rank_slice,
+    runs_on_empty_share,
     shared_seed,
 )
 from ferroptim.train._preflight import check_fit_data, check_label_dtype, takes_class_indices
@@ -212,7 +212,6 @@ def fit(
     comm = fit_comm(optimizer, distributed)
     if comm is not None:
         optimizer = averaging(optimizer, comm)
-        check_sync_batches(comm, model, len(X), batch_size)
         seed = shared_seed(comm, seed)
     rank_zero = comm is None or comm.Get_rank() == 0
 
@@ -323,6 +322,8 @@ class _EpochRunner:
         self.callbacks = callbacks
         #: the communicator of data-parallel training (None: one process)
         self.comm = comm
+        #: whether a rank with no samples in a batch must still run forward and backward
+        self.in_step = comm is not None and runs_on_empty_share(model)
         #: param_groups[0]["lr"] of the last optimizer step (before a per-step scheduler moved it)
         self.last_lr = float(optimizer.param_groups[0]["lr"])
 
@@ -387,8 +388,10 @@ class _EpochRunner:
         tracker = MeanTracker()
         for index in group:
             xb, yb, weight = self._batch(X, y, index)
-            if xb is None:
-                continue  # this rank's share of the batch is empty: its gradient counts as 0
+            if not len(yb):  # this rank's share of the batch is empty: its gradient counts as 0
+                if self.in_step:  # but its layers take part (collectives, generators)
+                    model.backward(np.zeros_like(self._forward(xb, len(index))))
+                continue
             output = self._forward(xb, len(index))
             loss = float(self.loss_fn(output, yb))
             dout = self.loss_fn.backward()
@@ -413,9 +416,9 @@ class _EpochRunner:
 
     def _batch(
         self, X: np.ndarray, y: np.ndarray, index: np.ndarray
-    ) -> tuple[np.ndarray | None, np.ndarray, float]:
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """``(xb, yb, gradient weight)`` of the global batch ``index`` for this rank: the whole
-        batch with weight 1 in one process, else this rank's share (``xb`` None when empty)."""
+        batch with weight 1 in one process, else this rank's share (maybe empty)."""
         if self.comm is None:
             xb = X[index]
             return (xb if self.augment is None else self.augment(xb)), y[index], 1.0
@@ -425,7 +428,7 @@ class _EpochRunner:
             xb = self.augment(X[index])[share]
         else:
             xb = X[index[share]]
-        return (xb if len(share) else None), y[index[share]], weight
+        return xb, y[index[share]], weight
 
 
 def aligned_gradients(model: Any, optimizer: Any) -> list[np.ndarray | None]:
