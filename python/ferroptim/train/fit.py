@@ -181,7 +181,8 @@ def fit(
         ``[0, C)`` nor ``ignore_index``). All checks run before the first update, and nothing
         (parameters, gradients, buffers, optimizer state, generators, modes) is modified when
         ``fit`` raises: the data are checked by a dry forward of ``X[:2]`` and ``X_val[:2]`` in
-        eval mode (two extra forward calls; see :mod:`ferroptim.train._preflight`).
+        eval mode (two extra forward calls, plus a training-mode one of the last batch when it
+        would hold one sample; see :mod:`ferroptim.train._preflight`).
     """
     dtype = model_dtype(model)
     labels = takes_class_indices(loss_fn)  # keep the caller's label dtype for the messages
