@@ -17,6 +17,7 @@
 //! no piece of a job runs after its caller returns, and the job (which lives on the caller's stack)
 //! is never read afterwards.
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::thread::Thread;
@@ -47,9 +48,14 @@ struct Shared {
     job: AtomicPtr<()>,
     /// Set while the helper is (about to be) parked.
     sleeping: AtomicBool,
-    /// Set if a piece panicked on the helper.
-    panicked: AtomicBool,
+    /// The payload of the first piece that panicked on the helper in the current job (null: none),
+    /// handed to the caller, which re-raises it; an atomic slot, so no lock is ever held by the
+    /// helper (a lock held at a `fork()` would stay held in the child).
+    panic_payload: AtomicPtr<Payload>,
 }
+
+/// A panic's payload, boxed once more so that a thin pointer can hold it.
+type Payload = Box<dyn Any + Send + 'static>;
 
 static SHARED: Shared = Shared {
     claim: AtomicU64::new(0),
@@ -57,7 +63,7 @@ static SHARED: Shared = Shared {
     done: AtomicU64::new(0),
     job: AtomicPtr::new(std::ptr::null_mut()),
     sleeping: AtomicBool::new(false),
-    panicked: AtomicBool::new(false),
+    panic_payload: AtomicPtr::new(std::ptr::null_mut()),
 };
 
 /// One caller at a time; others run alone rather than wait. Holds the id of the process whose
@@ -165,8 +171,8 @@ fn helper_main() {
             // Safety: holding piece `i` of epoch `seen` keeps that job's caller waiting, so the
             // `Job` it published (before the epoch, with release ordering) is alive.
             let job = unsafe { &*(shared.job.load(Ordering::Acquire) as *const Job<'_>) };
-            if catch_unwind(AssertUnwindSafe(|| (job.run)(i))).is_err() {
-                shared.panicked.store(true, Ordering::Release);
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (job.run)(i))) {
+                keep_first_panic(payload);
             }
             shared.done.fetch_add(1, Ordering::Release);
         }
@@ -216,7 +222,6 @@ pub(crate) fn run_shared(pieces: usize, run: &(dyn Fn(usize) + Sync)) {
     shared.epoch.store(epoch, Ordering::Relaxed);
     let n = pieces as u64;
     shared.done.store(0, Ordering::Relaxed);
-    shared.panicked.store(false, Ordering::Relaxed);
     shared
         .job
         .store(&job as *const Job<'_> as *mut (), Ordering::Relaxed);
@@ -235,12 +240,38 @@ pub(crate) fn run_shared(pieces: usize, run: &(dyn Fn(usize) + Sync)) {
     while shared.done.load(Ordering::Acquire) < n {
         std::hint::spin_loop();
     }
-    if let Some(payload) = caller_panic {
+    let helper_panic = take_helper_panic();
+    if let Some(payload) = caller_panic.or(helper_panic) {
         std::panic::resume_unwind(payload);
     }
-    if shared.panicked.load(Ordering::Acquire) {
-        panic!("a ferroptim kernel panicked on the helper thread");
+}
+
+/// Store the payload of a panic on the helper, unless an earlier piece's is already stored.
+fn keep_first_panic(payload: Payload) {
+    let boxed = Box::into_raw(Box::new(payload));
+    let slot = &SHARED.panic_payload;
+    if slot
+        .compare_exchange(
+            std::ptr::null_mut(),
+            boxed,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        // Safety: `boxed` came from `Box::into_raw` above and was not published.
+        drop(unsafe { Box::from_raw(boxed) });
     }
+}
+
+/// The payload of a panic on the helper during the job that just finished, if any (and clear it).
+fn take_helper_panic() -> Option<Payload> {
+    let raw = SHARED
+        .panic_payload
+        .swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // Safety: a non-null pointer in the slot came from `Box::into_raw` in `keep_first_panic` and
+    // is owned by whoever swaps it out, here.
+    (!raw.is_null()).then(|| *unsafe { Box::from_raw(raw) })
 }
 
 #[cfg(test)]
@@ -300,5 +331,39 @@ mod tests {
             total.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(total.into_inner(), 4);
+    }
+
+    #[test]
+    fn a_panic_on_the_helper_reaches_the_caller_with_its_own_message() {
+        // The caller's first piece waits until the helper has taken the last one (the helper
+        // claims from the back), so the panicking piece runs on the helper whenever the job is
+        // shared; run alone (another test holds the caller lock), the caller panics itself. A
+        // first job starts the helper thread (which skips the job published before it started).
+        run_shared(4, &|_| {});
+        std::thread::sleep(Duration::from_millis(20));
+        let helper_took_last = AtomicBool::new(false);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            run_shared(4, &|i| {
+                if i == 0 {
+                    let start = Instant::now();
+                    while !helper_took_last.load(Ordering::Acquire)
+                        && start.elapsed() < Duration::from_secs(2)
+                    {
+                        std::hint::spin_loop();
+                    }
+                }
+                if i == 3 {
+                    helper_took_last.store(true, Ordering::Release);
+                    panic!("deliberate panic in piece 3");
+                }
+            })
+        }));
+        let payload = result.expect_err("the panic was lost");
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        assert_eq!(message, Some("deliberate panic in piece 3"));
+        assert!(SHARED.panic_payload.load(Ordering::Acquire).is_null());
     }
 }
