@@ -180,6 +180,88 @@ def clip_grad_norm_per_tensor_(
 def clip_grad_value_(grads: OptGrads, clip_value: float) -> None: ...
 def roofline_step(params: Arrays, grads: Arrays, *states: Arrays) -> None: ...
 
+# Low-precision optimizer state (rust/python/src/lowp.rs; twins in ferroptim.reference.lowp_steps).
+# Params and grads float32; bfloat16 state: uint16 bit patterns shaped like the param; 8-bit state:
+# uint8 codes shaped like the param and float32 absmax of shape (ceil(n / 256),).
+
+def adam_step_bf16(
+    params: Arrays,
+    grads: OptGrads,
+    exp_avgs: Sequence[NDArray[np.uint16]],
+    exp_avg_sqs: Sequence[NDArray[np.uint16]],
+    max_exp_avg_sqs: Sequence[NDArray[np.uint16]] | None,
+    steps: Steps,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+    stochastic_rounding: bool,
+    seed: int,
+    stream_offset: int,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
+) -> None: ...
+def lion_step_bf16(
+    params: Arrays,
+    grads: OptGrads,
+    exp_avgs: Sequence[NDArray[np.uint16]],
+    steps: Steps,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+    stochastic_rounding: bool,
+    seed: int,
+    stream_offset: int,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
+) -> None: ...
+def adam_step_8bit(
+    params: Arrays,
+    grads: OptGrads,
+    exp_avg_codes: Sequence[NDArray[np.uint8]],
+    exp_avg_absmax: Sequence[NDArray[np.float32]],
+    exp_avg_sq_codes: Sequence[NDArray[np.uint8]],
+    exp_avg_sq_absmax: Sequence[NDArray[np.float32]],
+    max_exp_avg_sq_codes: Sequence[NDArray[np.uint8]] | None,
+    max_exp_avg_sq_absmax: Sequence[NDArray[np.float32]] | None,
+    steps: Steps,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
+) -> None: ...
+def lion_step_8bit(
+    params: Arrays,
+    grads: OptGrads,
+    exp_avg_codes: Sequence[NDArray[np.uint8]],
+    exp_avg_absmax: Sequence[NDArray[np.float32]],
+    steps: Steps,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+    grad_scale: float = 1.0,
+    clip_value: float | None = None,
+) -> None: ...
+def dynamic_map(signed: bool) -> list[float]: ...
+
 # Batch normalization (rust/python/src/batchnorm.rs; public API in ferroptim.batchnorm).
 # Data arrays: (N, C), (N, C, L) or (N, C, H, W), float32/float64, C-contiguous. Per-channel
 # arrays: (C,), float32 or float64. Statistics and parameter gradients are returned as float64.

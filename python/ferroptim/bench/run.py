@@ -27,15 +27,16 @@ from ferroptim.bench.configs import (
 )
 from ferroptim.bench.distributed import distributed_markdown, run_distributed_bench
 from ferroptim.bench.machine import header_line, machine_info
+from ferroptim.bench.state_formats import run_state_formats_bench, state_formats_markdown
 from ferroptim.bench.timing import Budget, Timing, measure
 from ferroptim.bench.training import run_training_bench, training_markdown
 from ferroptim.bench.workloads import WORKLOADS, Workload
 
 MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
-SECTIONS = ("optimizers", "clipping", "batchnorm", "training", "distributed")
+SECTIONS = ("optimizers", "clipping", "batchnorm", "training", "distributed", "state_formats")
 #: what runs without --sections: "distributed" (mpiexec, the optional mpi4py) only on request
-DEFAULT_SECTIONS = ("optimizers", "clipping", "batchnorm", "training")
+DEFAULT_SECTIONS = ("optimizers", "clipping", "batchnorm", "training", "state_formats")
 
 
 @dataclass(frozen=True)
@@ -395,6 +396,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             rows = run_distributed_bench("transformer", quick=args.quick)
             text += "\n" + distributed_markdown(rows)
             report["distributed"] = rows
+        if "state_formats" in sections:
+            rows = run_state_formats_bench(threads=args.threads, quick=args.quick, seed=args.seed)
+            text += "\n" + state_formats_markdown(rows)
+            report["state_formats"] = rows
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,12 @@ from ferroptim.reference.adagrad import adagrad_step
 from ferroptim.reference.adam import adam_step
 from ferroptim.reference.adamax import adamax_step
 from ferroptim.reference.lion import lion_step
+from ferroptim.reference.lowp_steps import (
+    adam_step_8bit,
+    adam_step_bf16,
+    lion_step_8bit,
+    lion_step_bf16,
+)
 from ferroptim.reference.nadam import nadam_step
 from ferroptim.reference.radam import radam_step
 from ferroptim.reference.rmsprop import rmsprop_step
@@ -25,8 +31,12 @@ __all__ = [
     "adadelta_step",
     "adagrad_step",
     "adam_step",
+    "adam_step_8bit",
+    "adam_step_bf16",
     "adamax_step",
     "lion_step",
+    "lion_step_8bit",
+    "lion_step_bf16",
     "nadam_step",
     "radam_step",
     "rmsprop_step",

@@ -99,6 +99,27 @@ impl<T: Real> Lerp<T> {
     }
 }
 
+/// Where an optimizer's element update is applied: float state in place ([`run`], for
+/// `&mut [TensorRef]`), or low-precision state widened and narrowed around it (`lowp`).
+pub(crate) trait Target<T: Real> {
+    /// Check every tensor, then apply `make_op(index, step)`'s update after `prep` to each.
+    fn apply<U: Update<T>>(
+        self,
+        prep: GradPrep,
+        make_op: impl Fn(usize, u64) -> U,
+    ) -> Result<(), Error>;
+}
+
+impl<T: Real> Target<T> for &mut [TensorRef<'_, T>] {
+    fn apply<U: Update<T>>(
+        self,
+        prep: GradPrep,
+        make_op: impl Fn(usize, u64) -> U,
+    ) -> Result<(), Error> {
+        run(self, prep, make_op)
+    }
+}
+
 /// Check every tensor, then apply `make_op(index, step)`'s update to each. Nothing is written unless every
 /// tensor passes its checks.
 pub(crate) fn run<T: Real, U: Update<T>>(

@@ -22,6 +22,7 @@ pub mod batchnorm;
 pub mod clip;
 mod error;
 mod fused;
+pub mod lowp;
 pub mod optim;
 #[doc(hidden)]
 pub mod panic_probe;

@@ -3,6 +3,7 @@
 mod arrays;
 mod batchnorm;
 mod clip;
+mod lowp;
 mod optim;
 
 use ferroptim_core::simd::{self, SimdLevel};
@@ -99,6 +100,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::radam_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::lion_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::roofline_step, m)?)?;
+    m.add_function(wrap_pyfunction!(lowp::adam_step_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(lowp::lion_step_bf16, m)?)?;
+    m.add_function(wrap_pyfunction!(lowp::adam_step_8bit, m)?)?;
+    m.add_function(wrap_pyfunction!(lowp::lion_step_8bit, m)?)?;
+    m.add_function(wrap_pyfunction!(lowp::dynamic_map, m)?)?;
     m.add_function(wrap_pyfunction!(clip::global_norm, m)?)?;
     m.add_function(wrap_pyfunction!(clip::tensor_norms, m)?)?;
     m.add_function(wrap_pyfunction!(clip::clip_grad_norm_, m)?)?;

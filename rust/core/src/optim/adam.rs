@@ -16,7 +16,7 @@
 
 use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
-use crate::fused::{run, Decay, GradPrep, Lerp, Update};
+use crate::fused::{Decay, GradPrep, Lerp, Target, Update};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
@@ -121,6 +121,11 @@ impl<T: Real, const AMSGRAD: bool> Update<T> for AdamOp<T, AMSGRAD> {
 
 /// One Adam step on every tensor. Each tensor's step count `t` must already be incremented.
 pub fn adam_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &AdamConfig) -> Result<(), Error> {
+    adam_on(tensors, cfg)
+}
+
+/// One Adam step on every tensor of `target` (float or low-precision state).
+pub(crate) fn adam_on<T: Real>(target: impl Target<T>, cfg: &AdamConfig) -> Result<(), Error> {
     cfg.validate()?;
     let prep = GradPrep::new(
         cfg.maximize,
@@ -128,8 +133,8 @@ pub fn adam_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &AdamConfig) ->
         &cfg.grad_clip,
     );
     if cfg.amsgrad {
-        run(tensors, prep, |_, t| AdamOp::<T, true>::new(cfg, t))
+        target.apply(prep, |_, t| AdamOp::<T, true>::new(cfg, t))
     } else {
-        run(tensors, prep, |_, t| AdamOp::<T, false>::new(cfg, t))
+        target.apply(prep, |_, t| AdamOp::<T, false>::new(cfg, t))
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::clip::GradClip;
 use crate::error::{check_min, check_unit, Error};
-use crate::fused::{run, Decay, GradPrep, Update};
+use crate::fused::{Decay, GradPrep, Target, Update};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
@@ -73,6 +73,11 @@ impl<T: Real> Update<T> for LionOp<T> {
 
 /// One Lion step on every tensor.
 pub fn lion_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &LionConfig) -> Result<(), Error> {
+    lion_on(tensors, cfg)
+}
+
+/// One Lion step on every tensor of `target` (float or low-precision state).
+pub(crate) fn lion_on<T: Real>(target: impl Target<T>, cfg: &LionConfig) -> Result<(), Error> {
     cfg.validate()?;
     let prep = GradPrep::new(
         cfg.maximize,
@@ -86,5 +91,5 @@ pub fn lion_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &LionConfig) ->
         beta2: T::from_f64(cfg.beta2),
         one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
     };
-    run(tensors, prep, |_, _| op)
+    target.apply(prep, |_, _| op)
 }

@@ -1,0 +1,327 @@
+//! The one loop of every low-precision optimizer step, block by block of [`BLOCK`] elements:
+//! widen (or dequantize) each state array into float32 registers, apply the gradient steps every
+//! optimizer shares (`fused.rs`), run the optimizer's element update exactly as for float32
+//! state, then narrow (or find the block's new absmax and requantize) once and store.
+//!
+//! The parameter update uses the float32 state before narrowing, so a step's parameter is the one
+//! the float32 optimizer computes from the same (widened) state. Pieces handed to threads start on
+//! block boundaries and the random bits depend only on element indices, so results are the same
+//! bits at every SIMD level and thread count.
+
+use super::bf16::{narrow_slice, widen_slice, Rounding};
+use super::hash::stream_key;
+use super::quant8::{QuantMap, Quantizer, BLOCK};
+use super::tensor::{Bf16TensorRef, Quant8TensorRef};
+use crate::clip::clamp_value;
+use crate::error::Error;
+use crate::fused::{Decay, GradPrep, Target, Update};
+use crate::pool::{for_each_piece, Splittable};
+use crate::simd::{dispatch, Kernel};
+use crate::tensor::MAX_STATE;
+
+/// How state arrays are stored, and how one block is widened to and narrowed from float32.
+trait Format: Sync {
+    /// Raw pointers to one state array of a piece.
+    type Slot: Copy;
+    /// The slot `elements` further on (`elements` is a multiple of [`BLOCK`]).
+    fn offset(slot: Self::Slot, elements: usize) -> Self::Slot;
+    /// Widen the `out.len()` elements at `slot` of state `k`.
+    ///
+    /// Safety: `slot` points at `out.len()` elements of state `k` that no one else accesses.
+    unsafe fn load(&self, k: usize, slot: Self::Slot, out: &mut [f32]);
+    /// Narrow `values` into the elements at `slot`, which are elements `first..` of the tensor.
+    ///
+    /// Safety: as [`Format::load`].
+    unsafe fn store(&self, k: usize, slot: Self::Slot, first: u64, values: &[f32]);
+}
+
+/// bfloat16 state; `keys[k]` is state `k`'s random stream (None: round to nearest even).
+struct Bf16 {
+    keys: [Option<u64>; MAX_STATE],
+}
+
+impl Format for Bf16 {
+    type Slot = *mut u16;
+    fn offset(slot: *mut u16, elements: usize) -> *mut u16 {
+        slot.wrapping_add(elements)
+    }
+    #[inline(always)]
+    unsafe fn load(&self, _k: usize, slot: *mut u16, out: &mut [f32]) {
+        widen_slice(std::slice::from_raw_parts(slot, out.len()), out);
+    }
+    #[inline(always)]
+    unsafe fn store(&self, k: usize, slot: *mut u16, first: u64, values: &[f32]) {
+        let dst = std::slice::from_raw_parts_mut(slot, values.len());
+        narrow_slice(values, dst, self.keys[k], first);
+    }
+}
+
+/// 8-bit blockwise state; `quant[k]` is state `k`'s map.
+struct Quant8 {
+    quant: [&'static Quantizer; MAX_STATE],
+}
+
+impl Format for Quant8 {
+    /// Codes of the piece, absmax of its first block.
+    type Slot = (*mut u8, *mut f32);
+    fn offset((codes, absmax): Self::Slot, elements: usize) -> Self::Slot {
+        (
+            codes.wrapping_add(elements),
+            absmax.wrapping_add(elements / BLOCK),
+        )
+    }
+    #[inline(always)]
+    unsafe fn load(&self, k: usize, (codes, absmax): Self::Slot, out: &mut [f32]) {
+        let codes = std::slice::from_raw_parts(codes, out.len());
+        self.quant[k].dequantize_block(codes, *absmax, out);
+    }
+    #[inline(always)]
+    unsafe fn store(&self, k: usize, (codes, absmax): Self::Slot, _first: u64, values: &[f32]) {
+        let codes = std::slice::from_raw_parts_mut(codes, values.len());
+        *absmax = self.quant[k].quantize_block(values, codes);
+    }
+}
+
+/// A contiguous run of whole blocks of one tensor (the last may be partial), with its update.
+///
+/// Built only from the unique borrows of one tensor's arrays and cut only at block boundaries
+/// into non-overlapping halves, so two pieces never touch the same element.
+struct Piece<'a, F: Format, U> {
+    param: *mut f32,
+    grad: *const f32,
+    slots: [F::Slot; MAX_STATE],
+    len: usize,
+    /// Index in the tensor of the piece's first element.
+    first: u64,
+    format: &'a F,
+    prep: &'a GradPrep,
+    op: U,
+}
+
+// Safety: a piece is a bundle of unique borrows of disjoint memory (see above), plus shared
+// references to `Sync` data.
+unsafe impl<F: Format, U: Send> Send for Piece<'_, F, U> {}
+
+impl<F: Format, U: Clone + Send> Splittable for Piece<'_, F, U> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    /// Cuts at `mid` rounded up to a whole block.
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let mid = (mid.div_ceil(BLOCK) * BLOCK).min(self.len);
+        let right = Piece {
+            param: self.param.wrapping_add(mid),
+            grad: self.grad.wrapping_add(mid),
+            slots: self.slots.map(|s| F::offset(s, mid)),
+            len: self.len - mid,
+            first: self.first + mid as u64,
+            format: self.format,
+            prep: self.prep,
+            op: self.op.clone(),
+        };
+        (Piece { len: mid, ..self }, right)
+    }
+}
+
+impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
+    #[inline(always)]
+    fn run(self) {
+        let mut start = 0;
+        while start < self.len {
+            let n = BLOCK.min(self.len - start);
+            // Safety: elements `start..start + n` of this piece's arrays belong to it alone.
+            let (p, g) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(self.param.add(start), n),
+                    std::slice::from_raw_parts(self.grad.add(start), n),
+                )
+            };
+            let mut s = [[0f32; BLOCK]; MAX_STATE];
+            for (k, block) in s.iter_mut().enumerate().take(U::STATES) {
+                // Safety: as above; state `k < U::STATES` was checked to exist.
+                unsafe {
+                    self.format
+                        .load(k, F::offset(self.slots[k], start), &mut block[..n])
+                };
+            }
+            let mut gp = [0f32; BLOCK];
+            prepare(self.prep, p, g, &mut gp[..n]);
+            let [s0, s1, s2] = &mut s;
+            update_block(
+                &self.op,
+                p,
+                &gp[..n],
+                &mut s0[..n],
+                &mut s1[..n],
+                &mut s2[..n],
+            );
+            for (k, block) in s.iter().enumerate().take(U::STATES) {
+                let first = self.first + start as u64;
+                // Safety: as for `load`.
+                unsafe {
+                    self.format
+                        .store(k, F::offset(self.slots[k], start), first, &block[..n])
+                };
+            }
+            start += n;
+        }
+    }
+}
+
+/// The shared gradient steps of `fused.rs`, in its order: clamp, scale, then L2 decay into `out`
+/// or decoupled decay of `p`. `out` receives the prepared gradient.
+#[inline(always)]
+fn prepare(prep: &GradPrep, p: &mut [f32], g: &[f32], out: &mut [f32]) {
+    out.copy_from_slice(g);
+    if let Some(c) = prep.clip_value {
+        let c = c as f32;
+        out.iter_mut().for_each(|x| *x = clamp_value(*x, c));
+    }
+    if prep.grad_scale != 1.0 {
+        let scale = prep.grad_scale as f32;
+        out.iter_mut().for_each(|x| *x *= scale);
+    }
+    match prep.decay {
+        Decay::None => {}
+        Decay::L2(wd) => {
+            let wd = wd as f32;
+            for (x, &pv) in out.iter_mut().zip(p.iter()) {
+                *x += wd * pv;
+            }
+        }
+        Decay::Decoupled(factor) => {
+            let factor = factor as f32;
+            p.iter_mut().for_each(|pv| *pv *= factor);
+        }
+    }
+}
+
+/// The optimizer's element update over one block of float32 registers.
+#[inline(always)]
+fn update_block<U: Update<f32>>(
+    op: &U,
+    p: &mut [f32],
+    g: &[f32],
+    s0: &mut [f32],
+    s1: &mut [f32],
+    s2: &mut [f32],
+) {
+    let n = p.len();
+    let (g, s0, s1, s2) = (&g[..n], &mut s0[..n], &mut s1[..n], &mut s2[..n]);
+    for i in 0..n {
+        let mut s = [s0[i], s1[i], s2[i]];
+        p[i] = op.update(p[i], g[i], &mut s);
+        [s0[i], s1[i], s2[i]] = s;
+    }
+}
+
+/// A tensor whose state is stored in format `Self::Format`.
+trait LowpTensor {
+    type Format: Format;
+    fn check(&self, index: usize, n_state: usize) -> Result<(), Error>;
+    fn step(&self) -> u64;
+    fn len(&self) -> usize;
+    /// How this tensor's state is stored (its random streams or maps).
+    fn format(&self) -> Self::Format;
+    /// Raw pointers to the parameter, the gradient and each state array.
+    fn raw(
+        &mut self,
+    ) -> (
+        *mut f32,
+        *const f32,
+        [<Self::Format as Format>::Slot; MAX_STATE],
+    );
+}
+
+impl LowpTensor for Bf16TensorRef<'_> {
+    type Format = Bf16;
+    fn check(&self, index: usize, n_state: usize) -> Result<(), Error> {
+        Bf16TensorRef::check(self, index, n_state)
+    }
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn format(&self) -> Bf16 {
+        Bf16 {
+            keys: std::array::from_fn(|k| match self.rounding {
+                Rounding::NearestEven => None,
+                Rounding::Stochastic { seed, stream } => {
+                    Some(stream_key(seed, self.step, stream, k))
+                }
+            }),
+        }
+    }
+    fn raw(&mut self) -> (*mut f32, *const f32, [*mut u16; MAX_STATE]) {
+        let slots = std::array::from_fn(|k| {
+            self.state[k]
+                .as_mut()
+                .map_or(std::ptr::null_mut(), |s| s.as_mut_ptr())
+        });
+        (self.param.as_mut_ptr(), self.grad.as_ptr(), slots)
+    }
+}
+
+impl LowpTensor for Quant8TensorRef<'_> {
+    type Format = Quant8;
+    fn check(&self, index: usize, n_state: usize) -> Result<(), Error> {
+        Quant8TensorRef::check(self, index, n_state)
+    }
+    fn step(&self) -> u64 {
+        self.step
+    }
+    fn len(&self) -> usize {
+        self.param.len()
+    }
+    fn format(&self) -> Quant8 {
+        Quant8 {
+            quant: std::array::from_fn(|k| {
+                Quantizer::get(self.state[k].as_ref().map_or(QuantMap::Signed, |s| s.map))
+            }),
+        }
+    }
+    fn raw(&mut self) -> (*mut f32, *const f32, [(*mut u8, *mut f32); MAX_STATE]) {
+        let null = (std::ptr::null_mut(), std::ptr::null_mut());
+        let slots = std::array::from_fn(|k| {
+            self.state[k]
+                .as_mut()
+                .map_or(null, |s| (s.codes.as_mut_ptr(), s.absmax.as_mut_ptr()))
+        });
+        (self.param.as_mut_ptr(), self.grad.as_ptr(), slots)
+    }
+}
+
+impl<X: LowpTensor> Target<f32> for &mut [X] {
+    fn apply<U: Update<f32>>(
+        self,
+        prep: GradPrep,
+        make_op: impl Fn(usize, u64) -> U,
+    ) -> Result<(), Error> {
+        for (index, t) in self.iter().enumerate() {
+            t.check(index, U::STATES)?;
+        }
+        let formats: Vec<X::Format> = self.iter().map(LowpTensor::format).collect();
+        let pieces = self
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, t)| t.len() > 0)
+            .map(|(index, t)| {
+                let (param, grad, slots) = t.raw();
+                Piece {
+                    param,
+                    grad,
+                    slots,
+                    len: t.len(),
+                    first: 0,
+                    format: &formats[index],
+                    prep: &prep,
+                    op: make_op(index, t.step()),
+                }
+            })
+            .collect();
+        for_each_piece(pieces, dispatch);
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! Low-precision state: every SIMD level and thread count gives the same bits, and the fused pass
+//! equals "widen, float32 step, narrow" done separately (which is what the NumPy reference does).
+
+mod common;
+
+use common::{each_setting, first_disagreement, Rng};
+use ferroptim_core::lowp::hash::stream_key;
+use ferroptim_core::lowp::{self, bf16, Bf16TensorRef, Quant8State, Quant8TensorRef, QuantMap};
+use ferroptim_core::lowp::{Quantizer, Rounding, BLOCK};
+use ferroptim_core::*;
+
+const SIZES: [usize; 8] = [0, 1, 7, 255, 256, 257, 1000, 100_003];
+const STEPS: u64 = 4;
+
+fn adam_cfg(amsgrad: bool) -> AdamConfig {
+    AdamConfig {
+        lr: 1e-2,
+        weight_decay: 0.1,
+        decoupled_weight_decay: true,
+        amsgrad,
+        grad_clip: GradClip {
+            scale: 0.75,
+            clip_value: Some(0.9),
+        },
+        ..AdamConfig::default()
+    }
+}
+
+fn lion_cfg() -> LionConfig {
+    LionConfig {
+        lr: 1e-2,
+        weight_decay: 0.1,
+        ..LionConfig::default()
+    }
+}
+
+fn grads(rng: &mut Rng) -> Vec<Vec<f32>> {
+    SIZES.iter().map(|&n| rng.vec(n)).collect()
+}
+
+/// bfloat16-state optimizer run: params and states' bits after `STEPS` steps.
+fn run_bf16(
+    n_state: usize,
+    rounding: Rounding,
+    step: &dyn Fn(&mut [Bf16TensorRef<'_>]),
+) -> Vec<u32> {
+    let mut rng = Rng::new(3);
+    let mut params: Vec<Vec<f32>> = grads(&mut rng);
+    let mut states: Vec<Vec<Vec<u16>>> = SIZES
+        .iter()
+        .map(|&n| vec![vec![0u16; n]; n_state])
+        .collect();
+    for t in 1..=STEPS {
+        let gs = grads(&mut rng);
+        let mut tensors: Vec<Bf16TensorRef<'_>> = params
+            .iter_mut()
+            .zip(&gs)
+            .zip(states.iter_mut())
+            .enumerate()
+            .map(|(i, ((p, g), s))| {
+                let r = match rounding {
+                    Rounding::Stochastic { seed, .. } => Rounding::Stochastic {
+                        seed,
+                        stream: i as u64,
+                    },
+                    r => r,
+                };
+                s.iter_mut()
+                    .fold(Bf16TensorRef::new(p, g, t, r), |acc, s| acc.with_state(s))
+            })
+            .collect();
+        step(&mut tensors);
+    }
+    let mut bits: Vec<u32> = params.iter().flatten().map(|x| x.to_bits()).collect();
+    bits.extend(states.iter().flatten().flatten().map(|&b| u32::from(b)));
+    bits
+}
+
+/// 8-bit-state optimizer run: params', codes' and absmax's bits after `STEPS` steps.
+fn run_8bit(maps: &[QuantMap], step: &dyn Fn(&mut [Quant8TensorRef<'_>])) -> Vec<u32> {
+    let mut rng = Rng::new(5);
+    let mut params: Vec<Vec<f32>> = grads(&mut rng);
+    let mut states: Vec<Vec<(Vec<u8>, Vec<f32>)>> = SIZES
+        .iter()
+        .map(|&n| vec![(vec![0u8; n], vec![0f32; n.div_ceil(BLOCK)]); maps.len()])
+        .collect();
+    for t in 1..=STEPS {
+        let gs = grads(&mut rng);
+        let mut tensors: Vec<Quant8TensorRef<'_>> = params
+            .iter_mut()
+            .zip(&gs)
+            .zip(states.iter_mut())
+            .map(|((p, g), s)| {
+                s.iter_mut().zip(maps).fold(
+                    Quant8TensorRef::new(p, g, t),
+                    |acc, ((codes, absmax), &map)| {
+                        acc.with_state(Quant8State { codes, absmax, map })
+                    },
+                )
+            })
+            .collect();
+        step(&mut tensors);
+    }
+    let mut bits: Vec<u32> = params.iter().flatten().map(|x| x.to_bits()).collect();
+    for (codes, absmax) in states.iter().flatten() {
+        bits.extend(codes.iter().map(|&c| u32::from(c)));
+        bits.extend(absmax.iter().map(|x| x.to_bits()));
+    }
+    bits
+}
+
+fn assert_same_everywhere(name: &str, f: impl Fn() -> Vec<u32>) {
+    let runs = each_setting(|_, _| f());
+    if let Some(bad) = first_disagreement(&runs) {
+        panic!(
+            "{name}: {:?} with {} threads differs",
+            bad.level, bad.threads
+        );
+    }
+}
+
+const SR: Rounding = Rounding::Stochastic {
+    seed: 42,
+    stream: 0,
+};
+
+#[test]
+fn bf16_same_bits_at_every_level_and_thread_count() {
+    for (rounding, amsgrad) in [(SR, false), (SR, true), (Rounding::NearestEven, false)] {
+        let cfg = adam_cfg(amsgrad);
+        assert_same_everywhere("adam bf16", || {
+            run_bf16(cfg.state_count(), rounding, &|t| {
+                lowp::adam_step_bf16(t, &cfg).unwrap()
+            })
+        });
+    }
+    let cfg = lion_cfg();
+    assert_same_everywhere("lion bf16", || {
+        run_bf16(1, SR, &|t| lowp::lion_step_bf16(t, &cfg).unwrap())
+    });
+}
+
+#[test]
+fn quant8_same_bits_at_every_level_and_thread_count() {
+    use QuantMap::{Signed, Unsigned};
+    for amsgrad in [false, true] {
+        let cfg = adam_cfg(amsgrad);
+        let maps: &[QuantMap] = if amsgrad {
+            &[Signed, Unsigned, Unsigned]
+        } else {
+            &[Signed, Unsigned]
+        };
+        assert_same_everywhere("adam 8bit", || {
+            run_8bit(maps, &|t| lowp::adam_step_8bit(t, &cfg).unwrap())
+        });
+    }
+    let cfg = lion_cfg();
+    assert_same_everywhere("lion 8bit", || {
+        run_8bit(&[Signed], &|t| lowp::lion_step_8bit(t, &cfg).unwrap())
+    });
+}
+
+#[test]
+fn fused_bf16_equals_widen_step_narrow() {
+    let n = 3 * BLOCK + 17;
+    let cfg = adam_cfg(false);
+    let mut rng = Rng::new(9);
+    let p0: Vec<f32> = rng.vec(n);
+    let g: Vec<f32> = rng.vec(n);
+    let m0: Vec<u16> = rng
+        .vec::<f32>(n)
+        .iter()
+        .map(|&x| bf16::narrow_nearest(x * 0.1))
+        .collect();
+    let v0: Vec<u16> = rng
+        .vec::<f32>(n)
+        .iter()
+        .map(|&x| bf16::narrow_nearest(x * x * 0.01))
+        .collect();
+    let (step, seed, stream) = (7, 11, 3);
+    // Fused.
+    let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+    let rounding = Rounding::Stochastic { seed, stream };
+    let t = Bf16TensorRef::new(&mut p, &g, step, rounding)
+        .with_state(&mut m)
+        .with_state(&mut v);
+    lowp::adam_step_bf16(&mut [t], &cfg).unwrap();
+    // Separately.
+    let (mut pe, mut mw, mut vw) = (p0.clone(), vec![0f32; n], vec![0f32; n]);
+    bf16::widen_slice(&m0, &mut mw);
+    bf16::widen_slice(&v0, &mut vw);
+    let t = TensorRef::new(&mut pe, &g, step)
+        .with_state(&mut mw)
+        .with_state(&mut vw);
+    adam_step(&mut [t], &cfg).unwrap();
+    let (mut me, mut ve) = (vec![0u16; n], vec![0u16; n]);
+    bf16::narrow_slice(&mw, &mut me, Some(stream_key(seed, step, stream, 0)), 0);
+    bf16::narrow_slice(&vw, &mut ve, Some(stream_key(seed, step, stream, 1)), 0);
+    assert_eq!(p, pe);
+    assert_eq!(m, me);
+    assert_eq!(v, ve);
+}
+
+#[test]
+fn fused_8bit_equals_dequantize_step_requantize() {
+    let n = 2 * BLOCK + 100;
+    let cfg = adam_cfg(false);
+    let mut rng = Rng::new(10);
+    let p0: Vec<f32> = rng.vec(n);
+    let g: Vec<f32> = rng.vec(n);
+    let (qs, qu) = (
+        Quantizer::get(QuantMap::Signed),
+        Quantizer::get(QuantMap::Unsigned),
+    );
+    let (mut mc, mut ma) = (vec![0u8; n], vec![0f32; n.div_ceil(BLOCK)]);
+    let (mut vc, mut va) = (vec![0u8; n], vec![0f32; n.div_ceil(BLOCK)]);
+    let m_init: Vec<f32> = rng.vec::<f32>(n).iter().map(|x| x * 0.1).collect();
+    let v_init: Vec<f32> = rng.vec::<f32>(n).iter().map(|x| x * x * 0.01).collect();
+    for b in 0..n.div_ceil(BLOCK) {
+        let r = b * BLOCK..((b + 1) * BLOCK).min(n);
+        ma[b] = qs.quantize_block(&m_init[r.clone()], &mut mc[r.clone()]);
+        va[b] = qu.quantize_block(&v_init[r.clone()], &mut vc[r]);
+    }
+    let (mc0, ma0, vc0, va0) = (mc.clone(), ma.clone(), vc.clone(), va.clone());
+    let mut p = p0.clone();
+    let t = Quant8TensorRef::new(&mut p, &g, 3)
+        .with_state(Quant8State {
+            codes: &mut mc,
+            absmax: &mut ma,
+            map: QuantMap::Signed,
+        })
+        .with_state(Quant8State {
+            codes: &mut vc,
+            absmax: &mut va,
+            map: QuantMap::Unsigned,
+        });
+    lowp::adam_step_8bit(&mut [t], &cfg).unwrap();
+    let (mut pe, mut mw, mut vw) = (p0, vec![0f32; n], vec![0f32; n]);
+    for b in 0..n.div_ceil(BLOCK) {
+        let r = b * BLOCK..((b + 1) * BLOCK).min(n);
+        qs.dequantize_block(&mc0[r.clone()], ma0[b], &mut mw[r.clone()]);
+        qu.dequantize_block(&vc0[r.clone()], va0[b], &mut vw[r]);
+    }
+    let t = TensorRef::new(&mut pe, &g, 3)
+        .with_state(&mut mw)
+        .with_state(&mut vw);
+    adam_step(&mut [t], &cfg).unwrap();
+    assert_eq!(p, pe);
+    for b in 0..n.div_ceil(BLOCK) {
+        let r = b * BLOCK..((b + 1) * BLOCK).min(n);
+        let mut codes = vec![0u8; r.len()];
+        assert_eq!(ma[b], qs.quantize_block(&mw[r.clone()], &mut codes));
+        assert_eq!(mc[r.clone()], codes[..]);
+        assert_eq!(va[b], qu.quantize_block(&vw[r.clone()], &mut codes));
+        assert_eq!(vc[r], codes[..]);
+    }
+}
+
+#[test]
+fn refused_calls_change_nothing() {
+    let mut p = vec![1.0f32; 300];
+    let g = vec![0.5f32; 300];
+    let (mut mc, mut ma) = (vec![7u8; 300], vec![1f32; 1]); // absmax needs 2 blocks
+    let (mut vc, mut va) = (vec![7u8; 300], vec![1f32; 2]);
+    let t = Quant8TensorRef::new(&mut p, &g, 1)
+        .with_state(Quant8State {
+            codes: &mut mc,
+            absmax: &mut ma,
+            map: QuantMap::Signed,
+        })
+        .with_state(Quant8State {
+            codes: &mut vc,
+            absmax: &mut va,
+            map: QuantMap::Unsigned,
+        });
+    let err = lowp::adam_step_8bit(&mut [t], &AdamConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("absmax"), "{err}");
+    assert!(
+        p.iter().all(|&x| x == 1.0) && mc.iter().all(|&c| c == 7) && vc.iter().all(|&c| c == 7)
+    );
+    let mut m = vec![0u16; 300];
+    let t = Bf16TensorRef::new(&mut p, &g, 1, SR).with_state(&mut m);
+    let err = lowp::adam_step_bf16(&mut [t], &AdamConfig::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::StateCount {
+                got: 1,
+                expected: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let t = Bf16TensorRef::new(&mut p, &g, 0, SR).with_state(&mut m);
+    assert!(matches!(
+        lowp::lion_step_bf16(&mut [t], &LionConfig::default()),
+        Err(Error::ZeroStep { .. })
+    ));
+    assert!(p.iter().all(|&x| x == 1.0) && m.iter().all(|&b| b == 0));
+}

@@ -1,0 +1,206 @@
+"""Low-precision optimizer state kernels: native == NumPy reference bit for bit (parameters,
+bfloat16 state, 8-bit codes and absmax, steps) at every SIMD level and with 1 or 2 threads, over
+several steps with odd sizes and skipped tensors; the 8-bit code is the nearest map value by brute
+force; refused calls change nothing."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import ferroptim._native as native
+from ferroptim.reference import lowp_formats as fmt
+from ferroptim.reference import lowp_steps as reference
+
+LEVELS = native.supported_simd_levels()
+# Around a 256-element block, plus a total above the parallel threshold (pieces on the pool).
+SIZES = [1, 7, 255, 256, 257, 1000, native.GRAIN_ELEMENTS + 300, 3 * native.GRAIN_ELEMENTS + 17]
+ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, maximize=False,
+            decoupled_weight_decay=True, grad_scale=0.8, clip_value=2.5)  # fmt: skip
+LION = dict(lr=0.01, beta1=0.9, beta2=0.99, weight_decay=0.1, maximize=True)
+
+# kernel name -> (optimizer, format, extra hyperparameters, number of states)
+CASES = {
+    "adam_bf16_sr": ("adam", "bf16", dict(ADAM, amsgrad=False, stochastic_rounding=True), 2),
+    "adam_bf16_rne": ("adam", "bf16", dict(ADAM, amsgrad=False, stochastic_rounding=False), 2),
+    "amsgrad_bf16_sr": ("adam", "bf16", dict(ADAM, amsgrad=True, stochastic_rounding=True), 3),
+    "lion_bf16_sr": ("lion", "bf16", dict(LION, stochastic_rounding=True), 1),
+    "adam_8bit": ("adam", "8bit", dict(ADAM, amsgrad=False), 2),
+    "amsgrad_8bit": ("adam", "8bit", dict(ADAM, amsgrad=True, decoupled_weight_decay=False), 3),
+    "lion_8bit": ("lion", "8bit", dict(LION), 1),
+}
+
+
+def make_problem(case: str, sizes: list[int], seed: int = 0) -> dict:
+    _, form, _, n_state = CASES[case]
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    if form == "bf16":
+        states = [[np.zeros(n, np.uint16) for n in sizes] for _ in range(n_state)]
+    else:
+        states = [
+            [(np.zeros(n, np.uint8), np.zeros(-(-n // 256), np.float32)) for n in sizes]
+            for _ in range(n_state)
+        ]
+    return dict(params=params, states=states, steps=np.zeros(len(sizes), np.int64))
+
+
+def call(backend, case: str, problem: dict, grads: list, stream_offset: int = 5) -> None:
+    kind, form, hyper, n_state = CASES[case]
+    p, s, steps = problem["params"], problem["states"], problem["steps"]
+    hyper = dict(hyper)
+    if form == "bf16":
+        hyper.update(seed=1234, stream_offset=stream_offset)
+        if kind == "adam":
+            third = s[2] if n_state == 3 else None
+            backend.adam_step_bf16(p, grads, s[0], s[1], third, steps, **hyper)
+        else:
+            backend.lion_step_bf16(p, grads, s[0], steps, **hyper)
+        return
+    lists = [([c for c, _ in lst], [a for _, a in lst]) for lst in s]
+    if kind == "adam":
+        third = lists[2] if n_state == 3 else (None, None)
+        backend.adam_step_8bit(p, grads, *lists[0], *lists[1], *third, steps, **hyper)
+    else:
+        backend.lion_step_8bit(p, grads, *lists[0], steps, **hyper)
+
+
+def flat(problem: dict) -> list[np.ndarray]:
+    out = [*problem["params"], problem["steps"]]
+    for lst in problem["states"]:
+        for item in lst:
+            out.extend(item if isinstance(item, tuple) else [item])
+    return out
+
+
+def assert_same_bits(a: dict, b: dict) -> None:
+    for x, y in zip(flat(a), flat(b), strict=True):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert x.tobytes() == y.tobytes(), f"first difference at {np.flatnonzero(x != y)[:5]}"
+
+
+def run_both(case: str, sizes: list[int], n_steps: int = 3) -> None:
+    nat = make_problem(case, sizes)
+    ref = copy.deepcopy(nat)
+    rng = np.random.default_rng(99)
+    for step in range(n_steps):
+        grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+        if step == 1:
+            grads[0] = None  # a skipped tensor keeps its state and step
+        call(native, case, nat, grads)
+        call(reference, case, ref, grads)
+        assert_same_bits(nat, ref)
+
+
+@pytest.fixture(params=LEVELS)
+def simd_level(request, restore_simd_level):
+    native.set_simd_level(request.param)
+    return request.param
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
+def num_threads(request, restore_num_threads):
+    native.set_num_threads(request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_native_equals_reference_every_level(case, simd_level, num_threads):
+    run_both(case, SIZES)
+
+
+def test_stream_offset_and_seed_change_the_bits():
+    base = make_problem("adam_bf16_sr", [4096])
+    other = copy.deepcopy(base)
+    grads = [np.full(4096, 0.3, np.float32)]
+    call(native, "adam_bf16_sr", base, grads, stream_offset=0)
+    call(native, "adam_bf16_sr", other, grads, stream_offset=1)
+    # Same float32 update, different rounding draws: some state elements differ.
+    assert base["params"][0].tobytes() == other["params"][0].tobytes()
+    assert (base["states"][1][0] != other["states"][1][0]).any()
+
+
+def test_reference_hash_matches_published_splitmix():
+    assert fmt.splitmix64(0) == 0xE220A8397B1DCDAF
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_quantize_is_nearest_by_brute_force(signed):
+    rng = np.random.default_rng(1)
+    qmap = fmt.dynamic_map(signed).astype(np.float64)
+    thresholds = fmt._thresholds(signed)
+    x = np.concatenate(
+        [
+            rng.standard_normal(20000) * 10.0 ** rng.integers(-9, 1, 20000),
+            thresholds,
+            np.nextafter(thresholds, np.float32(-np.inf)),
+            [0.0, -0.0, 1e-30, -1e-30],
+        ]
+    ).astype(np.float32)
+    x = np.clip(x, -1, 1) if signed else np.clip(np.abs(x), 0, 1)
+    # Blocks of 255 values led by a 1.0: every block's absmax is 1, so x is quantized unscaled.
+    x = np.concatenate([x, np.zeros((-x.size) % 255, np.float32)]).reshape(-1, 255)
+    blocks = np.concatenate([np.ones((x.shape[0], 1), np.float32), x], axis=1).reshape(-1)
+    codes, absmax = fmt.quantize(blocks, signed)
+    assert (absmax == 1).all()
+    dist = np.abs(qmap[None, :] - blocks[:, None].astype(np.float64))
+    np.testing.assert_array_equal(np.abs(qmap[codes] - blocks), dist.min(axis=1))
+    # The native kernel finds the same codes: a Lion step with beta2 = 0 stores m = g.
+    native_codes = np.zeros(blocks.size, np.uint8)
+    native_absmax = np.zeros(blocks.size // 256, np.float32)
+    param = np.zeros(blocks.size, np.float32)
+    steps = np.zeros(1, np.int64)
+    if signed:
+        native.lion_step_8bit([param], [blocks], [native_codes], [native_absmax], steps, lr=0.0,
+                              beta1=0.0, beta2=0.0, weight_decay=0.0, maximize=False)  # fmt: skip
+        np.testing.assert_array_equal(native_codes, codes)
+        np.testing.assert_array_equal(native_absmax, absmax)
+
+
+def test_absmax_zero_block_and_nan():
+    codes, absmax = fmt.quantize(np.zeros(300, np.float32), True)
+    assert (absmax == 0).all() and (codes == 127).all()
+    assert (fmt.dequantize(codes, absmax, True) == 0).all()
+    x = np.ones(10, np.float32)
+    x[3] = np.nan
+    codes, absmax = fmt.quantize(x, False)
+    assert np.isnan(absmax[0]) and np.isnan(fmt.dequantize(codes, absmax, False)).all()
+
+
+def test_native_map_equals_reference_map():
+    for signed in (True, False):
+        np.testing.assert_array_equal(
+            np.array(native.dynamic_map(signed), np.float32), fmt.dynamic_map(signed)
+        )
+
+
+@pytest.mark.parametrize("backend", [native, reference], ids=["native", "reference"])
+def test_refused_calls_change_nothing(backend):
+    problem = make_problem("adam_8bit", [300, 10])
+    before = copy.deepcopy(problem)
+    grads = [np.ones(300, np.float32), np.ones(10, np.float32)]
+    problem["states"][1][1] = (problem["states"][1][1][0], np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="absmax"):
+        call(backend, "adam_8bit", problem, grads)
+    problem["states"][1][1] = before["states"][1][1]
+    problem["states"][0][0] = (
+        problem["states"][0][0][0].astype(np.int8),
+        problem["states"][0][0][1],
+    )
+    with pytest.raises(TypeError, match="uint8"):
+        call(backend, "adam_8bit", problem, grads)
+    problem["states"][0][0] = before["states"][0][0]
+    assert_same_bits(problem, before)
+    bf = make_problem("adam_bf16_sr", [5])
+    bf_before = copy.deepcopy(bf)
+    bf["states"][0][0] = bf["states"][0][0].astype(np.float32)
+    with pytest.raises(TypeError, match="uint16"):
+        call(backend, "adam_bf16_sr", bf, [np.ones(5, np.float32)])
+    with pytest.raises(TypeError, match="float32"):
+        call(backend, "adam_bf16_sr", bf_before, [np.ones(5, np.float64)])
+    with pytest.raises(ValueError, match="lr"):
+        backend.lion_step_8bit([], [], [], [], np.zeros(0, np.int64), lr=-1.0, beta1=0.9,
+                               beta2=0.99, weight_decay=0.0, maximize=False)  # fmt: skip
+    assert_same_bits(bf_before, make_problem("adam_bf16_sr", [5]))
