@@ -63,12 +63,22 @@ def _arrays(saved: Mapping[str, np.ndarray], current: Mapping[str, np.ndarray]) 
     return problems
 
 
-def _same_layout(name: str, value: np.ndarray, target: np.ndarray, where: str) -> list[str]:
+def _same_layout(
+    name: str,
+    value: np.ndarray,
+    target: np.ndarray,
+    where: str,
+    layout: tuple[tuple[int, ...] | None, tuple[np.dtype, ...]] | None = None,
+) -> list[str]:
+    """Shape and dtype of ``value`` against ``target``'s, or against ``layout`` (a shape, None
+    for any, and the accepted dtypes) when given."""
+    shape, dtypes = layout if layout is not None else (target.shape, (target.dtype,))
     problems = []
-    if value.shape != target.shape:
-        problems.append(f"{name} has shape {value.shape} in the checkpoint, {target.shape} {where}")
-    if value.dtype != target.dtype:
-        problems.append(f"{name} has dtype {value.dtype} in the checkpoint, {target.dtype} {where}")
+    if shape is not None and value.shape != shape:
+        problems.append(f"{name} has shape {value.shape} in the checkpoint, {shape} {where}")
+    if value.dtype not in dtypes:
+        want = " or ".join(str(d) for d in dtypes)
+        problems.append(f"{name} has dtype {value.dtype} in the checkpoint, {want} {where}")
     return problems
 
 
@@ -123,6 +133,10 @@ def _optimizer(saved: Any, optimizer: Optimizer) -> list[str]:
         for name, value in entry.items():
             if isinstance(value, np.ndarray):
                 problems += _same_layout(
-                    f"state[{index}][{name!r}]", value, params[index], f"for params[{index}]"
+                    f"state[{index}][{name!r}]",
+                    value,
+                    params[index],
+                    f"for params[{index}]",
+                    optimizer.saved_state_layout(name, params[index]),
                 )
     return problems

@@ -205,6 +205,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default="ferroptim-compare.png", help="PNG path ('' to skip)")
     parser.add_argument(
+        "--state-formats",
+        action="store_true",
+        help="instead: Adam with float32, bfloat16 and 8-bit state (speed by tensor size, and "
+        "digits accuracy over --seeds seeds); figure ferroptim-state-formats.png",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds for --state-formats")
+    parser.add_argument(
         "--only",
         nargs="*",
         default=None,
@@ -213,5 +220,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    if args.state_formats:
+        from ferroptim.demo.state_formats import run_state_formats
+
+        plot = args.plot if args.plot != "ferroptim-compare.png" else "ferroptim-state-formats.png"
+        run_state_formats(epochs=args.epochs, seeds=args.seeds, plot_path=plot or None)
+        return 0
     run_compare(epochs=args.epochs, seed=args.seed, plot=args.plot or None, only=args.only)
     return 0

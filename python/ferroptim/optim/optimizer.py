@@ -22,6 +22,7 @@ from ferroptim.nn.module import Module
 from ferroptim.optim._checks import check_flag, check_number
 from ferroptim.optim._model_grads import live_gradients, model_gradients, zero_live_gradients
 from ferroptim.optim._param_spans import ParamSpans
+from ferroptim.optim._state_format import StateFormat
 from ferroptim.reference._checks import ArrayChecker
 
 BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
@@ -34,6 +35,9 @@ class StepOptions(TypedDict, total=False):
     backend: str
     max_grad_norm: float | None
     clip_value: float | None
+    state_dtype: str | None
+    stochastic_rounding: bool
+    seed: int
     skip_nonfinite: bool
     foreach: bool | None
     fused: bool | None
@@ -125,6 +129,9 @@ class Optimizer:
         skip_nonfinite: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
+        state_dtype: str | None = None,
+        stochastic_rounding: bool = True,
+        seed: int = 0,
     ) -> None:
         for flag, value in (("foreach", foreach), ("fused", fused)):
             if value is not None:
@@ -144,7 +151,14 @@ class Optimizer:
         self.last_grad_norm: float | None = None
         #: this step's norm-clipping factor (1.0 without max_grad_norm), passed to the kernels
         self._grad_scale = 1.0
-        self._kernel = getattr(BACKENDS[backend], self.kernel_name)
+        self._state_format = StateFormat.make(
+            state_dtype, stochastic_rounding, seed, self.kernel_name
+        )
+        #: position of the first parameter of the group being stepped (its random streams)
+        self._stream_offset = 0
+        self._kernel = self._state_format.kernel(
+            BACKENDS[backend], self.kernel_name, lambda: self._stream_offset
+        )
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self._group_states: list[_GroupState] = []
@@ -237,6 +251,7 @@ class Optimizer:
             # Against the parameters known from the last step or add (an edit of a group's
             # params list since then is checked at the next step, as _sync_params does).
             self._spans.check_new(params, self._spans.count, self._all_params)
+            self._state_format.check_params(params, self._spans.count)
             group = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
             self.validate_group(group)
             group["params"] = params
@@ -301,7 +316,10 @@ class Optimizer:
     def _ensure_state(self, group: dict[str, Any], state: _GroupState) -> None:
         for name in self.active_states(group):
             if name not in state.arrays:
-                state.arrays[name] = [self.init_state(name, p, group) for p in group["params"]]
+                state.arrays[name] = [
+                    self._state_format.stored(self.init_state(name, p, group))
+                    for p in group["params"]
+                ]
 
     @property
     def state_arrays_per_param(self) -> int:
@@ -434,6 +452,13 @@ class Optimizer:
                 checker.record(state.arrays[name][i - offset], True, name, i)
 
     def _step_group(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
+        if self._state_format.bf16:
+            offset = 0
+            for g, st in zip(self.param_groups, self._group_states, strict=True):
+                if st is state:
+                    break
+                offset += len(g["params"])
+            self._stream_offset = offset
         try:
             self.run_kernel(group, state, grads)
         except KeyError:
@@ -486,6 +511,19 @@ class Optimizer:
             if self._skip_nonfinite or self.skipped_steps:
                 out["skipped_steps"] = self.skipped_steps
             return out
+
+    def check_saved_array(self, label: str, name: str, value: Any, param: np.ndarray) -> Any:
+        """A saved state array checked (and converted) for loading as state ``name`` of
+        ``param``; ``label`` names it in errors."""
+        value = self._state_format.loaded(label, value, param)
+        return _check_state_array(label, name, value, param, self._state_format)
+
+    def saved_state_layout(
+        self, name: str, param: np.ndarray
+    ) -> tuple[tuple[int, ...] | None, tuple[np.dtype, ...]]:
+        """The shape (None: any) and dtypes a saved state array ``name`` of ``param`` may have
+        to load (other dtypes than the optimizer's own are converted)."""
+        return param.shape, self._state_format.saved_dtypes(param)
 
     def scalar_state(self, state: _GroupState, i: int) -> dict[str, Any]:
         """Scalar entries of parameter ``i``'s state (torch keeps ``step`` as a float)."""
@@ -626,7 +664,8 @@ class Optimizer:
         for name in names:
             if name not in entry:
                 raise ValueError(f"state[{index}] is missing {name!r}")
-            arrays[name] = _check_state_array(f"state[{index}][{name!r}]", name, entry[name], param)
+            label = f"state[{index}][{name!r}]"
+            arrays[name] = self.check_saved_array(label, name, entry[name], param)
         return {**arrays, **scalars}, arrays
 
     # ----- copying and pickling ----------------------------------------------------------------
@@ -651,7 +690,9 @@ class Optimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
-        self._kernel = getattr(BACKENDS[self.backend], self.kernel_name)
+        self._kernel = self._state_format.kernel(
+            BACKENDS[self.backend], self.kernel_name, lambda: self._stream_offset
+        )
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} (backend={self.backend!r})"]
@@ -758,7 +799,9 @@ def _check_scalar(label: str, name: str, value: Any) -> float:
     return number
 
 
-def _check_state_array(label: str, name: str, value: Any, param: np.ndarray) -> np.ndarray:
+def _check_state_array(
+    label: str, name: str, value: Any, param: np.ndarray, state_format: StateFormat
+) -> np.ndarray:
     """A state array: an ndarray with ``param``'s shape and dtype (and no negative values in the
     second-moment-like states). nan and inf load as they are, as in torch: a run that diverged
     can still be resumed or inspected."""
@@ -766,8 +809,12 @@ def _check_state_array(label: str, name: str, value: Any, param: np.ndarray) -> 
         raise TypeError(f"{label} must be a numpy.ndarray, got {type(value).__name__}")
     if value.shape != param.shape:
         raise ValueError(f"{label} has shape {value.shape} but the param has shape {param.shape}")
-    if value.dtype != param.dtype:
-        raise ValueError(f"{label} has dtype {value.dtype} but the param has dtype {param.dtype}")
-    if name in _NON_NEGATIVE_STATES and (value < 0).any():
+    expected = np.dtype(np.uint16) if state_format.bf16 else param.dtype
+    if value.dtype != expected:
+        owner = (
+            "bfloat16 state is uint16" if state_format.bf16 else f"the param has dtype {expected}"
+        )
+        raise ValueError(f"{label} has dtype {value.dtype} but {owner}")
+    if name in _NON_NEGATIVE_STATES and (state_format.as_float(value) < 0).any():
         raise ValueError(f"{label} holds negative values (it is a sum or maximum of magnitudes)")
     return value

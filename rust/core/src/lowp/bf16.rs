@@ -10,7 +10,7 @@
 //! 0x8000_0000). NaN stays a quiet NaN with its sign (`(x >> 16) | 0x40`); infinities stay
 //! infinite; magnitudes past the largest bfloat16 can round to infinity, as in any narrowing.
 
-use super::hash::element_bits;
+use super::hash::lowbias32;
 
 /// How float32 values are rounded to bfloat16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,17 +67,36 @@ pub fn narrow_stochastic(v: f32, r: u32) -> u16 {
 #[inline(always)]
 pub fn narrow_slice(src: &[f32], dst: &mut [u16], key: Option<u64>, first: u64) {
     let dst = &mut dst[..src.len()];
-    match key {
-        None => {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = narrow_nearest(s);
-            }
+    let Some(key) = key else {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = narrow_nearest(s);
         }
-        Some(key) => {
-            for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
-                *d = narrow_stochastic(s, element_bits(key, first + i as u64) >> 16);
-            }
-        }
+        return;
+    };
+    // Runs that stay within one 2^32-aligned range of indices, so the loop works on 32-bit
+    // lanes only (the high half of the index is constant in a run).
+    let mut start = 0;
+    while start < src.len() {
+        let at = first + start as u64;
+        let room = (1u64 << 32) - (at & 0xffff_ffff);
+        let end = src
+            .len()
+            .min(start.saturating_add(usize::try_from(room).unwrap_or(usize::MAX)));
+        narrow_run(&src[start..end], &mut dst[start..end], key, at);
+        start = end;
+    }
+}
+
+/// [`narrow_slice`] for indices `first..first + src.len()` that share their high 32 bits:
+/// `element_bits` with the index split into a running low half and a constant high half.
+#[inline(always)]
+fn narrow_run(src: &[f32], dst: &mut [u16], key: u64, first: u64) {
+    let high = (key >> 32) as u32 ^ (first >> 32) as u32;
+    let (low0, key_low) = (first as u32, key as u32);
+    for (j, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+        let low = low0.wrapping_add(j as u32);
+        let bits = lowbias32(lowbias32(low ^ key_low) ^ high);
+        *d = narrow_stochastic(s, bits >> 16);
     }
 }
 
@@ -91,7 +110,20 @@ pub fn widen_slice(src: &[u16], dst: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::hash::element_bits;
     use super::*;
+
+    #[test]
+    fn narrow_slice_uses_element_bits_across_a_2_pow_32_boundary() {
+        let src: Vec<f32> = (0..40).map(|i| 1.0 + i as f32 * 1e-4).collect();
+        let (key, first) = (0x1234_5678_9abc_def0, (1u64 << 32) - 17);
+        let mut dst = vec![0u16; src.len()];
+        narrow_slice(&src, &mut dst, Some(key), first);
+        for (i, (&s, &d)) in src.iter().zip(&dst).enumerate() {
+            let bits = element_bits(key, first + i as u64);
+            assert_eq!(d, narrow_stochastic(s, bits >> 16), "element {i}");
+        }
+    }
 
     #[test]
     fn widen_narrow_round_trips_every_pattern() {

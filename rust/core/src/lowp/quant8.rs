@@ -36,16 +36,19 @@ pub struct Quantizer {
     map: [f32; 256],
     /// `thresholds[j]` separates codes `j` and `j + 1`; `thresholds[255]` is NaN (never reached).
     thresholds: [f32; 256],
-    /// Code at the start of each bucket (see [`bucket`]).
-    table: Vec<u8>,
+    /// Code at the start of each bucket (see [`bucket`]), as u32 so that vector code can
+    /// gather it.
+    table: Box<[u32; BUCKETS]>,
 }
 
-/// Top 16 bits of |x| below this (|x| < 2^-32) share the lowest bucket.
-const LOW: u32 = (127 - 32) << 7;
+/// Top 16 bits of |x| below this (|x| < 2^-24, below every threshold) share the lowest bucket.
+const LOW: u32 = (127 - 24) << 7;
 /// Top 16 bits of |x| from this (|x| >= 2) share the highest bucket.
 const HIGH: u32 = 128 << 7;
 /// Buckets per sign.
 const SPAN: u32 = HIGH - LOW + 1;
+/// Buckets in all.
+const BUCKETS: usize = 2 * SPAN as usize;
 
 /// The bucket of `x`: monotone in `x` (non-decreasing), `2 * SPAN` buckets.
 #[inline(always)]
@@ -103,8 +106,7 @@ impl Quantizer {
         for j in 0..255 {
             thresholds[j] = f32_at_or_above((f64::from(map[j]) + f64::from(map[j + 1])) / 2.0);
         }
-        let buckets = 2 * SPAN as usize;
-        let mut table = vec![0u8; buckets];
+        let mut table = Box::new([0u32; BUCKETS]);
         let mut code = 0usize;
         // Bucket b starts at the smallest float of that bucket; walk thresholds in order.
         for (b, entry) in table.iter_mut().enumerate() {
@@ -112,7 +114,7 @@ impl Quantizer {
             while code < 255 && thresholds[code] <= start {
                 code += 1;
             }
-            *entry = code as u8;
+            *entry = code as u32;
         }
         let q = Quantizer {
             map,
@@ -123,8 +125,11 @@ impl Quantizer {
         q
     }
 
-    /// Panics if a bucket holds two thresholds (the table lookup would then be wrong).
+    /// Panics if a bucket holds two thresholds (the table lookup would then be wrong) or a
+    /// threshold lies in the shared bucket around zero.
     fn check_one_threshold_per_bucket(&self) {
+        let low = f32::from_bits(LOW << 16);
+        assert!(self.thresholds[..255].iter().all(|t| t.abs() >= low));
         for j in 1..255 {
             assert!(
                 bucket(self.thresholds[j]) != bucket(self.thresholds[j - 1]),
@@ -153,25 +158,28 @@ impl Quantizer {
     /// The code of the map value nearest to `x` (a NaN gives 255).
     #[inline(always)]
     pub fn code(&self, x: f32) -> u8 {
-        let start = self.table[bucket(x)];
-        let up = x >= self.thresholds[usize::from(start)];
-        let code = start + u8::from(up);
+        // `bucket` clamps into 0..BUCKETS and table entries are codes 0..=255.
+        let start = self.table[bucket(x).min(BUCKETS - 1)];
+        let up = x >= self.thresholds[start as usize & 255];
+        let code = start + u32::from(up);
         #[allow(clippy::eq_op)]
         let nan = x != x;
-        if nan {
-            255
-        } else {
-            code
-        }
+        (if nan { 255 } else { code }) as u8
     }
 
-    /// Quantize one block: returns its absmax and writes one code per value.
+    /// Quantize one block (at most [`BLOCK`] values): returns its absmax and writes one code per
+    /// value.
     #[inline(always)]
     pub fn quantize_block(&self, values: &[f32], codes: &mut [u8]) -> f32 {
+        assert!(values.len() <= BLOCK, "a quantization block holds at most {BLOCK} values");
         let absmax = absmax(values);
         let divisor = if absmax == 0.0 { 1.0 } else { absmax };
-        for (c, &v) in codes[..values.len()].iter_mut().zip(values) {
-            *c = self.code(v / divisor);
+        let mut normalized = [0f32; BLOCK];
+        for (x, &v) in normalized.iter_mut().zip(values) {
+            *x = v / divisor;
+        }
+        for (c, &x) in codes[..values.len()].iter_mut().zip(&normalized) {
+            *c = self.code(x);
         }
         absmax
     }
