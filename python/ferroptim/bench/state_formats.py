@@ -31,8 +31,9 @@ __all__ = ["FORMATS", "make_adam", "run_state_formats_bench", "state_formats_mar
 FORMATS = ("float32", "bfloat16", "8bit")
 BLOCK = 256
 MIN_8BIT_SIZE = 4096
-HYPER = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
-             maximize=False, decoupled_weight_decay=False)  # fmt: skip
+HYPER: dict[str, Any] = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                             amsgrad=False, maximize=False,
+                             decoupled_weight_decay=False)  # fmt: skip
 
 FULL_BUDGET = Budget(seconds=0.5, min_n=5, max_n=2000, warmup=3, warmup_s=0.1, blocks=10)
 QUICK_BUDGET = Budget(seconds=0.02, min_n=2, max_n=10, warmup=1, warmup_s=0.0, blocks=2)

@@ -120,7 +120,8 @@ class _Blockwise8bit:
         """Positions of the 8-bit and float32-state parameters that have a gradient; every
         gradient is checked first, so neither kernel call can fail on its arrays."""
         checker = ArrayChecker()
-        big, small = [], []
+        big: list[int] = []
+        small: list[int] = []
         for i, (p, g) in enumerate(zip(group["params"], grads, strict=True)):
             if g is None:
                 continue
@@ -163,7 +164,8 @@ class Adam8bit(_Blockwise8bit, Adam):
     """
 
     quantized = (("state1", "absmax1", "qmap1", True), ("state2", "absmax2", "qmap2", False))
-    state_names = ("state1", "absmax1", "qmap1", "state2", "absmax2", "qmap2")
+    # (a different state layout from Adam's: the narrower inferred type of Adam's is not a rule)
+    state_names = ("state1", "absmax1", "qmap1", "state2", "absmax2", "qmap2")  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -267,7 +269,7 @@ class Lion8bit(_Blockwise8bit, Lion):
     :class:`Adam8bit`."""
 
     quantized = (("state1", "absmax1", "qmap1", True),)
-    state_names = ("state1", "absmax1", "qmap1")
+    state_names = ("state1", "absmax1", "qmap1")  # type: ignore[assignment]
 
     def __init__(
         self,

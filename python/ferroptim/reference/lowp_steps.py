@@ -10,7 +10,8 @@ state is uint8 codes shaped like the parameter plus a float32 absmax per block o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def _array(obj: object, label: str, dtype: type, shape: tuple[int, ...] | None) 
     return obj
 
 
-def _lists(params: Sequence, grads: OptGrads, lists: dict[str, Sequence | None]) -> list[int]:
+def _lists(params: Sequence, grads: OptGrads, lists: Mapping[str, Any]) -> list[int]:
     """Check list lengths; return the positions of the stepped tensors (gradient not None)."""
     params, grads = list(params), list(grads)
     n = len(params)

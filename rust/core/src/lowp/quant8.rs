@@ -171,7 +171,10 @@ impl Quantizer {
     /// value.
     #[inline(always)]
     pub fn quantize_block(&self, values: &[f32], codes: &mut [u8]) -> f32 {
-        assert!(values.len() <= BLOCK, "a quantization block holds at most {BLOCK} values");
+        assert!(
+            values.len() <= BLOCK,
+            "a quantization block holds at most {BLOCK} values"
+        );
         let absmax = absmax(values);
         let divisor = if absmax == 0.0 { 1.0 } else { absmax };
         let mut normalized = [0f32; BLOCK];
