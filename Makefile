@@ -40,9 +40,12 @@ typecheck: build
 	$(VENV)/bin/mypy -p ferroptim
 	$(VENV)/bin/mypy --strict tests/typing/user_script.py examples/torch_port/train_ferroptim.py
 
-# manylinux (glibc 2.28) abi3 wheel with a stripped extension, and the sdist, into dist/
+# manylinux (glibc 2.28) abi3 wheel with a stripped extension, and the sdist, into dist/;
+# zig (the `wheel` extra) links against glibc 2.28 whatever the host's glibc
 wheel: $(STAMP)
-	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin build --release --strip --compatibility manylinux_2_28 --out dist
+	$(PY) tools/extras.py wheel > $(VENV)/wheel-requirements.txt
+	$(PIP) install --quiet -r $(VENV)/wheel-requirements.txt
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin build --release --strip --zig --compatibility manylinux_2_28 --out dist
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/maturin sdist --out dist
 
 # the wheel in a fresh venv with only numpy: auditwheel's verdict, then a short training there
