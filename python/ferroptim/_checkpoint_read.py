@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -95,7 +95,8 @@ def read_data(archive: zipfile.ZipFile, member: Member) -> np.ndarray:
     """The member's array, read in chunks into an array of the declared size (CRC checked)."""
     count = member.info.file_size - member.header_size
     flat = np.empty(count // max(member.dtype.itemsize, 1), dtype=member.dtype)
-    buffer = memoryview(flat.view(np.uint8).reshape(-1)) if flat.nbytes else memoryview(b"")
+    raw: Any = flat.view(np.uint8).reshape(-1)  # a writable buffer over flat's bytes
+    buffer = memoryview(raw) if flat.nbytes else memoryview(b"")
     with archive.open(member.info) as file:
         file.read(member.header_size)
         done = 0
@@ -107,5 +108,5 @@ def read_data(archive: zipfile.ZipFile, member: Member) -> np.ndarray:
             done += len(chunk)
         if file.read(1):  # also completes the CRC check
             raise ValueError(f"member {member.info.filename!r} holds more data than declared")
-    order = "F" if member.fortran_order else "C"
+    order: Literal["F", "C"] = "F" if member.fortran_order else "C"
     return flat.reshape(member.shape, order=order)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ import numpy as np
 def file_span(array: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(device, inode, start, end)``: the file bytes ``array`` maps, or ``None`` when it is
     not (a view of) a file-backed ``np.memmap``."""
-    root = array
+    root: Any = array
     while not isinstance(root.base, mmap.mmap):
         root = root.base
         if not isinstance(root, np.ndarray):
