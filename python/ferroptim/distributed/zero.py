@@ -119,6 +119,7 @@ class ZeroRedundancyOptimizer:
             )
         #: the optimizer of this rank's shard (its parameters are views of the user's arrays)
         self.optimizer = optimizer_class(inner_groups, clip_value=self.clip_value, **defaults)
+        _check_elementwise(self.optimizer, user_params)
         self.param_groups = [
             {**{k: v for k, v in inner.items() if k != "params"}, "params": params}
             for inner, params in zip(self.optimizer.param_groups, user_params, strict=True)
@@ -300,3 +301,22 @@ class ZeroRedundancyOptimizer:
             f"ZeroRedundancyOptimizer(ranks={self.comm.Get_size()}, "
             f"optimizer_class={self.optimizer_class.__name__})\n{self.optimizer!r}"
         )
+
+
+def _check_elementwise(inner: Optimizer, groups: list[list[np.ndarray]]) -> None:
+    """Refuse an optimizer whose state is not one value per parameter element (8-bit blockwise
+    state keeps per-block scales): a shard boundary would cut its blocks. Same answer on every
+    rank (it depends on the class, options and shapes only)."""
+    for group, params in zip(inner.param_groups, groups, strict=True):
+        for name in inner.active_states(group):
+            for p in params:
+                try:
+                    shape = inner.saved_state_layout(name, p)[0]
+                except (KeyError, ValueError, TypeError):
+                    shape = None
+                if shape != p.shape:
+                    raise ValueError(
+                        f"ZeroRedundancyOptimizer shards optimizer state element by element, but "
+                        f"{type(inner).__name__}'s {name!r} state of a parameter of shape "
+                        f"{p.shape} has shape {shape}; use DistributedOptimizer for it"
+                    )

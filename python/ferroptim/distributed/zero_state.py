@@ -66,7 +66,9 @@ def consolidate(zero: ZeroRedundancyOptimizer, to: int) -> dict[str, Any] | None
         held = [n for n in inner.active_states(inner.param_groups[g]) if n in states[g].arrays]
         for flat in flats:
             for name in held:
-                block = np.zeros(flat.shard, dtype=flat.dtype)
+                # every flat has a slot on every rank (a segment or its padding)
+                first = next(k for gg, f, _, k in slots if gg == g and f is flat)
+                block = np.zeros(flat.shard, dtype=states[g].arrays[name][first].dtype)
                 for gg, f, segment, k in slots:
                     if gg == g and f is flat and segment is not None:
                         block[segment.at : segment.at + segment.stop - segment.start] = states[
