@@ -20,7 +20,10 @@ import numpy as np
 if TYPE_CHECKING:
     from ferroptim.nn.module import Module
 
-_lock = threading.Lock()
+#: reentrant: a garbage collection triggered while the lock is held (any allocation in
+#: ``register``) runs the weakref callbacks of arrays that died, which take the lock again in the
+#: same thread; a plain Lock deadlocked there
+_lock = threading.RLock()
 #: id(array) -> (weak ref to the array, [(weak ref to owner module, parameter name), ...])
 _owners: dict[int, tuple[weakref.ref, list[tuple[weakref.ref, str]]]] = {}
 
