@@ -12,21 +12,21 @@ DTYPES = (np.float32, np.float64)
 
 SHAPES = [(5, 3), (7,), (2, 3, 4), (1,), (33,)]
 
-#: every optimizer class ferroptim exports, with settings that give each some state
+#: every optimizer class ferroptim exports (``fo.optim.__all__``: registry-built and 8-bit);
+#: ZeRO refuses the 8-bit ones (blockwise state), which its test checks
 OPTIMIZERS = sorted(
     (
         obj
-        for obj in vars(fo.optim).values()
-        if isinstance(obj, type)
-        and issubclass(obj, Optimizer)
-        and obj is not Optimizer
-        # 8-bit state (float32 parameters only, blocks laid over each tensor) has its own tests
-        # (tests/test_lowp_*.py); a ZeRO shard would cut blocks differently.
-        and obj.__module__ != "ferroptim.optim.eightbit"
+        for obj in (getattr(fo.optim, name) for name in fo.optim.__all__)
+        if isinstance(obj, type) and issubclass(obj, Optimizer) and obj is not Optimizer
     ),
     key=lambda cls: cls.__name__,
 )
-EXTRA = {"SGD": {"lr": 0.05, "momentum": 0.9}}
+#: settings per class: SGD with momentum (a state), the 8-bit ones quantizing even small tensors
+EXTRA = {
+    "SGD": {"lr": 0.05, "momentum": 0.9},
+    **{n: {"min_8bit_size": 0} for n in ("Adam8bit", "AdamW8bit", "Lion8bit")},
+}
 
 
 def options(cls: type) -> dict:
