@@ -5,7 +5,7 @@ Twins of ``rust/core/src/lowp/{hash,bf16,quant8}.rs``, bit for bit.
 Random bits (counter-based, so identical at any SIMD level, thread count or split of the work)::
 
     key = mix(mix(mix(splitmix64(seed), step), stream), state)      mix(h, x) = splitmix64(h ^ x)
-    bits(key, i) = lowbias32(lowbias32(lo32(i) ^ lo32(key)) ^ hi32(key) ^ hi32(i))
+    bits(key, i) = lowbias32(lo32(i) ^ lo32(key)) ^ hi32(key) ^ hi32(i)
 
 bfloat16 is the top half of a float32's bits. Narrowing adds 16 random bits (stochastic) or
 ``0x7fff + lsb`` (nearest even) to the float32 bit pattern and keeps the top half; NaN stays a
@@ -68,8 +68,7 @@ def element_bits(key: int, first: int, n: int) -> np.ndarray:
     index = np.arange(first, first + n, dtype=np.uint64)
     lo = (index & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     hi = (index >> np.uint64(32)).astype(np.uint32)
-    first_round = _lowbias32(lo ^ np.uint32(key & 0xFFFFFFFF))
-    return _lowbias32(first_round ^ np.uint32(key >> 32) ^ hi)
+    return _lowbias32(lo ^ np.uint32(key & 0xFFFFFFFF)) ^ np.uint32(key >> 32) ^ hi
 
 
 def bf16_widen(b: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ fn narrow_run(src: &[f32], dst: &mut [u16], key: u64, first: u64) {
     let (low0, key_low) = (first as u32, key as u32);
     for (j, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
         let low = low0.wrapping_add(j as u32);
-        let bits = lowbias32(lowbias32(low ^ key_low) ^ high);
+        let bits = lowbias32(low ^ key_low) ^ high;
         *d = narrow_stochastic(s, bits >> 16);
     }
 }

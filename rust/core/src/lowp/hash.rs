@@ -7,12 +7,13 @@
 //! ```text
 //! key  = mix(mix(mix(splitmix64(seed), step), stream), state)      (u64, once per array and step)
 //! mix(h, x) = splitmix64(h ^ x)
-//! bits(key, i) = lowbias32(lowbias32(lo32(i) ^ lo32(key)) ^ hi32(key) ^ hi32(i))
+//! bits(key, i) = lowbias32(lo32(i) ^ lo32(key)) ^ hi32(key) ^ hi32(i)
 //! ```
 //! `splitmix64` is Steele et al.'s finalizer; `lowbias32` is C. Wellons' 32-bit integer hash
 //! (`x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16`), a bijection
 //! of `u32`, so for a fixed key the per-element bits are exactly uniform over any 2^32 consecutive
-//! indices. Only 32-bit multiplies run per element, which every SIMD level has.
+//! indices. The key is a full splitmix64 output per (seed, step, stream, state), so one round per
+//! element suffices: two 32-bit multiplies, which every SIMD level has.
 
 /// splitmix64's output function applied to `z + golden ratio` (Steele, Lea & Flood 2014).
 pub fn splitmix64(z: u64) -> u64 {
@@ -45,8 +46,7 @@ pub fn lowbias32(x: u32) -> u32 {
 /// 32 random bits for element `index` of the stream `key`.
 #[inline(always)]
 pub fn element_bits(key: u64, index: u64) -> u32 {
-    let first = lowbias32(index as u32 ^ key as u32);
-    lowbias32(first ^ (key >> 32) as u32 ^ (index >> 32) as u32)
+    lowbias32(index as u32 ^ key as u32) ^ (key >> 32) as u32 ^ (index >> 32) as u32
 }
 
 #[cfg(test)]

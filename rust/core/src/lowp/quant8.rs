@@ -50,17 +50,15 @@ const SPAN: u32 = HIGH - LOW + 1;
 /// Buckets in all.
 const BUCKETS: usize = 2 * SPAN as usize;
 
-/// The bucket of `x`: monotone in `x` (non-decreasing), `2 * SPAN` buckets.
+/// The bucket of `x`: monotone in `x` (non-decreasing), `2 * SPAN` buckets: `SPAN + m` for a
+/// positive `x` and `SPAN - 1 - m` for a negative one, `m` its clamped magnitude bucket (written
+/// without branches so that the loop vectorizes).
 #[inline(always)]
 fn bucket(x: f32) -> usize {
     let bits = x.to_bits();
     let magnitude = ((bits & 0x7fff_ffff) >> 16).clamp(LOW, HIGH) - LOW;
-    let b = if bits >> 31 == 1 {
-        SPAN - 1 - magnitude
-    } else {
-        SPAN + magnitude
-    };
-    b as usize
+    let negative = bits >> 31;
+    (SPAN + magnitude).wrapping_sub(negative * (2 * magnitude + 1)) as usize
 }
 
 /// The dynamic map's 256 values, sorted (see the module docs).
@@ -158,13 +156,23 @@ impl Quantizer {
     /// The code of the map value nearest to `x` (a NaN gives 255).
     #[inline(always)]
     pub fn code(&self, x: f32) -> u8 {
-        // `bucket` clamps into 0..BUCKETS and table entries are codes 0..=255.
+        self.code32(x) as u8
+    }
+
+    /// [`Quantizer::code`] as a u32, without branches.
+    #[inline(always)]
+    fn code32(&self, x: f32) -> u32 {
+        // `bucket` is below BUCKETS and table entries are codes 0..=255.
         let start = self.table[bucket(x).min(BUCKETS - 1)];
         let up = x >= self.thresholds[start as usize & 255];
         let code = start + u32::from(up);
         #[allow(clippy::eq_op)]
         let nan = x != x;
-        (if nan { 255 } else { code }) as u8
+        if nan {
+            255
+        } else {
+            code
+        }
     }
 
     /// Quantize one block (at most [`BLOCK`] values): returns its absmax and writes one code per
@@ -177,12 +185,12 @@ impl Quantizer {
         );
         let absmax = absmax(values);
         let divisor = if absmax == 0.0 { 1.0 } else { absmax };
-        let mut normalized = [0f32; BLOCK];
-        for (x, &v) in normalized.iter_mut().zip(values) {
-            *x = v / divisor;
+        let mut wide = [0u32; BLOCK];
+        for (c, &v) in wide.iter_mut().zip(values) {
+            *c = self.code32(v / divisor);
         }
-        for (c, &x) in codes[..values.len()].iter_mut().zip(&normalized) {
-            *c = self.code(x);
+        for (c, &w) in codes[..values.len()].iter_mut().zip(&wide) {
+            *c = w as u8;
         }
         absmax
     }
