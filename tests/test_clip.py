@@ -857,3 +857,19 @@ def test_value_error_messages_are_identical(value):
             clip.clip_grad_norm_([np.array([np.inf])], 1.0, 2.5, True)
         messages.append(str(info.value))
     assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_roofline_read_reads_every_element_once_and_writes_nothing(dtype):
+    """The benchmarks' one-read limit folds every element's bits with XOR: a list holding each
+    array twice folds to 0 bits, one element gives its own bits, and nothing is written."""
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(n).astype(dtype) for n in (1, 4095, 4097, 70_001)]
+    before = snapshot(arrays)
+    assert native.roofline_read(arrays + arrays) == 0.0
+    assert math.copysign(1.0, native.roofline_read(arrays + arrays)) == 1.0
+    one = np.array([-2.5], dtype)
+    assert native.roofline_read([one, None]) == -2.5
+    assert_unchanged(before)
+    with pytest.raises(TypeError, match="arrays"):
+        native.roofline_read([np.zeros(3, np.int32)])

@@ -1,9 +1,19 @@
 """Gradient clipping benchmarks (rows for the ``bench`` command).
 
-(a) ``clip_grad_norm_`` on one workload, three ways, timed interleaved in the same run:
+(0) The global norm of a many-tensor gradient list against the same bytes in one array, timed
+interleaved in the same run:
+
+* ``global_norm``: :func:`ferroptim._native.global_norm` (L2) over the workload's list;
+* ``global_norm, one array``: the same over one array holding all the elements;
+* ``one read, one array``: :func:`ferroptim._native.roofline_read` on that array (every element
+  read once, no arithmetic): the limit of any reduction over these bytes;
+* ``numpy``: ``np.sqrt(sum(np.vdot(g, g)))`` over the list.
+
+(a) ``clip_grad_norm_`` on one workload, four ways, timed interleaved in the same run:
 
 * ``native``: :func:`ferroptim._native.clip_grad_norm_` (one read pass for the norm, one read and
   write pass for the scale);
+* ``native, one array``: the same on one array holding all the elements (the same bytes);
 * ``numpy``: the straightforward NumPy version, ``np.sqrt(sum(np.vdot(g, g)))`` then ``g *= coef``
   per array;
 * ``roofline``: :func:`ferroptim._native.roofline_step` with no state arrays on a separate list of
@@ -12,7 +22,9 @@
 
 (b) ``Adam(max_grad_norm=1.0)`` against plain ``Adam`` (native, same workload and gradients): the
 cost of clipping inside the step, one extra read of the gradients (32 instead of 28 bytes per
-float32 element, so 1.14x is the memory-bound ideal).
+float32 element, so 1.14x is the memory-bound ideal), and ``one read of grads`` (the
+gradients read once by :func:`ferroptim._native.roofline_read`): the in-step norm pass costs the
+clipped step's time minus the plain step's, and its limit is that one read.
 
 Each function is warmed up, then timed per call, in blocks of consecutive calls interleaved with
 the other functions' blocks; numbers are medians. The same gradients are clipped again at every
@@ -37,6 +49,7 @@ from ferroptim.bench.workloads import WORKLOADS, Workload
 
 __all__ = [
     "CLIP_BYTES_PER_ELEM",
+    "NORM_BYTES_PER_ELEM",
     "clipping_markdown",
     "numpy_clip_grad_norm_",
     "run_clipping_bench",
@@ -45,6 +58,8 @@ __all__ = [
 
 #: bytes per element a norm-clip moves: read g (norm), read g and write g (scale), times itemsize/4
 CLIP_BYTES_PER_ELEM = 12
+#: bytes per element a norm moves: read g once, times itemsize/4
+NORM_BYTES_PER_ELEM = 4
 MAX_NORM = 1.0
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
 DECAY = 0.9995
@@ -97,31 +112,55 @@ def _row(section: str, variant: str, workload: Workload, bpe: int, timing: Timin
     }
 
 
+def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
+    _, grads = workload.make_arrays(seed)
+    one = np.concatenate([g.ravel() for g in grads])
+    bpe = NORM_BYTES_PER_ELEM * one.itemsize // 4
+    fns: dict[str, Callable[[], object]] = {
+        "global_norm": lambda: _native.global_norm(grads),
+        "global_norm, one array": lambda: _native.global_norm([one]),
+        "one read, one array": lambda: _native.roofline_read([one]),
+        "numpy": lambda: float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads))),
+    }
+    timings = measure(fns, budget)
+    one_read_ns = timings["one read, one array"].median_ns
+    rows = []
+    for variant, timing in timings.items():
+        row = _row("global_norm", variant, workload, bpe, timing)
+        row["pct_of_one_read"] = one_read_ns / timing.median_ns * 100.0
+        rows.append(row)
+    return rows
+
+
 def _clip_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
     _, pristine = workload.make_arrays(seed)
     itemsize = pristine[0].itemsize
     bpe = CLIP_BYTES_PER_ELEM * itemsize // 4
     native_grads = [g.copy() for g in pristine]
+    one_grads = [np.concatenate([g.ravel() for g in pristine])]
     numpy_grads = [g.copy() for g in pristine]
     roof_params = [g.copy() for g in pristine]  # written; pristine is only read
     native_total = _native.clip_grad_norm_([g.copy() for g in pristine], MAX_NORM)
     numpy_total = numpy_clip_grad_norm_([g.copy() for g in pristine], MAX_NORM)
     fns = {
         "native": shrinking_clip(_native.clip_grad_norm_, native_grads, native_total),
+        "native, one array": shrinking_clip(_native.clip_grad_norm_, one_grads, native_total),
         "numpy": shrinking_clip(numpy_clip_grad_norm_, numpy_grads, numpy_total),
         "roofline": lambda: _native.roofline_step(roof_params, pristine),
     }
     timings = measure(fns, budget)
     native_ns = timings["native"].median_ns
     roof_ns = timings["roofline"].median_ns
+    one_ns = timings["native, one array"].median_ns
     rows = []
     for variant, timing in timings.items():
         row = _row("clip_grad_norm_", variant, workload, bpe, timing)
         row["vs_native"] = timing.median_ns / native_ns
         row["pct_of_roofline"] = roof_ns / timing.median_ns * 100.0
+        row["pct_of_one_array"] = one_ns / timing.median_ns * 100.0
         rows.append(row)
     rows[0]["total_norm"] = native_total
-    rows[1]["total_norm"] = numpy_total
+    rows[2]["total_norm"] = numpy_total
     return rows
 
 
@@ -131,20 +170,29 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
     plain = fo.optim.Adam([p.copy() for p in params], backend="native")
     clipped = fo.optim.Adam([p.copy() for p in params], max_grad_norm=MAX_NORM, backend="native")
     del params
+    clipped_name = f"Adam max_grad_norm={MAX_NORM:g}"
     fns = {
         "Adam": lambda: plain.step(grads),
-        f"Adam max_grad_norm={MAX_NORM:g}": lambda: clipped.step(grads),
+        clipped_name: lambda: clipped.step(grads),
+        "one read of grads": lambda: _native.roofline_read(grads),
     }
     timings = measure(fns, budget)
     plain_ns = timings["Adam"].median_ns
     rows = []
-    for (variant, timing), extra_reads in zip(timings.items(), (0, 1), strict=True):
-        bpe = itemsize * (3 + 2 * 2 + extra_reads)
-        row = _row("Adam max_grad_norm", variant, workload, bpe, timing)
+    for (variant, timing), b in zip(timings.items(), (7, 8, 1), strict=True):
+        # Adam: read p, g, m, v and write p, m, v (7 arrays); clipped: 8; the read: 1
+        row = _row("Adam max_grad_norm", variant, workload, itemsize * b, timing)
         row["vs_plain"] = timing.median_ns / plain_ns
         rows.append(row)
     rows[1]["ideal_vs_plain"] = rows[1]["bytes_per_elem"] / rows[0]["bytes_per_elem"]
     rows[1]["last_grad_norm"] = clipped.last_grad_norm
+    norm_pass_ns = timings[clipped_name].median_ns - plain_ns
+    rows[1]["norm_pass_ms"] = norm_pass_ns / 1e6
+    rows[1]["norm_pass_pct_of_one_read"] = (
+        timings["one read of grads"].median_ns / norm_pass_ns * 100.0
+        if norm_pass_ns > 0
+        else float("inf")
+    )
     return rows
 
 
@@ -161,10 +209,14 @@ def run_clipping_bench(
 
     Every row has ``section``, ``variant``, ``workload``, ``n_params``, ``n_tensors``,
     ``bytes_per_elem``, ``median_ms``, ``p25_ms``, ``p75_ms``, ``n`` (timed calls) and ``gbps``
-    (bytes moved per second at the median). Section ``"clip_grad_norm_"`` rows (variants
-    ``native``, ``numpy``, ``roofline``) add ``vs_native`` (time over native's) and
-    ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows add ``vs_plain`` (time over plain
-    Adam's) and, on the clipped row, ``ideal_vs_plain`` (the bytes ratio) and ``last_grad_norm``.
+    (bytes moved per second at the median). Section ``"global_norm"`` rows add
+    ``pct_of_one_read`` (the one-array read's time over the row's). Section
+    ``"clip_grad_norm_"`` rows (variants ``native``, ``native, one array``, ``numpy``,
+    ``roofline``) add ``vs_native`` (time over native's), ``pct_of_one_array`` and
+    ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows (``Adam``, the clipped Adam,
+    ``one read of grads``) add ``vs_plain`` (time over plain Adam's) and, on the clipped row,
+    ``ideal_vs_plain`` (the bytes ratio), ``last_grad_norm``, ``norm_pass_ms`` (clipped minus
+    plain) and ``norm_pass_pct_of_one_read``.
     The kernel thread count is set to ``threads`` for the run and restored afterwards.
     """
     if workload not in WORKLOADS:
@@ -176,7 +228,9 @@ def run_clipping_bench(
     fo.set_num_threads(threads)
     try:
         chosen = WORKLOADS[workload]
-        rows = _clip_rows(chosen, seed, budget)
+        rows = _norm_rows(chosen, seed, budget)
+        gc.collect()
+        rows += _clip_rows(chosen, seed, budget)
         gc.collect()  # the clip section's arrays, before Adam allocates its own
         rows += _adam_rows(chosen, seed, budget)
         gc.collect()
@@ -186,10 +240,33 @@ def run_clipping_bench(
 
 
 def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows of :func:`run_clipping_bench` as two markdown tables."""
+    """The rows of :func:`run_clipping_bench` as three markdown tables."""
     out = []
+    norm = [r for r in rows if r["section"] == "global_norm"]
+    if norm:
+        w = norm[0]
+        out.append(
+            f"global_norm (L2) on {w['workload']} ({w['n_params']:,} params, "
+            f"{w['n_tensors']} tensors) and on the same bytes in one array, "
+            f"{w['bytes_per_elem']} B/elem\n"
+        )
+        out.append(
+            markdown_table(
+                [
+                    [
+                        r["variant"],
+                        fmt_time(r["median_ms"]),
+                        f"{r['gbps']:.1f}",
+                        f"{r['pct_of_one_read']:.0f}%",
+                    ]
+                    for r in norm
+                ],
+                ["variant", "ms", "GB/s", "one read / time"],
+            )
+        )
     clip = [r for r in rows if r["section"] == "clip_grad_norm_"]
     if clip:
+        out.append("")
         w = clip[0]
         out.append(
             f"clip_grad_norm_ (L2, every call scales) on {w['workload']} "
@@ -203,16 +280,17 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
                         fmt_time(r["median_ms"]),
                         f"{r['gbps']:.1f}",
                         fmt_ratio(r["vs_native"]),
+                        f"{r['pct_of_one_array']:.0f}%",
                         f"{r['pct_of_roofline']:.0f}%",
                     ]
                     for r in clip
                 ],
-                ["variant", "ms", "GB/s", "time / native", "% of roofline"],
+                ["variant", "ms", "GB/s", "time / native", "one array / time", "% of roofline"],
             )
         )
     adam = [r for r in rows if r["section"] == "Adam max_grad_norm"]
     if adam:
-        ideal = adam[-1].get("ideal_vs_plain")
+        ideal = adam[1].get("ideal_vs_plain")
         note = f" (memory-bound ideal {ideal:.2f}x)" if ideal else ""
         out.append(f"\nAdam with in-step norm clipping vs plain Adam{note}\n")
         out.append(
@@ -230,4 +308,11 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 ["variant", "B/elem", "ms", "GB/s", "time / plain"],
             )
         )
+        clipped = adam[1]
+        if "norm_pass_ms" in clipped:
+            out.append(
+                f"\nin-step norm pass (clipped minus plain): "
+                f"{fmt_time(clipped['norm_pass_ms'])} ms, one read of the gradients / norm pass: "
+                f"{clipped['norm_pass_pct_of_one_read']:.0f}%\n"
+            )
     return "\n".join(out) + "\n"

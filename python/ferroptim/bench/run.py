@@ -28,6 +28,7 @@ from ferroptim.bench.configs import (
 from ferroptim.bench.distributed import distributed_markdown, run_distributed_bench
 from ferroptim.bench.machine import header_line, machine_info
 from ferroptim.bench.state_formats import run_state_formats_bench, state_formats_markdown
+from ferroptim.bench.step_in_loop import run_step_in_loop_bench, step_in_loop_markdown
 from ferroptim.bench.timing import Budget, Timing, measure
 from ferroptim.bench.training import run_training_bench, training_markdown
 from ferroptim.bench.workloads import WORKLOADS, Workload
@@ -392,6 +393,9 @@ def run_from_args(args: argparse.Namespace) -> int:
             rows = run_training_bench(threads=args.threads, quick=args.quick, seed=args.seed)
             text += "\n" + training_markdown(rows)
             report["training"] = rows
+            rows = run_step_in_loop_bench(threads=args.threads, quick=args.quick, seed=args.seed)
+            text += step_in_loop_markdown(rows)
+            report["training_step_in_loop"] = rows
         if "distributed" in sections:
             rows = run_distributed_bench("transformer", quick=args.quick)
             text += "\n" + distributed_markdown(rows)

@@ -174,15 +174,7 @@ pub(crate) fn clamp_value<T: Real>(v: T, c: T) -> T {
 /// a fixed order. With `clamp`, of the clamped values (value clipping before norm clipping).
 pub fn tensor_partials<T: Real>(grads: &[&[T]], norm: NormType, clamp: Option<f64>) -> Vec<f64> {
     let clamp = clamp.map(T::from_f64);
-    let chunks: Vec<(usize, usize)> = grads
-        .iter()
-        .enumerate()
-        .flat_map(|(t, g)| (0..g.len().div_ceil(NORM_CHUNK)).map(move |c| (t, c)))
-        .collect();
-    let elements = grads.iter().map(|g| g.len()).sum();
-    let partials = map_indexed(chunks.len(), elements, |i| {
-        let (t, c) = chunks[i];
-        let x = &grads[t][c * NORM_CHUNK..((c + 1) * NORM_CHUNK).min(grads[t].len())];
+    let (chunks, partials) = chunk_partials(grads, |x| {
         let mut out = 0.0;
         dispatch(ChunkNorm {
             x,
@@ -197,6 +189,27 @@ pub fn tensor_partials<T: Real>(grads: &[&[T]], norm: NormType, clamp: Option<f6
         per_tensor[t] = norm.merge(per_tensor[t], p);
     }
     per_tensor
+}
+
+/// `f(chunk)` for every [`NORM_CHUNK`]-element chunk of every array (the last chunk of an array
+/// may be shorter), in one parallel pass over all arrays' chunks together (no per-array fork or
+/// join). Returns each chunk's `(array, chunk index)` and its result, in array-then-chunk order
+/// whatever the thread count.
+pub(crate) fn chunk_partials<T: Real>(
+    arrays: &[&[T]],
+    f: impl Fn(&[T]) -> f64 + Sync,
+) -> (Vec<(usize, usize)>, Vec<f64>) {
+    let chunks: Vec<(usize, usize)> = arrays
+        .iter()
+        .enumerate()
+        .flat_map(|(t, a)| (0..a.len().div_ceil(NORM_CHUNK)).map(move |c| (t, c)))
+        .collect();
+    let elements = arrays.iter().map(|a| a.len()).sum();
+    let partials = map_indexed(chunks.len(), elements, |i| {
+        let (t, c) = chunks[i];
+        f(&arrays[t][c * NORM_CHUNK..((c + 1) * NORM_CHUNK).min(arrays[t].len())])
+    });
+    (chunks, partials)
 }
 
 /// The norm of all elements of `grads` together (torch's total norm), from per-tensor partials

@@ -5,11 +5,16 @@
 //! read once, every writable one written once, and the single bitwise XOR keeps the gradient load
 //! live. An optimizer with `n_state` state arrays moves the same bytes as `roofline_step` with the
 //! same `n_state`.
+//!
+//! [`read_pass`] is the limit of a reduction: it reads every element of a list of arrays once,
+//! through the same chunks and parallel pass as the gradient norms, and folds the bits with XOR
+//! (no floating-point work), so it runs at the read bandwidth of the memory the arrays live in.
 
-use crate::clip::GradClip;
+use crate::clip::{chunk_partials, GradClip};
 use crate::error::Error;
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
+use crate::simd::{dispatch, Kernel};
 use crate::tensor::{TensorRef, MAX_STATE};
 
 #[derive(Clone, Copy)]
@@ -55,4 +60,57 @@ pub fn roofline_step<T: Real>(
 /// Bytes one step moves per element: read param, grad and state, write param and state.
 pub fn bytes_per_element<T: Real>(n_state: usize) -> usize {
     (3 + 2 * n_state) * T::BYTES
+}
+
+/// Lanes of [`read_pass`]'s XOR fold (as many as the norms' accumulators).
+const READ_LANES: usize = crate::clip::LANES;
+
+/// Read every element of `arrays` once and return the XOR of their bits, folded into
+/// [`READ_LANES`] lanes per chunk, then over the chunks (as an `f64` whose bits are meaningless;
+/// returned only so the reads cannot be optimized away).
+pub fn read_pass<T: Real>(arrays: &[&[T]]) -> f64 {
+    let (_, partials) = chunk_partials(arrays, |x| {
+        let mut out = T::ZERO;
+        dispatch(XorFold { x, out: &mut out });
+        out.to_f64()
+    });
+    partials.into_iter().fold(0.0, f64::xor_bits)
+}
+
+/// The XOR of the bits of one chunk's elements.
+struct XorFold<'a, T> {
+    x: &'a [T],
+    out: &'a mut T,
+}
+
+impl<T: Real> Kernel for XorFold<'_, T> {
+    #[inline(always)]
+    fn run(self) {
+        let mut lanes = [T::ZERO; READ_LANES];
+        let mut blocks = self.x.chunks_exact(READ_LANES);
+        for block in &mut blocks {
+            for (lane, &v) in lanes.iter_mut().zip(block) {
+                *lane = lane.xor_bits(v);
+            }
+        }
+        for (lane, &v) in lanes.iter_mut().zip(blocks.remainder()) {
+            *lane = lane.xor_bits(v);
+        }
+        *self.out = lanes.into_iter().fold(T::ZERO, T::xor_bits);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_pass_folds_every_element_once() {
+        // x ^ x = 0: an array read twice (or an element skipped) would leave bits behind.
+        let a: Vec<f64> = (0..10_000).map(|i| i as f64 * 0.37).collect();
+        let b = vec![1.5f64; 17];
+        assert_eq!(read_pass(&[&a[..], &a[..], &b[..], &b[..]]).to_bits(), 0);
+        let lone = read_pass(&[&b[..1]]);
+        assert_eq!(lone.to_bits(), 1.5f64.to_bits());
+    }
 }

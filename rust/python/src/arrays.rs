@@ -694,6 +694,17 @@ impl ArrayList {
         out
     }
 
+    /// Read every element once ([`ferroptim_core::roofline::read_pass`]); the XOR of the bits.
+    pub fn read_pass(&self) -> f64 {
+        let mut out = 0.0f64;
+        for_each_dtype!(self.items.iter().copied(), |_pos, arrays| {
+            out = f64::from_bits(
+                out.to_bits() ^ ferroptim_core::roofline::read_pass(&arrays).to_bits(),
+            );
+        });
+        out
+    }
+
     /// Multiply array `i` by `factors[i]`.
     pub fn scale(&self, factors: &[f64]) {
         self.split_mut(

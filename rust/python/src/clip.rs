@@ -133,3 +133,12 @@ pub fn clip_grad_value_(py: Python<'_>, grads: &Any<'_>, clip_value: f64) -> PyR
     py.detach(|| list.clamp(clip_value))
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
+
+/// The limit of a reduction over `arrays`: read every element once, through the same chunks and
+/// parallel pass as the norms, and fold the bits with XOR (no arithmetic). Returns the folded bits
+/// as a float (meaningless; for benchmarks). Read only.
+#[pyfunction]
+pub fn roofline_read(py: Python<'_>, arrays: &Any<'_>) -> PyResult<f64> {
+    let list = ArrayList::gather(py, "arrays", arrays, false)?;
+    Ok(py.detach(|| list.read_pass()))
+}

@@ -110,6 +110,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clip::clip_grad_norm_, m)?)?;
     m.add_function(wrap_pyfunction!(clip::clip_grad_norm_per_tensor_, m)?)?;
     m.add_function(wrap_pyfunction!(clip::clip_grad_value_, m)?)?;
+    m.add_function(wrap_pyfunction!(clip::roofline_read, m)?)?;
     m.add("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS)?;
     m.add(
         "PARALLEL_MIN_ELEMENTS",
