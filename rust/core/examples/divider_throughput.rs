@@ -1,7 +1,7 @@
 //! Throughput of the x86 instructions that bound the compute-heavy optimizers (Adam, RMSprop,
-//! Adagrad, Adadelta, NAdam, RAdam: one `sqrt` and one division per element): `vsqrtps`,
-//! `vdivps` and, for scale, `vaddps`, at 256 and 512 bits, on independent registers so only
-//! throughput counts. Run with
+//! Adagrad, NAdam, RAdam: one `sqrt` and one division per element; Adadelta: two and one):
+//! `vsqrtps`, `vdivps` and, for scale, `vaddps`, at 256 and 512 bits, on independent registers so
+//! only throughput counts. Run with
 //! `cargo run --release -p ferroptim-core --example divider_throughput`.
 //!
 //! Prints time per instruction and per float32 element (the minimum over many repeats, so other
@@ -19,90 +19,25 @@ mod x86 {
     const ITERS: u64 = 20_000;
     const REPEATS: usize = 300;
 
-    /// 8 independent `$op` on ymm/zmm 0-7 per iteration, operand register 8.
+    /// 8 independent instructions per iteration into registers 0-7, all reading register 8
+    /// (a normal float): `$a` into the even registers, `$b` into the odd ones; `$sa`/`$sb` is
+    /// the second source operand (empty for `vsqrtps`, which has one).
     macro_rules! timed {
-        ($name:ident, $feature:literal, $op:literal, $reg:literal) => {
-            #[target_feature(enable = $feature)]
-            unsafe fn $name(iters: u64) {
-                asm!(
-                    concat!("vxorps ", $reg, "8, ", $reg, "8, ", $reg, "8"),
-                    concat!("vpternlogd ", $reg, "8, ", $reg, "8, ", $reg, "8, 0xff"),
-                    concat!("vpsrld ", $reg, "8, ", $reg, "8, 2"),
-                    "2:",
-                    concat!($op, " ", $reg, "0, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "1, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "2, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "3, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "4, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "5, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "6, ", $reg, "8, ", $reg, "8"),
-                    concat!($op, " ", $reg, "7, ", $reg, "8, ", $reg, "8"),
-                    "dec {n}",
-                    "jnz 2b",
-                    n = inout(reg) iters => _,
-                    out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-                    out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _, out("xmm8") _,
-                );
-            }
-        };
-    }
-
-    // vsqrtps takes one source; written with two operands as the others, it reads the last.
-    timed!(add_ymm, "avx512f,avx512vl", "vaddps", "ymm");
-    timed!(div_ymm, "avx512f,avx512vl", "vdivps", "ymm");
-    timed!(add_zmm, "avx512f", "vaddps", "zmm");
-    timed!(div_zmm, "avx512f", "vdivps", "zmm");
-
-    #[target_feature(enable = "avx512f,avx512vl")]
-    unsafe fn sqrt_ymm(iters: u64) {
-        asm!(
-            "vpcmpeqd ymm8, ymm8, ymm8",
-            "vpsrld ymm8, ymm8, 2",
-            "2:",
-            "vsqrtps ymm0, ymm8", "vsqrtps ymm1, ymm8", "vsqrtps ymm2, ymm8", "vsqrtps ymm3, ymm8",
-            "vsqrtps ymm4, ymm8", "vsqrtps ymm5, ymm8", "vsqrtps ymm6, ymm8", "vsqrtps ymm7, ymm8",
-            "dec {n}",
-            "jnz 2b",
-            n = inout(reg) iters => _,
-            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-            out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _, out("xmm8") _,
-        );
-    }
-
-    #[target_feature(enable = "avx512f")]
-    unsafe fn sqrt_zmm(iters: u64) {
-        asm!(
-            "vpternlogd zmm8, zmm8, zmm8, 0xff",
-            "vpsrld zmm8, zmm8, 2",
-            "2:",
-            "vsqrtps zmm0, zmm8", "vsqrtps zmm1, zmm8", "vsqrtps zmm2, zmm8", "vsqrtps zmm3, zmm8",
-            "vsqrtps zmm4, zmm8", "vsqrtps zmm5, zmm8", "vsqrtps zmm6, zmm8", "vsqrtps zmm7, zmm8",
-            "dec {n}",
-            "jnz 2b",
-            n = inout(reg) iters => _,
-            out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
-            out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _, out("xmm8") _,
-        );
-    }
-
-    /// 4 `vsqrtps` and 4 `vdivps` per iteration: about the sum of their times if they share
-    /// one unit, about the larger one if not.
-    macro_rules! sqrt_and_div {
-        ($name:ident, $feature:literal, $r:literal) => {
+        ($name:ident, $feature:literal, $r:literal, $a:literal, $sa:literal, $b:literal, $sb:literal) => {
             #[target_feature(enable = $feature)]
             unsafe fn $name(iters: u64) {
                 asm!(
                     concat!("vpternlogd ", $r, "8, ", $r, "8, ", $r, "8, 0xff"),
                     concat!("vpsrld ", $r, "8, ", $r, "8, 2"),
                     "2:",
-                    concat!("vsqrtps ", $r, "0, ", $r, "8"),
-                    concat!("vdivps ", $r, "1, ", $r, "8, ", $r, "8"),
-                    concat!("vsqrtps ", $r, "2, ", $r, "8"),
-                    concat!("vdivps ", $r, "3, ", $r, "8, ", $r, "8"),
-                    concat!("vsqrtps ", $r, "4, ", $r, "8"),
-                    concat!("vdivps ", $r, "5, ", $r, "8, ", $r, "8"),
-                    concat!("vsqrtps ", $r, "6, ", $r, "8"),
-                    concat!("vdivps ", $r, "7, ", $r, "8, ", $r, "8"),
+                    concat!($a, " ", $r, "0, ", $r, "8", $sa),
+                    concat!($b, " ", $r, "1, ", $r, "8", $sb),
+                    concat!($a, " ", $r, "2, ", $r, "8", $sa),
+                    concat!($b, " ", $r, "3, ", $r, "8", $sb),
+                    concat!($a, " ", $r, "4, ", $r, "8", $sa),
+                    concat!($b, " ", $r, "5, ", $r, "8", $sb),
+                    concat!($a, " ", $r, "6, ", $r, "8", $sa),
+                    concat!($b, " ", $r, "7, ", $r, "8", $sb),
                     "dec {n}",
                     "jnz 2b",
                     n = inout(reg) iters => _,
@@ -112,8 +47,48 @@ mod x86 {
             }
         };
     }
-    sqrt_and_div!(both_ymm, "avx512f,avx512vl", "ymm");
-    sqrt_and_div!(both_zmm, "avx512f", "zmm");
+
+    timed!(
+        add_ymm,
+        "avx512f,avx512vl",
+        "ymm",
+        "vaddps",
+        ", ymm8",
+        "vaddps",
+        ", ymm8"
+    );
+    timed!(
+        sqrt_ymm,
+        "avx512f,avx512vl",
+        "ymm",
+        "vsqrtps",
+        "",
+        "vsqrtps",
+        ""
+    );
+    timed!(
+        div_ymm,
+        "avx512f,avx512vl",
+        "ymm",
+        "vdivps",
+        ", ymm8",
+        "vdivps",
+        ", ymm8"
+    );
+    // 4 vsqrtps and 4 vdivps: about the sum of their times if they share one unit.
+    timed!(
+        both_ymm,
+        "avx512f,avx512vl",
+        "ymm",
+        "vsqrtps",
+        "",
+        "vdivps",
+        ", ymm8"
+    );
+    timed!(add_zmm, "avx512f", "zmm", "vaddps", ", zmm8", "vaddps", ", zmm8");
+    timed!(sqrt_zmm, "avx512f", "zmm", "vsqrtps", "", "vsqrtps", "");
+    timed!(div_zmm, "avx512f", "zmm", "vdivps", ", zmm8", "vdivps", ", zmm8");
+    timed!(both_zmm, "avx512f", "zmm", "vsqrtps", "", "vdivps", ", zmm8");
 
     /// Nanoseconds per instruction: the fastest of [`REPEATS`] timed loops.
     fn ns_per_instruction(f: unsafe fn(u64)) -> f64 {
