@@ -108,7 +108,7 @@ mod tests {
     fn read_pass_folds_every_element_once() {
         // x ^ x = 0: an array read twice (or an element skipped) would leave bits behind.
         let a: Vec<f64> = (0..10_000).map(|i| i as f64 * 0.37).collect();
-        let b = vec![1.5f64; 17];
+        let b = [1.5f64; 17];
         assert_eq!(read_pass(&[&a[..], &a[..], &b[..], &b[..]]).to_bits(), 0);
         let lone = read_pass(&[&b[..1]]);
         assert_eq!(lone.to_bits(), 1.5f64.to_bits());
