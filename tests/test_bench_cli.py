@@ -50,6 +50,31 @@ def test_bench_quick_clipping_section() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "clip_grad_norm_" in proc.stdout and "max_grad_norm" in proc.stdout
     assert all(_number(row[1]) > 0 for row in _table_rows(proc.stdout) if row[0] == "native")
+    # The norm against its limits: the same bytes in one array, one read of that array.
+    variants = {row[0]: row for row in _table_rows(proc.stdout)}
+    for name in ("global_norm", "global_norm, one array", "one read, one array"):
+        assert _number(variants[name][1]) > 0
+    assert _number(variants["one read, one array"][3]) == 100
+    assert _number(variants["native, one array"][1]) > 0
+    assert "in-step norm pass (clipped minus plain)" in proc.stdout
+
+
+def test_bench_quick_training_section_times_the_step_by_situation(tmp_path: Path) -> None:
+    json_path = tmp_path / "bench.json"
+    proc = _bench("--quick", "--sections", "training", "--json", str(json_path))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(json_path.read_text(encoding="utf-8"))["training_step_in_loop"]
+    assert [r["situation"] for r in rows] == [
+        "in loop",
+        "in loop, arrays re-read first",
+        "back to back",
+        "back to back, caches flushed",
+        "1-element step in loop",
+        "1-element step back to back",
+        "in loop, 1 kernel thread",
+    ]
+    assert all(r["median_us"] > 0 and r["p25_us"] > 0 for r in rows)
+    assert "Adam step of the demo CNN" in proc.stdout
 
 
 def test_bench_quick_mlp(tmp_path: Path) -> None:
