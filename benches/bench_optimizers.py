@@ -34,11 +34,11 @@ def _make_step(
     config = CONFIGS[optimizer]
     params = [p.copy() for p in params]
     if backend == "roofline":
-        n_state = state_arrays(config.build(params, "native"), config)
+        n_state = state_arrays(config.build(params, "native"))
         states = [[np.zeros_like(p) for p in params] for _ in range(n_state)]
         return (lambda: _native.roofline_step(params, grads, *states)), n_state
     opt = config.build(params, backend)
-    return (lambda: opt.step(grads)), state_arrays(opt, config)
+    return (lambda: opt.step(grads)), state_arrays(opt)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

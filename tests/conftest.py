@@ -20,78 +20,85 @@ import numpy as np
 import pytest
 
 import ferroptim._native as native
+import ferroptim._registry as registry
 import ferroptim.reference as reference
 
 BACKENDS = {"native": native, "reference": reference}
-KERNELS = ("sgd", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "radam", "lion")
 DTYPES = (np.float32, np.float64)
 
-# Hyperparameters every test starts from (torch-like, lr larger so that steps move the params).
-DEFAULTS: dict[str, dict[str, object]] = {
-    "sgd": dict(
-        lr=0.05, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False
-    ),
-    "adagrad": dict(lr=0.05, lr_decay=0.0, weight_decay=0.0, eps=1e-10, maximize=False),
-    "adadelta": dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False),
-    "rmsprop": dict(
-        lr=0.01,
-        alpha=0.99,
-        eps=1e-8,
-        weight_decay=0.0,
-        momentum=0.0,
-        centered=False,
-        maximize=False,
-    ),
-    "adam": dict(
-        lr=0.01,
-        beta1=0.9,
-        beta2=0.999,
-        eps=1e-8,
-        weight_decay=0.0,
-        amsgrad=False,
-        maximize=False,
-        decoupled_weight_decay=False,
-    ),
-    "adamax": dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, maximize=False),
-    "nadam": dict(
-        lr=0.01,
-        beta1=0.9,
-        beta2=0.999,
-        eps=1e-8,
-        weight_decay=0.0,
-        momentum_decay=4e-3,
-        maximize=False,
-        decoupled_weight_decay=False,
-    ),
-    "radam": dict(
-        lr=0.01,
-        beta1=0.9,
-        beta2=0.999,
-        eps=1e-8,
-        weight_decay=0.0,
-        maximize=False,
-        decoupled_weight_decay=False,
-    ),
-    "lion": dict(lr=0.01, beta1=0.9, beta2=0.99, weight_decay=0.0, maximize=False),
-}
+# Every table below derives from the optimizer registry, so a new optimizer is covered by every
+# generic test (tests/test_registry.py checks that no table misses one).
+KERNELS = tuple(spec.kernel for spec in registry.SPECS)
+SPECS = {spec.kernel: spec for spec in registry.SPECS}
+
+# Test learning rates larger than torch's defaults, so that steps move the params.
+_TEST_LR = {"sgd": 0.05, "adagrad": 0.05}
+
+
+def _kernel_defaults(spec: registry.OptimizerSpec) -> dict[str, object]:
+    group = dict(spec.defaults)
+    group["lr"] = _TEST_LR.get(spec.kernel, max(group["lr"], 0.01))
+    return spec.kernel_kwargs(group)
+
+
+def _switch_on(hp: dict[str, object], name: str) -> None:
+    """Turn option ``name`` on: a flag to True, a real that is 0 by default to a typical value."""
+    if isinstance(hp[name], bool):
+        hp[name] = True
+    elif hp[name] == 0.0:
+        hp[name] = 0.9 if name == "momentum" else 0.01
+
+
+def _full(spec: registry.OptimizerSpec) -> dict[str, object]:
+    """Every option on: every flag, every state list, weight decay, lr decay."""
+    hp = _kernel_defaults(spec)
+    for name in list(hp):
+        if isinstance(hp[name], bool) or name in ("weight_decay", "lr_decay"):
+            _switch_on(hp, name)
+    for state in spec.states:
+        if state.optional and not state.used(hp):
+            _switch_on(hp, state.condition.split()[0].split("=")[0])
+    if spec.combination is not None and spec.combination(hp) is not None:
+        raise AssertionError(f"{spec.kernel}: the all-on options are refused")
+    return {k: v for k, v in hp.items() if v != _kernel_defaults(spec)[k]}
+
+
+# Hyperparameters every test starts from (torch's defaults, lr larger).
+DEFAULTS: dict[str, dict[str, object]] = {s.kernel: _kernel_defaults(s) for s in registry.SPECS}
 
 # Every option switched on (every state list present): the configs the SIMD and error tests use.
-FULL: dict[str, dict[str, object]] = {
-    "sgd": dict(momentum=0.9, weight_decay=0.01, nesterov=True, maximize=True),
-    "adagrad": dict(lr_decay=0.01, weight_decay=0.01, maximize=True),
-    "adadelta": dict(weight_decay=0.01, maximize=True),
-    "rmsprop": dict(momentum=0.9, centered=True, weight_decay=0.01, maximize=True),
-    "adam": dict(amsgrad=True, decoupled_weight_decay=True, weight_decay=0.01, maximize=True),
-    "adamax": dict(weight_decay=0.01, maximize=True),
-    "nadam": dict(weight_decay=0.01, maximize=True),
-    "radam": dict(weight_decay=0.01, maximize=True, decoupled_weight_decay=True),
-    "lion": dict(weight_decay=0.01, maximize=True),
-}
+FULL: dict[str, dict[str, object]] = {s.kernel: _full(s) for s in registry.SPECS}
 
 # State lists whose values must be non-negative (squares, maxima of squares).
 NONNEGATIVE_STATES = frozenset(
-    {"state_sums", "square_avgs", "acc_deltas", "exp_avg_sqs", "max_exp_avg_sqs", "exp_infs"}
+    s.kernel_arg for spec in registry.SPECS for s in spec.states if s.non_negative
 )
+
+
+def class_cases() -> list[tuple[type, dict[str, object]]]:
+    """Every optimizer class with constructor options that turn every state on (and fill
+    Adagrad-like initial state, and give decoupled-only decay a value)."""
+    import ferroptim.optim as optim
+
+    cases = []
+    for spec in registry.OPTIMIZERS:
+        group = dict(spec.defaults)
+        kwargs: dict[str, object] = {}
+        for state in spec.states:
+            if state.optional and not state.used(group):
+                name = state.condition.split()[0].split("=")[0]
+                kwargs[name] = True if isinstance(group[name], bool) else 0.5
+                group[name] = kwargs[name]
+        if spec.state_fill is not None:
+            kwargs[spec.state_fill] = 0.1
+        if spec.decay == "decoupled":
+            kwargs["weight_decay"] = 0.1
+        cases.append((optim.OPTIMIZER_CLASSES[spec.name], kwargs))
+    return cases
+
+
+CLASS_CASES = class_cases()
+CLASS_IDS = [cls.__name__ for cls, _ in CLASS_CASES]
 
 
 def hyper(kernel: str, *, full: bool = False, **overrides: object) -> dict[str, object]:
@@ -104,31 +111,10 @@ def hyper(kernel: str, *, full: bool = False, **overrides: object) -> dict[str, 
 def slot_layout(kernel: str, hp: dict[str, object]) -> list[tuple[str, str]]:
     """The positional arguments between ``grads`` and ``steps``, as ``(name, kind)`` with kind
     ``"list"`` (a state list), ``"none"`` (an optional list the options do not use) or ``"mu"``
-    (NAdam's float32 mu_products)."""
-
-    def opt(name: str, used: object) -> tuple[str, str]:
-        return (name, "list" if used else "none")
-
-    layouts = {
-        "sgd": lambda: [opt("momentum_buffers", hp["momentum"] != 0)],
-        "adagrad": lambda: [("state_sums", "list")],
-        "adadelta": lambda: [("square_avgs", "list"), ("acc_deltas", "list")],
-        "rmsprop": lambda: [
-            ("square_avgs", "list"),
-            opt("grad_avgs", hp["centered"]),
-            opt("momentum_buffers", hp["momentum"] > 0),
-        ],
-        "adam": lambda: [
-            ("exp_avgs", "list"),
-            ("exp_avg_sqs", "list"),
-            opt("max_exp_avg_sqs", hp["amsgrad"]),
-        ],
-        "adamax": lambda: [("exp_avgs", "list"), ("exp_infs", "list")],
-        "nadam": lambda: [("exp_avgs", "list"), ("exp_avg_sqs", "list"), ("mu_products", "mu")],
-        "radam": lambda: [("exp_avgs", "list"), ("exp_avg_sqs", "list")],
-        "lion": lambda: [("exp_avgs", "list")],
-    }
-    return layouts[kernel]()
+    (a per-tensor float32 scalar array such as NAdam's mu_products)."""
+    spec = SPECS[kernel]
+    layout = [(s.kernel_arg, "list" if s.used(hp) else "none") for s in spec.states]
+    return layout + [(s.kernel_arg, "mu") for s in spec.scalars]
 
 
 def random_values(rng: np.random.Generator, shape: tuple[int, ...], dtype, *, zeros: float = 0.1):
@@ -388,19 +374,19 @@ def wait_for_child(pid: int, timeout: float) -> int | None:
 
 
 def optimizer_configs() -> list[tuple[type, dict[str, object]]]:
-    """Every optimizer class with options that switch on most of its state (for tests that run
-    each optimizer once: checkpoints, copies)."""
-    import ferroptim as fo
+    """Every optimizer class with options that switch on its state (for tests that run each
+    optimizer once: checkpoints, copies): ``CLASS_CASES``, from the registry."""
+    return list(CLASS_CASES)
 
-    return [
-        (fo.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
-        (fo.optim.Adagrad, {"lr": 0.05}),
-        (fo.optim.Adadelta, {}),
-        (fo.optim.RMSprop, {"centered": True, "momentum": 0.5, "lr": 0.01}),
-        (fo.optim.Adam, {"amsgrad": True, "lr": 0.01}),
-        (fo.optim.AdamW, {"lr": 0.01}),
-        (fo.optim.Adamax, {}),
-        (fo.optim.NAdam, {}),
-        (fo.optim.RAdam, {}),
-        (fo.optim.Lion, {"weight_decay": 0.1}),
-    ]
+
+def functional_case(spec: registry.OptimizerSpec) -> tuple[list[str], dict[str, object]]:
+    """``ferroptim.functional``'s call of ``spec`` with every state list given: the state list
+    names in call order, and keyword arguments (step 2 where the step counts, the options that
+    turn the remaining lists on, some weight decay)."""
+    kwargs: dict[str, object] = {"weight_decay": 0.1}
+    if spec.steps != "none":
+        kwargs["step"] = 2
+    for state in spec.states:
+        if state.optional and state.flag is None:
+            kwargs[state.condition.split()[0]] = 0.9
+    return [s.kernel_arg for s in spec.states], kwargs

@@ -22,6 +22,8 @@ import pytest
 
 import ferroptim as fo
 from array_kinds import KINDS, WORKS, Kind, memmap, raw_bytes, same_bits
+from conftest import CLASS_CASES, functional_case
+from ferroptim import _registry as registry
 from ferroptim import batchnorm as bn
 from ferroptim import clip
 from ferroptim import functional as F
@@ -61,19 +63,7 @@ def _arrays(prepared: Prepared, result: object) -> list[tuple[str, object]]:
 
 # name: (function, state lists in call order, keyword arguments)
 FUNCTIONAL = {
-    "sgd": (F.sgd_step, ["momentum_buffers"], dict(step=2, momentum=0.9, nesterov=True)),
-    "adagrad": (F.adagrad_step, ["state_sums"], dict(step=2, lr_decay=0.01)),
-    "adadelta": (F.adadelta_step, ["square_avgs", "acc_deltas"], dict(weight_decay=0.1)),
-    "rmsprop": (
-        F.rmsprop_step,
-        ["square_avgs", "grad_avgs", "momentum_buffers"],
-        dict(momentum=0.9),
-    ),
-    "adam": (F.adam_step, ["exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"], dict(step=2)),
-    "adamax": (F.adamax_step, ["exp_avgs", "exp_infs"], dict(step=2, weight_decay=0.1)),
-    "nadam": (F.nadam_step, ["exp_avgs", "exp_avg_sqs"], dict(step=2)),
-    "radam": (F.radam_step, ["exp_avgs", "exp_avg_sqs"], dict(step=7)),
-    "lion": (F.lion_step, ["exp_avgs"], dict(weight_decay=0.1)),
+    s.kernel: (getattr(F, s.kernel_name), *functional_case(s), s.scalars) for s in registry.SPECS
 }
 
 
@@ -81,7 +71,7 @@ def functional_call(
     name: str, role: str, make: Make, shape: tuple[int, ...], backend: str
 ) -> Prepared | None:
     """Two tensors; the array at ``role``[1] is built by ``make``."""
-    function, state_names, kwargs = FUNCTIONAL[name]
+    function, state_names, kwargs, scalars = FUNCTIONAL[name]
     lists = {"params": [values(shape, i) for i in range(2)]}
     lists["grads"] = [values(shape, 10 + i) for i in range(2)]
     for s, state in enumerate(state_names):
@@ -91,34 +81,22 @@ def functional_call(
         return None
     lists[role][1] = odd
     args = [lists["params"], lists["grads"], *(lists[s] for s in state_names)]
-    if name == "nadam":
-        args.append(np.array([0.9, 0.8], np.float32))
     outputs = [(f"{r}[{i}]", a) for r, arrays in lists.items() for i, a in enumerate(arrays)]
-    if name == "nadam":
-        outputs.append(("mu_products", args[-1]))
+    for scalar in scalars:
+        args.append(np.array([0.9, 0.8], np.float32))
+        outputs.append((scalar.kernel_arg, args[-1]))
     return Prepared(lambda: function(*args, backend=backend, **kwargs), outputs)
 
 
 def functional_cases():
-    for name, (_, states, _) in FUNCTIONAL.items():
+    for name, (_, states, _, _) in FUNCTIONAL.items():
         for role, written in (("params", True), ("grads", False), (states[0], True)):
             yield pytest.param(name, role, written, id=f"{name}-{role}")
 
 
 # ------------------------------------------------------------------------------ optimizer classes
 
-CLASSES = {
-    "SGD": dict(lr=0.1, momentum=0.9),
-    "Adagrad": {},
-    "Adadelta": {},
-    "RMSprop": dict(momentum=0.9, centered=True),
-    "Adam": dict(amsgrad=True),
-    "AdamW": {},
-    "Adamax": {},
-    "NAdam": {},
-    "RAdam": {},
-    "Lion": {},
-}
+CLASSES = {cls.__name__: kwargs for cls, kwargs in CLASS_CASES}
 
 
 def class_call(

@@ -19,7 +19,7 @@ import pytest
 import ferroptim as fo
 import ferroptim._native as native
 import ferroptim.reference.clip as refclip
-from conftest import DTYPES, assert_same, assert_unchanged, snapshot
+from conftest import CLASS_CASES, DTYPES, assert_same, assert_unchanged, snapshot
 
 CLIP = {"native": native, "reference": refclip}
 BACKENDS = tuple(CLIP)
@@ -662,18 +662,7 @@ def test_public_module_selects_backend(backend):
 
 # ----------------------------------------------------------------------------- optimizers
 
-OPTIMIZERS = [
-    ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}),
-    ("Adagrad", {"initial_accumulator_value": 0.1}),
-    ("Adadelta", {"weight_decay": 0.01}),
-    ("RMSprop", {"centered": True, "momentum": 0.5}),
-    ("Adam", {"amsgrad": True, "weight_decay": 0.01}),
-    ("AdamW", {}),
-    ("Adamax", {}),
-    ("NAdam", {"weight_decay": 0.01}),
-    ("RAdam", {"decoupled_weight_decay": True, "weight_decay": 0.01}),
-    ("Lion", {"weight_decay": 0.1}),
-]
+OPTIMIZERS = [(cls.__name__, kwargs) for cls, kwargs in CLASS_CASES]
 MODES = {
     "max_grad_norm": {"max_grad_norm": 1.0},
     "clip_value": {"clip_value": 0.5},

@@ -33,6 +33,7 @@ import ferroptim as fo
 import ferroptim._native as native
 import ferroptim.reference as reference
 from conftest import DEFAULTS, KERNELS, slot_layout
+from ferroptim import _registry as registry
 from ferroptim import batchnorm as bn
 from ferroptim import clip
 
@@ -317,17 +318,14 @@ def test_fuzz_kernels(call):
 
 # ------------------------------------------------------------------------------ classes
 
+# Every class with its torch defaults (pairs, maximize and decoupled_weight_decay left out).
 CLASS_OPTIONS = {
-    "SGD": dict(lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False),
-    "Adagrad": dict(lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0),
-    "Adadelta": dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
-    "RMSprop": dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False),
-    "Adam": dict(lr=1e-3, eps=1e-8, weight_decay=0.0, amsgrad=False),
-    "AdamW": dict(lr=1e-3, eps=1e-8, weight_decay=1e-2, amsgrad=False),
-    "Adamax": dict(lr=2e-3, eps=1e-8, weight_decay=0.0),
-    "NAdam": dict(lr=2e-3, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3),
-    "RAdam": dict(lr=1e-3, eps=1e-8, weight_decay=0.0),
-    "Lion": dict(lr=1e-4, weight_decay=0.0),
+    s.name: {
+        h.name: h.default
+        for h in s.exposed
+        if h.kind != "betas" and h.name not in ("maximize", "decoupled_weight_decay")
+    }
+    for s in registry.OPTIMIZERS
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 
 import ferroptim as fo
 from conftest import assert_unchanged, snapshot
+from ferroptim import _registry as registry
 from ferroptim import batchnorm as bn
 from ferroptim import clip
 from ferroptim import functional as F
@@ -44,19 +45,17 @@ HOSTILE: dict[str, tuple[object, object]] = {
     "bool": (True, "bool"),
 }
 
+# kernel: (function, its positional state arguments: a state list's name, "none" for a list a flag
+# turns on (passed as None), "mu" for a per-tensor scalar array)
 FUNCTIONS = {
-    "sgd": (F.sgd_step, ["momentum_buffers"]),
-    "adagrad": (F.adagrad_step, ["state_sums"]),
-    "adadelta": (F.adadelta_step, ["square_avgs", "acc_deltas"]),
-    "rmsprop": (F.rmsprop_step, ["square_avgs"]),
-    "adam": (F.adam_step, ["exp_avgs", "exp_avg_sqs"]),
-    "adamax": (F.adamax_step, ["exp_avgs", "exp_infs"]),
-    "nadam": (F.nadam_step, ["exp_avgs", "exp_avg_sqs", "mu"]),
-    "radam": (F.radam_step, ["exp_avgs", "exp_avg_sqs"]),
-    "lion": (F.lion_step, ["exp_avgs"]),
+    s.kernel: (
+        getattr(F, s.kernel_name),
+        ["none" if st.flag else st.kernel_arg for st in s.states] + ["mu" for _ in s.scalars],
+    )
+    for s in registry.SPECS
 }
-CLASSES = ("SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam", "RAdam")
-CLASSES += ("Lion",)
+CLASSES = tuple(s.name for s in registry.OPTIMIZERS)
+BETAS_KERNELS = [s.kernel for s in registry.SPECS if any(h.kind == "betas" for h in s.hypers)]
 
 
 def real_keywords(function) -> list[str]:
@@ -83,10 +82,12 @@ def functional_args(name: str) -> tuple[list, dict]:
     _, states = FUNCTIONS[name]
     args = [arrays(seed=1), arrays(seed=2)]
     for k, s in enumerate(states):
-        args.append(np.ones(2, np.float32) if s == "mu" else arrays(seed=3 + k))
+        kinds = {"mu": lambda: np.ones(2, np.float32), "none": lambda: None}
+        args.append(kinds.get(s, lambda k=k: arrays(seed=3 + k))())
     kwargs = {"step": 2} if "step" in inspect.signature(FUNCTIONS[name][0]).parameters else {}
-    if name == "sgd":
-        kwargs["momentum"] = 0.9  # with its buffers, so that dampening is used
+    for state in registry.by_kernel(name).states:
+        if state.optional and state.flag is None:  # with its list (SGD: so that dampening is used)
+            kwargs[state.condition.split()[0]] = 0.9
     return args, kwargs
 
 
@@ -128,10 +129,7 @@ def test_functional_hyperparameter(name, kw, value, backend):
     if kw == "momentum" and outcome == "ok":
         # momentum buffers are passed exactly when the momentum is nonzero
         buffers = arrays(seed=9) if float(v) != 0.0 else None
-        if name == "sgd":
-            args[2] = buffers
-        else:
-            args += [None, buffers]
+        args[2 + FUNCTIONS[name][1].index("momentum_buffers")] = buffers
     saved = snapshot(args)
     call = lambda: function(*args, backend=backend, **kwargs, **{kw: v})  # noqa: E731
     expect(call, saved, outcome, kw, bool_ok=False)
@@ -143,7 +141,7 @@ def test_functional_hyperparameter(name, kw, value, backend):
     [(NAN, 0.9), (0.9, INF), (1.0, 0.9), (0.9, -0.1), (0.9,), (0.9, 0.9, 0.9), "ab", None, 0.9],
     ids=str,
 )
-@pytest.mark.parametrize("name", ["adam", "adamax", "nadam", "radam", "lion"])
+@pytest.mark.parametrize("name", BETAS_KERNELS)
 def test_functional_betas(name, betas, backend):
     function, _ = FUNCTIONS[name]
     args, kwargs = functional_args(name)
@@ -314,7 +312,7 @@ LISTS = {
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", list(LISTS), ids=str)
 @pytest.mark.parametrize("role", [0, 1, 2], ids=["params", "grads", "state"])
-@pytest.mark.parametrize("name", ["sgd", "adam", "nadam", "lion"])
+@pytest.mark.parametrize("name", list(FUNCTIONS))
 def test_functional_lists(name, role, shape, backend):
     function, _ = FUNCTIONS[name]
     args, kwargs = functional_args(name)

@@ -15,7 +15,9 @@ import pytest
 
 from conftest import (
     BACKENDS,
+    DEFAULTS,
     KERNELS,
+    SPECS,
     Problem,
     assert_unchanged,
     hyper,
@@ -209,9 +211,9 @@ def _other(dtype):
     return np.float64 if dtype == np.float32 else np.float32
 
 
-BETAS = ("adam", "adamax", "nadam", "radam", "lion")
-EPS = ("adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "radam")
-OPTIONAL_STATES = ("sgd", "rmsprop", "adam")
+BETAS = tuple(k for k in KERNELS if "beta1" in DEFAULTS[k])
+EPS = tuple(k for k in KERNELS if "eps" in DEFAULTS[k])
+OPTIONAL_STATES = tuple(k for k in KERNELS if any(s.optional for s in SPECS[k].states))
 
 CASES = [
     # arrays of the wrong kind

@@ -16,6 +16,7 @@ from conftest import (
     BACKENDS,
     DTYPES,
     KERNELS,
+    SPECS,
     Problem,
     assert_problems_equal,
     config_id,
@@ -30,66 +31,41 @@ STEPS = 10
 HUGE = 1_000_003
 ALL_ON = {"full": True}  # conftest.FULL: every option of the kernel switched on
 
-# Every flag combination per kernel (hyperparameter overrides of conftest.DEFAULTS). A beta1 (or
-# alpha) of 0.3 makes torch's lerp weight 1 - beta1 >= 0.5, its other branch.
-GRID: dict[str, list[dict[str, object]]] = {
-    "sgd": [
-        c
-        for c in product(
-            momentum=[0.0, 0.9],
-            dampening=[0.0, 0.1],
-            nesterov=[False, True],
-            weight_decay=[0.0, 0.01],
-            maximize=[False, True],
-        )
-        if not c["nesterov"] or (c["momentum"] > 0 and c["dampening"] == 0)
-    ],
-    "adagrad": list(
-        product(
-            initial_accumulator_value=[0.0, 0.1],
-            lr_decay=[0.0, 0.01],
-            weight_decay=[0.0, 0.01],
-            maximize=[False, True],
-        )
-    ),
-    "adadelta": list(product(rho=[0.9, 0.0], weight_decay=[0.0, 0.01], maximize=[False, True])),
-    "rmsprop": list(
-        product(
-            centered=[False, True],
-            momentum=[0.0, 0.9],
-            alpha=[0.99, 0.3],
-            weight_decay=[0.0, 0.01],
-            maximize=[False, True],
-        )
-    ),
-    "adam": list(
-        product(
-            amsgrad=[False, True],
-            decoupled_weight_decay=[False, True],
-            beta1=[0.9, 0.3],
-            weight_decay=[0.0, 0.01],
-            maximize=[False, True],
-        )
-    ),
-    "adamax": list(product(beta1=[0.9, 0.3], weight_decay=[0.0, 0.01], maximize=[False, True])),
-    "nadam": list(
-        product(
-            decoupled_weight_decay=[False, True],
-            beta1=[0.9, 0.3],
-            weight_decay=[0.0, 0.01],
-            maximize=[False, True],
-        )
-    ),
-    "radam": list(
-        product(
-            decoupled_weight_decay=[False, True],
-            beta1=[0.9, 0.3],
-            weight_decay=[0.0, 0.01],
-            maximize=[False, True],
-        )
-    ),
-    "lion": list(product(beta1=[0.9, 0.3], weight_decay=[0.0, 0.01], maximize=[False, True])),
+# A second value for each hyperparameter the grid varies (by name, for every optimizer): a beta1
+# (or alpha) of 0.3 makes torch's lerp weight 1 - beta1 >= 0.5, its other branch; flags take both
+# values. Other hyperparameters (lr, eps, ...) keep conftest.DEFAULTS.
+SECOND_VALUE = {
+    "momentum": 0.9,
+    "dampening": 0.1,
+    "weight_decay": 0.01,
+    "lr_decay": 0.01,
+    "initial_accumulator_value": 0.1,
+    "rho": 0.0,
+    "alpha": 0.3,
+    "beta1": 0.3,
 }
+
+
+def grid(spec) -> list[dict[str, object]]:
+    """Every combination of the varied hyperparameters the kernel accepts."""
+    group = {**spec.defaults, "lr": 0.01}
+    choices: dict[str, list[object]] = {}
+    for h in spec.hypers:
+        if h.kind == "flag":
+            choices[h.name] = [False, True]
+        elif h.kind == "betas":
+            choices["beta1"] = [h.default[0], SECOND_VALUE["beta1"]]
+        elif h.name in SECOND_VALUE:
+            choices[h.name] = [h.default, SECOND_VALUE[h.name]]
+    combos = []
+    for c in product(**choices):
+        check = {**group, **c, "betas": (c.get("beta1", 0.9), 0.999)}
+        if spec.combination is None or spec.combination(check) is None:
+            combos.append(c)
+    return combos
+
+
+GRID = {kernel: grid(SPECS[kernel]) for kernel in KERNELS}
 
 CASES = [
     pytest.param(kernel, overrides, id=f"{kernel}-{config_id(overrides) or 'plain'}")
@@ -246,7 +222,9 @@ def _parameters(function) -> list[tuple[str, object, object]]:
 
 @pytest.mark.parametrize("name", [f"{k}_step" for k in KERNELS] + ["roofline_step"])
 def test_same_signature(name):
-    """Same parameter names, order, kinds (keyword-only hyperparameters) and no defaults."""
+    """Same parameter names, order, kinds and no defaults (the optimizer kernels take
+    ``(params, grads, *lists, **hypers)`` in both; tests/test_registry.py checks their lists and
+    keywords against the registry)."""
     ours = _parameters(getattr(BACKENDS["reference"], name))
     theirs = _parameters(getattr(BACKENDS["native"], name))
     assert ours == theirs

@@ -9,19 +9,9 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
+from conftest import CLASS_CASES
 
-ALL = [
-    (fo.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
-    (fo.optim.Adagrad, {"initial_accumulator_value": 0.1}),
-    (fo.optim.Adadelta, {}),
-    (fo.optim.RMSprop, {"centered": True, "momentum": 0.5}),
-    (fo.optim.Adam, {"amsgrad": True}),
-    (fo.optim.AdamW, {}),
-    (fo.optim.Adamax, {}),
-    (fo.optim.NAdam, {}),
-    (fo.optim.RAdam, {}),
-    (fo.optim.Lion, {"weight_decay": 0.1}),
-]
+ALL = CLASS_CASES
 IDS = [cls.__name__ for cls, _ in ALL]
 SHAPES = [((5, 3), np.float32), ((7,), np.float64), ((4,), np.float32), ((6,), np.float64)]
 LAST = len(SHAPES) - 1

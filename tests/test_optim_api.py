@@ -8,19 +8,9 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
+from conftest import CLASS_CASES
 
-ALL = [
-    (fo.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
-    (fo.optim.Adagrad, {"initial_accumulator_value": 0.1}),
-    (fo.optim.Adadelta, {}),
-    (fo.optim.RMSprop, {"centered": True, "momentum": 0.5}),
-    (fo.optim.Adam, {"amsgrad": True}),
-    (fo.optim.AdamW, {}),
-    (fo.optim.Adamax, {}),
-    (fo.optim.NAdam, {}),
-    (fo.optim.RAdam, {}),
-    (fo.optim.Lion, {"weight_decay": 0.1}),
-]
+ALL = CLASS_CASES
 SHAPES = [(5, 3), (7,), (0,), (33,)]
 
 

@@ -15,6 +15,10 @@ import ferroptim as fo
 from ferroptim import _native
 
 SITES = ("caller", "helper", "pool")
+pytestmark = pytest.mark.skipif(
+    not hasattr(_native, "_panic_for_tests"),
+    reason="built without the test-hooks feature (`make build` turns it on)",
+)
 
 
 @pytest.mark.parametrize("site", SITES)

@@ -11,21 +11,10 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
-from conftest import assert_same, assert_unchanged, snapshot
+from conftest import CLASS_CASES, assert_same, assert_unchanged, snapshot
 
 BACKENDS = ("native", "reference")
-ALL = [
-    (fo.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
-    (fo.optim.Adagrad, {"initial_accumulator_value": 0.1}),
-    (fo.optim.Adadelta, {}),
-    (fo.optim.RMSprop, {"centered": True, "momentum": 0.5}),
-    (fo.optim.Adam, {"amsgrad": True}),
-    (fo.optim.AdamW, {}),
-    (fo.optim.Adamax, {}),
-    (fo.optim.NAdam, {}),
-    (fo.optim.RAdam, {}),
-    (fo.optim.Lion, {"weight_decay": 0.1}),
-]
+ALL = CLASS_CASES
 IDS = [cls.__name__ for cls, _ in ALL]
 # Mixed dtypes, an empty array and one longer than a norm chunk (4096 elements).
 SHAPES = [((5, 3), np.float32), ((7,), np.float64), ((0,), np.float32), ((4097,), np.float32),

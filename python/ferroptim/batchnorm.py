@@ -25,19 +25,13 @@ from types import ModuleType
 
 import numpy as np
 
-from ferroptim import _native
-from ferroptim.reference import batchnorm as _reference
+from ferroptim._backends import BATCH_NORM, backend_module
 
 __all__ = ["BatchNormCache", "batch_norm_backward", "batch_norm_forward", "batch_norm_stats"]
 
-_BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": _reference}
-
 
 def _backend(backend: str) -> ModuleType:
-    try:
-        return _BACKENDS[backend]
-    except (KeyError, TypeError):
-        raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}") from None
+    return backend_module(backend, BATCH_NORM)
 
 
 @dataclass(frozen=True)

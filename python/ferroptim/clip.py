@@ -13,14 +13,13 @@ parameters without a gradient). Each function has a pure-NumPy twin (``backend="
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from ferroptim import _native
+from ferroptim._backends import CLIPPING, backend_module
 from ferroptim.nn import _live
 from ferroptim.nn.module import Module
 
@@ -53,11 +52,7 @@ def _gradients(grads: Any, function: str) -> Any:
 
 
 def _backend(backend: str) -> ModuleType:
-    if backend == "native":
-        return _native
-    if backend == "reference":
-        return importlib.import_module("ferroptim.reference.clip")
-    raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
+    return backend_module(backend, CLIPPING)
 
 
 def global_norm(

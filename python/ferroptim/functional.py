@@ -4,27 +4,29 @@ Each function updates ``params`` and the given state arrays in place with one fu
 using torch.optim's defaults and formulas (see the optimizer classes in :mod:`ferroptim.optim`).
 ``step`` is the step number ``t`` of this update (1 for the first), one int for all tensors or one
 per tensor. ``backend="reference"`` runs the pure-NumPy twin, which gives identical results.
+
+There is one ``<kernel>_step`` per entry of ``ferroptim._registry.SPECS``, built by
+:func:`functional_step`: positional ``params, grads``, the state lists (an optional one defaults
+to None; when a flag turns it on, such as Adam's ``amsgrad``, the flag is inferred from whether
+the list is given), the per-tensor scalar arrays, then keyword-only ``step`` (for optimizers that
+use the step count), the hyperparameters with the class's defaults, and ``backend``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ferroptim import _native, optim, reference
+from ferroptim._backends import kernel
+from ferroptim._registry import SPECS, OptimizerSpec
 
 Arrays = Sequence[np.ndarray]
 Grads = Sequence[np.ndarray | None]
 
-_BACKENDS = {"native": _native, "reference": reference}
-
-
-def _kernel(name: str, backend: str) -> Callable[..., None]:
-    try:
-        return getattr(_BACKENDS[backend], name)
-    except KeyError:
-        raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}") from None
+_P = inspect.Parameter
 
 
 def _count(params: Arrays) -> int:
@@ -49,281 +51,78 @@ def _steps_before(step: int | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     return np.broadcast_to(t.astype(np.int64) - 1, (n,)).copy()
 
 
-def _checked(cls: type[optim.Optimizer], **hyper: object) -> dict:
-    """The hyperparameters checked (and normalized) exactly as the optimizer class checks them,
-    so a bad value raises an error naming it."""
-    cls.validate_group(hyper)
-    return hyper
+def _signature(spec: OptimizerSpec) -> inspect.Signature:
+    inferred = {s.flag for s in spec.states if s.flag}
+    parameters = [_P("params", _P.POSITIONAL_OR_KEYWORD), _P("grads", _P.POSITIONAL_OR_KEYWORD)]
+    for s in spec.states:
+        default = None if s.optional else _P.empty
+        parameters.append(_P(s.kernel_arg, _P.POSITIONAL_OR_KEYWORD, default=default))
+    parameters += [_P(s.kernel_arg, _P.POSITIONAL_OR_KEYWORD) for s in spec.scalars]
+    if spec.steps != "none":
+        parameters.append(
+            _P("step", _P.KEYWORD_ONLY, default=1 if spec.steps == "first" else _P.empty)
+        )
+    parameters += [
+        _P(h.name, _P.KEYWORD_ONLY, default=h.default)
+        for h in spec.hypers
+        if h.kernel and h.name not in inferred
+    ]
+    parameters.append(_P("backend", _P.KEYWORD_ONLY, default="native"))
+    return inspect.Signature(parameters)
 
 
-def sgd_step(
-    params: Arrays,
-    grads: Grads,
-    momentum_buffers: Arrays | None = None,
-    *,
-    step: int | Sequence[int] = 1,
-    lr: float = 1e-3,
-    momentum: float = 0.0,
-    dampening: float = 0.0,
-    weight_decay: float = 0.0,
-    nesterov: bool = False,
-    maximize: bool = False,
-    backend: str = "native",
-) -> None:
-    """SGD: ``buf = g`` at ``step == 1``, else ``buf = momentum*buf + (1-dampening)*g``;
-    ``p -= lr * (g + momentum*buf if nesterov else buf)``; without momentum ``p -= lr*g``.
-    ``momentum_buffers`` is required exactly when ``momentum != 0``."""
-    h = _checked(
-        optim.SGD,
-        lr=lr,
-        momentum=momentum,
-        dampening=dampening,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-        maximize=maximize,
-    )
-    steps = _steps_before(step, _count(params))
-    _kernel("sgd_step", backend)(params, grads, momentum_buffers, steps, **h)
+def _docstring(spec: OptimizerSpec) -> str:
+    lines = [f"{spec.summary} {spec.formula}"]
+    for s in spec.states:
+        if s.flag:
+            lines.append(f"Passing ``{s.kernel_arg}`` turns on ``{s.condition}``.")
+        elif s.optional:
+            lines.append(f"``{s.kernel_arg}`` is required exactly when ``{s.condition}``.")
+    for scalar in spec.scalars:
+        lines.append(
+            f"``{scalar.kernel_arg}`` is a float32 array with one running {scalar.name} per tensor "
+            f"(start it at {scalar.initial:g}); it is updated in place."
+        )
+    return "\n\n".join(lines)
 
 
-def adagrad_step(
-    params: Arrays,
-    grads: Grads,
-    state_sums: Arrays,
-    *,
-    step: int | Sequence[int],
-    lr: float = 1e-2,
-    lr_decay: float = 0.0,
-    weight_decay: float = 0.0,
-    eps: float = 1e-10,
-    maximize: bool = False,
-    backend: str = "native",
-) -> None:
-    """Adagrad: ``sum += g*g``; ``p -= lr/(1+(step-1)*lr_decay) * g/(sqrt(sum)+eps)``."""
-    h = _checked(
-        optim.Adagrad,
-        lr=lr,
-        lr_decay=lr_decay,
-        weight_decay=weight_decay,
-        initial_accumulator_value=0.0,
-        eps=eps,
-        maximize=maximize,
-    )
-    del h["initial_accumulator_value"]
-    steps = _steps_before(step, _count(params))
-    _kernel("adagrad_step", backend)(params, grads, state_sums, steps, **h)
+def functional_step(spec: OptimizerSpec) -> Callable[..., None]:
+    """The stateless step of ``spec``: hyperparameters checked as the class checks them (an
+    error names the argument), then one kernel call."""
+    signature = _signature(spec)
+    inferred = {s.flag: s.kernel_arg for s in spec.states if s.flag}
+
+    def step_fn(*args: Any, **kwargs: Any) -> None:
+        given = signature.bind(*args, **kwargs)
+        given.apply_defaults()
+        a = given.arguments
+        group: dict[str, Any] = {}
+        for h in spec.hypers:
+            if h.name in inferred:
+                group[h.name] = a[inferred[h.name]] is not None
+            else:
+                group[h.name] = a.get(h.name, h.default)
+        spec.check_group(group)
+        steps = _steps_before(a.get("step", 1), _count(a["params"]))
+        lists = [a[s.kernel_arg] for s in spec.states] + [a[s.kernel_arg] for s in spec.scalars]
+        run = kernel(a["backend"], spec.kernel_name)
+        run(a["params"], a["grads"], *lists, steps, **spec.kernel_kwargs(group))
+
+    step_fn.__name__ = step_fn.__qualname__ = spec.kernel_name
+    step_fn.__module__ = __name__
+    step_fn.__doc__ = _docstring(spec)
+    step_fn.__signature__ = signature  # type: ignore[attr-defined]
+    return step_fn
 
 
-def adadelta_step(
-    params: Arrays,
-    grads: Grads,
-    square_avgs: Arrays,
-    acc_deltas: Arrays,
-    *,
-    lr: float = 1.0,
-    rho: float = 0.9,
-    eps: float = 1e-6,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-    backend: str = "native",
-) -> None:
-    """Adadelta: ``sq = rho*sq + (1-rho)*g*g``; ``d = sqrt(acc+eps)/sqrt(sq+eps)*g``;
-    ``acc = rho*acc + (1-rho)*d*d``; ``p -= lr*d``."""
-    h = _checked(
-        optim.Adadelta, lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize
-    )
-    steps = _steps_before(1, _count(params))
-    _kernel("adadelta_step", backend)(params, grads, square_avgs, acc_deltas, steps, **h)
+#: every stateless step by name
+FUNCTIONS: dict[str, Callable[..., None]] = {s.kernel_name: functional_step(s) for s in SPECS}
+globals().update(FUNCTIONS)
+
+__all__ = sorted(FUNCTIONS)
 
 
-def rmsprop_step(
-    params: Arrays,
-    grads: Grads,
-    square_avgs: Arrays,
-    grad_avgs: Arrays | None = None,
-    momentum_buffers: Arrays | None = None,
-    *,
-    lr: float = 1e-2,
-    alpha: float = 0.99,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    momentum: float = 0.0,
-    maximize: bool = False,
-    backend: str = "native",
-) -> None:
-    """RMSprop; centered when ``grad_avgs`` is given. ``sq = alpha*sq + (1-alpha)*g*g``;
-    ``avg = sqrt(sq - ga*ga) + eps`` (centered) or ``sqrt(sq) + eps``; with momentum
-    ``buf = momentum*buf + g/avg``, ``p -= lr*buf``, else ``p -= lr*g/avg``.
-    ``momentum_buffers`` is required exactly when ``momentum > 0``."""
-    h = _checked(
-        optim.RMSprop,
-        lr=lr,
-        alpha=alpha,
-        eps=eps,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        centered=grad_avgs is not None,
-        maximize=maximize,
-    )
-    steps = _steps_before(1, _count(params))
-    _kernel("rmsprop_step", backend)(
-        params, grads, square_avgs, grad_avgs, momentum_buffers, steps, **h
-    )
-
-
-def adam_step(
-    params: Arrays,
-    grads: Grads,
-    exp_avgs: Arrays,
-    exp_avg_sqs: Arrays,
-    max_exp_avg_sqs: Arrays | None = None,
-    *,
-    step: int | Sequence[int],
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-    decoupled_weight_decay: bool = False,
-    backend: str = "native",
-) -> None:
-    """Adam (AMSGrad when ``max_exp_avg_sqs`` is given; AdamW with ``decoupled_weight_decay``):
-    ``m = lerp(m, g, 1-b1)``; ``v = b2*v + (1-b2)*g*g``;
-    ``p -= lr/(1-b1**step) * m / (sqrt(v)/sqrt(1-b2**step) + eps)``."""
-    h = _checked(
-        optim.Adam,
-        lr=lr,
-        betas=betas,
-        eps=eps,
-        weight_decay=weight_decay,
-        amsgrad=max_exp_avg_sqs is not None,
-        maximize=maximize,
-        decoupled_weight_decay=decoupled_weight_decay,
-    )
-    steps = _steps_before(step, _count(params))
-    _kernel("adam_step", backend)(
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **_split_betas(h)
-    )
-
-
-def adamax_step(
-    params: Arrays,
-    grads: Grads,
-    exp_avgs: Arrays,
-    exp_infs: Arrays,
-    *,
-    step: int | Sequence[int],
-    lr: float = 2e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-    backend: str = "native",
-) -> None:
-    """Adamax: ``m = lerp(m, g, 1-b1)``; ``u = max(b2*u, |g|+eps)``;
-    ``p -= lr/(1-b1**step) * m/u``."""
-    h = _checked(
-        optim.Adamax, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize
-    )
-    steps = _steps_before(step, _count(params))
-    _kernel("adamax_step", backend)(params, grads, exp_avgs, exp_infs, steps, **_split_betas(h))
-
-
-def nadam_step(
-    params: Arrays,
-    grads: Grads,
-    exp_avgs: Arrays,
-    exp_avg_sqs: Arrays,
-    mu_products: np.ndarray,
-    *,
-    step: int | Sequence[int],
-    lr: float = 2e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    momentum_decay: float = 4e-3,
-    maximize: bool = False,
-    decoupled_weight_decay: bool = False,
-    backend: str = "native",
-) -> None:
-    """NAdam. ``mu_products`` is a float32 array with one running product per tensor (start it at
-    ones); it is updated in place. Formula: see :class:`ferroptim.optim.NAdam`."""
-    h = _checked(
-        optim.NAdam,
-        lr=lr,
-        betas=betas,
-        eps=eps,
-        weight_decay=weight_decay,
-        momentum_decay=momentum_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-    )
-    steps = _steps_before(step, _count(params))
-    _kernel("nadam_step", backend)(
-        params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, **_split_betas(h)
-    )
-
-
-def radam_step(
-    params: Arrays,
-    grads: Grads,
-    exp_avgs: Arrays,
-    exp_avg_sqs: Arrays,
-    *,
-    step: int | Sequence[int],
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-    decoupled_weight_decay: bool = False,
-    backend: str = "native",
-) -> None:
-    """RAdam. Formula: see :class:`ferroptim.optim.RAdam`."""
-    h = _checked(
-        optim.RAdam,
-        lr=lr,
-        betas=betas,
-        eps=eps,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-    )
-    steps = _steps_before(step, _count(params))
-    _kernel("radam_step", backend)(params, grads, exp_avgs, exp_avg_sqs, steps, **_split_betas(h))
-
-
-def lion_step(
-    params: Arrays,
-    grads: Grads,
-    exp_avgs: Arrays,
-    *,
-    lr: float = 1e-4,
-    betas: tuple[float, float] = (0.9, 0.99),
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-    backend: str = "native",
-) -> None:
-    """Lion: ``c = b1*m + (1-b1)*g``; ``p = p*(1-lr*wd) - lr*sign(c)``; ``m = b2*m + (1-b2)*g``."""
-    h = _checked(optim.Lion, lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
-    steps = _steps_before(1, _count(params))
-    _kernel("lion_step", backend)(params, grads, exp_avgs, steps, **_split_betas(h))
-
-
-def _split_betas(hyper: dict) -> dict:
-    """The kernels take ``beta1`` and ``beta2`` rather than a ``betas`` pair."""
-    beta1, beta2 = hyper.pop("betas")
-    return {**hyper, "beta1": beta1, "beta2": beta2}
-
-
-__all__ = [
-    "adadelta_step",
-    "adagrad_step",
-    "adam_step",
-    "adamax_step",
-    "lion_step",
-    "nadam_step",
-    "radam_step",
-    "rmsprop_step",
-    "sgd_step",
-]
+def __getattr__(name: str) -> Any:
+    """Only reached for names that do not exist (the steps are module globals); typed ``Any`` so
+    that type checkers accept the registry-built functions."""
+    raise AttributeError(f"module 'ferroptim.functional' has no attribute {name!r}")

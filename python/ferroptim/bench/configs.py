@@ -9,30 +9,27 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim import _registry
+
 Backend = str  # "native" or "reference"
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """One benchmark row: an optimizer class of :mod:`ferroptim.optim` and its arguments.
-
-    ``n_state`` is the number of state arrays per parameter this setting keeps; it is only a
-    fallback, the optimizer's own ``state_arrays_per_param`` wins when it has one.
-    """
+    """One benchmark row: an optimizer class of :mod:`ferroptim.optim` and its arguments."""
 
     id: str
     cls: str
     kwargs: dict[str, Any] = field(default_factory=dict)
-    n_state: int = 0
 
     def build(self, params: Sequence[np.ndarray], backend: Backend) -> Any:
         optim = importlib.import_module("ferroptim.optim")
         return getattr(optim, self.cls)(params, backend=backend, **self.kwargs)
 
 
-def state_arrays(opt: Any, config: OptimizerConfig) -> int:
-    """State arrays per parameter of a built optimizer (falls back to the config's count)."""
-    return int(getattr(opt, "state_arrays_per_param", config.n_state))
+def state_arrays(opt: Any) -> int:
+    """State arrays per parameter of a built optimizer."""
+    return int(opt.state_arrays_per_param)
 
 
 def bytes_per_element(n_state: int, itemsize: int = 4) -> int:
@@ -40,27 +37,29 @@ def bytes_per_element(n_state: int, itemsize: int = 4) -> int:
     return itemsize * (3 + 2 * n_state)
 
 
-CONFIGS: dict[str, OptimizerConfig] = {
-    c.id: c
-    for c in (
-        OptimizerConfig("SGD", "SGD", {"lr": 1e-3}, 0),
-        OptimizerConfig("SGD-momentum", "SGD", {"lr": 1e-3, "momentum": 0.9}, 1),
-        OptimizerConfig("SGD-nesterov", "SGD", {"lr": 1e-3, "momentum": 0.9, "nesterov": True}, 1),
-        OptimizerConfig("Adagrad", "Adagrad", {}, 1),
-        OptimizerConfig("Adadelta", "Adadelta", {}, 2),
-        OptimizerConfig("RMSprop", "RMSprop", {}, 1),
-        OptimizerConfig(
-            "RMSprop-centered-momentum", "RMSprop", {"centered": True, "momentum": 0.9}, 3
-        ),
-        OptimizerConfig("Adam", "Adam", {}, 2),
-        OptimizerConfig("AdamW", "AdamW", {}, 2),
-        OptimizerConfig("AMSGrad", "Adam", {"amsgrad": True}, 3),
-        OptimizerConfig("Adamax", "Adamax", {}, 2),
-        OptimizerConfig("NAdam", "NAdam", {}, 2),
-        OptimizerConfig("RAdam", "RAdam", {}, 2),
-        OptimizerConfig("Lion", "Lion", {"lr": 1e-4}, 1),
-    )
+#: rows besides each registry optimizer at its defaults: the options that add state or work
+_VARIANTS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "SGD": [
+        ("SGD-momentum", {"momentum": 0.9}),
+        ("SGD-nesterov", {"momentum": 0.9, "nesterov": True}),
+    ],
+    "RMSprop": [("RMSprop-centered-momentum", {"centered": True, "momentum": 0.9})],
+    "AdamW": [("AMSGrad", {"amsgrad": True})],
 }
+
+
+def _configs() -> dict[str, OptimizerConfig]:
+    """Every optimizer of the registry at torch's defaults, then its variants."""
+    out = {}
+    for spec in _registry.OPTIMIZERS:
+        out[spec.name] = OptimizerConfig(spec.name, spec.name)
+        for name, kwargs in _VARIANTS.get(spec.name, []):
+            base = "Adam" if name == "AMSGrad" else spec.name
+            out[name] = OptimizerConfig(name, base, kwargs)
+    return out
+
+
+CONFIGS: dict[str, OptimizerConfig] = _configs()
 
 
 def select(names: Iterable[str] | None, table: dict[str, Any], what: str) -> list[str]:

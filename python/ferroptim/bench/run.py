@@ -197,7 +197,7 @@ def _measure_optimizer(
     """Build the optimizer on ``params`` and time its step (interleaved with the roofline step
     of the same state count, if given). The optimizer and its state are dropped on return."""
     opt = config.build(params, backend)
-    n_state = state_arrays(opt, config)
+    n_state = state_arrays(opt)
     fns = {backend: lambda: opt.step(grads)}
     if roofline is not None:
         fns["roofline"] = roofline.step_fn(n_state)

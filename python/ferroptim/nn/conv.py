@@ -37,11 +37,6 @@ def pair(value: Any, name: str, *, allow_zero: bool = False) -> tuple[int, int]:
     return int(items[0]), int(items[1])
 
 
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """``floor((size + 2 padding - kernel) / stride) + 1`` (torch, ``ceil_mode=False``)."""
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def check_image(x: Any, dtype: np.dtype, channels: int | None, layer: str) -> np.ndarray:
     """An ``(N, C, H, W)`` array of ``dtype`` (``C == channels`` unless ``channels`` is None)."""
     x = check_input(x, dtype, ndim=4, layer=layer)

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ferroptim._array_checks import ArrayChecker
 from ferroptim._file_spans import file_span
-from ferroptim.reference._checks import ArrayChecker
 
 
 def _span(array: np.ndarray) -> tuple[int, int]:

@@ -27,10 +27,10 @@ from typing import Any, ClassVar, Unpack
 
 import numpy as np
 
-from ferroptim.optim.adam import Adam
-from ferroptim.optim.lion import Lion
-from ferroptim.optim.optimizer import BACKENDS, StepOptions, _GroupState
-from ferroptim.reference._checks import ArrayChecker
+from ferroptim._array_checks import ArrayChecker
+from ferroptim._backends import backend_module
+from ferroptim.optim._classes import OPTIMIZER_CLASSES
+from ferroptim.optim.optimizer import StepOptions, _GroupState
 from ferroptim.reference.lowp_formats import BLOCK, dynamic_map
 
 __all__ = ["Adam8bit", "AdamW8bit", "Lion8bit"]
@@ -141,7 +141,7 @@ class _Blockwise8bit:
         if len(grads) != len(group["params"]):
             raise ValueError(f"grads: got {len(grads)} gradients for {len(group['params'])} params")
         big, small = self._split(group, grads)
-        module = BACKENDS[self.backend]
+        module = backend_module(self.backend)
         for indices, quantized in ((big, True), (small, False)):
             if not indices:
                 continue
@@ -150,7 +150,11 @@ class _Blockwise8bit:
             state.steps[indices] = steps
 
 
-class Adam8bit(_Blockwise8bit, Adam):
+Adam = OPTIMIZER_CLASSES["Adam"]
+Lion = OPTIMIZER_CLASSES["Lion"]
+
+
+class Adam8bit(_Blockwise8bit, Adam):  # type: ignore[valid-type,misc]
     """Adam with 8-bit blockwise state (bitsandbytes' ``Adam8bit``); see the module docs for the
     state layout. Hyperparameters and update as :class:`~ferroptim.optim.Adam` (``amsgrad`` is
     not supported), plus:
@@ -164,8 +168,7 @@ class Adam8bit(_Blockwise8bit, Adam):
     """
 
     quantized = (("state1", "absmax1", "qmap1", True), ("state2", "absmax2", "qmap2", False))
-    # (a different state layout from Adam's: the narrower inferred type of Adam's is not a rule)
-    state_names = ("state1", "absmax1", "qmap1", "state2", "absmax2", "qmap2")  # type: ignore[assignment]
+    state_names = ("state1", "absmax1", "qmap1", "state2", "absmax2", "qmap2")
 
     def __init__(
         self,
@@ -263,13 +266,13 @@ class AdamW8bit(Adam8bit):
         )
 
 
-class Lion8bit(_Blockwise8bit, Lion):
+class Lion8bit(_Blockwise8bit, Lion):  # type: ignore[valid-type,misc]
     """Lion with 8-bit blockwise state (bitsandbytes' ``Lion8bit``); hyperparameters and update
     as :class:`~ferroptim.optim.Lion`, ``block_size`` and ``min_8bit_size`` as
     :class:`Adam8bit`."""
 
     quantized = (("state1", "absmax1", "qmap1", True),)
-    state_names = ("state1", "absmax1", "qmap1")  # type: ignore[assignment]
+    state_names = ("state1", "absmax1", "qmap1")
 
     def __init__(
         self,

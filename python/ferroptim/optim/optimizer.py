@@ -10,22 +10,21 @@ import math
 import operator
 import threading
 from collections.abc import Iterable, Sequence
-from types import ModuleType
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 
-from ferroptim import _native, clip, reference
+from ferroptim import clip
+from ferroptim._array_checks import ArrayChecker
+from ferroptim._backends import backend_module
 from ferroptim._checkpoint_hint import refuse_checkpoint
+from ferroptim._checks import NON_NEGATIVE, Range, check_flag, check_real
 from ferroptim._interrupts import deferred_interrupts
+from ferroptim._registry import OptimizerSpec
 from ferroptim.nn.module import Module
-from ferroptim.optim._checks import check_flag, check_number
 from ferroptim.optim._model_grads import live_gradients, model_gradients, zero_live_gradients
 from ferroptim.optim._param_spans import ParamSpans
 from ferroptim.optim._state_format import StateFormat
-from ferroptim.reference._checks import ArrayChecker
-
-BACKENDS: dict[str, ModuleType] = {"native": _native, "reference": reference}
 
 
 class StepOptions(TypedDict, total=False):
@@ -53,6 +52,7 @@ class _GroupState:
         n = len(self.params)
         self.arrays: dict[str, list[np.ndarray]] = {}
         self.steps = np.zeros(n, dtype=np.int64)
+        #: NAdam's running product of momentum coefficients (float32, as torch keeps it)
         self.mu_products = np.ones(n, dtype=np.float32)
         #: the group's items when last checked, and the checked copy (see _hyperparameters)
         self.checked: tuple[tuple, tuple, dict[str, Any]] | None = None
@@ -113,10 +113,8 @@ class Optimizer:
     it load with a count of 0.
     """
 
-    #: name of the kernel function in ``ferroptim._native`` / ``ferroptim.reference``
-    kernel_name: ClassVar[str]
-    #: state names in torch's state_dict, in kernel order; subclasses narrow them per group
-    state_names: ClassVar[tuple[str, ...]] = ()
+    #: the optimizer's description (``ferroptim._registry``): hyperparameters, state, kernel
+    spec: ClassVar[OptimizerSpec]
 
     def __init__(
         self,
@@ -136,8 +134,7 @@ class Optimizer:
         for flag, value in (("foreach", foreach), ("fused", fused)):
             if value is not None:
                 check_flag(flag, value)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be 'native' or 'reference', got {backend!r}")
+        backend_module(backend)  # a bad name raises here
         self.backend = backend
         self._lock = threading.RLock()
         self.max_grad_norm = max_grad_norm
@@ -152,12 +149,12 @@ class Optimizer:
         #: this step's norm-clipping factor (1.0 without max_grad_norm), passed to the kernels
         self._grad_scale = 1.0
         self._state_format = StateFormat.make(
-            state_dtype, stochastic_rounding, seed, self.kernel_name
+            state_dtype, stochastic_rounding, seed, self.spec.kernel_name
         )
         #: position of the first parameter of the group being stepped (its random streams)
         self._stream_offset = 0
         self._kernel = self._state_format.kernel(
-            BACKENDS[backend], self.kernel_name, lambda: self._stream_offset
+            backend_module(backend), self.spec.kernel_name, lambda: self._stream_offset
         )
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
@@ -179,9 +176,7 @@ class Optimizer:
     @max_grad_norm.setter
     def max_grad_norm(self, value: float | None) -> None:
         if value is not None:
-            value = check_number("max_grad_norm", value)
-            if value <= 0:
-                raise ValueError(f"Invalid max_grad_norm value: {value} (expected > 0)")
+            value = check_real("max_grad_norm", value, Range(0.0, low_open=True))
         with self._lock:  # a step in another thread reads these
             self._max_grad_norm = value
             self._grad_scale = 1.0
@@ -194,7 +189,7 @@ class Optimizer:
 
     @clip_value.setter
     def clip_value(self, value: float | None) -> None:
-        value = None if value is None else check_number("clip_value", value)
+        value = None if value is None else check_real("clip_value", value, NON_NEGATIVE)
         with self._lock:
             self._clip_value = value
 
@@ -298,20 +293,25 @@ class Optimizer:
             ]
         return fresh
 
-    #: allocate state at construction (torch's Adagrad does) rather than at the first step
-    eager_state: ClassVar[bool] = False
+    @property
+    def eager_state(self) -> bool:
+        """Whether state is allocated at construction (torch's Adagrad) rather than at the first
+        step."""
+        return self.spec.eager_state
 
-    @staticmethod
-    def validate_group(group: dict[str, Any]) -> None:
-        """Check (and normalize in place) a group's hyperparameters. Subclasses override."""
+    @classmethod
+    def validate_group(cls, group: dict[str, Any]) -> None:
+        """Check (and normalize in place) a group's hyperparameters."""
+        cls.spec.check_group(group)
 
     def active_states(self, group: dict[str, Any]) -> tuple[str, ...]:
         """The state arrays the group's current options need, in kernel order."""
-        return self.state_names
+        return self.spec.active_states(group)
 
     def init_state(self, name: str, param: np.ndarray, group: dict[str, Any]) -> np.ndarray:
-        """A new state array for ``param`` (zeros unless a subclass says otherwise)."""
-        return np.zeros_like(param)
+        """A new state array for ``param``: zeros, or the spec's ``state_fill`` option's value."""
+        fill = self.spec.state_fill
+        return np.zeros_like(param) if fill is None else np.full_like(param, group[fill])
 
     def _ensure_state(self, group: dict[str, Any], state: _GroupState) -> None:
         for name in self.active_states(group):
@@ -459,19 +459,28 @@ class Optimizer:
                     break
                 offset += len(g["params"])
             self._stream_offset = offset
-        try:
-            self.run_kernel(group, state, grads)
-        except KeyError:
-            # A state array is missing (first step, or an option that needs one was switched on):
-            # run_kernel failed while gathering its arguments, before touching anything.
-            self._ensure_state(group, state)
-            self.run_kernel(group, state, grads)
+        # Allocate what is missing (first step, or an option that needs a state was switched on).
+        self._ensure_state(group, state)
+        self.run_kernel(group, state, grads)
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
-        """Call the fused kernel for one group. Subclasses implement it, reading every state array
-        they need as ``state.arrays[name]`` (a missing one raises KeyError, which allocates it),
-        and passing ``grad_scale=self._grad_scale, clip_value=self._clip_value`` to the kernel."""
-        raise NotImplementedError
+        """Call the fused kernel for one group: every state list of the spec in order (None for
+        one the options do not use), the per-tensor scalars, the step counts, then the
+        hyperparameters as keywords."""
+        spec = self.spec
+        arrays = state.arrays
+        lists = [arrays[s.name] if s.used(group) else None for s in spec.states]
+        scalars = [state.mu_products for _ in spec.scalars]
+        self._kernel(
+            group["params"],
+            grads,
+            *lists,
+            *scalars,
+            state.steps,
+            **spec.kernel_kwargs(group),
+            grad_scale=self._grad_scale,
+            clip_value=self._clip_value,
+        )
 
     # ----- state_dict -------------------------------------------------------------------------
     @property
@@ -480,6 +489,8 @@ class Optimizer:
         return self.state_dict()["state"]
 
     def _has_state(self, state: _GroupState, i: int) -> bool:
+        if self.spec.steps == "first":  # no step saved: an entry exists once a state array does
+            return bool(state.arrays) and bool(state.steps[i] > 0)
         return self.eager_state or bool(state.steps[i] > 0)
 
     def state_dict(self) -> dict[str, Any]:
@@ -516,7 +527,8 @@ class Optimizer:
         """A saved state array checked (and converted) for loading as state ``name`` of
         ``param``; ``label`` names it in errors."""
         value = self._state_format.loaded(label, value, param)
-        return _check_state_array(label, name, value, param, self._state_format)
+        non_negative = name in self.spec.non_negative_states
+        return _check_state_array(label, non_negative, value, param, self._state_format)
 
     def saved_state_layout(
         self, name: str, param: np.ndarray
@@ -526,12 +538,25 @@ class Optimizer:
         return param.shape, self._state_format.saved_dtypes(param)
 
     def scalar_state(self, state: _GroupState, i: int) -> dict[str, Any]:
-        """Scalar entries of parameter ``i``'s state (torch keeps ``step`` as a float)."""
-        return {"step": float(state.steps[i])}
+        """Scalar entries of parameter ``i``'s state (torch keeps ``step`` as a float; torch's SGD
+        keeps none)."""
+        out: dict[str, Any] = {}
+        if self.spec.steps != "first":
+            out["step"] = float(state.steps[i])
+        for scalar in self.spec.scalars:
+            out[scalar.name] = float(state.mu_products[i])
+        return out
 
     def load_scalar_state(self, state: _GroupState, i: int, entry: dict[str, Any]) -> None:
         """Restore what :meth:`scalar_state` saved (``entry``'s scalars are already checked)."""
-        state.steps[i] = int(entry.get("step", 0))
+        if self.spec.steps == "first":
+            # torch keeps no step for SGD: a saved state array means the first step has happened.
+            saved = any(entry.get(s.name) is not None for s in self.spec.states)
+            state.steps[i] = 1 if saved else 0
+        else:
+            state.steps[i] = int(entry.get("step", 0))
+        for scalar in self.spec.scalars:
+            state.mu_products[i] = np.float32(entry.get(scalar.name, scalar.initial))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore state saved by :meth:`state_dict` (values are copied into this optimizer's
@@ -543,11 +568,11 @@ class Optimizer:
         Checks: ``state_dict["state"]`` is a dict of dicts keyed by parameter index and
         ``state_dict["param_groups"]`` a list of dicts whose ``"params"`` are the indices
         ``0, 1, ...`` in order; group hyperparameters pass the constructor's checks; every state
-        array has its parameter's shape and dtype and finite values (second-moment-like arrays
-        ``>= 0``); ``step`` is a whole number in ``[0, 2**53]`` and NAdam's ``mu_product`` a
-        real number in ``[0, 1]``. The saved groups replace the current ones, as in torch: an
-        entry the saved group lacks (a scheduler's ``initial_lr``) is dropped, except this
-        optimizer's own hyperparameters, which keep their values.
+        array has its parameter's shape and dtype (second-moment-like arrays ``>= 0``; nan and
+        inf load as they are, as in torch); ``step`` is a whole number in ``[0, 2**53]`` and
+        NAdam's ``mu_product`` a real number in ``[0, 1]``. The saved groups replace the current
+        ones, as in torch: an entry the saved group lacks (a scheduler's ``initial_lr``) is
+        dropped, except this optimizer's own hyperparameters, which keep their values.
 
         Raises
         ------
@@ -659,7 +684,8 @@ class Optimizer:
         for name in scalar_names:
             if name not in entry:
                 raise ValueError(f"state[{index}] is missing {name!r}")
-            scalars[name] = _check_scalar(f"state[{index}][{name!r}]", name, entry[name])
+            rule = _scalar_rule(self.spec, name)
+            scalars[name] = _check_scalar(f"state[{index}][{name!r}]", rule, entry[name])
         arrays = {}
         for name in names:
             if name not in entry:
@@ -691,7 +717,7 @@ class Optimizer:
         self.__dict__.update(state)
         self._lock = threading.RLock()
         self._kernel = self._state_format.kernel(
-            BACKENDS[self.backend], self.kernel_name, lambda: self._stream_offset
+            backend_module(self.backend), self.spec.kernel_name, lambda: self._stream_offset
         )
 
     def __repr__(self) -> str:
@@ -767,19 +793,15 @@ def _check_group_indices(gi: int, indices: Any, start: int, count: int) -> None:
         raise ValueError(f"{name} must be the parameter indices {expected}, got {list(indices)}")
 
 
-#: scalar state entries: (low, high, whole number)
-_SCALAR_RULES: dict[str, tuple[float, float, bool]] = {
-    "step": (0.0, float(2**53), True),
-    "mu_product": (0.0, 1.0, False),
-}
-
-#: state arrays whose values are never negative (sums or maxima of squares or magnitudes)
-_NON_NEGATIVE_STATES = frozenset(
-    {"exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg", "acc_delta", "exp_inf"}
-)
+def _scalar_rule(spec: OptimizerSpec, name: str) -> tuple[float, float, bool]:
+    """``(low, high, whole number)`` of a scalar state entry: ``step``, or one of the spec's."""
+    if name == "step":
+        return 0.0, float(2**53), True
+    allowed = next(s.allowed for s in spec.scalars if s.name == name)
+    return allowed.low, allowed.high, False
 
 
-def _check_scalar(label: str, name: str, value: Any) -> float:
+def _check_scalar(label: str, rule: tuple[float, float, bool], value: Any) -> float:
     """A scalar state entry (a real number or a 0-d numeric array) checked by its rule."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
         value = value[()]
@@ -787,7 +809,7 @@ def _check_scalar(label: str, name: str, value: Any) -> float:
         value, int | float | np.integer | np.floating
     ):
         raise TypeError(f"{label} must be a real number, got {type(value).__name__}")
-    low, high, whole = _SCALAR_RULES.get(name, (-math.inf, math.inf, False))
+    low, high, whole = rule
     try:
         number = float(value)
     except OverflowError:  # an int beyond the float range
@@ -800,7 +822,7 @@ def _check_scalar(label: str, name: str, value: Any) -> float:
 
 
 def _check_state_array(
-    label: str, name: str, value: Any, param: np.ndarray, state_format: StateFormat
+    label: str, non_negative: bool, value: Any, param: np.ndarray, state_format: StateFormat
 ) -> np.ndarray:
     """A state array: an ndarray with ``param``'s shape and dtype (and no negative values in the
     second-moment-like states). nan and inf load as they are, as in torch: a run that diverged
@@ -815,6 +837,6 @@ def _check_state_array(
             "bfloat16 state is uint16" if state_format.bf16 else f"the param has dtype {expected}"
         )
         raise ValueError(f"{label} has dtype {value.dtype} but {owner}")
-    if name in _NON_NEGATIVE_STATES and (state_format.as_float(value) < 0).any():
+    if non_negative and (state_format.as_float(value) < 0).any():
         raise ValueError(f"{label} holds negative values (it is a sum or maximum of magnitudes)")
     return value

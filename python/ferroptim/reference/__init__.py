@@ -7,39 +7,33 @@ Results are bit-identical to the native kernels for float32 and float64: the sam
 run in the same order in the array dtype, with host scalars computed in float64 as the Rust code
 does and rounded once to the dtype. The test suite checks native == reference at every SIMD level.
 
+The optimizer kernels (``<kernel>_step`` for every entry of ``ferroptim._registry.SPECS``) are
+built by :func:`ferroptim.reference._optimizer.make_kernel` around the element update in
+``ferroptim/reference/<kernel>.py``.
+
 These kernels are slow (one NumPy temporary per operation); they exist to specify and test.
 """
 
-from ferroptim.reference.adadelta import adadelta_step
-from ferroptim.reference.adagrad import adagrad_step
-from ferroptim.reference.adam import adam_step
-from ferroptim.reference.adamax import adamax_step
-from ferroptim.reference.lion import lion_step
+from collections.abc import Callable
+
+from ferroptim._registry import SPECS
+from ferroptim.reference._optimizer import make_kernel
 from ferroptim.reference.lowp_steps import (
     adam_step_8bit,
     adam_step_bf16,
     lion_step_8bit,
     lion_step_bf16,
 )
-from ferroptim.reference.nadam import nadam_step
-from ferroptim.reference.radam import radam_step
-from ferroptim.reference.rmsprop import rmsprop_step
 from ferroptim.reference.roofline import roofline_step
-from ferroptim.reference.sgd import sgd_step
+
+_KERNELS: dict[str, Callable[..., None]] = {s.kernel_name: make_kernel(s) for s in SPECS}
+globals().update(_KERNELS)
 
 __all__ = [
-    "adadelta_step",
-    "adagrad_step",
-    "adam_step",
+    *sorted(_KERNELS),
     "adam_step_8bit",
     "adam_step_bf16",
-    "adamax_step",
-    "lion_step",
     "lion_step_8bit",
     "lion_step_bf16",
-    "nadam_step",
-    "radam_step",
-    "rmsprop_step",
     "roofline_step",
-    "sgd_step",
 ]

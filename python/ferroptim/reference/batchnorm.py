@@ -26,7 +26,8 @@ import operator
 
 import numpy as np
 
-from ferroptim.reference._checks import flag, real
+from ferroptim._checks import kernel_flag as flag
+from ferroptim._checks import kernel_real as real
 
 __all__ = [
     "batch_norm_backward",

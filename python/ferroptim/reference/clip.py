@@ -25,7 +25,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ferroptim.reference._checks import ArrayChecker, _items, flag, real
+from ferroptim._array_checks import ArrayChecker
+from ferroptim._checks import kernel_flag as flag
+from ferroptim._checks import kernel_real as real
+from ferroptim.reference._checks import _items
 from ferroptim.reference._common import cast, clamp, ieee
 from ferroptim.reference._types import OptGrads
 

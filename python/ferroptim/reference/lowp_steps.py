@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._registry import by_kernel
+from ferroptim.reference._optimizer import make_kernel
 from ferroptim.reference._types import OptGrads, Steps
-from ferroptim.reference.adam import adam_step
-from ferroptim.reference.lion import lion_step
 from ferroptim.reference.lowp_formats import (
     BLOCK,
     bf16_narrow,
@@ -26,6 +26,10 @@ from ferroptim.reference.lowp_formats import (
     quantize,
     stream_key,
 )
+
+#: the float32 kernels the low-precision steps widen into
+adam_step = make_kernel(by_kernel("adam"))
+lion_step = make_kernel(by_kernel("lion"))
 
 __all__ = ["adam_step_8bit", "adam_step_bf16", "lion_step_8bit", "lion_step_bf16"]
 

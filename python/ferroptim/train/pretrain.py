@@ -231,9 +231,9 @@ def _default_decoder(seed: int | None, index: int) -> Callable[[Module], Module]
 
 
 def _default_optimizer(params: list[np.ndarray]) -> Any:
-    from ferroptim.optim import Adam
+    from ferroptim.optim import OPTIMIZER_CLASSES
 
-    return Adam(params, lr=1e-3)
+    return OPTIMIZER_CLASSES["Adam"](params, lr=1e-3)
 
 
 def _default_loss() -> Any:

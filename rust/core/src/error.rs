@@ -117,7 +117,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Check `lo <= value` (or `<` when `open`) and finiteness, naming the argument on failure.
+/// Check that `value` is finite and `>= lo`, naming the argument and the condition (`expected`)
+/// on failure.
 pub(crate) fn check_min(
     name: &'static str,
     value: f64,
@@ -131,19 +132,6 @@ pub(crate) fn check_min(
             name,
             value,
             expected,
-        })
-    }
-}
-
-/// Check `0 <= value < 1`, naming the argument on failure.
-pub(crate) fn check_unit(name: &'static str, value: f64) -> Result<(), Error> {
-    if (0.0..1.0).contains(&value) {
-        Ok(())
-    } else {
-        Err(Error::InvalidHyperparameter {
-            name,
-            value,
-            expected: "0 <= value < 1",
         })
     }
 }

@@ -139,31 +139,51 @@ pub(crate) fn run<T: Real, U: Update<T>>(
             lanes: t.lanes(),
         })
         .collect();
-    let scale = T::from_f64(prep.grad_scale);
-    let clip = T::from_f64(prep.clip_value.unwrap_or(0.0));
-    let (decay_kind, wd) = match prep.decay {
-        Decay::None => (0, T::ZERO),
-        Decay::L2(wd) => (1, T::from_f64(wd)),
-        Decay::Decoupled(factor) => (2, T::from_f64(factor)),
+    let args = Args {
+        scale: T::from_f64(prep.grad_scale),
+        wd: match prep.decay {
+            Decay::None => T::ZERO,
+            Decay::L2(wd) => T::from_f64(wd),
+            Decay::Decoupled(factor) => T::from_f64(factor),
+        },
+        clip: T::from_f64(prep.clip_value.unwrap_or(0.0)),
     };
-    let mode =
-        decay_kind * 2 + u8::from(prep.grad_scale != 1.0) + 8 * u8::from(prep.clip_value.is_some());
-    let args = Args { scale, wd, clip };
-    match mode {
-        0 => execute::<T, U, 0>(work, args),
-        1 => execute::<T, U, 1>(work, args),
-        2 => execute::<T, U, 2>(work, args),
-        3 => execute::<T, U, 3>(work, args),
-        4 => execute::<T, U, 4>(work, args),
-        5 => execute::<T, U, 5>(work, args),
-        8 => execute::<T, U, 8>(work, args),
-        9 => execute::<T, U, 9>(work, args),
-        10 => execute::<T, U, 10>(work, args),
-        11 => execute::<T, U, 11>(work, args),
-        12 => execute::<T, U, 12>(work, args),
-        _ => execute::<T, U, 13>(work, args),
+    // One monomorphization per combination of the common steps, so the loop carries no branch.
+    if prep.clip_value.is_some() {
+        with_scale::<T, U, true>(work, args, prep)
+    } else {
+        with_scale::<T, U, false>(work, args, prep)
     }
     Ok(())
+}
+
+/// [`Block::element`]'s decay step: none, L2 into the gradient, or decoupled from the parameter.
+const NO_DECAY: u8 = 0;
+const L2_DECAY: u8 = 1;
+const DECOUPLED_DECAY: u8 = 2;
+
+fn with_scale<T: Real, U: Update<T>, const CLAMP: bool>(
+    work: Vec<Piece<'_, T, U>>,
+    args: Args<T>,
+    prep: GradPrep,
+) {
+    if prep.grad_scale != 1.0 {
+        with_decay::<T, U, CLAMP, true>(work, args, prep)
+    } else {
+        with_decay::<T, U, CLAMP, false>(work, args, prep)
+    }
+}
+
+fn with_decay<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool>(
+    work: Vec<Piece<'_, T, U>>,
+    args: Args<T>,
+    prep: GradPrep,
+) {
+    match prep.decay {
+        Decay::None => execute::<T, U, CLAMP, SCALE, NO_DECAY>(work, args),
+        Decay::L2(_) => execute::<T, U, CLAMP, SCALE, L2_DECAY>(work, args),
+        Decay::Decoupled(_) => execute::<T, U, CLAMP, SCALE, DECOUPLED_DECAY>(work, args),
+    }
 }
 
 /// Part of one tensor with the update to apply to it.
@@ -181,11 +201,14 @@ struct Args<T> {
     clip: T,
 }
 
-/// `MODE` = 2 * decay kind (0 none, 1 L2, 2 decoupled) + (1 if the gradient is scaled)
-/// + (8 if it is clamped).
-fn execute<T: Real, U: Update<T>, const MODE: u8>(work: Vec<Piece<'_, T, U>>, args: Args<T>) {
+/// Run every piece with the common steps fixed at compile time: `CLAMP` (value clipping), `SCALE`
+/// (a gradient factor other than 1) and `DECAY` (`NO_DECAY`, `L2_DECAY` or `DECOUPLED_DECAY`).
+fn execute<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
+    work: Vec<Piece<'_, T, U>>,
+    args: Args<T>,
+) {
     for_each_piece(work, |piece| {
-        dispatch(Block::<T, U, MODE> {
+        dispatch(Block::<T, U, CLAMP, SCALE, DECAY> {
             lanes: piece.lanes,
             op: &piece.op,
             args,
@@ -212,35 +235,39 @@ impl<T: Real, U: Update<T>> Splittable for Piece<'_, T, U> {
     }
 }
 
-struct Block<'a, 'o, T, U, const MODE: u8> {
+struct Block<'a, 'o, T, U, const CLAMP: bool, const SCALE: bool, const DECAY: u8> {
     lanes: Lanes<'a, T>,
     op: &'o U,
     args: Args<T>,
 }
 
-impl<T: Real, U: Update<T>, const MODE: u8> Block<'_, '_, T, U, MODE> {
+impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8>
+    Block<'_, '_, T, U, CLAMP, SCALE, DECAY>
+{
     #[inline(always)]
     fn element(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
         let mut g = g;
-        if MODE & 8 == 8 {
+        if CLAMP {
             g = clamp_value(g, self.args.clip);
         }
-        if MODE & 1 == 1 {
+        if SCALE {
             g = g * self.args.scale;
         }
-        let p = match (MODE >> 1) & 3 {
-            1 => {
+        let p = match DECAY {
+            L2_DECAY => {
                 g = g + self.args.wd * p;
                 p
             }
-            2 => p * self.args.wd,
+            DECOUPLED_DECAY => p * self.args.wd,
             _ => p,
         };
         self.op.update(p, g, s)
     }
 }
 
-impl<T: Real, U: Update<T>, const MODE: u8> Kernel for Block<'_, '_, T, U, MODE> {
+impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8> Kernel
+    for Block<'_, '_, T, U, CLAMP, SCALE, DECAY>
+{
     #[inline(always)]
     fn run(mut self) {
         // Safety: each slice is taken once from this piece's lanes, which no one else holds, and
@@ -270,7 +297,9 @@ impl<T: Real, U: Update<T>, const MODE: u8> Kernel for Block<'_, '_, T, U, MODE>
     }
 }
 
-impl<T: Real, U: Update<T>, const MODE: u8> Block<'_, '_, T, U, MODE> {
+impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8>
+    Block<'_, '_, T, U, CLAMP, SCALE, DECAY>
+{
     /// The loop proper. Taking the slices as arguments tells the compiler they do not alias, so it
     /// vectorizes without run-time overlap checks.
     #[inline(always)]

@@ -24,7 +24,7 @@ mod error;
 mod fused;
 pub mod lowp;
 pub mod optim;
-#[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub mod panic_probe;
 mod pool;
 mod real;
@@ -34,15 +34,7 @@ mod tensor;
 
 pub use clip::{GradClip, NormType};
 pub use error::Error;
-pub use optim::adadelta::{adadelta_step, AdadeltaConfig};
-pub use optim::adagrad::{adagrad_step, AdagradConfig};
-pub use optim::adam::{adam_step, AdamConfig};
-pub use optim::adamax::{adamax_step, AdamaxConfig};
-pub use optim::lion::{lion_step, LionConfig};
-pub use optim::nadam::{nadam_step, NadamConfig};
-pub use optim::radam::{radam_step, RadamConfig};
-pub use optim::rmsprop::{rmsprop_step, RmspropConfig};
-pub use optim::sgd::{sgd_step, SgdConfig};
+pub use optim::*;
 pub use pool::{
     num_threads, set_num_threads, ASSIST_MIN_ELEMENTS, ASSIST_PIECE_ELEMENTS, GRAIN_ELEMENTS,
     MAX_THREADS, PARALLEL_MIN_ELEMENTS,

@@ -36,6 +36,7 @@ pub trait Real:
     /// Absolute value.
     fn abs(self) -> Self;
     /// Exclusive-or of the bit patterns (used only by the roofline kernel to keep loads live).
+    #[doc(hidden)]
     fn xor_bits(self, other: Self) -> Self;
 
     /// NaN-propagating maximum, as `torch.maximum` / `np.maximum`: NaN if either input is NaN.

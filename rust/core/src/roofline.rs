@@ -57,11 +57,6 @@ pub fn roofline_step<T: Real>(
     }
 }
 
-/// Bytes one step moves per element: read param, grad and state, write param and state.
-pub fn bytes_per_element<T: Real>(n_state: usize) -> usize {
-    (3 + 2 * n_state) * T::BYTES
-}
-
 /// Lanes of [`read_pass`]'s XOR fold (as many as the norms' accumulators).
 const READ_LANES: usize = crate::clip::LANES;
 

@@ -9,6 +9,7 @@
 //! kernels run without the GIL, and another thread may meanwhile remove an array from the list it
 //! came in (`grads.clear()`), which would otherwise free the memory being read or written.
 
+use crate::error::core_error;
 use ferroptim_core::clip::tensor_partials;
 use ferroptim_core::{GradClip, NormType, Real, TensorRef};
 use numpy::npyffi;
@@ -572,7 +573,7 @@ impl Batch {
             }
             Ok(())
         });
-        result.map_err(|e| PyValueError::new_err(e.to_string()))
+        result.map_err(core_error)
     }
 
     fn run_dtype<T: Real, K: StepKernel>(
@@ -721,10 +722,10 @@ impl ArrayList {
             clip_value: Some(clip_value),
         };
         bound.validate()?;
-        // Validated above, so neither call can fail.
+        // `clamp_all` fails only on the bound, validated above.
         self.split_mut(
-            |a, _| clamp_all(a, clip_value).unwrap_or(()),
-            |a, _| clamp_all(a, clip_value).unwrap_or(()),
+            |a, _| clamp_all(a, clip_value).expect("clip_value was validated"),
+            |a, _| clamp_all(a, clip_value).expect("clip_value was validated"),
         );
         Ok(())
     }

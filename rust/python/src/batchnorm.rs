@@ -16,6 +16,7 @@
 //! `ValueError` (everything else) naming the argument. Kernels run without the GIL.
 
 use crate::arrays::{shape_str, Dtype, Dtypes, Label};
+use crate::error::core_error;
 use ferroptim_core::batchnorm::{self as bn, Layout, Normalization};
 use ferroptim_core::Real;
 use numpy::prelude::*;
@@ -183,10 +184,6 @@ fn check_training(layout: Layout, shape: &[usize]) -> PyResult<()> {
             shape_str(shape)
         ))
     })
-}
-
-fn core_error(e: ferroptim_core::Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
 }
 
 /// Per-channel mean and biased variance of `x` (float64 arrays of shape `(C,)`).

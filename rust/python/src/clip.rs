@@ -1,6 +1,7 @@
 //! Gradient clipping on lists of arrays (torch.nn.utils semantics), one native call per list.
 
 use crate::arrays::ArrayList;
+use crate::error::core_error;
 use ferroptim_core::clip::{clip_coef, total_norm};
 use ferroptim_core::NormType;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -130,8 +131,7 @@ pub fn clip_grad_value_(py: Python<'_>, grads: &Any<'_>, clip_value: f64) -> PyR
         )));
     }
     let list = non_empty(ArrayList::gather(py, "grads", grads, true)?)?;
-    py.detach(|| list.clamp(clip_value))
-        .map_err(|e| PyValueError::new_err(e.to_string()))
+    py.detach(|| list.clamp(clip_value)).map_err(core_error)
 }
 
 /// The limit of a reduction over `arrays`: read every element once, through the same chunks and

@@ -3,6 +3,7 @@
 mod arrays;
 mod batchnorm;
 mod clip;
+mod error;
 mod lowp;
 mod optim;
 
@@ -56,12 +57,13 @@ fn set_num_threads(n: i64) -> PyResult<()> {
         .ok()
         .filter(|&n| (1..=max).contains(&n))
         .ok_or_else(|| PyValueError::new_err(format!("n: must be 1 to {max}, got {n}")))?;
-    ferroptim_core::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
+    ferroptim_core::set_num_threads(n).map_err(error::core_error)
 }
 
 /// Panic on purpose inside a native call, on the `"caller"`, `"helper"` or `"pool"` path, with
 /// the GIL released as kernels run: for tests that a Rust panic arrives as
 /// `pyo3_runtime.PanicException` and the process and the thread pool keep working.
+#[cfg(feature = "test-hooks")]
 #[pyfunction]
 fn _panic_for_tests(py: Python<'_>, site: &str) -> PyResult<f64> {
     use ferroptim_core::panic_probe::{panic_on, PanicSite};
@@ -85,20 +87,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    #[cfg(feature = "test-hooks")]
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_stats, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_update_running, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_forward, m)?)?;
     m.add_function(wrap_pyfunction!(batchnorm::batch_norm_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::sgd_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::adagrad_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::adadelta_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::rmsprop_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::adam_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::adamax_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::nadam_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::radam_step, m)?)?;
-    m.add_function(wrap_pyfunction!(optim::lion_step, m)?)?;
+    optim::register(m)?;
     m.add_function(wrap_pyfunction!(optim::roofline_step, m)?)?;
     m.add_function(wrap_pyfunction!(lowp::adam_step_bf16, m)?)?;
     m.add_function(wrap_pyfunction!(lowp::lion_step_bf16, m)?)?;

@@ -1,475 +1,216 @@
-//! One Python function per optimizer kernel: `<name>_step(params, grads, <state lists>, steps, *, ...)`.
+//! One Python function per optimizer kernel, for every entry of
+//! [`for_each_optimizer!`](ferroptim_core::for_each_optimizer):
+//! `<name>_step(params, grads, <state lists>, [<scalar array>], steps, *, <hyperparameters>,
+//! grad_scale=1.0, clip_value=None)`.
 //!
 //! Lists are aligned by position; a `None` gradient skips its tensor (its state and step are left
-//! alone). `steps` is an int64 array of per-tensor step counts, incremented in place for every
-//! tensor that was stepped. Hyperparameters are keyword-only and named as in torch.optim.
+//! alone). A state list that an option turns on (`Optimizer::STATES`) must be given exactly when
+//! the option is on, else `None`. `steps` is an int64 array of per-tensor step counts, incremented
+//! in place for every tensor that was stepped. Hyperparameters are keyword-only, named as in
+//! torch.optim, and parsed into the core's config struct from its declaration
+//! (`Hyperparameters::HYPERS`).
 
 use crate::arrays::{Batch, CallArgs, StepKernel};
+use crate::error::core_error;
 use ferroptim_core as core;
-use ferroptim_core::{GradClip, Real, TensorRef};
-use pyo3::exceptions::PyValueError;
+use ferroptim_core::optim::{HyperKind, HyperValue, Optimizer};
+use ferroptim_core::{Real, TensorRef};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 type Any<'py> = Bound<'py, PyAny>;
-
-fn config_error(e: core::Error) -> PyErr {
-    PyValueError::new_err(e.to_string())
-}
-
-/// An optional state list, which must be given exactly when `option` is on (so a list can never
-/// land in another list's slot).
-fn slot<'a, 'py>(
-    name: &'static str,
-    list: Option<&'a Any<'py>>,
-    needed: bool,
-    option: &str,
-) -> PyResult<(&'static str, Option<&'a Any<'py>>)> {
-    match (list.is_some(), needed) {
-        (false, true) => Err(PyValueError::new_err(format!(
-            "{name}: a list of arrays is required when {option}"
-        ))),
-        (true, false) => Err(PyValueError::new_err(format!(
-            "{name}: must be None unless {option}"
-        ))),
-        _ => Ok((name, list)),
-    }
-}
-
-macro_rules! step_kernel {
-    ($cfg:ty, |$s:ident, $t:ident, $sc:ident| $body:expr) => {
-        impl StepKernel for Kernel<$cfg> {
-            fn validate(&self) -> Result<(), core::Error> {
-                self.0.validate()
-            }
-            fn step<T: Real>(
-                &self,
-                $t: &mut [TensorRef<'_, T>],
-                $sc: &mut [f32],
-            ) -> Result<(), core::Error> {
-                let $s = &self.0;
-                $body
-            }
-        }
-    };
-}
 
 /// A core configuration as a [`StepKernel`].
 struct Kernel<C>(C);
 
-step_kernel!(core::SgdConfig, |c, t, _s| core::sgd_step(t, c));
-step_kernel!(core::AdagradConfig, |c, t, _s| core::adagrad_step(t, c));
-step_kernel!(core::AdadeltaConfig, |c, t, _s| core::adadelta_step(t, c));
-step_kernel!(core::RmspropConfig, |c, t, _s| core::rmsprop_step(t, c));
-step_kernel!(core::AdamConfig, |c, t, _s| core::adam_step(t, c));
-step_kernel!(core::AdamaxConfig, |c, t, _s| core::adamax_step(t, c));
-step_kernel!(core::NadamConfig, |c, t, s| core::nadam_step(t, s, c));
-step_kernel!(core::RadamConfig, |c, t, _s| core::radam_step(t, c));
-step_kernel!(core::LionConfig, |c, t, _s| core::lion_step(t, c));
-
-/// Validate `cfg`, check the arrays, and run the step without the GIL.
-fn run<'py, C>(
-    py: Python<'py>,
-    cfg: C,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    states: &[(&'static str, Option<&Any<'py>>)],
-    steps: &Any<'py>,
-) -> PyResult<()>
-where
-    Kernel<C>: StepKernel,
-{
-    run_with_scalars(py, cfg, params, grads, states, steps, None)
+impl<C: Optimizer> StepKernel for Kernel<C> {
+    fn validate(&self) -> Result<(), core::Error> {
+        self.0.check_ranges()?;
+        self.0.check_combination()
+    }
+    fn step<T: Real>(&self, t: &mut [TensorRef<'_, T>], s: &mut [f32]) -> Result<(), core::Error> {
+        self.0.step(t, s)
+    }
 }
 
-/// [`run`] for optimizers that also keep one float32 scalar per tensor.
-fn run_with_scalars<'py, C>(
-    py: Python<'py>,
-    cfg: C,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    states: &[(&'static str, Option<&Any<'py>>)],
-    steps: &Any<'py>,
-    scalars: Option<(&'static str, &Any<'py>)>,
-) -> PyResult<()>
-where
-    Kernel<C>: StepKernel,
-{
-    let kernel = Kernel(cfg);
-    kernel.validate().map_err(config_error)?;
+/// `err` with the argument named, keeping its exception type (as pyo3 reports a bad argument).
+fn argument_error(py: Python<'_>, name: &str, err: PyErr) -> PyErr {
+    let message = format!("argument '{name}': {}", err.value(py));
+    PyErr::from_type(err.get_type(py), message)
+}
+
+/// The config `C` from the keyword arguments: every declared hyperparameter, converted in
+/// declaration order, then `grad_scale` and `clip_value`; unknown or missing names are refused.
+fn parse_config<C: Optimizer>(
+    py: Python<'_>,
+    kernel: &str,
+    hypers: Option<&Bound<'_, PyDict>>,
+) -> PyResult<C> {
+    let mut cfg = C::default();
+    let get = |name: &str| -> PyResult<Option<Any<'_>>> {
+        match hypers {
+            Some(d) => d.get_item(name),
+            None => Ok(None),
+        }
+    };
+    for &(name, kind) in C::HYPERS {
+        let value = get(name)?.ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{kernel}() missing required keyword argument: '{name}'"
+            ))
+        })?;
+        let value = match kind {
+            HyperKind::Real => value.extract::<f64>().map(HyperValue::Real),
+            HyperKind::Flag => value.extract::<bool>().map(HyperValue::Flag),
+        }
+        .map_err(|e| argument_error(py, name, e))?;
+        cfg.set(name, value);
+    }
+    let clip = cfg.grad_clip_mut();
+    if let Some(scale) = get("grad_scale")? {
+        clip.scale = scale
+            .extract::<f64>()
+            .map_err(|e| argument_error(py, "grad_scale", e))?;
+    }
+    if let Some(bound) = get("clip_value")? {
+        clip.clip_value = bound
+            .extract::<Option<f64>>()
+            .map_err(|e| argument_error(py, "clip_value", e))?;
+    }
+    if let Some(d) = hypers {
+        for key in d.keys() {
+            let key: String = key.extract()?;
+            let known = C::HYPERS.iter().any(|&(n, _)| n == key);
+            if !known && key != "grad_scale" && key != "clip_value" {
+                return Err(PyTypeError::new_err(format!(
+                    "{kernel}() got an unexpected keyword argument '{key}'"
+                )));
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// The positional arguments after `params` and `grads`: the state lists, the scalar array (if
+/// the optimizer has one) and `steps`.
+fn positional_names<C: Optimizer>() -> Vec<&'static str> {
+    let mut names = vec!["params", "grads"];
+    names.extend(C::STATES.iter().map(|s| s.name));
+    names.extend(C::SCALARS);
+    names.push("steps");
+    names
+}
+
+/// Parse, validate and check everything, then run the step without the GIL.
+fn step<C: Optimizer>(
+    py: Python<'_>,
+    kernel: &str,
+    params: &Any<'_>,
+    grads: &Any<'_>,
+    lists: &Bound<'_, PyTuple>,
+    hypers: Option<&Bound<'_, PyDict>>,
+) -> PyResult<()> {
+    let names = positional_names::<C>();
+    if lists.len() + 2 != names.len() {
+        return Err(PyTypeError::new_err(format!(
+            "{kernel}() takes {} positional arguments ({}) but {} were given",
+            names.len(),
+            names.join(", "),
+            lists.len() + 2
+        )));
+    }
+    let cfg = Kernel(parse_config::<C>(py, kernel, hypers)?);
+    // Hyperparameter errors come first, as in the reference.
+    cfg.validate().map_err(core_error)?;
+    let values: Vec<Any<'_>> = lists.iter().collect();
+    let mut states = Vec::with_capacity(C::STATES.len());
+    for (k, list) in C::STATES.iter().enumerate() {
+        let value = &values[k];
+        let given = !value.is_none();
+        match (list.when, given, cfg.0.uses_state(k)) {
+            (Some(option), false, true) => {
+                return Err(PyValueError::new_err(format!(
+                    "{}: a list of arrays is required when {option}",
+                    list.name
+                )))
+            }
+            (Some(option), true, false) => {
+                return Err(PyValueError::new_err(format!(
+                    "{}: must be None unless {option}",
+                    list.name
+                )))
+            }
+            (Some(_), false, false) => states.push((list.name, None)),
+            _ => states.push((list.name, Some(value))),
+        }
+    }
+    let scalars = C::SCALARS.map(|name| (name, &values[C::STATES.len()]));
     let args = CallArgs {
         params,
         grads,
-        states,
-        steps: Some(steps),
+        states: &states,
+        steps: values.last(),
         scalars,
     };
-    Batch::gather(py, args)?.run(py, &kernel)
+    Batch::gather(py, args)?.run(py, &cfg)
 }
 
-/// SGD step. State: `momentum_buffers` (pass None when momentum is 0).
-#[pyfunction]
-#[pyo3(signature = (params, grads, momentum_buffers, steps, *, lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn sgd_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    momentum_buffers: Option<&Any<'py>>,
-    steps: &Any<'py>,
-    lr: f64,
-    momentum: f64,
-    dampening: f64,
-    weight_decay: f64,
-    nesterov: bool,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::SgdConfig {
-        lr,
-        momentum,
-        dampening,
-        weight_decay,
-        nesterov,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
+/// One `#[pyfunction]` per optimizer, and [`register`] adding them all plus `KERNEL_SPECS`.
+macro_rules! kernels {
+    ($($name:ident: $cfg:ident,)*) => {
+        $(
+            #[doc = concat!("The `", stringify!($name), "` kernel (see the module documentation).")]
+            #[pyfunction]
+            #[pyo3(signature = (params, grads, *lists, **hypers))]
+            fn $name<'py>(
+                py: Python<'py>,
+                params: &Any<'py>,
+                grads: &Any<'py>,
+                lists: &Bound<'py, PyTuple>,
+                hypers: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<()> {
+                step::<core::$cfg>(py, stringify!($name), params, grads, lists, hypers)
+            }
+        )*
+
+        /// Add every optimizer kernel to the module, and `KERNEL_SPECS`: for each kernel name,
+        /// `(hyperparameters as (name, "real" | "flag"), state lists as (name, option or None),
+        /// scalar array name or None)`, which the tests compare with the Python registry.
+        pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+            let specs = PyDict::new(m.py());
+            $(
+                m.add_function(wrap_pyfunction!($name, m)?)?;
+                specs.set_item(stringify!($name), describe::<core::$cfg>(m.py())?)?;
+            )*
+            m.add("KERNEL_SPECS", specs)
+        }
     };
-    // Hyperparameter errors come first, as in the reference.
-    cfg.validate().map_err(config_error)?;
-    let states = [slot(
-        "momentum_buffers",
-        momentum_buffers,
-        momentum != 0.0,
-        "momentum != 0",
-    )?];
-    run(py, cfg, params, grads, &states, steps)
 }
 
-/// Adagrad step. State: `state_sums`.
-#[pyfunction]
-#[pyo3(signature = (params, grads, state_sums, steps, *, lr, lr_decay, weight_decay, eps, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn adagrad_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    state_sums: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    lr_decay: f64,
-    weight_decay: f64,
-    eps: f64,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::AdagradConfig {
-        lr,
-        lr_decay,
-        weight_decay,
-        eps,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    let states = [("state_sums", Some(state_sums))];
-    run(py, cfg, params, grads, &states, steps)
-}
+ferroptim_core::for_each_optimizer!(kernels);
 
-/// Adadelta step. State: `square_avgs`, `acc_deltas`.
-#[pyfunction]
-#[pyo3(signature = (params, grads, square_avgs, acc_deltas, steps, *, lr, rho, eps, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn adadelta_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    square_avgs: &Any<'py>,
-    acc_deltas: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    rho: f64,
-    eps: f64,
-    weight_decay: f64,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::AdadeltaConfig {
-        lr,
-        rho,
-        eps,
-        weight_decay,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    let states = [
-        ("square_avgs", Some(square_avgs)),
-        ("acc_deltas", Some(acc_deltas)),
-    ];
-    run(py, cfg, params, grads, &states, steps)
-}
-
-/// RMSprop step. State: `square_avgs`, `grad_avgs` (centered, else None), `momentum_buffers`
-/// (momentum > 0, else None).
-#[pyfunction]
-#[pyo3(signature = (params, grads, square_avgs, grad_avgs, momentum_buffers, steps, *, lr, alpha, eps, weight_decay, momentum, centered, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn rmsprop_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    square_avgs: &Any<'py>,
-    grad_avgs: Option<&Any<'py>>,
-    momentum_buffers: Option<&Any<'py>>,
-    steps: &Any<'py>,
-    lr: f64,
-    alpha: f64,
-    eps: f64,
-    weight_decay: f64,
-    momentum: f64,
-    centered: bool,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::RmspropConfig {
-        lr,
-        alpha,
-        eps,
-        weight_decay,
-        momentum,
-        centered,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    // Hyperparameter errors come first, as in the reference.
-    cfg.validate().map_err(config_error)?;
-    let states = [
-        ("square_avgs", Some(square_avgs)),
-        slot("grad_avgs", grad_avgs, centered, "centered=True")?,
-        slot(
-            "momentum_buffers",
-            momentum_buffers,
-            momentum > 0.0,
-            "momentum > 0",
-        )?,
-    ];
-    run(py, cfg, params, grads, &states, steps)
-}
-
-/// Adam / AdamW / AMSGrad step. State: `exp_avgs`, `exp_avg_sqs`, `max_exp_avg_sqs` (amsgrad, else
-/// None).
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    exp_avg_sqs: &Any<'py>,
-    max_exp_avg_sqs: Option<&Any<'py>>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::AdamConfig {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        amsgrad,
-        maximize,
-        decoupled_weight_decay,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    // Hyperparameter errors come first, as in the reference.
-    cfg.validate().map_err(config_error)?;
-    let states = [
-        ("exp_avgs", Some(exp_avgs)),
-        ("exp_avg_sqs", Some(exp_avg_sqs)),
-        slot("max_exp_avg_sqs", max_exp_avg_sqs, amsgrad, "amsgrad=True")?,
-    ];
-    run(py, cfg, params, grads, &states, steps)
-}
-
-/// Adamax step. State: `exp_avgs`, `exp_infs`.
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_infs, steps, *, lr, beta1, beta2, eps, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn adamax_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    exp_infs: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::AdamaxConfig {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    let states = [("exp_avgs", Some(exp_avgs)), ("exp_infs", Some(exp_infs))];
-    run(py, cfg, params, grads, &states, steps)
-}
-
-/// NAdam step. State: `exp_avgs`, `exp_avg_sqs`, and `mu_products` (float32 array, one per param).
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, *, lr, beta1, beta2, eps, weight_decay, momentum_decay, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn nadam_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    exp_avg_sqs: &Any<'py>,
-    mu_products: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    momentum_decay: f64,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::NadamConfig {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        momentum_decay,
-        maximize,
-        decoupled_weight_decay,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    let states = [
-        ("exp_avgs", Some(exp_avgs)),
-        ("exp_avg_sqs", Some(exp_avg_sqs)),
-    ];
-    let scalars = Some(("mu_products", mu_products));
-    run_with_scalars(py, cfg, params, grads, &states, steps, scalars)
-}
-
-/// RAdam step. State: `exp_avgs`, `exp_avg_sqs`.
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn radam_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    exp_avg_sqs: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::RadamConfig {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        maximize,
-        decoupled_weight_decay,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    let states = [
-        ("exp_avgs", Some(exp_avgs)),
-        ("exp_avg_sqs", Some(exp_avg_sqs)),
-    ];
-    run(py, cfg, params, grads, &states, steps)
-}
-
-/// Lion step. State: `exp_avgs`.
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, steps, *, lr, beta1, beta2, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn lion_step<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    weight_decay: f64,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = core::LionConfig {
-        lr,
-        beta1,
-        beta2,
-        weight_decay,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
-    };
-    let states = [("exp_avgs", Some(exp_avgs))];
-    run(py, cfg, params, grads, &states, steps)
+fn describe<C: Optimizer>(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
+    let hypers = PyList::empty(py);
+    for &(name, kind) in C::HYPERS {
+        let kind = match kind {
+            HyperKind::Real => "real",
+            HyperKind::Flag => "flag",
+        };
+        hypers.append((name, kind))?;
+    }
+    let states = PyList::empty(py);
+    for s in C::STATES {
+        states.append((s.name, s.when))?;
+    }
+    PyTuple::new(
+        py,
+        [
+            hypers.into_any(),
+            states.into_any(),
+            C::SCALARS.into_pyobject(py)?.into_any(),
+        ],
+    )
 }
 
 /// The roofline kernel: moves the bytes of a step with `len(states)` state lists, no arithmetic.

@@ -1,11 +1,14 @@
-"""Argument checks shared by the schedulers: every error names the argument."""
+"""Argument checks shared by the schedulers, on top of :mod:`ferroptim._checks` (one message
+style): every error names the argument."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
+
+from ferroptim import _checks
 
 #: the largest step count, epoch or period a scheduler takes: schedules compute in floats,
 #: which hold every int up to 2**53 exactly (a larger one, such as a crafted last_epoch=10**400,
@@ -15,14 +18,10 @@ MAX_INT = 2**53
 
 def check_int(name: str, value: object, *, low: int = 1) -> int:
     """``value`` as an int after checking ``low <= value <= MAX_INT`` (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < low:
-        raise ValueError(f"Invalid {name} value: {value} (expected an int >= {low})")
+    value = _checks.check_int(name, value, low=low)
     if value > MAX_INT:
         shown = value if value.bit_length() < 64 else f"an int of {value.bit_length()} bits"
-        raise ValueError(f"Invalid {name} value: {shown} (expected an int <= 2**53)")
+        raise _checks.invalid(name, shown, "an int <= 2**53")
     return value
 
 
@@ -36,25 +35,10 @@ def check_real(
     high_open: bool = False,
 ) -> float:
     """``value`` as a finite float inside ``[low, high]`` (ends excluded when ``*_open``)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        raise ValueError(
-            f"Invalid {name} value: {value} (expected a value in {left}{low}, {high}{right})"
-        )
-    return value
+    return _checks.check_real(name, value, _checks.Range(low, high, low_open, high_open))
 
 
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+check_choice = _checks.check_choice
 
 
 def check_optimizer(optimizer: Any) -> None:
@@ -103,10 +87,8 @@ def check_callables(name: str, optimizer: Any, value: object) -> list[Callable[[
 
 
 def check_bool(name: str, value: object) -> bool:
-    """``value`` if it is a bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return value
+    """``value`` if it is a bool (``numpy.bool_`` too)."""
+    return _checks.check_flag(name, value)
 
 
 def non_negative(name: str, value: object) -> float:

@@ -9,51 +9,31 @@
 //! ```
 //! State, in order: `square_avg`, `acc_delta`.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, Error};
-use crate::fused::{run, Decay, GradPrep, Update};
+use crate::error::Error;
+use crate::fused::{run, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// Adadelta hyperparameters; `Default` gives torch.optim.Adadelta's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdadeltaConfig {
-    pub lr: f64,
-    pub rho: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub maximize: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for AdadeltaConfig {
-    fn default() -> Self {
-        AdadeltaConfig {
-            lr: 1.0,
-            rho: 0.9,
-            eps: 1e-6,
-            weight_decay: 0.0,
-            maximize: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// Adadelta hyperparameters; `Default` gives torch.optim.Adadelta's defaults.
+    pub struct AdadeltaConfig {
+        lr: f64 = 1.0 => non_negative,
+        rho: f64 = 0.9 => closed_unit,
+        eps: f64 = 1e-6 => non_negative,
+        weight_decay: f64 = 0.0 => non_negative,
+        maximize: bool = false => flag,
     }
 }
 
-impl AdadeltaConfig {
-    /// Check every hyperparameter's range (rho in [0, 1], as torch).
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        if !(0.0..=1.0).contains(&self.rho) {
-            return Err(Error::InvalidHyperparameter {
-                name: "rho",
-                value: self.rho,
-                expected: "0 <= rho <= 1",
-            });
-        }
-        check_min("eps", self.eps, 0.0, "eps >= 0")?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")
+impl Optimizer for AdadeltaConfig {
+    const STATES: &'static [StateList] = &[
+        StateList::always("square_avgs"),
+        StateList::always("acc_deltas"),
+    ];
+
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        adadelta_step(tensors, self)
     }
 }
 
@@ -83,12 +63,7 @@ pub fn adadelta_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdadeltaConfig,
 ) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, false, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(false)?;
     let op = AdadeltaOp {
         lr: T::from_f64(cfg.lr),
         rho: T::from_f64(cfg.rho),

@@ -8,45 +8,29 @@
 //! ```
 //! State: `sum` (start it at `initial_accumulator_value`).
 
-use crate::clip::GradClip;
-use crate::error::{check_min, Error};
-use crate::fused::{run, Decay, GradPrep, Update};
+use crate::error::Error;
+use crate::fused::{run, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// Adagrad hyperparameters; `Default` gives torch.optim.Adagrad's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdagradConfig {
-    pub lr: f64,
-    pub lr_decay: f64,
-    pub weight_decay: f64,
-    pub eps: f64,
-    pub maximize: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for AdagradConfig {
-    fn default() -> Self {
-        AdagradConfig {
-            lr: 1e-2,
-            lr_decay: 0.0,
-            weight_decay: 0.0,
-            eps: 1e-10,
-            maximize: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// Adagrad hyperparameters; `Default` gives torch.optim.Adagrad's defaults
+/// (`initial_accumulator_value` only fills the state, which the caller owns).
+    pub struct AdagradConfig {
+        lr: f64 = 1e-2 => non_negative,
+        lr_decay: f64 = 0.0 => non_negative,
+        weight_decay: f64 = 0.0 => non_negative,
+        eps: f64 = 1e-10 => non_negative,
+        maximize: bool = false => flag,
     }
 }
 
-impl AdagradConfig {
-    /// Check every hyperparameter's range.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_min("lr_decay", self.lr_decay, 0.0, "lr_decay >= 0")?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")?;
-        check_min("eps", self.eps, 0.0, "eps >= 0")
+impl Optimizer for AdagradConfig {
+    const STATES: &'static [StateList] = &[StateList::always("state_sums")];
+
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        adagrad_step(tensors, self)
     }
 }
 
@@ -72,12 +56,7 @@ pub fn adagrad_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdagradConfig,
 ) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, false, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(false)?;
     run(tensors, prep, |_, t| AdagradOp {
         clr: T::from_f64(cfg.lr / (1.0 + (t as f64 - 1.0) * cfg.lr_decay)),
         eps: T::from_f64(cfg.eps),

@@ -14,62 +14,40 @@
 //!
 //! State, in order: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, check_unit, Error};
-use crate::fused::{Decay, GradPrep, Lerp, Target, Update};
+use crate::error::Error;
+use crate::fused::{Lerp, Target, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// Adam hyperparameters; `Default` gives torch.optim.Adam's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub amsgrad: bool,
-    pub maximize: bool,
-    /// AdamW: `p *= 1 - lr * weight_decay` instead of adding `weight_decay * p` to the gradient.
-    pub decoupled_weight_decay: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for AdamConfig {
-    fn default() -> Self {
-        AdamConfig {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            amsgrad: false,
-            maximize: false,
-            decoupled_weight_decay: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// Adam hyperparameters; `Default` gives torch.optim.Adam's defaults.
+    pub struct AdamConfig {
+        lr: f64 = 1e-3 => non_negative,
+        beta1: f64 = 0.9 => unit,
+        beta2: f64 = 0.999 => unit,
+        eps: f64 = 1e-8 => non_negative,
+        weight_decay: f64 = 0.0 => non_negative,
+        amsgrad: bool = false => flag,
+        maximize: bool = false => flag,
+        /// AdamW: `p *= 1 - lr * weight_decay` instead of adding `weight_decay * p` to the gradient.
+        decoupled_weight_decay: bool = false => flag,
     }
 }
 
-impl AdamConfig {
-    /// Check every hyperparameter's range.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_unit("beta1", self.beta1)?;
-        check_unit("beta2", self.beta2)?;
-        check_min("eps", self.eps, 0.0, "eps >= 0")?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")
+impl Optimizer for AdamConfig {
+    const STATES: &'static [StateList] = &[
+        StateList::always("exp_avgs"),
+        StateList::always("exp_avg_sqs"),
+        StateList::when("max_exp_avg_sqs", "amsgrad=True"),
+    ];
+
+    fn uses_state(&self, k: usize) -> bool {
+        k < 2 || self.amsgrad
     }
 
-    /// State arrays per tensor.
-    pub fn state_count(&self) -> usize {
-        if self.amsgrad {
-            3
-        } else {
-            2
-        }
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        adam_step(tensors, self)
     }
 }
 
@@ -126,12 +104,7 @@ pub fn adam_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &AdamConfig) ->
 
 /// One Adam step on every tensor of `target` (float or low-precision state).
 pub(crate) fn adam_on<T: Real>(target: impl Target<T>, cfg: &AdamConfig) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
     if cfg.amsgrad {
         target.apply(prep, |_, t| AdamOp::<T, true>::new(cfg, t))
     } else {

@@ -8,48 +8,30 @@
 //! ```
 //! State, in order: `exp_avg`, `exp_inf`.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, check_unit, Error};
-use crate::fused::{run, Decay, GradPrep, Lerp, Update};
+use crate::error::Error;
+use crate::fused::{run, Lerp, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// Adamax hyperparameters; `Default` gives torch.optim.Adamax's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdamaxConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub maximize: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for AdamaxConfig {
-    fn default() -> Self {
-        AdamaxConfig {
-            lr: 2e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            maximize: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// Adamax hyperparameters; `Default` gives torch.optim.Adamax's defaults.
+    pub struct AdamaxConfig {
+        lr: f64 = 2e-3 => non_negative,
+        beta1: f64 = 0.9 => unit,
+        beta2: f64 = 0.999 => unit,
+        eps: f64 = 1e-8 => non_negative,
+        weight_decay: f64 = 0.0 => non_negative,
+        maximize: bool = false => flag,
     }
 }
 
-impl AdamaxConfig {
-    /// Check every hyperparameter's range.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_unit("beta1", self.beta1)?;
-        check_unit("beta2", self.beta2)?;
-        check_min("eps", self.eps, 0.0, "eps >= 0")?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")
+impl Optimizer for AdamaxConfig {
+    const STATES: &'static [StateList] =
+        &[StateList::always("exp_avgs"), StateList::always("exp_infs")];
+
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        adamax_step(tensors, self)
     }
 }
 
@@ -79,12 +61,7 @@ pub fn adamax_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdamaxConfig,
 ) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, false, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(false)?;
     run(tensors, prep, |_, t| AdamaxOp {
         lerp: Lerp::new(1.0 - cfg.beta1),
         beta2: T::from_f64(cfg.beta2),

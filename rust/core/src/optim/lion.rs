@@ -8,45 +8,29 @@
 //! ```
 //! State: `exp_avg`.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, check_unit, Error};
-use crate::fused::{Decay, GradPrep, Target, Update};
+use crate::error::Error;
+use crate::fused::{Target, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// Lion hyperparameters; `Default` gives optax.lion's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LionConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub weight_decay: f64,
-    pub maximize: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for LionConfig {
-    fn default() -> Self {
-        LionConfig {
-            lr: 1e-4,
-            beta1: 0.9,
-            beta2: 0.99,
-            weight_decay: 0.0,
-            maximize: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// Lion hyperparameters; `Default` gives optax.lion's defaults (lr 1e-4, betas (0.9, 0.99)).
+    pub struct LionConfig {
+        lr: f64 = 1e-4 => non_negative,
+        beta1: f64 = 0.9 => unit,
+        beta2: f64 = 0.99 => unit,
+        /// Decoupled, as optax.lion's: `p *= 1 - lr * weight_decay`.
+        weight_decay: f64 = 0.0 => non_negative,
+        maximize: bool = false => flag,
     }
 }
 
-impl LionConfig {
-    /// Check every hyperparameter's range.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_unit("beta1", self.beta1)?;
-        check_unit("beta2", self.beta2)?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")
+impl Optimizer for LionConfig {
+    const STATES: &'static [StateList] = &[StateList::always("exp_avgs")];
+
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        lion_step(tensors, self)
     }
 }
 
@@ -78,12 +62,7 @@ pub fn lion_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &LionConfig) ->
 
 /// One Lion step on every tensor of `target` (float or low-precision state).
 pub(crate) fn lion_on<T: Real>(target: impl Target<T>, cfg: &LionConfig) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, true, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(true)?;
     let op = LionOp {
         lr: T::from_f64(cfg.lr),
         beta1: T::from_f64(cfg.beta1),

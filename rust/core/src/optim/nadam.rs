@@ -12,60 +12,39 @@
 //! ```
 //! State, in order: `exp_avg`, `exp_avg_sq`; plus one `mu_product` scalar per tensor.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, check_unit, Error};
-use crate::fused::{run, Decay, GradPrep, Lerp, Update};
+use crate::error::Error;
+use crate::fused::{run, Lerp, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// NAdam hyperparameters; `Default` gives torch.optim.NAdam's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NadamConfig {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub momentum_decay: f64,
-    pub maximize: bool,
-    pub decoupled_weight_decay: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
+crate::optimizer_config! {
+    /// NAdam hyperparameters; `Default` gives torch.optim.NAdam's defaults.
+    pub struct NadamConfig {
+        lr: f64 = 2e-3 => non_negative,
+        beta1: f64 = 0.9 => unit,
+        beta2: f64 = 0.999 => unit,
+        eps: f64 = 1e-8 => non_negative,
+        weight_decay: f64 = 0.0 => non_negative,
+        momentum_decay: f64 = 4e-3 => non_negative,
+        decoupled_weight_decay: bool = false => flag,
+        maximize: bool = false => flag,
+    }
 }
 
-impl Default for NadamConfig {
-    fn default() -> Self {
-        NadamConfig {
-            lr: 2e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum_decay: 4e-3,
-            maximize: false,
-            decoupled_weight_decay: false,
-            grad_clip: GradClip::NONE,
-        }
+impl Optimizer for NadamConfig {
+    const STATES: &'static [StateList] = &[
+        StateList::always("exp_avgs"),
+        StateList::always("exp_avg_sqs"),
+    ];
+    const SCALARS: Option<&'static str> = Some("mu_products");
+
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], mu: &mut [f32]) -> Result<(), Error> {
+        nadam_step(tensors, mu, self)
     }
 }
 
 impl NadamConfig {
-    /// Check every hyperparameter's range.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_unit("beta1", self.beta1)?;
-        check_unit("beta2", self.beta2)?;
-        check_min("eps", self.eps, 0.0, "eps >= 0")?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")?;
-        check_min(
-            "momentum_decay",
-            self.momentum_decay,
-            0.0,
-            "momentum_decay >= 0",
-        )
-    }
-
     /// The momentum coefficient `mu` of step `t`.
     fn mu(&self, t: f64) -> f64 {
         self.beta1 * (1.0 - 0.5 * 0.96f64.powf(t * self.momentum_decay))
@@ -130,7 +109,7 @@ pub fn nadam_step<T: Real>(
     mu_products: &mut [f32],
     cfg: &NadamConfig,
 ) -> Result<(), Error> {
-    cfg.validate()?;
+    let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
     if mu_products.len() != tensors.len() {
         return Err(Error::LengthMismatch {
             arg: "mu_products",
@@ -144,11 +123,6 @@ pub fn nadam_step<T: Real>(
         .zip(mu_products.iter())
         .map(|(t, &mp)| cfg.next_mu_product(mp, t.step()))
         .collect();
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, cfg.decoupled_weight_decay, cfg.lr),
-        &cfg.grad_clip,
-    );
     run(tensors, prep, |i, t| NadamOp::new(cfg, t, updated[i]))?;
     mu_products.copy_from_slice(&updated);
     Ok(())

@@ -10,55 +10,38 @@
 //! ```
 //! State, in order: `square_avg`, then `grad_avg` if centered, then `momentum_buffer` if momentum > 0.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, Error};
-use crate::fused::{run, Decay, GradPrep, Lerp, Update};
+use crate::error::Error;
+use crate::fused::{run, Lerp, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// RMSprop hyperparameters; `Default` gives torch.optim.RMSprop's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RmspropConfig {
-    pub lr: f64,
-    pub alpha: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub momentum: f64,
-    pub centered: bool,
-    pub maximize: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for RmspropConfig {
-    fn default() -> Self {
-        RmspropConfig {
-            lr: 1e-2,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false,
-            maximize: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// RMSprop hyperparameters; `Default` gives torch.optim.RMSprop's defaults.
+    pub struct RmspropConfig {
+        lr: f64 = 1e-2 => non_negative,
+        alpha: f64 = 0.99 => non_negative,
+        eps: f64 = 1e-8 => non_negative,
+        weight_decay: f64 = 0.0 => non_negative,
+        momentum: f64 = 0.0 => non_negative,
+        centered: bool = false => flag,
+        maximize: bool = false => flag,
     }
 }
 
-impl RmspropConfig {
-    /// Check every hyperparameter's range.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_min("alpha", self.alpha, 0.0, "alpha >= 0")?;
-        check_min("eps", self.eps, 0.0, "eps >= 0")?;
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")?;
-        check_min("momentum", self.momentum, 0.0, "momentum >= 0")
+impl Optimizer for RmspropConfig {
+    const STATES: &'static [StateList] = &[
+        StateList::always("square_avgs"),
+        StateList::when("grad_avgs", "centered=True"),
+        StateList::when("momentum_buffers", "momentum > 0"),
+    ];
+
+    fn uses_state(&self, k: usize) -> bool {
+        [true, self.centered, self.momentum > 0.0][k]
     }
 
-    /// State arrays per tensor.
-    pub fn state_count(&self) -> usize {
-        1 + usize::from(self.centered) + usize::from(self.momentum > 0.0)
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        rmsprop_step(tensors, self)
     }
 }
 
@@ -117,12 +100,7 @@ pub fn rmsprop_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &RmspropConfig,
 ) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, false, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(false)?;
     match (cfg.centered, cfg.momentum > 0.0) {
         (false, false) => run(tensors, prep, |_, _| RmspropOp::<T, false, false>::new(cfg)),
         (false, true) => run(tensors, prep, |_, _| RmspropOp::<T, false, true>::new(cfg)),

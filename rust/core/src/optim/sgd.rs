@@ -9,64 +9,43 @@
 //! ```
 //! State: `momentum_buffer` when `momentum != 0`, none otherwise.
 
-use crate::clip::GradClip;
-use crate::error::{check_min, Error};
-use crate::fused::{run, Decay, GradPrep, Update};
+use crate::error::Error;
+use crate::fused::{run, Update};
+use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
 
-/// SGD hyperparameters; `Default` gives torch.optim.SGD's defaults.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SgdConfig {
-    pub lr: f64,
-    pub momentum: f64,
-    pub dampening: f64,
-    pub weight_decay: f64,
-    pub nesterov: bool,
-    pub maximize: bool,
-    /// Gradient clipping inside the step (none by default).
-    pub grad_clip: GradClip,
-}
-
-impl Default for SgdConfig {
-    fn default() -> Self {
-        SgdConfig {
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false,
-            maximize: false,
-            grad_clip: GradClip::NONE,
-        }
+crate::optimizer_config! {
+    /// SGD hyperparameters; `Default` gives torch.optim.SGD's defaults.
+    pub struct SgdConfig {
+        lr: f64 = 1e-3 => non_negative,
+        momentum: f64 = 0.0 => non_negative,
+        dampening: f64 = 0.0 => finite,
+        weight_decay: f64 = 0.0 => non_negative,
+        /// Requires `momentum > 0` and `dampening == 0`.
+        nesterov: bool = false => flag,
+        maximize: bool = false => flag,
     }
 }
 
-impl SgdConfig {
-    /// Check ranges, and that nesterov has momentum and no dampening.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.grad_clip.validate()?;
-        check_min("lr", self.lr, 0.0, "lr >= 0")?;
-        check_min("momentum", self.momentum, 0.0, "momentum >= 0")?;
-        if !self.dampening.is_finite() {
-            return Err(Error::InvalidHyperparameter {
-                name: "dampening",
-                value: self.dampening,
-                expected: "a finite number",
-            });
-        }
-        check_min("weight_decay", self.weight_decay, 0.0, "weight_decay >= 0")?;
+impl Optimizer for SgdConfig {
+    const STATES: &'static [StateList] = &[StateList::when("momentum_buffers", "momentum != 0")];
+
+    fn uses_state(&self, _k: usize) -> bool {
+        self.momentum != 0.0
+    }
+
+    fn check_combination(&self) -> Result<(), Error> {
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
             return Err(Error::InvalidCombination(
-                "nesterov momentum requires a momentum and zero dampening",
+                "nesterov: Nesterov momentum requires a momentum and zero dampening",
             ));
         }
         Ok(())
     }
 
-    /// State arrays per tensor.
-    pub fn state_count(&self) -> usize {
-        usize::from(self.momentum != 0.0)
+    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
+        sgd_step(tensors, self)
     }
 }
 
@@ -118,12 +97,7 @@ impl<T: Real, const MOMENTUM: bool> Update<T> for SgdOp<T, MOMENTUM> {
 /// One SGD step on every tensor. With momentum, a tensor whose step is 1 starts its buffer from
 /// the gradient (torch's first step); the buffer's old contents are ignored then.
 pub fn sgd_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &SgdConfig) -> Result<(), Error> {
-    cfg.validate()?;
-    let prep = GradPrep::new(
-        cfg.maximize,
-        Decay::new(cfg.weight_decay, false, cfg.lr),
-        &cfg.grad_clip,
-    );
+    let prep = cfg.checked_prep(false)?;
     if cfg.momentum != 0.0 {
         run(tensors, prep, |_, t| SgdOp::<T, true>::new(cfg, t))
     } else {
