@@ -40,9 +40,10 @@ FULL_ROUNDS = 200
 QUICK_ROUNDS = 3
 
 
-def _touch(opt: fo.optim.Optimizer, grads: list[np.ndarray]) -> None:
+def _touch(opt: fo.optim.Optimizer, grads: list[np.ndarray | None]) -> None:
     """Read every array a step of ``opt`` reads."""
-    arrays = [p for g in opt.param_groups for p in g["params"]] + list(grads)
+    arrays = [p for g in opt.param_groups for p in g["params"]]
+    arrays += [g for g in grads if g is not None]
     arrays += [a for st in opt._group_states for lst in st.arrays.values() for a in lst]
     for a in arrays:
         a.sum()
@@ -68,7 +69,7 @@ def run_step_in_loop_bench(
         tiny_grads = [np.zeros(1, np.float32)]
         flush = np.zeros(FLUSH_BYTES, np.uint8)
 
-        def layers() -> list[np.ndarray]:
+        def layers() -> list[np.ndarray | None]:
             model.zero_grad()
             loss_fn(model(x), y)
             model.backward(loss_fn.backward())
@@ -76,7 +77,7 @@ def run_step_in_loop_bench(
 
         layers()
         opt.step(model.gradients())
-        fixed = [g.copy() for g in model.gradients()]
+        fixed = [None if g is None else g.copy() for g in model.gradients()]
         times: dict[str, list[int]] = {}
 
         def timed(name: str, step: Callable[[list[np.ndarray]], None], grads: list) -> None:
