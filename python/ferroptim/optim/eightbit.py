@@ -207,19 +207,7 @@ class Adam8bit(_Blockwise8bit, Adam):  # type: ignore[valid-type,misc]
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Any) -> None:
         a = state.arrays
-        beta1, beta2 = group["betas"]
-        hyper = dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            amsgrad=False,
-            maximize=group["maximize"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            grad_scale=self._grad_scale,
-            clip_value=self._clip_value,
-        )
+        hyper = self._kernel_keywords(group)
 
         def call(module: Any, idx: list[int], g: list, steps: np.ndarray, quantized: bool) -> None:
             p = [group["params"][i] for i in idx]
@@ -292,16 +280,7 @@ class Lion8bit(_Blockwise8bit, Lion):  # type: ignore[valid-type,misc]
 
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Any) -> None:
         a = state.arrays
-        beta1, beta2 = group["betas"]
-        hyper = dict(
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-            grad_scale=self._grad_scale,
-            clip_value=self._clip_value,
-        )
+        hyper = self._kernel_keywords(group)
 
         def call(module: Any, idx: list[int], g: list, steps: np.ndarray, quantized: bool) -> None:
             p = [group["params"][i] for i in idx]

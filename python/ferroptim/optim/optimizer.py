@@ -477,10 +477,16 @@ class Optimizer:
             *lists,
             *scalars,
             state.steps,
-            **spec.kernel_kwargs(group),
-            grad_scale=self._grad_scale,
-            clip_value=self._clip_value,
+            **self._kernel_keywords(group),
         )
+
+    def _kernel_keywords(self, group: dict[str, Any]) -> dict[str, Any]:
+        """A kernel's keyword arguments for one step of ``group``: the spec's hyperparameters
+        plus this step's clipping factor and clip value."""
+        keywords = self.spec.kernel_kwargs(group)
+        keywords["grad_scale"] = self._grad_scale
+        keywords["clip_value"] = self._clip_value
+        return keywords
 
     # ----- state_dict -------------------------------------------------------------------------
     @property
