@@ -9,12 +9,15 @@ and the other with ``ferroptim.reference`` on the same gradients, and compare wi
 from __future__ import annotations
 
 import copy
+import importlib.util
 import itertools
 import os
 import signal
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -24,6 +27,19 @@ import ferroptim._registry as registry
 import ferroptim.reference as reference
 
 BACKENDS = {"native": native, "reference": reference}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module: a golden generator shares its case table and builders
+    with the test that replays it (the generator imports torch only when run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 DTYPES = (np.float32, np.float64)
 
 # Every table below derives from the optimizer registry, so a new optimizer is covered by every

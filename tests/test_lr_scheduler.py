@@ -8,7 +8,6 @@ script, so the tests replay exactly the calls torch made.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import re
@@ -19,14 +18,11 @@ import numpy as np
 import pytest
 
 import ferroptim.optim as optim
+from conftest import load_tool
 from ferroptim.optim import lr_scheduler as L
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "make_golden_schedulers", ROOT / "tools" / "make_golden_schedulers.py"
-)
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
+gen = load_tool("make_golden_schedulers")
 
 GOLDEN = np.load(ROOT / "tests" / "data" / "golden_schedulers.npz", allow_pickle=False)
 CASE_NAMES = json.loads(str(GOLDEN["meta"]))["cases"]

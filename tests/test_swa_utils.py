@@ -215,3 +215,69 @@ def test_fit_keeps_an_ema() -> None:
     assert int(ema.averaged.n_averaged) == 4
     for a, b in zip(ema.averaged.parameters(), manual.parameters(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _tiny_fit(ema_decay=None, callbacks=None) -> tuple[nn.Sequential, fo.train.History]:
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    y = (x.sum(1) > 0).astype(np.int64)
+    net = nn.Sequential(
+        nn.Linear(3, 8, rng=0), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2, rng=1)
+    )
+    history = fo.train.fit(
+        net,
+        nn.CrossEntropyLoss(),
+        fo.optim.SGD(net.parameters(), lr=0.1),
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        seed=3,
+        ema_decay=ema_decay,
+        callbacks=callbacks(net) if callbacks else None,
+        progress=False,
+    )
+    return net, history
+
+
+def test_fit_ema_decay_is_the_ema_callback() -> None:
+    net, history = _tiny_fit(ema_decay=0.7)
+    holder = []
+
+    def ema_callback(model):
+        holder.append(fo.train.ModelAveraging.ema(model, 0.7))
+        return holder
+
+    twin, twin_history = _tiny_fit(callbacks=ema_callback)
+    assert twin_history.ema_model is None
+    ema = history.ema_model
+    assert isinstance(ema, swa.AveragedModel) and int(ema.n_averaged) == 8  # 2 epochs x 4 steps
+    expected = holder[0].averaged.state_dict()
+    got = ema.state_dict()
+    assert list(got) == list(expected)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    # the average is not the final model (decay 0.7 over 8 steps), and training is unchanged
+    assert not np.array_equal(ema.module[0].weight, net[0].weight)
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"), [(1.5, ValueError), (-0.1, ValueError), (True, TypeError), ("0.9", TypeError)]
+)
+def test_fit_ema_decay_refused_before_training(bad, error) -> None:
+    x = np.ones((4, 3), np.float32)
+    net = nn.Sequential(nn.Linear(3, 2, rng=0))
+    before = [p.copy() for p in net.parameters()]
+    with pytest.raises(error, match="ema_decay"):
+        fo.train.fit(
+            net,
+            nn.MSELoss(),
+            fo.optim.SGD(net.parameters(), lr=0.1),
+            x,
+            np.zeros((4, 2), np.float32),
+            ema_decay=bad,
+            progress=False,
+        )
+    for a, b in zip(net.parameters(), before, strict=True):
+        np.testing.assert_array_equal(a, b)

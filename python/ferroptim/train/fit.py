@@ -13,6 +13,7 @@ import numpy as np
 from ferroptim._seed import new_generator
 from ferroptim.nn._batch_share import batch_share
 from ferroptim.optim._model_grads import model_gradients
+from ferroptim.optim.swa_utils.averaged import check_decay
 from ferroptim.train._data import (
     MeanTracker,
     as_dataset,
@@ -34,6 +35,7 @@ from ferroptim.train._distributed import (
     shared_seed,
 )
 from ferroptim.train._preflight import check_fit_data, check_label_dtype, takes_class_indices
+from ferroptim.train.averaging import ModelAveraging
 from ferroptim.train.callbacks import Callback, FitState
 from ferroptim.train.evaluate import evaluation_sums
 from ferroptim.train.history import History
@@ -66,6 +68,7 @@ def fit(
     progress: bool | None = None,
     seed: int | None = None,
     distributed: bool | None = None,
+    ema_decay: float | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` with ``optimizer`` and return the per-epoch :class:`History`.
 
@@ -158,6 +161,13 @@ def fit(
         ``ZeroRedundancyOptimizer``'s state is consolidated on rank 0 before each epoch's
         callbacks when a ``ModelCheckpoint`` saves the optimizer. Build the model
         identically on every rank (same seed, or ``dist.broadcast_parameters``).
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights and buffers, updated after every
+        optimizer step (``p <- decay * p + (1 - decay) * w``, the first step copies the
+        weights): shorthand for ``callbacks=[ModelAveraging.ema(model, ema_decay)]``. The
+        averaged model is ``history.ema_model`` (an
+        :class:`~ferroptim.optim.swa_utils.AveragedModel`; evaluate or save it like ``model``).
+        ``decay`` must be in [0, 1].
 
     Returns
     -------
@@ -165,7 +175,8 @@ def fit(
         ``history.history[name]`` lists, per epoch: ``loss`` (sample-weighted mean of the batch
         losses, penalty included), each metric, ``val_loss`` and ``val_<metric>`` with
         validation data, ``lr`` (``param_groups[0]["lr"]`` used by the epoch's last optimizer
-        step) and ``time`` (seconds).
+        step) and ``time`` (seconds). ``history.ema_model``: the EMA of the weights with
+        ``ema_decay``, else None.
 
     Raises
     ------
@@ -207,6 +218,11 @@ def fit(
             f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}"
         )
     callbacks = _check_callbacks(callbacks)
+    ema = None
+    if ema_decay is not None:
+        ema = ModelAveraging.ema(model, check_decay(ema_decay, "ema_decay"))
+    if ema is not None:
+        callbacks.append(ema)
     resolved_metrics = resolve_metrics(loss_fn, metrics)
     aligned_gradients(model, optimizer)  # checks that the optimizer holds model parameters
     check_fit_data(model, loss_fn, (X, y), validation, augment is not None, batch_size)
@@ -233,6 +249,7 @@ def fit(
     )
     history = History()
     history.rank_zero = rank_zero
+    history.ema_model = None if ema is None else ema.averaged
     all_callbacks = [history, *callbacks]
     for callback in all_callbacks:
         callback.set_state(state)

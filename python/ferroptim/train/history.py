@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferroptim.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from ferroptim.optim.swa_utils import AveragedModel
 
 
 class History(Callback):
@@ -20,6 +23,8 @@ class History(Callback):
         The 0-based indices of the recorded epochs.
     params : dict
         ``epochs`` and ``steps`` (optimizer steps per epoch) of the run.
+    ema_model : AveragedModel or None
+        The exponential moving average of the weights kept with ``fit(..., ema_decay=...)``.
     """
 
     def __init__(self) -> None:
@@ -28,6 +33,7 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params: dict[str, Any] = {}
+        self.ema_model: AveragedModel | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.state is not None:

@@ -21,15 +21,17 @@ import numpy as np
 
 from ferroptim.nn.module import Module
 
-AvgFn = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
-MultiAvgFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], int], None]
+#: ``(averaged, current, n_averaged)``: ``n_averaged`` is a 0-d int64 array (torch: a tensor)
+AvgFn = Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
+MultiAvgFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Any], None]
 
 
-def _check_decay(decay: float) -> float:
+def check_decay(decay: float, name: str = "decay") -> float:
+    """``decay`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
     if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)):
-        raise TypeError(f"decay must be a real number, got {decay!r}")
+        raise TypeError(f"{name} must be a real number, got {decay!r}")
     if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"Invalid decay value {decay} provided. Please provide a value in [0,1]")
+        raise ValueError(f"Invalid {name} value {decay} provided. Please provide a value in [0,1]")
     return float(decay)
 
 
@@ -46,9 +48,9 @@ def _lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:
 
 def get_ema_multi_avg_fn(decay: float = 0.999) -> MultiAvgFn:
     """EMA over lists of arrays, in place: ``p <- lerp(p, q, 1 - decay)``."""
-    decay = _check_decay(decay)
+    decay = check_decay(decay)
 
-    def ema_update(averaged: Sequence[np.ndarray], current: Sequence[np.ndarray], _: int) -> None:
+    def ema_update(averaged: Sequence[np.ndarray], current: Sequence[np.ndarray], _: Any) -> None:
         for p, q in zip(averaged, current, strict=True):
             if p.dtype.kind == "f":
                 _lerp_(p, q, 1.0 - decay)
@@ -58,15 +60,26 @@ def get_ema_multi_avg_fn(decay: float = 0.999) -> MultiAvgFn:
     return ema_update
 
 
+def _swa_weight(num_averaged: Any) -> float:
+    """torch's ``1 / (num_averaged + 1)``: a Python float for an int; for the counter
+    :class:`AveragedModel` passes (a 0-d int64 array, as torch passes its int64 tensor) the
+    quotient is a float32, torch's default dtype for the true division of an integer tensor,
+    so float64 parameters are averaged with a float32-rounded weight, as in torch."""
+    if isinstance(num_averaged, (np.ndarray, np.integer)):
+        return float(np.float32(1) / np.float32(int(num_averaged) + 1))
+    return 1.0 / (int(num_averaged) + 1)
+
+
 def get_swa_multi_avg_fn() -> MultiAvgFn:
-    """SWA over lists of arrays, in place: ``p <- lerp(p, q, 1 / (n + 1))``."""
+    """SWA over lists of arrays, in place: ``p <- lerp(p, q, 1 / (n + 1))`` (the weight as
+    torch computes it, see :func:`_swa_weight`)."""
 
     def swa_update(
-        averaged: Sequence[np.ndarray], current: Sequence[np.ndarray], num_averaged: int
+        averaged: Sequence[np.ndarray], current: Sequence[np.ndarray], num_averaged: Any
     ) -> None:
         for p, q in zip(averaged, current, strict=True):
             if p.dtype.kind == "f":
-                _lerp_(p, q, 1.0 / (int(num_averaged) + 1))
+                _lerp_(p, q, _swa_weight(num_averaged))
             else:
                 np.copyto(p, p + (q - p) / (int(num_averaged) + 1), casting="unsafe")
 
@@ -75,9 +88,9 @@ def get_swa_multi_avg_fn() -> MultiAvgFn:
 
 def get_ema_avg_fn(decay: float = 0.999) -> AvgFn:
     """EMA of one array: returns ``decay * p + (1 - decay) * q``."""
-    decay = _check_decay(decay)
+    decay = check_decay(decay)
 
-    def ema_update(p: np.ndarray, q: np.ndarray, num_averaged: int) -> np.ndarray:
+    def ema_update(p: np.ndarray, q: np.ndarray, num_averaged: Any) -> np.ndarray:
         return decay * p + (1 - decay) * q
 
     return ema_update
@@ -86,7 +99,7 @@ def get_ema_avg_fn(decay: float = 0.999) -> AvgFn:
 def get_swa_avg_fn() -> AvgFn:
     """SWA of one array: returns ``p + (q - p) / (n + 1)``."""
 
-    def swa_update(p: np.ndarray, q: np.ndarray, num_averaged: int) -> np.ndarray:
+    def swa_update(p: np.ndarray, q: np.ndarray, num_averaged: Any) -> np.ndarray:
         return p + (q - p) / (int(num_averaged) + 1)
 
     return swa_update
@@ -181,7 +194,7 @@ class AveragedModel(Module):
         if not isinstance(model, Module):
             raise TypeError(f"update_parameters: expected a Module, got {type(model).__name__}")
         mine, theirs = self._pairs(model)
-        n = int(self.n_averaged)
+        n = self.n_averaged.copy()  # what torch passes: the counter (a 0-d int64 tensor there)
         if n == 0:
             for p, q in zip(mine, theirs, strict=True):
                 np.copyto(p, q, casting="unsafe")
