@@ -13,7 +13,8 @@ def test_distributed_bench_rows_and_table():
         # ZeRO holds 1/N of AdamW's state, plus at most 64 bytes of padding per array
         assert r["zero_state_bytes"] <= r["single_state_bytes"] / n + 2 * 64
         assert r["zero_state_bytes"] >= r["single_state_bytes"] / n
-        for key in ("ddp_ms", "raw_ms", "reduce_scatter_ms", "kernel_ms", "allgather_ms"):
+        timed = ("ddp_ms", "raw_ms", "agree_ms", "pack_ms", "buckets_ms")
+        for key in (*timed, "reduce_scatter_ms", "kernel_ms", "allgather_ms"):
             assert r[key] >= 0, key
     assert rows[1]["busbw_gbps"] > 0
     text = distributed_markdown(rows)

@@ -223,10 +223,54 @@ def zero_checkpoint_is_the_single_process_state(tmp: str) -> None:
             np.testing.assert_allclose(zero["state"][index][key], value, rtol=1e-9, atol=1e-12)
 
 
+def demo_model_steps(steps: str = "6") -> None:
+    """The demo's training (its CNN, split, augmentation, Dropout, AdamW and warm-up schedule)
+    for a few steps of the global batch of 64: over the ranks (SyncBatchNorm,
+    DistributedOptimizer, as ``mpiexec -n 2 python -m mpi4py -m ferroptim demo``) the parameters
+    and running statistics equal one process's within float32 rounding."""
+    from ferroptim.demo.digits import demo_cnn, digits_augmenter, load_digits_nchw, split_digits
+
+    parts = split_digits(*load_digits_nchw(), seed=0)
+    n = 64 * int(steps)
+    nets = []
+    for distributed in (False, True):
+        net = demo_cnn(seed=0)
+        adamw = fo.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
+        opt = adamw
+        if distributed:
+            net = dist.convert_sync_batchnorm(net)
+            opt = dist.DistributedOptimizer(adamw)
+        schedule = fo.optim.lr_scheduler.warmup_cosine(
+            adamw, warmup_steps=4, total_steps=100, min_lr=3e-5
+        )
+        fo.train.fit(
+            net,
+            fo.nn.CrossEntropyLoss(),
+            opt,
+            parts.x_train[:n],
+            parts.y_train[:n],
+            epochs=1,
+            batch_size=64,
+            scheduler=schedule,
+            scheduler_interval="step",
+            augment=digits_augmenter(0),
+            progress=False,
+            seed=0,
+        )
+        nets.append(net)
+    one, many = (dict(net.state_dict()) for net in nets)
+    assert list(one) == list(many)
+    for name, want in one.items():
+        scale = float(np.abs(want).max()) or 1.0
+        np.testing.assert_allclose(
+            many[name], want, rtol=0, atol=5e-5 * scale, err_msg=f"rank {RANK}: {name}"
+        )
+
+
 def everything(tmp: str) -> None:
     same_as_one_process()
     rank_zero_side_effects_and_stopping(tmp)
     zero_checkpoint_is_the_single_process_state(tmp)
 
 
-run_cases({"all": everything, "raise_in_fit": raise_in_fit})
+run_cases({"all": everything, "raise_in_fit": raise_in_fit, "demo_model": demo_model_steps})

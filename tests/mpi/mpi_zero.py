@@ -287,6 +287,49 @@ def model_steps() -> None:
     assert_replicas_equal(got, "ZeRO step(model)")
 
 
+def add_param_group() -> None:
+    """A group added after some steps (torch's add_param_group): sharded like the others, the
+    same steps and consolidated state as one process; refusals raise on every rank and change
+    nothing."""
+    _, rank, size = comm_info()
+    for dtype in DTYPES:
+        ref_p, zero_p = params(dtype), params(dtype)
+        ref = fo.optim.AdamW(ref_p[:2], lr=0.01, weight_decay=0.1)
+        zero = dist.ZeroRedundancyOptimizer(
+            zero_p[:2], optimizer_class=fo.optim.AdamW, lr=0.01, weight_decay=0.1
+        )
+        for step in range(4):
+            if step == 2:
+                ref.add_param_group({"params": ref_p[2:], "lr": 0.05, "betas": (0.8, 0.9)})
+                zero.add_param_group({"params": zero_p[2:], "lr": 0.05, "betas": (0.8, 0.9)})
+                assert [len(g["params"]) for g in zero.param_groups] == [2, 3]
+                assert zero.param_groups[1]["params"][0] is zero_p[2]
+            count = 2 if step < 2 else len(SHAPES)
+            batch = 2 * size + 1
+            per_sample = sample_grads(step, batch, dtype, shapes=SHAPES[:count])
+            rows = rank_rows(batch, rank, size)
+            ref.step(mean_grads(per_sample, slice(None), dtype))
+            zero.step(mean_grads(per_sample, rows, dtype), num_samples=len(rows))
+            assert_close(zero_p[:count], ref_p[:count], dtype, f"add_param_group step {step}")
+            assert_replicas_equal(zero_p, f"add_param_group step {step}")
+        assert_same_state(consolidated(zero), ref.state_dict(), dtype, "add_param_group")
+        state_budget(ref, zero, 2)
+    # refusals: the same error on every rank, nothing added
+    extra = params(np.float32, seed=5, shapes=[(3,)])
+    for group, fragment in [
+        ({"params": zero_p[:1]}, "share memory"),
+        ({"params": extra, "momentum": 0.9}, "unknown options"),
+        ({"params": extra, "lr": -1.0}, "lr"),
+        ({"params": [np.zeros(3, np.float32) if rank == 0 else np.zeros(4, np.float32)]}, "rank"),
+        ({"params": []}, "no params"),
+    ]:
+        if size == 1 and fragment == "rank":
+            continue
+        expect_value_error(lambda group=group: zero.add_param_group(group), fragment)
+        assert len(zero.param_groups) == len(zero.optimizer.param_groups) == 2
+    assert zero.optim is zero.optimizer
+
+
 def all_checks(*args: str) -> None:
     every_optimizer()
     groups_clipping_mixed_dtypes()
@@ -294,9 +337,10 @@ def all_checks(*args: str) -> None:
     split_collectives()
     refusals()
     model_steps()
+    add_param_group()
     for arg in args:
         action, path = arg.split("=", 1)
         {"save": save_checkpoint, "resume": resume_checkpoint}[action](path)
 
 
-run_cases({"all": all_checks})
+run_cases({"all": all_checks, "add_param_group": add_param_group})

@@ -60,7 +60,9 @@ def distributed_markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['ddp_ms']:.2f}",
             f"{r['raw_ms']:.2f}",
             "-" if r["ranks"] == 1 else f"{r['ddp_ms'] / r['raw_ms']:.2f}x",
+            f"{r['agree_ms']:.2f}",
             f"{r['pack_ms']:.2f}",
+            f"{r['buckets_ms']:.2f}",
             "-" if r["ranks"] == 1 else f"{r['busbw_gbps']:.2f}",
         ]
         for r in rows
@@ -89,7 +91,9 @@ def distributed_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 "DistributedOptimizer",
                 "raw Allreduce",
                 "ratio",
+                "agreement alone",
                 "packing alone",
+                "bucket collectives alone",
                 "bus GB/s",
             ],
         )

@@ -8,8 +8,10 @@ allreduce calls alternating so that both see the same machine load.
 * ``ddp_ms``: :meth:`DistributedOptimizer.allreduce_gradients` on the workload's gradients
   (the agreement allreduce, packing into the buckets, one ``Iallreduce`` per 25 MiB bucket);
 * ``raw_ms``: one ``comm.Allreduce(IN_PLACE)`` of a single buffer of the same bytes;
-* ``pack_ms``: the packing copy alone (the caller's gradients into the buckets, scaled), the
-  part of ``ddp_ms`` the raw allreduce does not do;
+* where ``ddp_ms`` goes, each part timed alone: ``agree_ms`` (the agreement allreduce and the
+  gradient checks), ``pack_ms`` (the packing copy: the caller's gradients into the buckets,
+  scaled by the rank's weight on the way), ``buckets_ms`` (the buckets' ``Iallreduce`` calls
+  and ``Waitall`` on already packed buffers); the rest of ``ddp_ms`` is Python glue;
 * ``busbw_gbps``: ``2 (N-1)/N * bytes / raw time`` (the bus bandwidth of a ring allreduce);
 * ZeRO (AdamW): state bytes on this rank against one process's, and the median step split into
   reduce-scatter (packing included), kernel (the shard's fused step and the clipping norm) and
@@ -30,6 +32,7 @@ import numpy as np
 import ferroptim as fo
 from ferroptim import distributed as dist
 from ferroptim.bench.workloads import WORKLOADS
+from ferroptim.distributed._signature import agree_on_step, check_grads
 
 
 def _timed(comm, fn: Callable[[], object]) -> float:
@@ -47,10 +50,18 @@ def _allreduce_rows(comm, params, grads, repeats: int) -> dict[str, float]:
 
     ddp = dist.DistributedOptimizer(fo.optim.AdamW(params))
     raw = np.concatenate([g.reshape(-1) for g in grads])
+    present = np.ones(len(params), dtype=bool)
+
+    def agree() -> None:
+        checked, problem = check_grads(ddp.optimizer, params, grads)
+        agree_on_step(comm, len(checked), problem, present, None)
+
     calls = {
         "ddp": lambda: ddp.allreduce_gradients(grads),
         "raw": lambda: comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM),
+        "agree": agree,
         "pack": lambda: ddp._buckets.pack(grads, 0.5, accumulate=False),
+        "buckets": lambda: MPI.Request.Waitall(ddp._buckets.start_sum(comm)),
     }
     samples: dict[str, list[float]] = {name: [] for name in calls}
     for k in range(repeats + 2):
@@ -64,7 +75,9 @@ def _allreduce_rows(comm, params, grads, repeats: int) -> dict[str, float]:
         "buckets": len(ddp.bucket_sizes),
         "ddp_ms": ddp_s * 1e3,
         "raw_ms": raw_s * 1e3,
+        "agree_ms": statistics.median(samples["agree"]) * 1e3,
         "pack_ms": statistics.median(samples["pack"]) * 1e3,
+        "buckets_ms": statistics.median(samples["buckets"]) * 1e3,
         "busbw_gbps": 2 * (size - 1) / size * raw.nbytes / raw_s / 1e9,
         "ddp_busbw_gbps": 2 * (size - 1) / size * raw.nbytes / ddp_s / 1e9,
     }

@@ -30,9 +30,9 @@ import numpy as np
 import ferroptim as fo
 from ferroptim.demo.digits import (
     accuracy,
+    demo_cnn,
     digits_augmenter,
     load_digits_nchw,
-    small_cnn,
     split_digits,
 )
 
@@ -144,7 +144,7 @@ def _run(
         f"{len(parts.x_val)} / test {len(parts.x_test)} (stratified); "
         f"ferroptim {fo.__version__}, SIMD {fo.simd_level()}, {fo.get_num_threads()} threads"
     )
-    model: fo.nn.Module = small_cnn(seed=seed)
+    model: fo.nn.Module = demo_cnn(seed=seed)
     loss_fn = fo.nn.CrossEntropyLoss()
     adamw = fo.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     opt: Any = adamw

@@ -74,13 +74,16 @@ def small_cnn(
     activation: type[nn.Module] = nn.ReLU,
     init: str | None = None,
     seed: int = 0,
+    conv_bias: bool = True,
 ) -> nn.Sequential:
     """Conv(1->16) [BN] act MaxPool -> Conv(16->32) [BN] act MaxPool -> Flatten -> Dropout ->
-    Linear(128->10): about 10K parameters for 8x8 inputs."""
+    Linear(128->10): about 6K parameters for 8x8 inputs. ``conv_bias=False``: convolutions
+    without bias (see :func:`demo_cnn`)."""
     rng = np.random.default_rng(seed)
 
     def block(c_in: int, c_out: int) -> list[nn.Module]:
-        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, rng=rng, init=init)]
+        conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=conv_bias, rng=rng, init=init)
+        layers: list[nn.Module] = [conv]
         if batch_norm:
             layers.append(nn.BatchNorm2d(c_out))
         return [*layers, activation(), nn.MaxPool2d(2)]
@@ -92,6 +95,15 @@ def small_cnn(
         nn.Dropout(dropout, seed=seed),
         nn.Linear(32 * 2 * 2, 10, rng=rng, init=init),
     )
+
+
+def demo_cnn(seed: int = 0) -> nn.Sequential:
+    """The demo's model: :func:`small_cnn` with BatchNorm and no bias in the convolutions before
+    it (torch's ``bias=False`` practice). BatchNorm subtracts the batch mean, so such a bias has
+    an exact gradient of zero: its computed gradient is rounding noise, which Adam-type
+    optimizers normalize into steps of the learning rate's size. Two runs differing only in
+    float rounding (one process against several ranks) would then walk apart."""
+    return small_cnn(seed=seed, conv_bias=False)
 
 
 def digits_augmenter(seed: int = 0) -> data.Compose:

@@ -153,11 +153,13 @@ class FlatShard:
 
 
 def flat_shards(
-    groups: Sequence[Sequence[np.ndarray]], rank: int, size: int
+    groups: Sequence[Sequence[np.ndarray]], rank: int, size: int, first_index: int = 0
 ) -> list[list[FlatShard]]:
-    """Per parameter group, one :class:`FlatShard` per dtype (in order of first appearance)."""
+    """Per parameter group, one :class:`FlatShard` per dtype (in order of first appearance);
+    parameters are numbered over all groups from ``first_index`` (the count of parameters in
+    groups laid out before)."""
     out = []
-    index = 0
+    index = first_index
     for params in groups:
         by_dtype: dict[np.dtype, list[tuple[int, np.ndarray]]] = {}
         for p in params:

@@ -23,7 +23,7 @@ from ferroptim.distributed._signature import (
     check_num_samples,
     check_same_params,
 )
-from ferroptim.distributed.shards import flat_shards
+from ferroptim.distributed.shards import FlatShard, flat_shards
 from ferroptim.nn.module import Module
 from ferroptim.optim import AdamW
 from ferroptim.optim._model_grads import zero_live_gradients
@@ -71,7 +71,7 @@ class ZeroRedundancyOptimizer:
     checks that every rank has the same parameters (number, shapes, dtypes) and raises the same
     ValueError on every rank otherwise. ``param_groups`` are the user's arrays with the
     hyperparameters; a change there (a learning-rate scheduler) reaches the shard's optimizer at
-    the next step. Parameter groups cannot be added after construction.
+    the next step. :meth:`add_param_group` adds a group (collective).
     """
 
     def __init__(
@@ -93,14 +93,7 @@ class ZeroRedundancyOptimizer:
         groups = _as_groups(params)
         if not groups:
             raise ValueError("params: optimizer got an empty parameter list")
-        for group in groups:
-            if not isinstance(group.get("params"), list | tuple | np.ndarray):
-                raise TypeError("param_group must be a dict with a 'params' list")
-            group["params"] = (
-                [group["params"]]
-                if isinstance(group["params"], np.ndarray)
-                else list(group["params"])
-            )
+        groups = [_listed(group) for group in groups]
         user_params = [group["params"] for group in groups]
         problem = check_arrays([p for params in user_params for p in params])
         check_same_params(self.comm, user_params, "ZeroRedundancyOptimizer", problem)
@@ -111,17 +104,13 @@ class ZeroRedundancyOptimizer:
         self._defaults = defaults
         rank, size = self.comm.Get_rank(), self.comm.Get_size()
         self._flats = flat_shards(user_params, rank, size)
-        inner_groups = []
-        for group, flats in zip(groups, self._flats, strict=True):
-            views = [v for flat in flats for v in flat.param_views()]
-            inner_groups.append(
-                {**{k: v for k, v in group.items() if k != "params"}, "params": views}
-            )
+        inner_groups = list(map(_inner_group, groups, self._flats))
         #: the optimizer of this rank's shard (its parameters are views of the user's arrays)
         self.optimizer = optimizer_class(inner_groups, clip_value=self.clip_value, **defaults)
-        _check_elementwise(self.optimizer, user_params)
+        for inner, params in zip(self.optimizer.param_groups, user_params, strict=True):
+            _check_elementwise(self.optimizer, inner, params)
         self.param_groups = [
-            {**{k: v for k, v in inner.items() if k != "params"}, "params": params}
+            _with_params(inner, params)
             for inner, params in zip(self.optimizer.param_groups, user_params, strict=True)
         ]
         self._params = [p for params in user_params for p in params]
@@ -150,6 +139,54 @@ class ZeroRedundancyOptimizer:
     @property
     def defaults(self) -> dict[str, Any]:
         return self.optimizer.defaults
+
+    @property
+    def optim(self) -> Optimizer:
+        """The optimizer of this rank's shard (torch's name for it; also :attr:`optimizer`)."""
+        return self.optimizer
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a parameter group with its own hyperparameters (torch's ``add_param_group``):
+        laid out in flat buffers of its own and sharded over the ranks like the others; this
+        rank's shard optimizer gets its part of it (the existing shards and their state are
+        untouched).
+
+        Collective: call it on every rank with the same shapes and dtypes. A refusal (not a
+        dict with ``params``, a parameter already optimized or sharing memory with one, an
+        unknown or invalid option, ranks holding different arrays) raises the same
+        ``ValueError``/``TypeError`` on every rank and changes nothing.
+        """
+        with self._lock:
+            if not isinstance(param_group, dict):
+                raise TypeError("param_group must be a dict with a 'params' list")
+            group = _listed(dict(param_group))
+            new = group["params"]
+            problem = check_arrays([*self._params, *new]) or self._group_problem(group)
+            held = [g["params"] for g in self.param_groups]
+            check_same_params(self.comm, [*held, new], "add_param_group", problem)
+            rank, size = self.comm.Get_rank(), self.comm.Get_size()
+            flats = flat_shards([new], rank, size, first_index=len(self._params))[0]
+            self.optimizer.add_param_group(_inner_group(group, flats))
+            self._flats.append(flats)
+            self.param_groups.append(_with_params(self.optimizer.param_groups[-1], new))
+            self._params.extend(new)
+            self._consolidated = None
+
+    def _group_problem(self, group: dict[str, Any]) -> str | None:
+        """What the shard's optimizer would refuse in a new ``group`` (None if nothing), found
+        before any collective so that every rank refuses alike."""
+        if not group["params"]:
+            return "param_group has no params"
+        unknown = set(group) - set(self.optimizer.defaults) - {"params"}
+        if unknown:
+            return f"param_group has unknown options: {sorted(unknown)}"
+        hyper = {**self.optimizer.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        try:
+            self.optimizer.validate_group(hyper)
+            _check_elementwise(self.optimizer, hyper, group["params"])
+        except (TypeError, ValueError) as exc:
+            return str(exc)
+        return None
 
     # ----- stepping -------------------------------------------------------------------------
     def step(
@@ -303,20 +340,37 @@ class ZeroRedundancyOptimizer:
         )
 
 
-def _check_elementwise(inner: Optimizer, groups: list[list[np.ndarray]]) -> None:
+def _listed(group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` with its ``params`` as a list (one array alone becomes a list of one)."""
+    params = group.get("params")
+    if not isinstance(params, list | tuple | np.ndarray):
+        raise TypeError("param_group must be a dict with a 'params' list")
+    group["params"] = [params] if isinstance(params, np.ndarray) else list(params)
+    return group
+
+
+def _inner_group(group: dict[str, Any], flats: list[FlatShard]) -> dict[str, Any]:
+    """The shard optimizer's group for a user's ``group``: its options, this rank's views."""
+    return _with_params(group, [v for flat in flats for v in flat.param_views()])
+
+
+def _with_params(group: dict[str, Any], params: list[np.ndarray]) -> dict[str, Any]:
+    return {**{k: v for k, v in group.items() if k != "params"}, "params": params}
+
+
+def _check_elementwise(inner: Optimizer, group: dict[str, Any], params: list[np.ndarray]) -> None:
     """Refuse an optimizer whose state is not one value per parameter element (8-bit blockwise
     state keeps per-block scales): a shard boundary would cut its blocks. Same answer on every
     rank (it depends on the class, options and shapes only)."""
-    for group, params in zip(inner.param_groups, groups, strict=True):
-        for name in inner.active_states(group):
-            for p in params:
-                try:
-                    shape = inner.saved_state_layout(name, p)[0]
-                except (KeyError, ValueError, TypeError):
-                    shape = None
-                if shape != p.shape:
-                    raise ValueError(
-                        f"ZeroRedundancyOptimizer shards optimizer state element by element, but "
-                        f"{type(inner).__name__}'s {name!r} state of a parameter of shape "
-                        f"{p.shape} has shape {shape}; use DistributedOptimizer for it"
-                    )
+    for name in inner.active_states(group):
+        for p in params:
+            try:
+                shape = inner.saved_state_layout(name, p)[0]
+            except (KeyError, ValueError, TypeError):
+                shape = None
+            if shape != p.shape:
+                raise ValueError(
+                    f"ZeroRedundancyOptimizer shards optimizer state element by element, but "
+                    f"{type(inner).__name__}'s {name!r} state of a parameter of shape "
+                    f"{p.shape} has shape {shape}; use DistributedOptimizer for it"
+                )
