@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ferroptim.bench.table import PERCALL_COLUMNS
+
 EXPECTED_COLUMNS = [
     "optimizer",
     "B/elem",
@@ -39,6 +41,19 @@ def _table_rows(text: str) -> list[list[str]]:
         if line.startswith("|") and not line.startswith("|:"):
             rows.append([c.strip() for c in line.strip().strip("|").split("|")])
     return rows
+
+
+def _tables(text: str) -> list[list[list[str]]]:
+    """The rows of each markdown table of ``text``, table by table."""
+    tables: list[list[list[str]]] = []
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("|") and not inside:
+            tables.append([])
+        inside = line.startswith("|")
+        if inside:
+            tables[-1].extend(_table_rows(line))
+    return tables
 
 
 def _number(cell: str) -> float:
@@ -100,12 +115,20 @@ def test_bench_quick_mlp(tmp_path: Path) -> None:
     assert "### mlp: 55,050 params in 6 tensors" in out
     assert md_path.read_text(encoding="utf-8") == out
 
-    header, *rows = _table_rows(out)
+    steps, per_call = _tables(out)
+    header, *rows = steps
     assert header == EXPECTED_COLUMNS
     assert [r[0] for r in rows] == ["SGD", "Adam"]
     assert [r[1] for r in rows] == ["12", "28"]
     for row in rows:
         assert all(_number(cell) > 0 for cell in row[2:]), row
+    # The per-call table: kernel alone, both steps, Python cost (a difference of two medians,
+    # any sign on a noisy machine), roofline and the two percentages.
+    header, *rows = per_call
+    assert header == list(PERCALL_COLUMNS)
+    assert [r[0] for r in rows] == ["SGD", "Adam"]
+    for row in rows:
+        assert all(_number(row[k]) > 0 for k in (1, 2, 3, 6, 7, 8)), row
 
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert data["machine"]["threads"] == 2
@@ -121,6 +144,7 @@ def test_bench_quick_mlp(tmp_path: Path) -> None:
             assert r[key] > 0, key
         assert r["ref_over_native"] > 0
         assert r["native"]["n"] >= 1 and r["reference"]["n"] >= 1
+        assert r["kernel"]["median_ns"] > 0 and r["step_model"]["median_ns"] > 0
 
 
 @pytest.mark.parametrize(

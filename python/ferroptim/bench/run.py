@@ -27,11 +27,13 @@ from ferroptim.bench.configs import (
 )
 from ferroptim.bench.distributed import distributed_markdown, run_distributed_bench
 from ferroptim.bench.machine import header_line, machine_info
+from ferroptim.bench.percall import kernel_call
 from ferroptim.bench.state_formats import run_state_formats_bench, state_formats_markdown
 from ferroptim.bench.step_in_loop import run_step_in_loop_bench, step_in_loop_markdown
 from ferroptim.bench.timing import Budget, Timing, measure
 from ferroptim.bench.training import run_training_bench, training_markdown
 from ferroptim.bench.workloads import WORKLOADS, Workload
+from ferroptim.nn.module import Module
 
 MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
@@ -86,6 +88,9 @@ class CellResult:
     roofline: Timing
     reference: Timing | None
     params_finite: bool
+    #: latency workloads: the native kernel call alone and ``opt.step(model)`` (see bench.percall)
+    kernel: Timing | None = None
+    step_model: Timing | None = None
 
     @property
     def bytes_per_step(self) -> int:
@@ -131,6 +136,8 @@ class CellResult:
             "pct_of_roofline": self.pct_of_roofline,
             "ref_over_native": self.ref_over_native,
             "params_finite": self.params_finite,
+            "kernel": self.kernel.summary() if self.kernel is not None else None,
+            "step_model": self.step_model.summary() if self.step_model is not None else None,
         }
 
 
@@ -193,14 +200,20 @@ def _measure_optimizer(
     grads: list[np.ndarray],
     budget: Budget,
     roofline: _Roofline | None = None,
+    model: Module | None = None,
 ) -> tuple[dict[str, Timing], int]:
-    """Build the optimizer on ``params`` and time its step (interleaved with the roofline step
-    of the same state count, if given). The optimizer and its state are dropped on return."""
+    """Build the optimizer on ``params`` and time its step, interleaved with the roofline step
+    of the same state count, if given; with ``model`` (whose parameters ``params`` are) also
+    its kernel call alone and ``opt.step(model)`` (bench.percall). The optimizer and its state
+    are dropped on return."""
     opt = config.build(params, backend)
     n_state = state_arrays(opt)
     fns = {backend: lambda: opt.step(grads)}
     if roofline is not None:
         fns["roofline"] = roofline.step_fn(n_state)
+    if model is not None:
+        fns["kernel"] = kernel_call(opt, grads)
+        fns["step_model"] = lambda: opt.step(model)
     return measure(fns, budget), n_state
 
 
@@ -213,13 +226,14 @@ def run_cell(
     roofline: _Roofline,
     budgets: Budgets,
     reference: bool,
+    model: Module | None = None,
 ) -> CellResult:
-    """Time one optimizer setting on one workload: native interleaved with the roofline, then
+    """Time one optimizer setting on one workload: native interleaved with the roofline (and,
+    given the ``model`` holding ``params``, the kernel call alone and ``opt.step(model)``), then
     the reference backend. Params are reset to ``pristine`` before each backend."""
     _restore(params, pristine)
-    timings, n_state = _measure_optimizer(
-        config, "native", params, grads, budgets.pick(workload, reference=False), roofline
-    )
+    budget = budgets.pick(workload, reference=False)
+    timings, n_state = _measure_optimizer(config, "native", params, grads, budget, roofline, model)
     finite = _all_finite(params)
     gc.collect()
 
@@ -243,6 +257,8 @@ def run_cell(
         roofline=timings["roofline"],
         reference=ref_timing,
         params_finite=finite,
+        kernel=timings.get("kernel"),
+        step_model=timings.get("step_model"),
     )
 
 
@@ -295,16 +311,28 @@ def run_bench(
         )
         for wname in workload_names:
             workload = WORKLOADS[wname]
-            params, grads = workload.make_arrays(seed)
+            model = None
+            if workload.model is not None:
+                model, params, grads = workload.make_model(seed)
+            else:
+                params, grads = workload.make_arrays(seed)
             pristine = [p.copy() for p in params]
             roofline = _Roofline(params, grads)
             for cname in config_names:
                 cell = run_cell(
-                    workload, CONFIGS[cname], params, grads, pristine, roofline, budgets, reference
+                    workload,
+                    CONFIGS[cname],
+                    params,
+                    grads,
+                    pristine,
+                    roofline,
+                    budgets,
+                    reference,
+                    model,
                 )
                 result.cells.append(cell)
                 _progress(cell, progress)
-            del params, grads, pristine, roofline
+            del params, grads, pristine, roofline, model
             gc.collect()
         return result
     finally:

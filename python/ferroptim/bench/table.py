@@ -83,6 +83,54 @@ def cell_row(cell: CellResult, latency: bool) -> list[str]:
     ]
 
 
+#: columns of the per-call table of a latency workload (see ferroptim.bench.percall)
+PERCALL_COLUMNS = (
+    "optimizer",
+    "kernel µs",
+    "step(grads) µs",
+    "step(model) µs",
+    "Python µs (grads)",
+    "Python µs (model)",
+    "roofline µs",
+    "kernel % of roofline",
+    "step % of roofline",
+)
+
+
+def percall_row(cell: CellResult) -> list[str]:
+    """Medians in µs: the kernel call alone, both steps, their difference to the kernel (the
+    Python optimizer's fixed cost), and the kernel and the step against the roofline."""
+    assert cell.kernel is not None and cell.step_model is not None
+    kernel, step = cell.kernel.median_ns / 1e3, cell.native.median_ns / 1e3
+    model, roof = cell.step_model.median_ns / 1e3, cell.roofline.median_ns / 1e3
+    return [
+        cell.optimizer,
+        fmt_time(kernel),
+        fmt_time(step),
+        fmt_time(model),
+        fmt_time(step - kernel),
+        fmt_time(model - kernel),
+        fmt_time(roof),
+        f"{roof / kernel * 100:.1f}%",
+        f"{roof / step * 100:.1f}%",
+    ]
+
+
+def percall_table(cells: Sequence[CellResult]) -> list[str]:
+    """The per-call table of a latency workload's cells (empty if they have no kernel timing)."""
+    cells = [c for c in cells if c.kernel is not None and c.step_model is not None]
+    if not cells:
+        return []
+    return [
+        "Per call, the same run (interleaved): the native kernel call alone (with its argument "
+        "checks), `opt.step(grads)`, `opt.step(model)`, the Python optimizer's fixed cost (step "
+        "minus kernel), and the kernel and the step against the roofline kernel; µs, medians",
+        "",
+        markdown_table([percall_row(c) for c in cells], PERCALL_COLUMNS),
+        "",
+    ]
+
+
 def callouts(cells: Sequence[CellResult]) -> list[str]:
     """One line per cell below the roofline floor or above the latency ceiling."""
     lines = []
@@ -121,6 +169,7 @@ def render(result: BenchResult) -> str:
         header = [c.format(unit=unit) for c in COLUMNS]
         out.append(markdown_table([cell_row(c, w.latency) for c in cells], header))
         out.append("")
+        out.extend(percall_table(cells))
     flagged = callouts(result.cells)
     out.append(
         f"Call-outs (native below {ROOFLINE_PCT_FLOOR:.0f}% of roofline, latency step above "

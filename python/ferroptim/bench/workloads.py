@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,13 +17,15 @@ class Workload:
     """A named list of parameter shapes.
 
     ``latency`` workloads are small enough that the per-call overhead dominates: they are reported
-    in microseconds per step instead of milliseconds.
+    in microseconds per step instead of milliseconds. ``model`` builds a ``ferroptim.nn`` model
+    whose parameters have exactly ``shapes`` (to time ``opt.step(model)`` too).
     """
 
     name: str
     description: str
     shapes: tuple[Shape, ...]
     latency: bool = False
+    model: Callable[[], Any] | None = None
 
     @property
     def n_params(self) -> int:
@@ -37,6 +41,27 @@ class Workload:
         params = [rng.standard_normal(s, dtype=np.float32) for s in self.shapes]
         grads = [rng.standard_normal(s, dtype=np.float32) for s in self.shapes]
         return params, grads
+
+    def make_model(self, seed: int = 0) -> tuple[Any, list[np.ndarray], list[np.ndarray]]:
+        """``(model, params, grads)``: the model of ``model``, holding :meth:`make_arrays`'s
+        values in its own parameter and gradient arrays (which are returned)."""
+        if self.model is None:
+            raise ValueError(f"workload {self.name!r} has no model")
+        model = self.model()
+        params, grads = model.parameters(), model.gradients()
+        values, grad_values = self.make_arrays(seed)
+        for mine, given in zip(params + grads, values + grad_values, strict=True):
+            np.copyto(mine, given)
+        return model, params, grads
+
+
+def _mlp() -> Any:
+    """The 784-64-64-10 MLP of the ``mlp`` workload as a ``ferroptim.nn`` model."""
+    from ferroptim import nn
+
+    return nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def _transformer_shapes(vocab: int = 8000, d: int = 384, blocks: int = 6) -> tuple[Shape, ...]:
@@ -77,6 +102,7 @@ WORKLOADS: dict[str, Workload] = {
             "784-64-64-10 MLP",
             ((64, 784), (64,), (64, 64), (64,), (10, 64), (10,)),
             latency=True,
+            model=_mlp,
         ),
     )
 }

@@ -40,6 +40,37 @@ def _flat_params(optimizer: Any) -> Iterator[tuple[int, int, np.ndarray]]:
             yield gi, pi, param
 
 
+def _held_gradients(model: Module) -> dict[int, Gradient]:
+    """The gradient ``model`` holds for each of its parameter arrays, keyed by the array's id:
+    the one of its single use, or the sum over tied uses (see :func:`_summed`). Modules are
+    visited as ``model.modules()`` lists them (depth first, torch's order), without building
+    their names."""
+    found: dict[int, Gradient] = {}
+    tied: dict[int, list[np.ndarray]] = {}
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        children = module._modules
+        if children:
+            stack.extend(reversed(children.values()))
+        frozen = module._frozen
+        gradients = module._gradients
+        for name, param in module._parameters.items():
+            key = id(param)
+            grad = None if name in frozen else gradients[name]
+            if key not in found:
+                found[key] = grad
+                continue
+            if key not in tied:
+                first = found[key]
+                tied[key] = [] if first is None else [first]
+            if grad is not None:
+                tied[key].append(grad)
+    for key, grads in tied.items():
+        found[key] = _summed(grads)
+    return found
+
+
 def model_gradients(optimizer: Any, model: Module) -> list[Gradient]:
     """The gradients ``model`` holds for the optimizer's parameters, in ``param_groups`` order.
 
@@ -49,25 +80,20 @@ def model_gradients(optimizer: Any, model: Module) -> list[Gradient]:
         An optimizer parameter is not a parameter array of ``model`` (naming its group, index
         and shape).
     """
-    found: dict[int, list[np.ndarray]] = {}
-    for module in model.modules():
-        frozen = module._frozen
-        gradients = module._gradients
-        for name, param in module._parameters.items():
-            grads = found.setdefault(id(param), [])
-            if name not in frozen:
-                grads.append(gradients[name])
-    out: list[Gradient] = []
+    found = _held_gradients(model)
+    try:
+        return [found[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    except KeyError:
+        pass
     for gi, pi, param in _flat_params(optimizer):
-        held = found.get(id(param))
-        if held is None:
+        if id(param) not in found:
             raise ValueError(
                 f"optimizer param_groups[{gi}]['params'][{pi}] (shape {param.shape}) is not a "
                 f"parameter of the {type(model).__name__} given to step(); build the optimizer "
                 "from model.parameters() (or fo.optim.param_groups(model))"
             )
-        out.append(_summed(held))
-    return out
+    # Another thread changed the groups meanwhile: look again.
+    return model_gradients(optimizer, model)
 
 
 def _live_owners(optimizer: Any, call: str, fix: str) -> list[list[tuple[Module, str]]]:

@@ -22,6 +22,7 @@ from ferroptim._checks import NON_NEGATIVE, Range, check_flag, check_real
 from ferroptim._interrupts import deferred_interrupts
 from ferroptim._registry import OptimizerSpec
 from ferroptim.nn.module import Module
+from ferroptim.optim._call_plan import CallPlan, values_getter
 from ferroptim.optim._model_grads import live_gradients, model_gradients, zero_live_gradients
 from ferroptim.optim._param_spans import ParamSpans
 from ferroptim.optim._state_format import StateFormat
@@ -54,8 +55,12 @@ class _GroupState:
         self.steps = np.zeros(n, dtype=np.int64)
         #: NAdam's running product of momentum coefficients (float32, as torch keeps it)
         self.mu_products = np.ones(n, dtype=np.float32)
-        #: the group's items when last checked, and the checked copy (see _hyperparameters)
-        self.checked: tuple[tuple, tuple, dict[str, Any]] | None = None
+        #: the kernel call of the last step, while the group's options stay (see Optimizer._plan)
+        self.plan: CallPlan | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the plan (rebuilt at the next step)."""
+        return {**self.__dict__, "plan": None}
 
 
 class Optimizer:
@@ -153,9 +158,7 @@ class Optimizer:
         )
         #: position of the first parameter of the group being stepped (its random streams)
         self._stream_offset = 0
-        self._kernel = self._state_format.kernel(
-            backend_module(backend), self.spec.kernel_name, lambda: self._stream_offset
-        )
+        self._bind_call_path()
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self._group_states: list[_GroupState] = []
@@ -316,6 +319,7 @@ class Optimizer:
     def _ensure_state(self, group: dict[str, Any], state: _GroupState) -> None:
         for name in self.active_states(group):
             if name not in state.arrays:
+                state.plan = None  # its lists do not hold the new state
                 state.arrays[name] = [
                     self._state_format.stored(self.init_state(name, p, group))
                     for p in group["params"]
@@ -366,66 +370,79 @@ class Optimizer:
             elif isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
                 grads = _as_list(grads)
         with self._lock:
-            self._sync_params()
-            # Everything the step reads, read once: validated copies of the groups' options
-            # (the same checks whatever the number of groups), clipping options under the lock.
-            hypers = list(map(self._hyperparameters, self.param_groups, self._group_states))
-            if len(hypers) == 1:
-                hyper = hypers[0]
-                if len(grads) != len(hyper["params"]):
-                    raise ValueError(
-                        f"grads: got {len(grads)} gradients for {len(hyper['params'])} params"
-                    )
-                if self._max_grad_norm is not None or self._skip_nonfinite:
-                    scale = self._grad_scale_or_skip(grads)
-                    if scale is None:
-                        # Raise on bad input as an applied step would, then skip.
-                        self._precheck(hyper, self._group_states[0], list(grads), 0, ArrayChecker())
-                        self._skip()
-                        return
-                    self._grad_scale = scale
-                self._step_group(hyper, self._group_states[0], grads)
-                self.last_step_skipped = False
-                return
-            total = sum(len(h["params"]) for h in hypers)
-            if len(grads) != total:
-                raise ValueError(f"grads: got {len(grads)} gradients for {total} params")
-            # Check every group before touching any, so a failure leaves all unchanged.
-            start = 0
-            plan = []
-            for hyper, state in zip(hypers, self._group_states, strict=True):
-                n = len(hyper["params"])
-                plan.append((hyper, state, list(grads[start : start + n]), start))
-                start += n
-            checker = ArrayChecker()
-            for hyper, state, group_grads, offset in plan:
-                self._precheck(hyper, state, group_grads, offset, checker)
-            checker.check_overlaps()
+            groups, states = self.param_groups, self._group_states
+            # The usual case first: one group, nothing changed since the last step.
+            plan = states[0].plan if len(groups) == 1 else None
+            if plan is None or not plan.holds(groups[0], states[0].arrays):
+                self._sync_params()
+                # Everything the step reads, read once: each group's validated options (checked
+                # again when one changed) and kernel call, the clipping options, under the lock.
+                plans = list(map(self._plan, groups, self._group_states))
+                if len(plans) != 1:
+                    self._step_groups(plans, grads)
+                    return
+                plan = plans[0]
+            state = self._group_states[0]
+            hyper = plan.hyper
+            if len(grads) != len(hyper["params"]):
+                raise ValueError(
+                    f"grads: got {len(grads)} gradients for {len(hyper['params'])} params"
+                )
             if self._max_grad_norm is not None or self._skip_nonfinite:
                 scale = self._grad_scale_or_skip(grads)
                 if scale is None:
+                    # Raise on bad input as an applied step would, then skip.
+                    self._precheck(hyper, state, list(grads), 0, ArrayChecker())
                     self._skip()
                     return
                 self._grad_scale = scale
-            # One kernel call per group: a Ctrl-C between two would half-apply the step.
-            with deferred_interrupts():
-                for hyper, state, group_grads, _ in plan:
-                    self._step_group(hyper, state, group_grads)
-                self.last_step_skipped = False
+            self._stream_offset = 0
+            self.run_kernel(hyper, state, grads)
+            self.last_step_skipped = False
 
-    def _hyperparameters(self, group: dict[str, Any], state: _GroupState) -> dict[str, Any]:
-        """A checked, normalized copy of ``group`` for one step (its ``params`` list copied).
-        The check is skipped when every entry is the very object checked last time (the
-        group's state keeps them alive, so an identity cannot be reused)."""
-        keys, values = tuple(group), tuple(group.values())
-        last = state.checked
-        if last is None or last[0] != keys or not all(map(operator.is_, values, last[1])):
-            hyper = dict(group)
-            self.validate_group(hyper)
-            state.checked = last = (keys, values, hyper)
-        hyper = dict(last[2])
-        hyper["params"] = list(group["params"])
-        return hyper
+    def _step_groups(self, plans: list[CallPlan], grads: Sequence) -> None:
+        """A step of several groups: every group checked before any is updated."""
+        total = sum(len(plan.hyper["params"]) for plan in plans)
+        if len(grads) != total:
+            raise ValueError(f"grads: got {len(grads)} gradients for {total} params")
+        start = 0
+        calls = []
+        for plan, state in zip(plans, self._group_states, strict=True):
+            n = len(plan.hyper["params"])
+            calls.append((plan.hyper, state, list(grads[start : start + n]), start))
+            start += n
+        checker = ArrayChecker()
+        for hyper, state, group_grads, offset in calls:
+            self._precheck(hyper, state, group_grads, offset, checker)
+        checker.check_overlaps()
+        if self._max_grad_norm is not None or self._skip_nonfinite:
+            scale = self._grad_scale_or_skip(grads)
+            if scale is None:
+                self._skip()
+                return
+            self._grad_scale = scale
+        # One kernel call per group: a Ctrl-C between two would half-apply the step.
+        with deferred_interrupts():
+            for hyper, state, group_grads, offset in calls:
+                self._stream_offset = offset  # the group's random streams (bfloat16 state)
+                self.run_kernel(hyper, state, group_grads)
+            self.last_step_skipped = False
+
+    def _plan(self, group: dict[str, Any], state: _GroupState) -> CallPlan:
+        """The kernel call of ``group`` for this step (its params already synced with
+        ``state``): the last one while it holds (:meth:`CallPlan.holds`), else a new one from a
+        validated, normalized copy of the group, with its state allocated as the options need."""
+        plan = state.plan
+        if plan is not None and plan.holds(group, state.arrays):
+            return plan
+        raw = dict(group)  # one snapshot: another thread may be writing the group
+        hyper = dict(raw)
+        self.validate_group(hyper)
+        hyper["params"] = state.params
+        self._ensure_state(hyper, state)
+        values = self._hyper_values(raw)
+        state.plan = CallPlan(self._hyper_values, values, hyper, state.arrays)
+        return state.plan
 
     def _skip(self) -> None:
         self.skipped_steps += 1
@@ -451,33 +468,37 @@ class Optimizer:
             for name in self.active_states(group):
                 checker.record(state.arrays[name][i - offset], True, name, i)
 
-    def _step_group(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
-        if self._state_format.bf16:
-            offset = 0
-            for g, st in zip(self.param_groups, self._group_states, strict=True):
-                if st is state:
-                    break
-                offset += len(g["params"])
-            self._stream_offset = offset
-        # Allocate what is missing (first step, or an option that needs a state was switched on).
-        self._ensure_state(group, state)
-        self.run_kernel(group, state, grads)
-
     def run_kernel(self, group: dict[str, Any], state: _GroupState, grads: Sequence) -> None:
-        """Call the fused kernel for one group: every state list of the spec in order (None for
-        one the options do not use), the per-tensor scalars, the step counts, then the
-        hyperparameters as keywords."""
-        spec = self.spec
+        """Call the fused kernel for one group (a validated ``hyper`` of :meth:`_plan`, whose
+        state is allocated): every state list of the spec in order (None for one the options do
+        not use), the per-tensor scalars, the step counts, then the hyperparameters, this step's
+        clipping factor and clip value as keywords."""
+        plan = state.plan
+        if plan is None or plan.hyper is not group:  # not the group the plan was built for
+            self._ensure_state(group, state)
+            self._kernel(
+                group["params"],
+                grads,
+                *self._kernel_lists(group, state),
+                **self._kernel_keywords(group),
+            )
+            return
+        if plan.lists is None:
+            plan.lists = self._kernel_lists(group, state)
+            plan.kwargs = self._kernel_keywords(group)
+        kwargs = plan.kwargs
+        kwargs["grad_scale"] = self._grad_scale
+        kwargs["clip_value"] = self._clip_value
+        self._kernel(group["params"], grads, *plan.lists, **kwargs)
+
+    def _kernel_lists(self, group: dict[str, Any], state: _GroupState) -> tuple:
+        """The kernel's positional arguments after ``params`` and ``grads``: the state lists
+        (None for one ``group``'s options do not use), the per-tensor scalars, the step counts."""
         arrays = state.arrays
-        lists = [arrays[s.name] if s.used(group) else None for s in spec.states]
-        scalars = [state.mu_products for _ in spec.scalars]
-        self._kernel(
-            group["params"],
-            grads,
-            *lists,
-            *scalars,
+        return (
+            *(arrays[s.name] if s.used(group) else None for s in self.spec.states),
+            *(state.mu_products for _ in self.spec.scalars),
             state.steps,
-            **self._kernel_keywords(group),
         )
 
     def _kernel_keywords(self, group: dict[str, Any]) -> dict[str, Any]:
@@ -602,6 +623,7 @@ class Optimizer:
                 state.steps[:] = fresh.steps
                 state.mu_products[:] = fresh.mu_products
                 state.arrays = fresh.arrays
+                state.plan = None
             self.skipped_steps = skipped
 
     def _check_groups(self, state_dict: Any) -> tuple[list[dict[str, Any]], int]:
@@ -702,11 +724,11 @@ class Optimizer:
 
     # ----- copying and pickling ----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """Everything but the lock and the kernel function (a copy or an unpickled optimizer
-        gets its own of each). Pickle an optimizer while no other thread steps it: the arrays
+        """Everything but the lock and the call path (a copy or an unpickled optimizer gets its
+        own). Pickle an optimizer while no other thread steps it: the arrays
         are serialized after this returns."""
         state = dict(self.__dict__)
-        del state["_lock"], state["_kernel"]
+        del state["_lock"], state["_kernel"], state["_hyper_values"]
         return state
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Optimizer:
@@ -722,9 +744,15 @@ class Optimizer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._bind_call_path()
+
+    def _bind_call_path(self) -> None:
+        """The kernel function and the reader of a group's hyperparameter values (both
+        derived from the spec, the backend and the state format; not pickled)."""
         self._kernel = self._state_format.kernel(
             backend_module(self.backend), self.spec.kernel_name, lambda: self._stream_offset
         )
+        self._hyper_values = values_getter(tuple(h.name for h in self.spec.hypers))
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} (backend={self.backend!r})"]
