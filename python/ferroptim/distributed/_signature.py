@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ferroptim.distributed._collectives import allreduce_sum
+from ferroptim.distributed._collectives import iallreduce_sum
+from ferroptim.distributed._comm import mpi
 
 
 def describe(groups: Sequence[Sequence[np.ndarray]]) -> list[str]:
@@ -135,6 +136,54 @@ def check_num_samples(num_samples: Any) -> str | None:
     return None
 
 
+class PendingAgreement:
+    """An agreement in flight (:func:`start_agreement`): :meth:`test` lets MPI progress it while
+    the caller does local work, :meth:`finish` waits for it and decodes it."""
+
+    def __init__(self, comm: Any, meta: np.ndarray, requests: list[Any], problem: str | None):
+        self._comm, self._meta, self._requests, self._problem = comm, meta, requests, problem
+
+    def test(self) -> None:
+        mpi().Request.Testall(self._requests)
+
+    def finish(self) -> StepAgreement:
+        """Wait; raise the same ValueError on every rank when some rank refused its gradients or
+        the ranks disagree on ``num_samples``; else what they agreed on."""
+        mpi().Request.Waitall(self._requests)
+        comm, meta = self._comm, self._meta
+        if meta[0]:
+            problems = comm.allgather(self._problem)  # only on a refusal: the messages themselves
+            said = "; ".join(f"rank {r}: {p}" for r, p in enumerate(problems) if p is not None)
+            raise ValueError(f"grads refused before any communication ({said})")
+        size = comm.Get_size()
+        if meta[1] not in (0, size):
+            raise ValueError(
+                f"num_samples must be given on every rank or on none (given on {int(meta[1])} of "
+                f"{size} ranks)"
+            )
+        if meta[1] and meta[2] <= 0:
+            raise ValueError("num_samples add up to 0 over all ranks: no sample to average over")
+        return StepAgreement(meta[3:] > 0, float(meta[2]) if meta[1] else None)
+
+
+def start_agreement(
+    comm: Any,
+    n_params: int,
+    problem: str | None,
+    present: np.ndarray,
+    num_samples: float | None,
+) -> PendingAgreement:
+    """Start one small allreduce: every rank's refusal flag, whether it gave ``num_samples`` and
+    how many, and which parameters have a gradient anywhere."""
+    meta = np.zeros(3 + n_params, dtype=np.float64)
+    meta[0] = problem is not None
+    meta[1] = num_samples is not None
+    meta[2] = num_samples or 0
+    if problem is None:
+        meta[3:] = present
+    return PendingAgreement(comm, meta, iallreduce_sum(comm, meta), problem)
+
+
 def agree_on_step(
     comm: Any,
     n_params: int,
@@ -142,26 +191,5 @@ def agree_on_step(
     present: np.ndarray,
     num_samples: float | None,
 ) -> StepAgreement:
-    """One small allreduce: every rank's refusal flag, whether it gave ``num_samples`` and how
-    many, and which parameters have a gradient anywhere. Raises the same ValueError on every rank
-    when some rank refused its gradients or the ranks disagree on ``num_samples``."""
-    meta = np.zeros(3 + n_params, dtype=np.float64)
-    meta[0] = problem is not None
-    meta[1] = num_samples is not None
-    meta[2] = num_samples or 0
-    if problem is None:
-        meta[3:] = present
-    allreduce_sum(comm, meta)
-    if meta[0]:
-        problems = comm.allgather(problem)  # only on a refusal: the messages themselves
-        said = "; ".join(f"rank {r}: {p}" for r, p in enumerate(problems) if p is not None)
-        raise ValueError(f"grads refused before any communication ({said})")
-    size = comm.Get_size()
-    if meta[1] not in (0, size):
-        raise ValueError(
-            f"num_samples must be given on every rank or on none (given on {int(meta[1])} of "
-            f"{size} ranks)"
-        )
-    if meta[1] and meta[2] <= 0:
-        raise ValueError("num_samples add up to 0 over all ranks: no sample to average over")
-    return StepAgreement(meta[3:] > 0, float(meta[2]) if meta[1] else None)
+    """:func:`start_agreement` then :meth:`PendingAgreement.finish` (blocking)."""
+    return start_agreement(comm, n_params, problem, present, num_samples).finish()

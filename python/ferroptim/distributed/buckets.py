@@ -4,7 +4,7 @@ collective each. The buffers are allocated once and reused by every step."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,20 +70,38 @@ class GradientBuckets:
         else:
             np.multiply(g, scale, out=view)
 
+    def pack_bucket(
+        self,
+        k: int,
+        grads: Sequence[np.ndarray | None],
+        scale: float,
+        progress: Callable[[], None] | None = None,
+    ) -> None:
+        """:meth:`pack` for bucket ``k``'s parameters only, calling ``progress`` after each (to
+        let MPI progress requests in flight while packing)."""
+        for i in self.members[k]:
+            self._pack_one(i, grads[i], scale, False)
+            if progress is not None:
+                progress()
+
     def pack_and_start_sum(
-        self, comm: Any, grads: Sequence[np.ndarray | None], scale: float
+        self, comm: Any, grads: Sequence[np.ndarray | None], scale: float, packed: int = 0
     ) -> list[Any]:
-        """:meth:`pack` bucket by bucket, starting each bucket's ``Iallreduce`` as soon as it is
-        packed (and testing the ones in flight after every parameter, which lets MPI progress
-        them while the next bucket is packed); the requests."""
+        """:meth:`pack` bucket by bucket (the first ``packed`` buckets are packed already),
+        starting each bucket's ``Iallreduce`` as soon as it is packed (and testing the ones in
+        flight after every parameter, which lets MPI progress them while the next bucket is
+        packed); the requests."""
         Request = mpi().Request
         requests: list[Any] = []
-        for bucket, members in zip(self.buckets, self.members, strict=True):
-            for i in members:
-                self._pack_one(i, grads[i], scale, False)
-                if requests:
-                    Request.Testall(requests)
-            requests += iallreduce_sum(comm, bucket)
+
+        def progress() -> None:
+            if requests:
+                Request.Testall(requests)
+
+        for k, bucket in enumerate(self.buckets):
+            if k >= packed:
+                self.pack_bucket(k, grads, scale, progress)
+            requests.extend(iallreduce_sum(comm, bucket))
         return requests
 
     def scale(self, factor: float) -> None:

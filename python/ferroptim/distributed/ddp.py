@@ -13,10 +13,10 @@ import numpy as np
 from ferroptim.distributed._comm import mpi, resolve
 from ferroptim.distributed._delegate import forwarded
 from ferroptim.distributed._signature import (
-    agree_on_step,
     check_grads,
     check_num_samples,
     check_same_params,
+    start_agreement,
 )
 from ferroptim.distributed.buckets import GradientBuckets
 from ferroptim.nn.module import Module
@@ -218,7 +218,19 @@ class DistributedOptimizer:
         samples = num_samples
         if self._accumulated and num_samples is not None and self._samples is not None:
             samples = self._samples + num_samples
-        agreed = agree_on_step(self.comm, len(self._params), problem, present, samples)
+        pending = start_agreement(self.comm, len(self._params), problem, present, samples)
+        # While the agreement is in flight, pack the first bucket when its weight is already
+        # known (1/N: no num_samples): the packing hides the agreement's synchronization. The
+        # buckets are scratch here (nothing accumulated), so a refusal leaves nothing changed.
+        early = (
+            problem is None
+            and num_samples is None
+            and not self._accumulated
+            and self.comm.Get_size() > 1
+        )
+        if early:
+            self._buckets.pack_bucket(0, grads, self._weight(None), pending.test)
+        agreed = pending.finish()
         weight = self._weight(agreed.total_samples)
         if self._accumulated:
             self._accumulate(grads, num_samples)
@@ -228,7 +240,9 @@ class DistributedOptimizer:
             return [g if has else None for g, has in zip(grads, agreed.present, strict=True)]
         else:
             scale = weight * self._count(num_samples)
-            requests = self._buckets.pack_and_start_sum(self.comm, grads, scale)
+            requests = self._buckets.pack_and_start_sum(
+                self.comm, grads, scale, packed=1 if early else 0
+            )
         mpi().Request.Waitall(requests)
         self._accumulated = False
         self._present[:] = False
