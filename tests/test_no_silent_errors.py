@@ -315,6 +315,22 @@ def test_manual_seed_reseeds_a_live_dropout() -> None:
     np.testing.assert_array_equal(drop(np.ones(64, np.float32)), mask_1)
 
 
+def _seed_build_run() -> tuple[nn.Sequential, np.ndarray]:
+    fo.manual_seed(7)
+    model = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+    loader = fo.data.BatchLoader(*data(32), batch_size=8, shuffle=True)
+    return model, np.concatenate([model(xb) for xb, _ in loader])
+
+
+def test_manual_seed_rerun_with_the_old_model_alive_repeats_the_run() -> None:
+    """The torch habit of re-running a "seed, build, train" cell: the previous model (its
+    dropout) and loader are still referenced when the seed is set again."""
+    first_model, first = _seed_build_run()
+    second_model, second = _seed_build_run()  # first_model is alive during the second seeding
+    assert first_model is not second_model
+    np.testing.assert_array_equal(first, second)
+
+
 def test_manual_seed_checks_its_argument() -> None:
     with pytest.raises(TypeError, match="seed"):
         fo.manual_seed(1.5)  # type: ignore[arg-type]

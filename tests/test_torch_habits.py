@@ -61,6 +61,11 @@ def test_losses_support_item(loss, target) -> None:
     value = loss(out, target)
     assert isinstance(value, float)
     assert isinstance(value.item(), float) and value.item() == float(value)
+    assert isinstance(value, np.float64)
+    # loss.backward(), the torch spelling, says what to call instead of an AttributeError
+    with pytest.raises(RuntimeError, match=r"model\.backward\(loss_fn\.backward\(\)\)"):
+        value.backward()
+    assert type(value + 1.0) is np.float64  # arithmetic gives plain numbers
 
 
 def test_load_state_dict_of_a_checkpoint_explains(tmp_path) -> None:

@@ -10,8 +10,11 @@ Two streams follow the seed (as ``torch.manual_seed`` seeds torch's global gener
   one-shot augmentation functions called without ``rng=``.
 
 Objects that own such a generator register themselves: ``manual_seed`` reseeds the live ones,
-in creation order, so seeding after the model and loaders are built works too. Objects built
-with an explicit seed or Generator are never touched.
+in creation order, so seeding after the model and loaders are built works too. They draw from a
+sequence of their own (``SeedSequence([seed, _LIVE])``), so the objects built after the call get
+the same streams whatever older objects are still alive: re-running "seed, build, train" in one
+process (a notebook cell, a loop over folds) repeats the fresh process's run, as with
+``torch.manual_seed``. Objects built with an explicit seed or Generator are never touched.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ _spawner = np.random.SeedSequence()
 _order = itertools.count()
 #: creation number -> object whose ``rng`` attribute follows the seed
 _followers: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+#: second entropy word of the sequence the objects alive at a ``manual_seed`` call are reseeded from
+_LIVE = 0x11FE
 
 
 def _check_seed(seed: Any) -> int:
@@ -45,17 +50,20 @@ def _check_seed(seed: Any) -> int:
 def manual_seed(seed: int) -> None:
     """Seed everything ferroptim draws: initial weights, dropout masks, ``BatchLoader`` and
     ``fit`` shuffling, augmentation. Live unseeded generators (dropout layers, loaders,
-    augmentation pipelines built before this call) are reseeded in creation order, so the same
-    program gives the same run whether it seeds before or after building its objects."""
+    augmentation pipelines built before this call) are reseeded in creation order from a
+    sequence of their own, so a program repeats its run whether it seeds before or after
+    building its objects, and the objects built after the call do not depend on which older
+    ones are still alive."""
     global _initial, _spawner
     seed = _check_seed(seed)
     gc.collect()  # unreachable followers must not shift the live ones' streams
     with _lock:
         _initial = np.random.default_rng(seed)
         _spawner = np.random.SeedSequence(seed)
+        live = np.random.SeedSequence([seed, _LIVE])
         owners = [_followers[k] for k in sorted(_followers.keys())]
         for owner in owners:
-            fresh = np.random.default_rng(_spawner.spawn(1)[0])
+            fresh = np.random.default_rng(live.spawn(1)[0])
             owner.rng.bit_generator.state = fresh.bit_generator.state
 
 

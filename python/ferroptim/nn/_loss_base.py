@@ -6,7 +6,7 @@ See :mod:`ferroptim.nn.loss` for the calling convention.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -16,6 +16,20 @@ _REDUCTIONS = ("mean", "sum", "none")
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+class LossValue(np.float64):
+    """A reduced loss value: a ``numpy.float64`` (so a Python ``float``: arithmetic,
+    ``float(loss)`` and ``loss.item()`` work as in torch) whose ``backward()`` explains how
+    ferroptim backpropagates instead of failing with an ``AttributeError``."""
+
+    __slots__ = ()
+
+    def backward(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(
+            "a ferroptim loss value is a number, not a graph node (there is no autograd): "
+            "backpropagate with model.backward(loss_fn.backward())"
+        )
+
+
 class Loss:
     """Base of the losses: validates ``reduction`` and holds the forward cache.
 
@@ -23,8 +37,9 @@ class Loss:
     ``self._cache`` only after every check passed, and call ``self._remember(input)``) and
     ``backward(grad_output=None)`` (returning ``self._marked(gradient)``).
 
-    Reduced losses return a ``numpy.float64``: a Python ``float`` subclass, so arithmetic and
-    ``float(loss)`` work as before, and ``loss.item()`` works as in torch.
+    Reduced losses return a :class:`LossValue`, a ``numpy.float64``: a Python ``float``
+    subclass, so arithmetic and ``float(loss)`` work as before, ``loss.item()`` works as in
+    torch, and ``loss.backward()`` says what to call instead.
     """
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -84,8 +99,8 @@ class Loss:
             return elementwise
         total = float(elementwise.sum())
         if self.reduction == "sum":
-            return np.float64(total)
-        return np.float64(total / elementwise.size if elementwise.size else math.nan)
+            return LossValue(total)
+        return LossValue(total / elementwise.size if elementwise.size else math.nan)
 
     def _remember(self, input: Any) -> None:
         """Remember (weakly) the array this forward was called on, for :meth:`_marked`."""

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ferroptim.nn._checks import require_cache
-from ferroptim.nn._loss_base import Loss, optional_array
+from ferroptim.nn._loss_base import Loss, LossValue, optional_array
 
 __all__ = ["CrossEntropyLoss"]
 
@@ -177,10 +177,10 @@ class CrossEntropyLoss(Loss):
         if self.reduction == "mean":
             total = len(rows) if sample_weight is None else float(sample_weight.sum())
             mean = float(losses.sum()) / total if total else math.nan
-            result: np.float64 | np.ndarray = np.float64(mean)
+            result: np.float64 | np.ndarray = LossValue(mean)
             scale = 1.0 / total if total else 0.0
         elif self.reduction == "sum":
-            result, scale = np.float64(losses.sum()), 1.0
+            result, scale = LossValue(losses.sum()), 1.0
         else:
             shape = () if x.ndim == 1 else (x.shape[0], *x.shape[2:])
             result, scale = losses.reshape(shape).astype(x.dtype, copy=False), 1.0
