@@ -1,5 +1,6 @@
-"""torch habits either work or say what to do: named_parameters, foreach/fused, loss.item(),
-load_state_dict of a Checkpoint, the demo without its extras."""
+"""torch habits either work or say what to do: named_parameters, foreach/fused, loss.item() and
+loss.backward(), load_state_dict of a Checkpoint and checkpoint["model"], torch.save's dict,
+Module.apply and requires_grad_, torch.utils.data names, the demo without its extras."""
 
 from __future__ import annotations
 
@@ -79,6 +80,67 @@ def test_load_state_dict_of_a_checkpoint_explains(tmp_path) -> None:
     with pytest.raises(TypeError, match=r"load\(path, optimizer=\.\.\.\)"):
         opt.load_state_dict(checkpoint)  # type: ignore[arg-type]
     model.load_state_dict(checkpoint.model.state_dict)  # what the message suggests works
+
+
+def test_checkpoint_subscript_gives_the_saved_state_dicts(tmp_path) -> None:
+    model = small()
+    opt = fo.optim.Adam(model.parameters(), lr=0.1)
+    model.backward(np.ones((2, 2), np.float32) + 0 * model(np.ones((2, 3), np.float32)))
+    opt.step(model)
+    path = tmp_path / "ckpt.npz"
+    fo.save(path, model=model, optimizer=opt, epoch=3)
+    checkpoint = fo.load(path)
+    other = nn.Sequential(nn.Linear(3, 4, rng=5), nn.ReLU(), nn.Linear(4, 2, rng=6))
+    other.load_state_dict(checkpoint["model"])  # torch: model.load_state_dict(ckpt["model"])
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(other.state_dict()[key], value)
+    assert checkpoint["optimizer"]["state"].keys() == opt.state_dict()["state"].keys()
+    assert checkpoint["epoch"] == 3
+    with pytest.raises(KeyError, match=r"no 'opt'; it holds \['model', 'optimizer', 'epoch'\]"):
+        checkpoint["opt"]
+
+
+def test_saving_torchs_dict_of_state_dicts_says_what_to_pass(tmp_path) -> None:
+    model = small()
+    opt = fo.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "ckpt.npz"
+    with pytest.raises(TypeError, match=r"ferroptim\.save\(path, model=model, optimizer=opt\)"):
+        fo.save(path, {"model": model.state_dict(), "opt": opt.state_dict()})
+    assert not path.exists()
+
+
+def test_apply_visits_children_then_parent() -> None:
+    model = small()
+    seen: list[str] = []
+
+    def init(module: nn.Module) -> None:
+        seen.append(type(module).__name__)
+        if isinstance(module, nn.Linear):
+            fo.nn.init.zeros_(module.bias)
+
+    assert model.apply(init) is model
+    assert seen == ["Linear", "ReLU", "Linear", "Sequential"]
+    assert not model[0].bias.any() and not model[2].bias.any()
+    with pytest.raises(TypeError, match="callable"):
+        model.apply(3)  # type: ignore[arg-type]
+
+
+def test_requires_grad_freezes_and_unfreezes() -> None:
+    model = small()
+    assert model[0].requires_grad_(False) is model[0]
+    assert model.gradients()[:2] == [None, None] and model.gradients()[2] is not None
+    model[0].requires_grad_()
+    assert all(g is not None for g in model.gradients())
+    with pytest.raises(TypeError, match="bool"):
+        model.requires_grad_("no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["DataLoader", "TensorDataset", "Dataset", "random_split"])
+def test_torch_data_names_point_at_ferroptims(name) -> None:
+    with pytest.raises(AttributeError, match=r"torch\.utils\.data's\): .*fo\.data\."):
+        getattr(fo.data, name)
+    with pytest.raises(AttributeError, match=r"no attribute 'Nonsense'$"):
+        fo.data.Nonsense  # noqa: B018
 
 
 def test_demo_without_extras_prints_one_line(monkeypatch, capsys) -> None:

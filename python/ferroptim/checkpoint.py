@@ -22,7 +22,7 @@ import copy
 import json
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -93,6 +93,30 @@ class Checkpoint:
         """
         targets, backups = self._check(model, optimizer, scheduler, extra, copies=True)
         _apply_all(targets, backups)
+
+    def __getitem__(self, key: str) -> Any:
+        """torch's ``torch.load(path)["model"]`` habit: the saved ``state_dict`` of ``"model"``,
+        ``"optimizer"`` or ``"scheduler"`` (for ``model.load_state_dict(checkpoint["model"])``,
+        which checks every key and shape before writing), or an ``extra`` entry (an object's
+        ``state_dict``, or the plain value). :meth:`restore` loads everything at once, random
+        generators included, all or nothing.
+
+        Raises
+        ------
+        KeyError
+            Naming what the checkpoint holds.
+        """
+        part = getattr(self, key, None) if key in PARTS else None
+        if part is not None:
+            return part.state_dict
+        if key in self.extra:
+            value = self.extra[key]
+            return value.state_dict if isinstance(value, ObjectState) else value
+        held = [name for name in PARTS if getattr(self, name) is not None] + list(self.extra)
+        raise KeyError(
+            f"checkpoint has no {key!r}; it holds {held} (the names given to ferroptim.save: "
+            "model=, optimizer=, scheduler= and extra keywords)"
+        )
 
     def verify(self, model=None, optimizer=None, scheduler=None, **extra: Any) -> None:
         """Check, as :meth:`restore` does first, that this checkpoint fits the given objects,
@@ -237,6 +261,12 @@ def load(
 def _part(label: str, obj: Any) -> dict[str, Any] | None:
     if obj is None:
         return None
+    if isinstance(obj, Mapping):
+        raise TypeError(
+            f"{label}: got a {type(obj).__name__}; ferroptim.save takes the objects themselves "
+            "(torch.save({'model': model.state_dict(), 'opt': opt.state_dict()}, path) is "
+            "ferroptim.save(path, model=model, optimizer=opt))"
+        )
     if not callable(getattr(obj, "state_dict", None)):
         raise TypeError(f"{label}: {type(obj).__name__} has no state_dict() to save")
     rng = getattr(obj, "rng_state", None)

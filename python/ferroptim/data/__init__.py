@@ -6,6 +6,8 @@ augmentations. Image functions take NCHW float32/float64 batches, keep their dty
 whole batch at once and never modify their input.
 """
 
+from typing import TYPE_CHECKING
+
 from ferroptim.data.augment import (
     Compose,
     GaussianBlur,
@@ -68,3 +70,26 @@ __all__ = [
     "rotate",
     "train_test_split",
 ]
+
+_LOADER_HINT = (
+    "ferroptim has no dataset objects: pass the arrays to "
+    "fo.data.BatchLoader(X, y, batch_size=64, shuffle=True), which yields (xb, yb) mini-batches"
+)
+#: torch.utils.data names a port reaches for, and what to use instead
+_TORCH_NAMES = {
+    "DataLoader": _LOADER_HINT,
+    "Dataset": _LOADER_HINT,
+    "TensorDataset": _LOADER_HINT,
+    "random_split": "use fo.data.train_test_split(X, y, test_size=0.2)",
+}
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which keep reporting unknown names
+
+    def __getattr__(name: str) -> object:
+        hint = _TORCH_NAMES.get(name)
+        if hint is not None:
+            raise AttributeError(
+                f"module 'ferroptim.data' has no attribute {name!r} (torch.utils.data's): {hint}"
+            )
+        raise AttributeError(f"module 'ferroptim.data' has no attribute {name!r}")

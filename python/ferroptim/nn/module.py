@@ -9,7 +9,7 @@ Names follow torch: own parameters first, then each child's under ``"<child>.<na
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -266,6 +266,24 @@ class Module:
     def unfreeze(self, *names: str) -> Module:
         """Undo :meth:`freeze` for the given full names (all when none are given)."""
         self._set_frozen(names, False)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """torch's spelling of freezing: ``requires_grad_(False)`` is :meth:`freeze` of all this
+        module's parameters, ``requires_grad_(True)`` :meth:`unfreeze`."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"requires_grad must be a bool, got {requires_grad!r}")
+        self._set_frozen((), not requires_grad)
+        return self
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn(module)`` on every submodule, children before their parent, then on this
+        module (torch's order; e.g. a custom initialization); returns this module."""
+        if not callable(fn):
+            raise TypeError(f"apply: fn must be callable, got {type(fn).__name__}")
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
         return self
 
     def _set_frozen(self, names: tuple[str, ...], frozen: bool) -> None:
