@@ -79,7 +79,7 @@ def test_early_stopping_restores_the_first_watched_epoch_when_nothing_improves()
 def test_early_stopping_argument_errors():
     with pytest.raises(ValueError, match="mode must be 'auto', 'min' or 'max'"):
         train.EarlyStopping(mode="up")
-    with pytest.raises(ValueError, match="patience must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"invalid patience: -1 \(expected an int >= 0\)"):
         train.EarlyStopping(patience=-1)
     with pytest.raises(TypeError, match="patience"):
         train.EarlyStopping(patience=1.5)

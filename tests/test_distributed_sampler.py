@@ -84,7 +84,7 @@ def test_epochs_differ_seeds_repeat_and_unshuffled_is_in_order():
         ({"rank": 2}, ValueError, r"Invalid rank 2, rank should be in the interval \[0, 1\]"),
         ({"rank": -1}, ValueError, "Invalid rank -1"),
         ({"rank": True}, TypeError, "rank"),
-        ({"seed": -3}, ValueError, "seed must be >= 0"),
+        ({"seed": -3}, ValueError, r"invalid seed: -3 \(expected an int >= 0\)"),
         ({"shuffle": 1}, TypeError, "shuffle must be a bool"),
         ({"drop_last": None}, TypeError, "drop_last must be a bool"),
     ],

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +26,17 @@ __all__ = [
     "CLOSED_UNIT",
     "FINITE",
     "NON_NEGATIVE",
+    "NOT_NAN",
+    "POSITIVE",
     "UNIT",
     "Range",
     "check_choice",
     "check_flag",
     "check_int",
+    "check_non_negative",
+    "check_positive",
     "check_real",
+    "check_state_keys",
     "invalid",
     "kernel_flag",
     "kernel_real",
@@ -38,16 +45,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Range:
-    """An allowed interval of finite reals: ``low <= x <= high`` (``x < high`` when
-    ``high_open``; ``x > low`` when ``low_open``)."""
+    """An allowed interval of reals: ``low <= x <= high`` (``x < high`` when ``high_open``;
+    ``x > low`` when ``low_open``). NaN is never allowed, the infinities only with
+    ``allow_inf``."""
 
     low: float = -math.inf
     high: float = math.inf
     low_open: bool = False
     high_open: bool = False
+    allow_inf: bool = False
 
     def contains(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if math.isnan(value) or (math.isinf(value) and not self.allow_inf):
             return False
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
@@ -59,7 +68,7 @@ class Range:
         low = "" if self.low == -math.inf else f"{self.low:g} {'<' if self.low_open else '<='} "
         high = "" if self.high == math.inf else f" {'<' if self.high_open else '<='} {self.high:g}"
         if not low and not high:
-            return "a finite number"
+            return "a number, not nan" if self.allow_inf else "a finite number"
         if not high:  # "lr >= 0" reads better than "0 <= lr"
             return f"{name} {'>' if self.low_open else '>='} {self.low:g}"
         return f"{low}{name}{high}"
@@ -69,6 +78,8 @@ NON_NEGATIVE = Range(0.0)
 UNIT = Range(0.0, 1.0, high_open=True)
 CLOSED_UNIT = Range(0.0, 1.0)
 FINITE = Range()
+POSITIVE = Range(0.0, low_open=True)
+NOT_NAN = Range(allow_inf=True)
 
 
 def invalid(name: str, value: object, expected: str) -> ValueError:
@@ -87,6 +98,16 @@ def check_real(name: str, value: object, allowed: Range = FINITE) -> float:
     if not allowed.contains(number):
         raise invalid(name, number, allowed.describe(name))
     return number
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """A finite real number ``>= 0`` (learning rates, momentums, minima)."""
+    return check_real(name, value, NON_NEGATIVE)
+
+
+def check_positive(name: str, value: object) -> float:
+    """A finite real number ``> 0`` (decay factors)."""
+    return check_real(name, value, POSITIVE)
 
 
 def check_int(name: str, value: object, *, low: int | None = None) -> int:
@@ -111,6 +132,18 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_state_keys(owner: str, state: object, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    """A saved state: a mapping with exactly ``keys`` (``TypeError`` for anything else than a
+    mapping, ``KeyError`` naming ``owner`` and the missing and unexpected keys)."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    unexpected = [k for k in state if k not in keys]
+    if missing or unexpected:
+        raise KeyError(f"{owner} state: missing keys {missing}, unexpected {unexpected}")
+    return state
 
 
 def kernel_real(name: str, value: object) -> float:

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_int
+
 __all__ = ["initial_generator", "manual_seed", "new_generator"]
 
 _lock = threading.Lock()
@@ -39,14 +41,6 @@ _followers: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary(
 _LIVE = 0x11FE
 
 
-def _check_seed(seed: Any) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed}")
-    return int(seed)
-
-
 def manual_seed(seed: int) -> None:
     """Seed everything ferroptim draws: initial weights, dropout masks, ``BatchLoader`` and
     ``fit`` shuffling, augmentation. Live unseeded generators (dropout layers, loaders,
@@ -55,7 +49,7 @@ def manual_seed(seed: int) -> None:
     building its objects, and the objects built after the call do not depend on which older
     ones are still alive."""
     global _initial, _spawner
-    seed = _check_seed(seed)
+    seed = check_int("seed", seed, low=0)
     gc.collect()  # unreachable followers must not shift the live ones' streams
     with _lock:
         _initial = np.random.default_rng(seed)

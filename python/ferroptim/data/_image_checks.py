@@ -1,10 +1,14 @@
-"""Argument checks shared by the image augmentations: NCHW float batches and their parameters."""
+"""Argument checks shared by the image augmentations: NCHW float batches and the parameters that
+are particular to images (ranges, sizes, angles, padding, kernels), built on
+:mod:`ferroptim._checks`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from ferroptim._checks import NON_NEGATIVE, Range, check_int, check_real, invalid
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -22,44 +26,26 @@ def check_images(x: Any, name: str = "x") -> np.ndarray:
     return x
 
 
-def _is_real(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+def check_range(name: str, value: Any, allowed: Range = NON_NEGATIVE) -> tuple[float, float]:
+    """``v`` as ``(v, v)``, or a ``(lo, hi)`` pair with ``lo <= hi``, each value in ``allowed``."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise TypeError(f"{name} must be a number or a (low, high) pair, got {value!r}")
+        lo, hi = (check_real(name, v, allowed) for v in value)
+        if lo > hi:
+            raise invalid(name, value, "low <= high")
+        return lo, hi
+    v = check_real(name, value, allowed)
+    return v, v
 
 
-def check_real(value: Any, name: str, low: float = 0.0, high: float = np.inf) -> float:
-    """A finite real number in ``[low, high]``."""
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not (np.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-    return float(value)
-
-
-def check_range(
-    value: Any, name: str, low: float = 0.0, high: float = np.inf
-) -> tuple[float, float]:
-    """``v`` as ``(v, v)``, or a ``(lo, hi)`` pair with ``low <= lo <= hi <= high``."""
-    if _is_real(value):
-        v = check_real(value, name, low, high)
-        return v, v
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{name} must be a number or a (low, high) pair, got {value!r}")
-    lo, hi = (check_real(v, name, low, high) for v in value)
-    if lo > hi:
-        raise ValueError(f"{name} must have low <= high, got {value}")
-    return lo, hi
-
-
-def check_size(value: Any, name: str) -> tuple[int, int]:
+def check_size(name: str, value: Any) -> tuple[int, int]:
     """A positive int ``s`` as ``(s, s)``, or an ``(h, w)`` pair of positive ints."""
-    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(pair) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair
-    ):
+    pair = tuple(value) if isinstance(value, tuple | list) else (value, value)
+    if len(pair) != 2:
         raise TypeError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if min(pair) <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    h, w = (check_int(name, v, low=1) for v in pair)
+    return h, w
 
 
 def per_image(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -74,30 +60,26 @@ def uniform_per_image(rng: np.random.Generator, bounds: tuple[float, float], n: 
 
 def check_degrees(degrees: Any) -> tuple[float, float]:
     """``d`` as ``(-d, d)`` (``0 <= d <= 360``), or a ``(lo, hi)`` pair, in degrees."""
-    if isinstance(degrees, (tuple, list)):
-        return check_range(degrees, "degrees", -360.0, 360.0)
-    d = check_real(degrees, "degrees", 0.0, 360.0)
+    if isinstance(degrees, tuple | list):
+        return check_range("degrees", degrees, Range(-360.0, 360.0))
+    d = check_real("degrees", degrees, Range(0.0, 360.0))
     return -d, d
 
 
 def check_padding(padding: Any, padding_mode: str, modes: Any) -> int:
     """A non-negative int ``padding`` and a ``padding_mode`` among ``modes``."""
-    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)):
-        raise TypeError(f"padding must be a non-negative int, got {padding!r}")
-    if padding < 0:
-        raise ValueError(f"padding must be a non-negative int, got {padding}")
+    padding = check_int("padding", padding, low=0)
     if padding_mode not in modes:
         raise ValueError(f"padding_mode must be one of {sorted(modes)}, got {padding_mode!r}")
-    return int(padding)
+    return padding
 
 
 def check_kernel_size(kernel_size: Any) -> int:
     """An odd positive int."""
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, (int, np.integer)):
-        raise TypeError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
-    if kernel_size <= 0 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size}")
-    return int(kernel_size)
+    kernel_size = check_int("kernel_size", kernel_size, low=1)
+    if kernel_size % 2 == 0:
+        raise invalid("kernel_size", kernel_size, "an odd int")
+    return kernel_size
 
 
 def per_image_values(value: Any, n: int, name: str, dtype: Any = np.float64) -> np.ndarray:

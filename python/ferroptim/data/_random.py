@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import invalid
 from ferroptim._seed import new_generator
 
 
@@ -32,7 +33,7 @@ def as_generator(seed: Any, name: str = "seed", owner: Any = None) -> np.random.
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         if seed < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {seed}")
+            raise invalid(name, seed, "an int >= 0")
         return np.random.default_rng(int(seed))
     raise TypeError(f"{name} must be None, an int or a numpy Generator, got {seed!r}")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import CLOSED_UNIT, NON_NEGATIVE, Range, check_real
 from ferroptim.data import geometric, photometric
 from ferroptim.data._image_checks import (
     check_degrees,
@@ -23,7 +24,6 @@ from ferroptim.data._image_checks import (
     check_kernel_size,
     check_padding,
     check_range,
-    check_real,
     check_size,
 )
 from ferroptim.data._random import as_generator, generator_state, set_generator_state
@@ -35,7 +35,7 @@ class RandomHorizontalFlip:
     """Mirror each image left-right with probability ``p`` (default 0.5)."""
 
     def __init__(self, p: float = 0.5) -> None:
-        self.p = check_real(p, "p", 0.0, 1.0)
+        self.p = check_real("p", p, CLOSED_UNIT)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return geometric.random_horizontal_flip(x, self.p, rng=rng)
@@ -48,7 +48,7 @@ class RandomVerticalFlip:
     """Mirror each image top-bottom with probability ``p`` (default 0.5)."""
 
     def __init__(self, p: float = 0.5) -> None:
-        self.p = check_real(p, "p", 0.0, 1.0)
+        self.p = check_real("p", p, CLOSED_UNIT)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return geometric.random_vertical_flip(x, self.p, rng=rng)
@@ -73,7 +73,7 @@ class RandomRotation:
 
     def __init__(self, degrees: Any, fill: float = 0.0) -> None:
         self.degrees = check_degrees(degrees)
-        self.fill = check_real(fill, "fill", -np.inf, np.inf)
+        self.fill = check_real("fill", fill)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return geometric.random_rotation(x, self.degrees, fill=self.fill, rng=rng)
@@ -87,7 +87,7 @@ class RandomCrop:
     random offset per image (see :func:`ferroptim.data.geometric.random_crop`)."""
 
     def __init__(self, size: Any, padding: int = 0, padding_mode: str = "zeros") -> None:
-        self.size = check_size(size, "size")
+        self.size = check_size("size", size)
         self.padding = check_padding(padding, padding_mode, geometric.PADDING_MODES)
         self.padding_mode = padding_mode
 
@@ -108,7 +108,7 @@ class RandomBrightness:
     brightness jitter per image."""
 
     def __init__(self, delta: float, mode: str = "additive") -> None:
-        self.delta = check_real(delta, "delta")
+        self.delta = check_real("delta", delta, NON_NEGATIVE)
         if mode not in photometric.BRIGHTNESS_MODES:
             raise ValueError(f"mode must be one of {photometric.BRIGHTNESS_MODES}, got {mode!r}")
         self.mode = mode
@@ -124,7 +124,7 @@ class RandomContrast:
     """Contrast jitter about each image's mean, factor ``~ U(max(0, 1 - delta), 1 + delta)``."""
 
     def __init__(self, delta: float) -> None:
-        self.delta = check_real(delta, "delta")
+        self.delta = check_real("delta", delta, NON_NEGATIVE)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return photometric.random_contrast(x, self.delta, rng=rng)
@@ -140,7 +140,7 @@ class GaussianBlur:
     """
 
     def __init__(self, sigma: Any, kernel_size: int | None = None) -> None:
-        self.sigma = check_range(sigma, "sigma", 1e-6)
+        self.sigma = check_range("sigma", sigma, Range(1e-6))
         if kernel_size is None:
             kernel_size = photometric.gaussian_kernel_size(self.sigma[1])
         self.kernel_size = check_kernel_size(kernel_size)
@@ -158,7 +158,7 @@ class GaussianNoise:
     """Add ``N(0, std^2)`` noise to every element."""
 
     def __init__(self, std: float) -> None:
-        self.std = check_real(std, "std")
+        self.std = check_real("std", std, NON_NEGATIVE)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return photometric.gaussian_noise(x, self.std, rng=rng)

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_int, check_state_keys
 from ferroptim.data._random import as_generator, generator_state, set_generator_state
-from ferroptim.nn._checks import check_positive_int
 
 Batch = tuple[np.ndarray, np.ndarray | None]
 _STATE_KEYS = ("epoch", "batch", "rng")
@@ -72,7 +72,7 @@ class BatchLoader:
         seed: Any = None,
         drop_last: bool = False,
     ) -> None:
-        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.batch_size = check_int("batch_size", batch_size, low=1)
         self.x = _as_samples(x, "X")
         self.y = None if y is None else _as_samples(y, "y")
         if len(self.x) == 0:
@@ -140,12 +140,7 @@ class BatchLoader:
             Counters are not non-negative ints, ``batch`` exceeds the batches per epoch, or the
             generator state is malformed.
         """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        missing = [k for k in _STATE_KEYS if k not in state]
-        unexpected = [k for k in state if k not in _STATE_KEYS]
-        if missing or unexpected:
-            raise KeyError(f"BatchLoader state: missing keys {missing}, unexpected {unexpected}")
+        state = check_state_keys("BatchLoader", state, _STATE_KEYS)
         for key in ("epoch", "batch"):
             value = state[key]
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_int, check_positive_int
+from ferroptim._checks import check_flag, check_int
 
 __all__ = ["DistributedSampler", "epoch_order", "rank_share"]
 
@@ -100,8 +100,8 @@ class DistributedSampler:
 
             num_replicas = dist.size() if num_replicas is None else num_replicas
             rank = dist.rank() if rank is None else rank
-        num_replicas = check_positive_int(num_replicas, "num_replicas")
-        rank = check_int(rank, "rank")
+        num_replicas = check_int("num_replicas", num_replicas, low=1)
+        rank = check_int("rank", rank)
         if not 0 <= rank < num_replicas:
             raise ValueError(
                 f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]"
@@ -109,9 +109,9 @@ class DistributedSampler:
         self.n = size
         self.num_replicas = num_replicas
         self.rank = rank
-        self.shuffle = _flag(shuffle, "shuffle")
-        self.seed = _non_negative(seed, "seed")
-        self.drop_last = _flag(drop_last, "drop_last")
+        self.shuffle = check_flag("shuffle", shuffle)
+        self.seed = check_int("seed", seed, low=0)
+        self.drop_last = check_flag("drop_last", drop_last)
         self.epoch = 0
         #: indices this rank yields per epoch
         self.num_samples = _num_samples(size, num_replicas, self.drop_last)
@@ -120,7 +120,7 @@ class DistributedSampler:
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` (a non-negative int) from now on."""
-        self.epoch = _non_negative(epoch, "epoch")
+        self.epoch = check_int("epoch", epoch, low=0)
 
     def indices(self) -> np.ndarray:
         """This rank's indices of the current epoch as an int64 array."""
@@ -150,16 +150,3 @@ def _dataset_size(n: Any) -> int:
     if size < 0:
         raise ValueError(f"n must be >= 0, got {size}")
     return size
-
-
-def _non_negative(value: Any, name: str) -> int:
-    value = check_int(value, name)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)

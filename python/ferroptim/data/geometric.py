@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import CLOSED_UNIT, check_real
 from ferroptim.data._image_checks import (
     check_degrees,
     check_images,
     check_padding,
-    check_real,
     check_size,
     per_image_values,
     uniform_per_image,
@@ -27,7 +27,7 @@ PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
 
 def _random_flip(x: Any, p: float, axis: int, rng: Any) -> np.ndarray:
     images = check_images(x)
-    p = check_real(p, "p", 0.0, 1.0)
+    p = check_real("p", p, CLOSED_UNIT)
     flip = as_generator(rng, "rng").random(len(images)) < p
     out = images.copy()
     out[flip] = np.flip(images[flip], axis=axis)
@@ -85,7 +85,7 @@ def rotate(x: Any, degrees: Any, *, fill: float = 0.0) -> np.ndarray:
     angles = per_image_values(degrees, n, "degrees")
     if not np.isfinite(angles).all():
         raise ValueError("degrees must be finite")
-    fill = check_real(fill, "fill", -np.inf, np.inf)
+    fill = check_real("fill", fill)
     theta = np.deg2rad(angles)[:, None, None]
     cos, sin = np.cos(theta), np.sin(theta)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
@@ -138,7 +138,7 @@ def random_crop(
     size is the identity. Raises ``ValueError`` when the window exceeds the padded image.
     """
     images = check_images(x)
-    crop_h, crop_w = check_size(size, "size")
+    crop_h, crop_w = check_size("size", size)
     padding = check_padding(padding, padding_mode, PADDING_MODES)
     n, _, h, w = images.shape
     if crop_h > h + 2 * padding or crop_w > w + 2 * padding:

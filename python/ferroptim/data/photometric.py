@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import NON_NEGATIVE, check_real
 from ferroptim.data._image_checks import (
     check_images,
     check_kernel_size,
-    check_real,
     per_image,
     per_image_values,
     uniform_per_image,
@@ -39,7 +39,7 @@ def random_brightness(
     ``"multiplicative"``: ``out = x * f`` with ``f ~ U(max(0, 1 - delta), 1 + delta)``.
     """
     images = check_images(x)
-    delta = check_real(delta, "delta")
+    delta = check_real("delta", delta, NON_NEGATIVE)
     if mode not in BRIGHTNESS_MODES:
         raise ValueError(f"mode must be one of {BRIGHTNESS_MODES}, got {mode!r}")
     generator = as_generator(rng, "rng")
@@ -57,7 +57,7 @@ def random_contrast(x: Any, delta: float, *, rng: Any = None) -> np.ndarray:
     The per-image mean is unchanged (up to rounding); ``f = 0`` gives a flat image.
     """
     images = check_images(x)
-    delta = check_real(delta, "delta")
+    delta = check_real("delta", delta, NON_NEGATIVE)
     factor = uniform_per_image(as_generator(rng, "rng"), _factor_bounds(delta), len(images))
     mean = images.mean(axis=(1, 2, 3), dtype=np.float64)
     mean = per_image(mean, images.dtype)
@@ -114,7 +114,7 @@ def gaussian_noise(x: Any, std: float, *, rng: Any = None) -> np.ndarray:
     """Add independent noise to every element: ``out = x + std * e``, ``e ~ N(0, 1)``, drawn in
     the input's dtype."""
     images = check_images(x)
-    std = check_real(std, "std")
+    std = check_real("std", std, NON_NEGATIVE)
     noise = as_generator(rng, "rng").standard_normal(images.shape, dtype=images.dtype)
     noise *= images.dtype.type(std)
     return images + noise

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_state_keys
 from ferroptim.nn._checks import check_input, resolve_dtype
 
 _STATE_KEYS = ("mean", "var", "scale")
@@ -180,12 +181,7 @@ class Standardizer:
         ValueError
             Shapes differ, a value is not finite, ``var`` is negative or ``scale`` not positive.
         """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        missing = [k for k in _STATE_KEYS if k not in state]
-        unexpected = [k for k in state if k not in _STATE_KEYS]
-        if missing or unexpected:
-            raise KeyError(f"Standardizer state: missing keys {missing}, unexpected {unexpected}")
+        state = check_state_keys("Standardizer", state, _STATE_KEYS)
         arrays = {k: check_input(state[k], self.dtype, name=f"state[{k!r}]") for k in _STATE_KEYS}
         shapes = {k: a.shape for k, a in arrays.items()}
         if len(set(shapes.values())) != 1:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_flag, check_int
 from ferroptim.data._random import as_generator
 from ferroptim.data.batching import _as_samples
 
@@ -136,8 +137,7 @@ def train_test_split(
         raise ValueError(
             f"X and y must have the same number of samples, got {n} and {len(targets)}"
         )
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+    check_flag("shuffle", shuffle)
     n_test = _test_size_count(test_size, n)
     rng = as_generator(seed) if shuffle else None
     if stratify is None:
@@ -156,14 +156,6 @@ def train_test_split(
     if targets is not None:
         parts += [targets[train_idx], targets[test_idx]]
     return tuple(parts)
-
-
-def _check_n_splits(n_splits: Any) -> int:
-    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)):
-        raise TypeError(f"n_splits must be an int >= 2, got {n_splits!r}")
-    if n_splits < 2:
-        raise ValueError(f"n_splits must be at least 2, got {n_splits}")
-    return int(n_splits)
 
 
 class KFold:
@@ -185,9 +177,8 @@ class KFold:
     """
 
     def __init__(self, n_splits: int = 5, *, shuffle: bool = False, seed: Any = None) -> None:
-        self.n_splits = _check_n_splits(n_splits)
-        if not isinstance(shuffle, bool):
-            raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+        self.n_splits = check_int("n_splits", n_splits, low=2)
+        check_flag("shuffle", shuffle)
         if not shuffle and seed is not None:
             raise ValueError("seed has no effect when shuffle=False; leave it None")
         as_generator(seed)  # checks the type now

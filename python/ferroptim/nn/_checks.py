@@ -1,8 +1,8 @@
-"""Argument checks shared by the nn modules: dtypes, input arrays, hyperparameters."""
+"""Array checks shared by the nn modules: dtypes, inputs, upstream gradients, the forward cache.
+Scalar hyperparameters are checked with :mod:`ferroptim._checks`."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,18 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return resolved
 
 
+def as_numeric(x: Any, name: str, layer: str = "") -> np.ndarray:
+    """``np.asarray(x)`` if it holds bools, ints or floats (never copied when ``x`` is an array
+    already); ``TypeError`` naming ``layer`` and ``name`` otherwise."""
+    where = f"{layer}: " if layer else ""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{where}{name} must be a numeric array, got {type(x).__name__}")
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{where}{name} must be numeric, got dtype {x.dtype}")
+    return x
+
+
 def check_input(
     x: Any,
     dtype: np.dtype,
@@ -36,12 +48,7 @@ def check_input(
     (the feature or channel count). Errors name ``layer`` and ``name``.
     """
     where = f"{layer}: " if layer else ""
-    if not isinstance(x, np.ndarray):
-        if isinstance(x, (str, bytes)) or x is None:
-            raise TypeError(f"{where}{name} must be a numeric array, got {type(x).__name__}")
-        x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"{where}{name} must be numeric, got dtype {x.dtype}")
+    x = as_numeric(x, name, layer)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if x.ndim not in allowed:
@@ -64,46 +71,6 @@ def check_upstream(dy: Any, shape: tuple[int, ...], dtype: np.dtype, layer: str)
             f"{layer}: dy must have the output shape {tuple(shape)}, got {array.shape}"
         )
     return array
-
-
-def check_int(value: Any, name: str) -> int:
-    """An int (NumPy integers too; bools refused), as a Python int."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    return int(value)
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """A positive integer (bools refused)."""
-    value = check_int(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def check_real(
-    value: Any,
-    name: str,
-    *,
-    low: float = -math.inf,
-    high: float = math.inf,
-    allow_inf: bool = False,
-) -> float:
-    """A real number (NumPy scalars too; bools refused) in ``[low, high]``, as a float.
-
-    ``TypeError`` for anything else; ``ValueError`` for nan, for an infinity unless
-    ``allow_inf``, and outside the range. ``name`` is used in the messages as given (prefix the
-    layer, e.g. ``"ELU: alpha"``).
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    number = float(value)
-    if math.isnan(number) or (math.isinf(number) and not allow_inf):
-        kind = "a number, not nan" if allow_inf else "a finite number"
-        raise ValueError(f"{name} must be {kind}, got {value}")
-    if not low <= number <= high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value}")
-    return number
 
 
 def require_cache(cache: Any, layer: str) -> Any:

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from ferroptim.nn._checks import as_numeric
 from ferroptim.nn._grad_mode import mark_gradient, remember_loss_input
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -63,13 +64,7 @@ class Loss:
         return array
 
     def _numeric(self, value: Any, what: str) -> np.ndarray:
-        name = type(self).__name__
-        if isinstance(value, (str, bytes)) or value is None:
-            raise TypeError(f"{name}: {what} must be a numeric array, got {type(value).__name__}")
-        array = np.asarray(value)
-        if array.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: {what} must be numeric, got dtype {array.dtype}")
-        return array
+        return as_numeric(value, what, type(self).__name__)
 
     def _upstream(self, grad_output: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
         """``grad_output`` checked against the loss output: a scalar multiplier for the

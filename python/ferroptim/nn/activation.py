@@ -14,14 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_int, check_real
 from ferroptim.nn import functional as F
-from ferroptim.nn._checks import (
-    check_input,
-    check_int,
-    check_positive_int,
-    check_real,
-    require_cache,
-)
+from ferroptim.nn._checks import check_input, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = [
@@ -124,7 +119,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.negative_slope = check_real(negative_slope, "LeakyReLU: negative_slope")
+        self.negative_slope = check_real("LeakyReLU: negative_slope", negative_slope)
 
     def _forward(self, x):
         positive = x > 0
@@ -161,8 +156,8 @@ class PReLU(_Activation):
         self, num_parameters: int = 1, init: float = 0.25, dtype: Any = np.float32
     ) -> None:
         super().__init__(dtype)
-        self.num_parameters = check_positive_int(num_parameters, "PReLU: num_parameters")
-        slope = check_real(init, "PReLU: init")
+        self.num_parameters = check_int("PReLU: num_parameters", num_parameters, low=1)
+        slope = check_real("PReLU: init", init)
         self.register_parameter("weight", np.full(self.num_parameters, slope))
 
     def _slope(self, x: np.ndarray) -> np.ndarray:
@@ -201,7 +196,7 @@ class ELU(_Activation):
 
     def __init__(self, alpha: float = 1.0, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.alpha = check_real(alpha, "ELU: alpha")
+        self.alpha = check_real("ELU: alpha", alpha)
 
     def _forward(self, x):
         positive = x > 0
@@ -280,10 +275,10 @@ class Softplus(_Activation):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0, dtype: Any = None):
         super().__init__(dtype)
-        self.beta = check_real(beta, "Softplus: beta")
+        self.beta = check_real("Softplus: beta", beta)
         if self.beta == 0:
             raise ValueError("Softplus: beta must be non-zero")
-        self.threshold = check_real(threshold, "Softplus: threshold")
+        self.threshold = check_real("Softplus: threshold", threshold)
 
     def _forward(self, x):
         scaled = x * self.beta
@@ -301,7 +296,7 @@ class Softplus(_Activation):
 class _SoftmaxBase(_Activation):
     def __init__(self, dim: int = -1, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.dim = check_int(dim, f"{type(self).__name__}: dim")
+        self.dim = check_int(f"{type(self).__name__}: dim", dim)
 
     def _axis(self, x: np.ndarray) -> int | None:
         ndim = max(x.ndim, 1)  # a 0-d input has one (trivial) softmax axis, as in torch

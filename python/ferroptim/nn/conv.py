@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
+from ferroptim._checks import check_flag, check_int
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn._conv_kernels import correlate, padded_input_gradient, weight_rows
 from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
@@ -132,13 +133,12 @@ class Conv2d(Module):
         rng: Any = None,
     ) -> None:
         super().__init__(dtype)
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.in_channels = check_int("in_channels", in_channels, low=1)
+        self.out_channels = check_int("out_channels", out_channels, low=1)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.padding = pair(padding, "padding", allow_zero=True)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"Conv2d: bias must be a bool, got {bias!r}")
+        check_flag("Conv2d: bias", bias)
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         self.register_parameter("weight", np.zeros(shape))
         if bias:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ferroptim._checks import CLOSED_UNIT, check_int, check_real
 from ferroptim.nn._checks import require_cache
 from ferroptim.nn._loss_base import Loss, LossValue, optional_array
 
@@ -83,16 +84,9 @@ class CrossEntropyLoss(Loss):
             raise ValueError(
                 f"{layer}: weight must be 1-D (one per class), got shape {weight.shape}"
             )
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-            raise TypeError(f"{layer}: ignore_index must be an int, got {ignore_index!r}")
-        if isinstance(label_smoothing, bool) or not isinstance(
-            label_smoothing, (int, float, np.number)
-        ):
-            raise TypeError(f"{layer}: label_smoothing must be a float, got {label_smoothing!r}")
-        if not 0.0 <= float(label_smoothing) <= 1.0:
-            raise ValueError(f"{layer}: label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.ignore_index = check_int(f"{layer}: ignore_index", ignore_index)
+        label_smoothing = check_real(f"{layer}: label_smoothing", label_smoothing, CLOSED_UNIT)
         self.weight = weight
-        self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
         self._weight_as: dict[np.dtype, np.ndarray] = {}
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import CLOSED_UNIT, check_real
 from ferroptim._seed import new_generator
 from ferroptim.nn._batch_share import draw_uniform
-from ferroptim.nn._checks import check_input, check_real, check_upstream, require_cache
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Dropout"]
@@ -42,7 +43,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, seed: int | None = None, *, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.p = check_real(p, "Dropout: p", low=0.0, high=1.0)
+        self.p = check_real("Dropout: p", p, CLOSED_UNIT)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"Dropout: seed must be None or an int, got {seed!r}")
         self.rng = new_generator(self) if seed is None else np.random.default_rng(seed)

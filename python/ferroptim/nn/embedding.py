@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim._checks import check_int
+from ferroptim.nn._checks import check_input, require_cache
 from ferroptim.nn._rng import resolve_rng
 from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
@@ -105,8 +106,8 @@ class Embedding(Module):
         rng: Any = None,
     ) -> None:
         super().__init__(dtype)
-        self.num_embeddings = check_positive_int(num_embeddings, "num_embeddings")
-        self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+        self.num_embeddings = check_int("num_embeddings", num_embeddings, low=1)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, low=1)
         self.padding_idx = _resolve_padding_idx(padding_idx, self.num_embeddings)
         generator = resolve_rng(rng)
         shape = (self.num_embeddings, self.embedding_dim)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim.nn._checks import as_numeric
 from ferroptim.nn.module import Module
 
 __all__ = ["GradcheckError", "GradcheckReport", "TensorReport", "gradcheck", "gradcheck_loss"]
@@ -136,12 +137,7 @@ def _check_tolerances(eps: Any, atol: Any, rtol: Any, max_checks: Any) -> None:
 
 
 def _as_array(value: Any, name: str) -> np.ndarray:
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"gradcheck: {name} must be a numeric array, got {type(value).__name__}")
-    array = np.asarray(value)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"gradcheck: {name} must be numeric, got dtype {array.dtype}")
-    return array
+    return as_numeric(value, name, "gradcheck")
 
 
 def _as_float64_output(value: Any, what: str) -> np.ndarray:

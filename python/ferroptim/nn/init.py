@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_real
+from ferroptim._checks import NOT_NAN, check_real
 from ferroptim.nn._rng import resolve_rng
 
 __all__ = [
@@ -132,8 +132,8 @@ def _calculate_correct_fan(tensor: np.ndarray, mode: str) -> int:
 def uniform_(tensor: np.ndarray, a: float = 0.0, b: float = 1.0, rng: Any = None) -> np.ndarray:
     """Fill with values from :math:`\\mathcal{U}(a, b)`; ``a <= b`` (ValueError otherwise)."""
     _check_tensor(tensor, "uniform_")
-    low = check_real(a, "uniform_: a", allow_inf=True)
-    high = check_real(b, "uniform_: b", allow_inf=True)
+    low = check_real("uniform_: a", a, NOT_NAN)
+    high = check_real("uniform_: b", b, NOT_NAN)
     if low > high:
         raise ValueError(f"uniform_: a must be <= b, got a={low} and b={high}")
     generator = resolve_rng(rng)
@@ -146,8 +146,8 @@ def normal_(tensor: np.ndarray, mean: float = 0.0, std: float = 1.0, rng: Any = 
     ``normal_(w, std=0.02)`` is the guide's ``0.02 * randn`` initialization.
     """
     _check_tensor(tensor, "normal_")
-    mean = check_real(mean, "normal_: mean", allow_inf=True)
-    std = check_real(std, "normal_: std", allow_inf=True)
+    mean = check_real("normal_: mean", mean, NOT_NAN)
+    std = check_real("normal_: std", std, NOT_NAN)
     if std < 0:
         raise ValueError(f"normal_: std must be >= 0, got {std}")
     generator = resolve_rng(rng)
@@ -161,7 +161,7 @@ def scaled_normal_(tensor: np.ndarray, init_scale: float = 1.0, rng: Any = None)
     0.1 or 1); ``fan_in`` as in torch (input features times the kernel size).
     """
     _check_tensor(tensor, "scaled_normal_")
-    scale = check_real(init_scale, "scaled_normal_: init_scale", allow_inf=True)
+    scale = check_real("scaled_normal_: init_scale", init_scale, NOT_NAN)
     if scale < 0:
         raise ValueError(f"scaled_normal_: init_scale must be >= 0, got {scale}")
     fan_in, _ = _calculate_fan_in_and_fan_out(tensor)
@@ -188,10 +188,10 @@ def trunc_normal_(
     clipped to ``[a, b]`` against rounding.
     """
     _check_tensor(tensor, "trunc_normal_")
-    mean = check_real(mean, "trunc_normal_: mean", allow_inf=True)
-    std = check_real(std, "trunc_normal_: std", allow_inf=True)
-    low = check_real(a, "trunc_normal_: a", allow_inf=True)
-    high = check_real(b, "trunc_normal_: b", allow_inf=True)
+    mean = check_real("trunc_normal_: mean", mean, NOT_NAN)
+    std = check_real("trunc_normal_: std", std, NOT_NAN)
+    low = check_real("trunc_normal_: a", a, NOT_NAN)
+    high = check_real("trunc_normal_: b", b, NOT_NAN)
     if std <= 0:
         raise ValueError(f"trunc_normal_: std must be > 0, got {std}")
     if not low < high:
@@ -251,7 +251,7 @@ def _standard_truncated_normal(
 def constant_(tensor: np.ndarray, val: float) -> np.ndarray:
     """Fill with ``val``."""
     _check_tensor(tensor, "constant_")
-    return _fill(tensor, check_real(val, "constant_: val", allow_inf=True))
+    return _fill(tensor, check_real("constant_: val", val, NOT_NAN))
 
 
 def zeros_(tensor: np.ndarray) -> np.ndarray:
@@ -268,7 +268,7 @@ def xavier_uniform_(tensor: np.ndarray, gain: float = 1.0, rng: Any = None) -> n
     """Glorot uniform: :math:`\\mathcal{U}(-b, b)` with
     :math:`b = \\text{gain} \\sqrt{6 / (\\text{fan\\_in} + \\text{fan\\_out})}`."""
     _check_tensor(tensor, "xavier_uniform_")
-    gain = check_real(gain, "xavier_uniform_: gain", allow_inf=True)
+    gain = check_real("xavier_uniform_: gain", gain, NOT_NAN)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = math.sqrt(3.0) * gain * math.sqrt(2.0 / max(fan_in + fan_out, 1))
     return _fill(tensor, resolve_rng(rng).uniform(-bound, bound, tensor.shape))
@@ -278,7 +278,7 @@ def xavier_normal_(tensor: np.ndarray, gain: float = 1.0, rng: Any = None) -> np
     """Glorot normal: :math:`\\mathcal{N}(0, \\sigma^2)` with
     :math:`\\sigma = \\text{gain} \\sqrt{2 / (\\text{fan\\_in} + \\text{fan\\_out})}`."""
     _check_tensor(tensor, "xavier_normal_")
-    gain = check_real(gain, "xavier_normal_: gain", allow_inf=True)
+    gain = check_real("xavier_normal_: gain", gain, NOT_NAN)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / max(fan_in + fan_out, 1))
     return _fill(tensor, std * resolve_rng(rng).standard_normal(tensor.shape))
@@ -326,7 +326,7 @@ def orthogonal_(tensor: np.ndarray, gain: float = 1.0, rng: Any = None) -> np.nd
     normal matrix, with column signs fixed by ``sign(diag(R))`` (so Q is Haar distributed).
     Rows are orthonormal when ``rows <= cols``, columns otherwise."""
     _check_tensor(tensor, "orthogonal_")
-    gain = check_real(gain, "orthogonal_: gain", allow_inf=True)
+    gain = check_real("orthogonal_: gain", gain, NOT_NAN)
     if tensor.ndim < 2:
         raise ValueError(
             f"orthogonal_: only arrays with 2 or more dimensions are supported, "

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
+from ferroptim._checks import check_flag, check_int
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.init import initialize_layer
 from ferroptim.nn.module import Module
 
@@ -57,10 +58,9 @@ class Linear(Module):
         rng: Any = None,
     ) -> None:
         super().__init__(dtype)
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.out_features = check_positive_int(out_features, "out_features")
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"Linear: bias must be a bool, got {bias!r}")
+        self.in_features = check_int("in_features", in_features, low=1)
+        self.out_features = check_int("out_features", out_features, low=1)
+        check_flag("Linear: bias", bias)
         self.register_parameter("weight", np.zeros((self.out_features, self.in_features)))
         if bias:
             self.register_parameter("bias", np.zeros(self.out_features))

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_positive_int, require_cache
+from ferroptim._checks import check_flag, check_int
+from ferroptim.nn._checks import check_input, require_cache
 from ferroptim.nn._grad_mode import run_forward
 from ferroptim.nn._rng import resolve_rng
 from ferroptim.nn.functional import sigmoid
@@ -182,14 +183,11 @@ class LSTM(Module):
         rng: Any = None,
     ) -> None:
         super().__init__(dtype)
-        self.input_size = check_positive_int(input_size, "input_size")
-        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
-        self.num_layers = check_positive_int(num_layers, "num_layers")
-        for name, flag in (("bias", bias), ("batch_first", batch_first)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
+        self.input_size = check_int("input_size", input_size, low=1)
+        self.hidden_size = check_int("hidden_size", hidden_size, low=1)
+        self.num_layers = check_int("num_layers", num_layers, low=1)
+        self.bias = check_flag("bias", bias)
+        self.batch_first = check_flag("batch_first", batch_first)
         generator = resolve_rng(rng)
         bound = 1.0 / np.sqrt(self.hidden_size)
         gates = 4 * self.hidden_size

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from ferroptim import batchnorm as _kernels
-from ferroptim.nn._checks import check_input, check_positive_int, check_upstream, require_cache
+from ferroptim._checks import CLOSED_UNIT, check_flag, check_int, check_real
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -38,22 +39,15 @@ class _BatchNorm(Module):
         dtype: Any = np.float32,
     ) -> None:
         super().__init__(dtype)
-        self.num_features = check_positive_int(num_features, "num_features")
+        self.num_features = check_int("num_features", num_features, low=1)
         if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
             raise TypeError(f"{self.layer}: eps must be a float, got {eps!r}")
         if not eps >= 0:
             raise ValueError(f"{self.layer}: eps must be >= 0, got {eps}")
         if momentum is not None:
-            if isinstance(momentum, bool) or not isinstance(
-                momentum, (int, float, np.integer, np.floating)
-            ):
-                raise TypeError(f"{self.layer}: momentum must be a float or None, got {momentum!r}")
-            if not 0.0 <= momentum <= 1.0:
-                raise ValueError(f"{self.layer}: momentum must be in [0, 1], got {momentum}")
-            momentum = float(momentum)
+            momentum = check_real(f"{self.layer}: momentum", momentum, CLOSED_UNIT)
         for name, flag in (("affine", affine), ("track_running_stats", track_running_stats)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{self.layer}: {name} must be a bool, got {flag!r}")
+            check_flag(f"{self.layer}: {name}", flag)
         self.eps = float(eps)
         self.momentum = momentum
         self.affine = bool(affine)

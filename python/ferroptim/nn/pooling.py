@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_flag
 from ferroptim.nn._checks import check_upstream, require_cache
 from ferroptim.nn._conv_kernels import col2im
 from ferroptim.nn._tiles import first_max_positions, tile_planes, untile
@@ -159,11 +160,7 @@ class AvgPool2d(_Pool2d):
         dtype: Any = None,
     ) -> None:
         super().__init__(kernel_size, stride, padding, dtype)
-        if not isinstance(count_include_pad, (bool, np.bool_)):
-            raise TypeError(
-                f"AvgPool2d: count_include_pad must be a bool, got {count_include_pad!r}"
-            )
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = check_flag("AvgPool2d: count_include_pad", count_include_pad)
 
     def _divisor(self, height: int, width: int) -> np.ndarray | float:
         """``D`` per output position (a scalar when every window counts the whole kernel)."""

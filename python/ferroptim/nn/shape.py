@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.nn._checks import check_input, check_int, check_upstream, require_cache
+from ferroptim._checks import check_int
+from ferroptim.nn._checks import check_input, check_upstream, require_cache
 from ferroptim.nn.module import Module
 
 __all__ = ["Flatten", "Identity"]
@@ -32,8 +33,8 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1, *, dtype: Any = None) -> None:
         super().__init__(dtype)
-        self.start_dim = check_int(start_dim, "Flatten: start_dim")
-        self.end_dim = check_int(end_dim, "Flatten: end_dim")
+        self.start_dim = check_int("Flatten: start_dim", start_dim)
+        self.end_dim = check_int("Flatten: end_dim", end_dim)
         self._cache: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     def _axes(self, ndim: int, shape: tuple[int, ...]) -> tuple[int, int]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_int
+
 
 def as_array(value: Any, name: str, dtype: np.dtype | None) -> np.ndarray:
     """``value`` as a numeric array with at least one axis (samples on axis 0).
@@ -54,11 +56,7 @@ def as_dataset(
 
 def batch_size_arg(value: Any, name: str = "batch_size") -> int:
     """A positive int (``TypeError`` for non-integers and bools, ``ValueError`` for <= 0)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return int(value)
+    return check_int(name, value, low=1)
 
 
 def validation_pair(
@@ -75,11 +73,7 @@ def validation_pair(
 
 def epochs_arg(epochs: Any) -> int:
     """An int >= 0 (``TypeError`` for non-integers and bools)."""
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)):
-        raise TypeError(f"epochs must be an int >= 0, got {epochs!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs}")
-    return int(epochs)
+    return check_int("epochs", epochs, low=0)
 
 
 def batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferroptim._checks import check_int
 from ferroptim.optim.swa_utils.averaged import AveragedModel, get_ema_multi_avg_fn
 from ferroptim.train.callbacks import Callback
 
@@ -39,13 +40,9 @@ class ModelAveraging(Callback):
             raise ValueError(
                 f"ModelAveraging: interval must be 'step' or 'epoch', got {interval!r}"
             )
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0:
-            raise ValueError(
-                f"ModelAveraging: start_epoch must be an int >= 0, got {start_epoch!r}"
-            )
         self.averaged = averaged
         self.interval = interval
-        self.start_epoch = start_epoch
+        self.start_epoch = check_int("ModelAveraging: start_epoch", start_epoch, low=0)
         self._epoch = 0
 
     @classmethod

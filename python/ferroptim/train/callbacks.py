@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_int
+
 
 @dataclass
 class FitState:
@@ -160,8 +162,8 @@ class EarlyStopping(Callback):
         start_from_epoch: int = 0,
     ) -> None:
         self.monitor = Monitor(monitor, mode, min_delta)
-        self.patience = _non_negative_int(patience, "patience")
-        self.start_from_epoch = _non_negative_int(start_from_epoch, "start_from_epoch")
+        self.patience = check_int("patience", patience, low=0)
+        self.start_from_epoch = check_int("start_from_epoch", start_from_epoch, low=0)
         self.baseline = None if baseline is None else float(baseline)
         self.restore_best_weights = bool(restore_best_weights)
         self._reset()
@@ -358,11 +360,3 @@ class CSVLogger(Callback):
 
 def _csv_value(value: Any) -> Any:
     return repr(float(value)) if isinstance(value, (float, np.floating)) else value
-
-
-def _non_negative_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= 0, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value}")
-    return int(value)

@@ -19,20 +19,16 @@ the adaptive scaling and outside the reported loss; it is an optimizer option, n
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import check_non_negative
+
 
 def check_penalty(value: Any, name: str) -> float:
     """A finite float ``>= 0`` (the strength ``l1`` or ``l2``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a non-negative float, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite float >= 0, got {value}")
-    return value
+    return check_non_negative(name, value)
 
 
 def regularized_parameters(model: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:

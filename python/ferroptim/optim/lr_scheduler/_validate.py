@@ -1,9 +1,9 @@
-"""Argument checks shared by the schedulers, on top of :mod:`ferroptim._checks` (one message
+"""Argument checks particular to the schedulers (step counts within floats' exact ints,
+per-group values, the optimizer), on top of :mod:`ferroptim._checks` (scalars, one message
 style): every error names the argument."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from numbers import Integral
 from typing import Any
@@ -23,22 +23,6 @@ def check_int(name: str, value: object, *, low: int = 1) -> int:
         shown = value if value.bit_length() < 64 else f"an int of {value.bit_length()} bits"
         raise _checks.invalid(name, shown, "an int <= 2**53")
     return value
-
-
-def check_real(
-    name: str,
-    value: object,
-    *,
-    low: float = -math.inf,
-    high: float = math.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """``value`` as a finite float inside ``[low, high]`` (ends excluded when ``*_open``)."""
-    return _checks.check_real(name, value, _checks.Range(low, high, low_open, high_open))
-
-
-check_choice = _checks.check_choice
 
 
 def check_optimizer(optimizer: Any) -> None:
@@ -86,21 +70,6 @@ def check_callables(name: str, optimizer: Any, value: object) -> list[Callable[[
     return functions
 
 
-def check_bool(name: str, value: object) -> bool:
-    """``value`` if it is a bool (``numpy.bool_`` too)."""
-    return _checks.check_flag(name, value)
-
-
-def non_negative(name: str, value: object) -> float:
-    """A finite real number ``>= 0`` (learning rates, momentums, minima)."""
-    return check_real(name, value, low=0.0)
-
-
-def positive(name: str, value: object) -> float:
-    """A finite real number ``> 0`` (decay factors)."""
-    return check_real(name, value, low=0.0, low_open=True)
-
-
 def check_group_list(
     name: str, n_groups: int, value: object, check: Callable[[str, object], Any]
 ) -> list[Any]:
@@ -116,4 +85,4 @@ def int_or_real(name: str, value: object, *, low: float) -> float:
     """An int (kept an int) ``>= low`` or a finite real number ``>= low``."""
     if isinstance(value, Integral) and not isinstance(value, bool):
         return check_int(name, value, low=int(low))
-    return check_real(name, value, low=low)
+    return _checks.check_real(name, value, _checks.Range(low))

@@ -13,13 +13,8 @@ import types
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ferroptim.optim.lr_scheduler._validate import (
-    check_bool,
-    check_group_list,
-    check_int,
-    check_optimizer,
-    non_negative,
-)
+from ferroptim._checks import check_flag, check_non_negative
+from ferroptim.optim.lr_scheduler._validate import check_group_list, check_int, check_optimizer
 
 #: checks (and normalizes) one saved entry: ``rule("state_dict['key']", value) -> value``
 StateRule = Callable[[str, Any], Any]
@@ -194,9 +189,9 @@ class LRScheduler:
         return {
             "last_epoch": lambda name, value: check_int(name, value, low=-1),
             "_step_count": lambda name, value: check_int(name, value, low=0),
-            "_is_initial": check_bool,
-            "base_lrs": self._group_rule(non_negative),
-            "_last_lr": self._group_rule(non_negative),
+            "_is_initial": check_flag,
+            "base_lrs": self._group_rule(check_non_negative),
+            "_last_lr": self._group_rule(check_non_negative),
         }
 
     def _group_rule(self, check: StateRule) -> StateRule:

@@ -6,12 +6,8 @@ import math
 from numbers import Integral
 from typing import Any
 
-from ferroptim.optim.lr_scheduler._validate import (
-    check_int,
-    check_real,
-    int_or_real,
-    non_negative,
-)
+from ferroptim._checks import NON_NEGATIVE, check_non_negative, check_real
+from ferroptim.optim.lr_scheduler._validate import check_int, int_or_real
 from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
 
 
@@ -43,11 +39,11 @@ class CosineAnnealingLR(LRScheduler):
         self, optimizer: Any, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
     ) -> None:
         self.T_max = check_int("T_max", T_max)
-        self.eta_min = non_negative("eta_min", eta_min)
+        self.eta_min = check_non_negative("eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def _state_rules(self) -> dict[str, StateRule]:
-        return {**super()._state_rules(), "T_max": _at_least_one, "eta_min": non_negative}
+        return {**super()._state_rules(), "T_max": _at_least_one, "eta_min": check_non_negative}
 
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
@@ -106,7 +102,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_0 = check_int("T_0", T_0)
         self.T_i: float = self.T_0
         self.T_mult = check_int("T_mult", T_mult)
-        self.eta_min = non_negative("eta_min", eta_min)
+        self.eta_min = check_non_negative("eta_min", eta_min)
         self.T_cur: float = check_int("last_epoch", last_epoch, low=-1)
         super().__init__(optimizer, last_epoch)
 
@@ -116,7 +112,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             "T_0": _at_least_one,
             "T_i": _at_least_one,
             "T_mult": _at_least_one,
-            "eta_min": non_negative,
+            "eta_min": check_non_negative,
             "T_cur": lambda name, value: int_or_real(name, value, low=-1),
         }
 
@@ -171,4 +167,4 @@ def _check_epoch(epoch: object) -> float:
     """A non-negative int (kept an int) or real number."""
     if isinstance(epoch, Integral) and not isinstance(epoch, bool):
         return check_int("epoch", epoch, low=0)
-    return check_real("epoch", epoch, low=0.0)
+    return check_real("epoch", epoch, NON_NEGATIVE)

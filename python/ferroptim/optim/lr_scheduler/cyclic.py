@@ -10,17 +10,22 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ferroptim.optim.lr_scheduler._validate import (
-    check_bool,
+from ferroptim._checks import (
+    CLOSED_UNIT,
+    POSITIVE,
+    Range,
     check_choice,
+    check_flag,
+    check_non_negative,
+    check_positive,
+    check_real,
+)
+from ferroptim.optim.lr_scheduler._validate import (
     check_int,
     check_optimizer,
-    check_real,
     int_or_real,
     per_group,
-    positive,
 )
-from ferroptim.optim.lr_scheduler._validate import non_negative as _non_negative
 from ferroptim.optim.lr_scheduler.base import (
     LRScheduler,
     StateRule,
@@ -143,7 +148,7 @@ class OneCycleLR(LRScheduler):
             raise ValueError(
                 "total_steps is missing: pass total_steps, or epochs and steps_per_epoch"
             )
-        pct_start = check_real("pct_start", pct_start, low=0.0, high=1.0)
+        pct_start = check_real("pct_start", pct_start, CLOSED_UNIT)
         self._anneal_func_type = check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
         self._schedule_phases = _phases(self.total_steps, pct_start, bool(three_phase))
         if self._schedule_phases[0]["end_step"] == 0.0:
@@ -151,14 +156,16 @@ class OneCycleLR(LRScheduler):
                 f"pct_start * total_steps must not be 1 (got pct_start={pct_start}, "
                 f"total_steps={self.total_steps}): the warm-up phase would be empty"
             )
-        max_lrs = per_group("max_lr", optimizer, max_lr, _non_negative)
-        div_factor = check_real("div_factor", div_factor, low=0.0, low_open=True)
-        final_div_factor = check_real("final_div_factor", final_div_factor, low=0.0, low_open=True)
+        max_lrs = per_group("max_lr", optimizer, max_lr, check_non_negative)
+        div_factor = check_real("div_factor", div_factor, POSITIVE)
+        final_div_factor = check_real("final_div_factor", final_div_factor, POSITIVE)
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
             self.use_beta1 = _momentum_slot(optimizer)
-            max_momentums = per_group("max_momentum", optimizer, max_momentum, _non_negative)
-            base_momentums = per_group("base_momentum", optimizer, base_momentum, _non_negative)
+            max_momentums = per_group("max_momentum", optimizer, max_momentum, check_non_negative)
+            base_momentums = per_group(
+                "base_momentum", optimizer, base_momentum, check_non_negative
+            )
         if last_epoch == -1:
             for group, peak in zip(optimizer.param_groups, max_lrs, strict=True):
                 group["initial_lr"] = peak / div_factor
@@ -174,8 +181,8 @@ class OneCycleLR(LRScheduler):
             "total_steps": lambda name, value: check_int(name, value, low=1),
             "_anneal_func_type": lambda name, value: check_choice(name, value, ("cos", "linear")),
             "_schedule_phases": _check_phases,
-            "cycle_momentum": check_bool,
-            "use_beta1": check_bool,
+            "cycle_momentum": check_flag,
+            "use_beta1": check_flag,
         }
 
     def _check_state(self, state: dict[str, Any]) -> None:
@@ -303,13 +310,11 @@ class CyclicLR(LRScheduler):
     ) -> None:
         check_optimizer(optimizer)
         check_int("last_epoch", last_epoch, low=-1)
-        base_lrs = per_group("base_lr", optimizer, base_lr, _non_negative)
-        self.max_lrs = per_group("max_lr", optimizer, max_lr, _non_negative)
-        up = check_real("step_size_up", step_size_up, low=0.0, low_open=True)
+        base_lrs = per_group("base_lr", optimizer, base_lr, check_non_negative)
+        self.max_lrs = per_group("max_lr", optimizer, max_lr, check_non_negative)
+        up = check_real("step_size_up", step_size_up, POSITIVE)
         down = (
-            up
-            if step_size_down is None
-            else check_real("step_size_down", step_size_down, low=0.0, low_open=True)
+            up if step_size_down is None else check_real("step_size_down", step_size_down, POSITIVE)
         )
         self.total_size = up + down
         self.step_ratio = up / self.total_size
@@ -318,7 +323,7 @@ class CyclicLR(LRScheduler):
         elif not callable(scale_fn):
             raise TypeError(f"scale_fn must be callable, got {type(scale_fn).__name__}")
         self.mode = mode
-        self.gamma = positive("gamma", gamma)
+        self.gamma = check_positive("gamma", gamma)
         self._scale_fn_custom = scale_fn
         self.scale_mode = check_choice("scale_mode", scale_mode, ("cycle", "iterations"))
         self._set_scale_mode()
@@ -326,9 +331,11 @@ class CyclicLR(LRScheduler):
         if self.cycle_momentum:
             self.use_beta1 = _momentum_slot(optimizer)
             self.base_momentums = per_group(
-                "base_momentum", optimizer, base_momentum, _non_negative
+                "base_momentum", optimizer, base_momentum, check_non_negative
             )
-            self.max_momentums = per_group("max_momentum", optimizer, max_momentum, _non_negative)
+            self.max_momentums = per_group(
+                "max_momentum", optimizer, max_momentum, check_non_negative
+            )
         if last_epoch == -1:
             for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = lr
@@ -377,23 +384,23 @@ class CyclicLR(LRScheduler):
         return state
 
     def _state_rules(self) -> dict[str, StateRule]:
-        momentums = self._group_rule(_non_negative)
+        momentums = self._group_rule(check_non_negative)
         return {
             **super()._state_rules(),
-            "max_lrs": self._group_rule(_non_negative),
-            "total_size": positive,
+            "max_lrs": self._group_rule(check_non_negative),
+            "total_size": check_positive,
             "step_ratio": lambda name, value: check_real(
-                name, value, low=0.0, high=1.0, low_open=True, high_open=True
+                name, value, Range(0.0, 1.0, low_open=True, high_open=True)
             ),
             # any mode goes with a custom scale_fn (it is ignored then), as in the constructor
             "mode": (lambda name, value: value)
             if self._scale_fn_custom is not None
             else (lambda name, value: check_choice(name, value, _MODES)),
-            "gamma": positive,
+            "gamma": check_positive,
             "_scale_fn_custom": check_attrs,
             "scale_mode": lambda name, value: check_choice(name, value, ("cycle", "iterations")),
-            "cycle_momentum": check_bool,
-            "use_beta1": check_bool,
+            "cycle_momentum": check_flag,
+            "use_beta1": check_flag,
             "base_momentums": momentums,
             "max_momentums": momentums,
         }

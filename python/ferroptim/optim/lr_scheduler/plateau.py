@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from ferroptim.optim.lr_scheduler._validate import (
+from ferroptim._checks import (
+    NON_NEGATIVE,
+    NOT_NAN,
+    UNIT,
     check_choice,
-    check_int,
-    check_optimizer,
+    check_non_negative,
     check_real,
-    per_group,
 )
-from ferroptim.optim.lr_scheduler._validate import non_negative as _non_negative
+from ferroptim.optim.lr_scheduler._validate import check_int, check_optimizer, per_group
 from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
 
 
@@ -24,16 +25,12 @@ def _count(name: str, value: object) -> int:
 
 
 def _optional_non_negative(name: str, value: object) -> float | None:
-    return None if value is None else _non_negative(name, value)
+    return None if value is None else check_non_negative(name, value)
 
 
 def _metric_bound(name: str, value: object) -> float:
     """A best metric so far: a real number, ``inf`` or ``-inf`` (before any), never nan."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    if math.isnan(value):
-        raise ValueError(f"Invalid {name} value: nan")
-    return float(value)
+    return check_real(name, value, NOT_NAN)
 
 
 class ReduceLROnPlateau(LRScheduler):
@@ -84,20 +81,20 @@ class ReduceLROnPlateau(LRScheduler):
         eps: float = 1e-8,
     ) -> None:
         check_optimizer(optimizer)
-        self.factor = check_real("factor", factor, low=0.0, high=1.0, high_open=True)
+        self.factor = check_real("factor", factor, UNIT)
         self.optimizer = optimizer
         if isinstance(min_lr, list | tuple):
             self.default_min_lr = None
         else:
-            self.default_min_lr = _non_negative("min_lr", min_lr)
-        self.min_lrs = per_group("min_lr", optimizer, min_lr, _non_negative)
+            self.default_min_lr = check_non_negative("min_lr", min_lr)
+        self.min_lrs = per_group("min_lr", optimizer, min_lr, check_non_negative)
         self.patience = check_int("patience", patience, low=0)
         self.cooldown = check_int("cooldown", cooldown, low=0)
-        self.eps = check_real("eps", eps, low=0.0)
+        self.eps = check_real("eps", eps, NON_NEGATIVE)
         self.last_epoch = 0
         self._last_lr = group_values(optimizer, "lr")
         self.mode = check_choice("mode", mode, ("min", "max"))
-        self.threshold = check_real("threshold", threshold, low=0.0)
+        self.threshold = check_real("threshold", threshold, NON_NEGATIVE)
         self.threshold_mode = check_choice("threshold_mode", threshold_mode, ("rel", "abs"))
         self.mode_worse = math.inf if self.mode == "min" else -math.inf
         self.best = self.mode_worse
@@ -155,18 +152,16 @@ class ReduceLROnPlateau(LRScheduler):
 
     def _state_rules(self) -> dict[str, StateRule]:
         return {
-            "factor": lambda name, value: check_real(
-                name, value, low=0.0, high=1.0, high_open=True
-            ),
+            "factor": lambda name, value: check_real(name, value, UNIT),
             "default_min_lr": _optional_non_negative,
-            "min_lrs": self._group_rule(_non_negative),
+            "min_lrs": self._group_rule(check_non_negative),
             "patience": _count,
             "cooldown": _count,
-            "eps": _non_negative,
+            "eps": check_non_negative,
             "last_epoch": _count,
-            "_last_lr": self._group_rule(_non_negative),
+            "_last_lr": self._group_rule(check_non_negative),
             "mode": lambda name, value: check_choice(name, value, ("min", "max")),
-            "threshold": _non_negative,
+            "threshold": check_non_negative,
             "threshold_mode": lambda name, value: check_choice(name, value, ("rel", "abs")),
             "mode_worse": _metric_bound,
             "best": _metric_bound,

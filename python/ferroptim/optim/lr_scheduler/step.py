@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
-from ferroptim.optim.lr_scheduler._validate import check_int, check_real, positive
+from ferroptim._checks import CLOSED_UNIT, NON_NEGATIVE, Range, check_positive, check_real
+from ferroptim.optim.lr_scheduler._validate import check_int
 from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
 
 
@@ -16,9 +17,12 @@ def _at_least_one(name: str, value: object) -> int:
     return check_int(name, value, low=1)
 
 
+#: a multiplicative factor: (0, 1]
+_FACTOR = Range(0.0, 1.0, low_open=True)
+
+
 def _factor(name: str, value: object) -> float:
-    """A factor in (0, 1]."""
-    return check_real(name, value, low=0.0, high=1.0, low_open=True)
+    return check_real(name, value, _FACTOR)
 
 
 class StepLR(LRScheduler):
@@ -40,11 +44,11 @@ class StepLR(LRScheduler):
         self, optimizer: Any, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
         self.step_size = check_int("step_size", step_size)
-        self.gamma = positive("gamma", gamma)
+        self.gamma = check_positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def _state_rules(self) -> dict[str, StateRule]:
-        return {**super()._state_rules(), "step_size": _at_least_one, "gamma": positive}
+        return {**super()._state_rules(), "step_size": _at_least_one, "gamma": check_positive}
 
     def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -74,14 +78,14 @@ class MultiStepLR(LRScheduler):
         self, optimizer: Any, milestones: Iterable[int], gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
         self.milestones = check_milestones("milestones", milestones, low=0)
-        self.gamma = positive("gamma", gamma)
+        self.gamma = check_positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def _state_rules(self) -> dict[str, StateRule]:
         return {
             **super()._state_rules(),
             "milestones": lambda name, value: check_milestones(name, value, low=0),
-            "gamma": positive,
+            "gamma": check_positive,
         }
 
     def get_lr(self) -> list[float]:
@@ -106,11 +110,11 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Any, gamma: float, last_epoch: int = -1) -> None:
-        self.gamma = positive("gamma", gamma)
+        self.gamma = check_positive("gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
     def _state_rules(self) -> dict[str, StateRule]:
-        return {**super()._state_rules(), "gamma": positive}
+        return {**super()._state_rules(), "gamma": check_positive}
 
     def get_lr(self) -> list[float]:
         lrs = group_values(self.optimizer, "lr")
@@ -142,7 +146,7 @@ class ConstantLR(LRScheduler):
         total_iters: int = 5,
         last_epoch: int = -1,
     ) -> None:
-        self.factor = check_real("factor", factor, low=0.0, high=1.0, low_open=True)
+        self.factor = check_real("factor", factor, _FACTOR)
         self.total_iters = check_int("total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
 
@@ -188,10 +192,8 @@ class LinearLR(LRScheduler):
         total_iters: int = 5,
         last_epoch: int = -1,
     ) -> None:
-        self.start_factor = check_real(
-            "start_factor", start_factor, low=0.0, high=1.0, low_open=True
-        )
-        self.end_factor = check_real("end_factor", end_factor, low=0.0, high=1.0)
+        self.start_factor = check_real("start_factor", start_factor, _FACTOR)
+        self.end_factor = check_real("end_factor", end_factor, CLOSED_UNIT)
         self.total_iters = check_int("total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
 
@@ -199,7 +201,7 @@ class LinearLR(LRScheduler):
         return {
             **super()._state_rules(),
             "start_factor": _factor,
-            "end_factor": lambda name, value: check_real(name, value, low=0.0, high=1.0),
+            "end_factor": lambda name, value: check_real(name, value, CLOSED_UNIT),
             "total_iters": _at_least_one,
         }
 
@@ -238,14 +240,14 @@ class PolynomialLR(LRScheduler):
         self, optimizer: Any, total_iters: int = 5, power: float = 1.0, last_epoch: int = -1
     ) -> None:
         self.total_iters = check_int("total_iters", total_iters)
-        self.power = check_real("power", power, low=0.0)
+        self.power = check_real("power", power, NON_NEGATIVE)
         super().__init__(optimizer, last_epoch)
 
     def _state_rules(self) -> dict[str, StateRule]:
         return {
             **super()._state_rules(),
             "total_iters": _at_least_one,
-            "power": lambda name, value: check_real(name, value, low=0.0),
+            "power": lambda name, value: check_real(name, value, NON_NEGATIVE),
         }
 
     def get_lr(self) -> list[float]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferroptim.optim.lr_scheduler._validate import check_int, check_optimizer, check_real
+from ferroptim._checks import NON_NEGATIVE, Range, check_real
+from ferroptim.optim.lr_scheduler._validate import check_int, check_optimizer
 from ferroptim.optim.lr_scheduler.composite import SequentialLR
 from ferroptim.optim.lr_scheduler.cosine import CosineAnnealingLR
 from ferroptim.optim.lr_scheduler.step import LinearLR
@@ -52,13 +53,13 @@ def warmup_cosine(
             f"total_steps must exceed warmup_steps, got total_steps={total_steps}, "
             f"warmup_steps={warmup_steps}"
         )
-    min_lr = check_real("min_lr", min_lr, low=0.0)
+    min_lr = check_real("min_lr", min_lr, NON_NEGATIVE)
     if warmup_steps == 0:
         cosine = CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=min_lr)
         return SequentialLR(optimizer, [cosine], milestones=[])
     if start_factor is None:
         start_factor = 1.0 / warmup_steps
-    start_factor = check_real("start_factor", start_factor, low=0.0, high=1.0, low_open=True)
+    start_factor = check_real("start_factor", start_factor, Range(0.0, 1.0, low_open=True))
     warmup = LinearLR(optimizer, start_factor, 1.0, total_iters=warmup_steps)
     cosine = CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps, eta_min=min_lr)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])

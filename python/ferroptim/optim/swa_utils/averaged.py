@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ferroptim._checks import CLOSED_UNIT, check_real
 from ferroptim.nn.module import Module
 
 #: ``(averaged, current, n_averaged)``: ``n_averaged`` is a 0-d int64 array (torch: a tensor)
@@ -28,11 +29,7 @@ MultiAvgFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Any], None]
 
 def check_decay(decay: float, name: str = "decay") -> float:
     """``decay`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {decay!r}")
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"Invalid {name} value {decay} provided. Please provide a value in [0,1]")
-    return float(decay)
+    return check_real(name, decay, CLOSED_UNIT)
 
 
 def _lerp_(start: np.ndarray, end: np.ndarray, weight: float) -> None:

@@ -6,7 +6,8 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ferroptim.optim.lr_scheduler._validate import check_int, non_negative
+from ferroptim._checks import check_non_negative
+from ferroptim.optim.lr_scheduler._validate import check_int
 from ferroptim.optim.lr_scheduler.base import LRScheduler, StateRule, group_values
 
 _STRATEGIES = ("cos", "linear")
@@ -62,9 +63,9 @@ class SWALR(LRScheduler):
                 raise ValueError(
                     f"swa_lr must have one value per param group ({len(groups)}), got {len(swa_lr)}"
                 )
-            values = [non_negative(f"swa_lr[{i}]", v) for i, v in enumerate(swa_lr)]
+            values = [check_non_negative(f"swa_lr[{i}]", v) for i, v in enumerate(swa_lr)]
         else:
-            values = [non_negative("swa_lr", swa_lr)] * len(groups)
+            values = [check_non_negative("swa_lr", swa_lr)] * len(groups)
         if anneal_strategy not in _STRATEGIES:
             raise ValueError(
                 f"anneal_strategy must by one of 'cos' or 'linear', instead got {anneal_strategy}"
