@@ -24,26 +24,18 @@ use pyo3::types::{PyList, PySequence, PyTuple};
 macro_rules! for_each_dtype {
     ($items:expr, |$pos:ident, $slices:ident| $body:block) => {{
         let items: Vec<(Dtype, RawArray)> = $items.collect();
-        {
-            let ($pos, $slices): (Vec<usize>, Vec<&[f32]>) = items
-                .iter()
-                .enumerate()
-                .filter(|(_, (d, _))| *d == Dtype::F32)
-                // Safety: checked float32 data of `len` elements, alive for the call.
-                .map(|(i, (_, a))| (i, unsafe { a.slice::<f32>() }))
-                .unzip();
-            if !$pos.is_empty() $body
-        }
-        {
-            let ($pos, $slices): (Vec<usize>, Vec<&[f64]>) = items
-                .iter()
-                .enumerate()
-                .filter(|(_, (d, _))| *d == Dtype::F64)
-                // Safety: as above, float64.
-                .map(|(i, (_, a))| (i, unsafe { a.slice::<f64>() }))
-                .unzip();
-            if !$pos.is_empty() $body
-        }
+        for_each_dtype!(@one items, Dtype::F32, f32, |$pos, $slices| $body);
+        for_each_dtype!(@one items, Dtype::F64, f64, |$pos, $slices| $body);
+    }};
+    (@one $items:ident, $dtype:expr, $t:ty, |$pos:ident, $slices:ident| $body:block) => {{
+        let ($pos, $slices): (Vec<usize>, Vec<&[$t]>) = $items
+            .iter()
+            .enumerate()
+            .filter(|(_, (d, _))| *d == $dtype)
+            // Safety: checked data of `len` elements of this dtype, alive for the call.
+            .map(|(i, (_, a))| (i, unsafe { a.slice::<$t>() }))
+            .unzip();
+        if !$pos.is_empty() $body
     }};
 }
 
@@ -62,12 +54,18 @@ pub struct RawArray {
     bytes: usize,
 }
 
+// Safety: a `RawArray` is an address and a length; reading or writing through it takes the
+// `unsafe` accessors below, whose callers guarantee the array is alive and not aliased. Only the
+// address crosses into the threads that run the kernels without the GIL.
+unsafe impl Send for RawArray {}
+unsafe impl Sync for RawArray {}
+
 impl RawArray {
     /// The data as a slice.
     ///
     /// Safety: the array was checked to hold `len` aligned elements of type `T` and outlives the
     /// returned slice; nothing writes it meanwhile.
-    unsafe fn slice<'a, T>(&self) -> &'a [T] {
+    pub(crate) unsafe fn slice<'a, T>(&self) -> &'a [T] {
         if self.len == 0 {
             return &[];
         }
@@ -77,7 +75,7 @@ impl RawArray {
     /// The data as a mutable slice.
     ///
     /// Safety: as [`RawArray::slice`], the array is writeable, and no other reference to it is live.
-    unsafe fn slice_mut<'a, T>(&self) -> &'a mut [T] {
+    pub(crate) unsafe fn slice_mut<'a, T>(&self) -> &'a mut [T] {
         if self.len == 0 {
             return &mut [];
         }
@@ -90,8 +88,19 @@ struct Span {
     start: usize,
     end: usize,
     written: bool,
-    arg: &'static str,
-    index: usize,
+    label: Label,
+}
+
+impl Span {
+    /// The bytes of `raw` (`None` when empty: an empty array overlaps nothing).
+    fn of(raw: RawArray, written: bool, label: Label) -> Option<Span> {
+        (raw.bytes > 0).then(|| Span {
+            start: raw.data as usize,
+            end: raw.data as usize + raw.bytes,
+            written,
+            label,
+        })
+    }
 }
 
 /// One tensor of the call: its parameter, gradient and state, all checked.
@@ -159,7 +168,7 @@ pub fn items<'py>(arg: &'static str, obj: &Bound<'py, PyAny>) -> PyResult<Vec<Bo
 }
 
 /// How an argument is named in error messages: `x`, or `grads[3]`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Label {
     Name(&'static str),
     Item(&'static str, usize),
@@ -296,7 +305,7 @@ fn mapped_file(obj: &Bound<'_, PyAny>) -> PyResult<Option<(u64, u64, usize, usiz
 }
 
 /// The first pair `(earlier, later)` of spans, sorted by start, where one is written and they
-/// overlap.
+/// overlap (one sweep: O(n) after the sort).
 fn first_clash<'a>(spans: impl Iterator<Item = &'a Span>) -> Option<(&'a Span, &'a Span)> {
     // Among the spans seen so far, the one reaching furthest (and the furthest written one).
     let mut furthest: Option<&Span> = None;
@@ -341,15 +350,14 @@ impl<'py> Checker<'py> {
         let label = Label::Item(arg, index);
         let like = like.map(|(dtype, shape)| (dtype, shape, Label::Item("params", index)));
         let (_, dtype, raw) = self.dtypes.check(obj, label, written, like)?;
-        self.record(raw, written, arg, index);
+        self.spans.extend(Span::of(raw, written, label));
         if raw.bytes > 0 {
             if let Some((device, inode, start, end)) = mapped_file(obj)? {
                 let span = Span {
                     start,
                     end,
                     written,
-                    arg,
-                    index,
+                    label,
                 };
                 self.file_spans.push(((device, inode), span));
             }
@@ -358,26 +366,14 @@ impl<'py> Checker<'py> {
         Ok((raw, dtype))
     }
 
-    fn record(&mut self, raw: RawArray, written: bool, arg: &'static str, index: usize) {
-        if raw.bytes > 0 {
-            self.spans.push(Span {
-                start: raw.data as usize,
-                end: raw.data as usize + raw.bytes,
-                written,
-                arg,
-                index,
-            });
-        }
-    }
-
     /// Refuse any overlap between a written array and any other array, in memory or in the
     /// bytes of a mapped file.
     fn check_overlaps(&mut self) -> PyResult<()> {
         self.spans.sort_unstable_by_key(|s| s.start);
         if let Some((a, b)) = first_clash(self.spans.iter()) {
             return Err(PyValueError::new_err(format!(
-                "{}[{}] shares memory with {}[{}]; every updated array must be distinct",
-                b.arg, b.index, a.arg, a.index
+                "{} shares memory with {}; every updated array must be distinct",
+                b.label, a.label
             )));
         }
         self.file_spans
@@ -385,9 +381,9 @@ impl<'py> Checker<'py> {
         for file in self.file_spans.chunk_by(|x, y| x.0 == y.0) {
             if let Some((a, b)) = first_clash(file.iter().map(|(_, s)| s)) {
                 return Err(PyValueError::new_err(format!(
-                    "{}[{}] maps the same file bytes as {}[{}] (two np.memmap of one file); every \
+                    "{} maps the same file bytes as {} (two np.memmap of one file); every \
                      updated array must be distinct",
-                    b.arg, b.index, a.arg, a.index
+                    b.label, a.label
                 )));
             }
         }
@@ -435,7 +431,7 @@ impl<'py> Checker<'py> {
             len: n,
             bytes: n * std::mem::size_of::<E>(),
         };
-        self.record(raw, true, arg, 0);
+        self.spans.extend(Span::of(raw, true, Label::Item(arg, 0)));
         self.keep.push(obj.clone().unbind());
         Ok(data as *mut E)
     }
@@ -451,10 +447,67 @@ fn flags_and_data(array: &Bound<'_, PyUntypedArray>) -> (std::ffi::c_int, *mut u
     }
 }
 
-fn dtype_name(d: Dtype) -> &'static str {
+/// NumPy's name of a dtype: `float32`, `float64`.
+pub(crate) fn dtype_name(d: Dtype) -> &'static str {
     match d {
         Dtype::F32 => f32::NAME,
         Dtype::F64 => f64::NAME,
+    }
+}
+
+/// An array argument checked on its own (not part of a list), as the batch-norm kernels take
+/// them: where its data is, its dtype and shape, and whether the call writes it.
+pub(crate) struct Checked {
+    pub(crate) label: Label,
+    pub(crate) dtype: Dtype,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) raw: RawArray,
+    pub(crate) written: bool,
+}
+
+impl<'py> Dtypes<'py> {
+    /// [`Dtypes::check`] for one named argument; `like` is the argument whose dtype and shape it
+    /// must have.
+    pub(crate) fn checked(
+        &self,
+        obj: &Bound<'py, PyAny>,
+        name: &'static str,
+        written: bool,
+        like: Option<&Checked>,
+    ) -> PyResult<Checked> {
+        let like = like.map(|l| (l.dtype, l.shape.as_slice(), l.label));
+        let label = Label::Name(name);
+        let (array, dtype, raw) = self.check(obj, label, written, like)?;
+        Ok(Checked {
+            label,
+            dtype,
+            shape: array.shape().to_vec(),
+            raw,
+            written,
+        })
+    }
+}
+
+/// Refuse any written array among `arrays` that shares memory with another one (the same
+/// sort-and-sweep as the list arguments'). The message names the written array first.
+pub(crate) fn check_disjoint(arrays: &[&Checked]) -> PyResult<()> {
+    let mut spans: Vec<Span> = arrays
+        .iter()
+        .filter_map(|a| Span::of(a.raw, a.written, a.label))
+        .collect();
+    spans.sort_by_key(|s| s.start); // stable: equal starts stay in argument order
+    let position = |s: &Span| arrays.iter().position(|a| a.label == s.label);
+    match first_clash(spans.iter()) {
+        Some((a, b)) => {
+            // the written one; of two written ones, the later argument
+            let b_first = b.written && (!a.written || position(b) > position(a));
+            let (written, other) = if b_first { (b, a) } else { (a, b) };
+            Err(PyValueError::new_err(format!(
+                "{} shares memory with {}; an output must not overlap any input",
+                written.label, other.label
+            )))
+        }
+        None => Ok(()),
     }
 }
 

@@ -15,11 +15,10 @@
 //! more than one value per channel. Errors are `TypeError` (not an array, wrong dtype) or
 //! `ValueError` (everything else) naming the argument. Kernels run without the GIL.
 
-use crate::arrays::{shape_str, Dtype, Dtypes, Label};
+use crate::arrays::{check_disjoint, dtype_name, shape_str, Checked, Dtype, Dtypes};
 use crate::error::core_error;
 use ferroptim_core::batchnorm::{self as bn, Layout, Normalization};
 use ferroptim_core::Real;
-use numpy::prelude::*;
 use numpy::PyArray1;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -43,72 +42,24 @@ macro_rules! with_dtype {
     };
 }
 
-/// The `len` elements at `addr`.
-///
-/// # Safety
-/// `addr` must point to `len` aligned, initialized elements of `T` that stay alive and are not
-/// written during the borrow (what [`check`] and [`check_overlaps`] establish).
-unsafe fn slice<'a, T>(addr: usize, len: usize) -> &'a [T] {
-    // Safety: as the caller guarantees.
-    unsafe { std::slice::from_raw_parts(addr as *const T, len) }
-}
-
-/// The `len` elements at `addr`, writable.
-///
-/// # Safety
-/// As [`slice`]; also writeable, and not reachable through any other slice during the borrow.
-unsafe fn slice_mut<'a, T>(addr: usize, len: usize) -> &'a mut [T] {
-    // Safety: as the caller guarantees.
-    unsafe { std::slice::from_raw_parts_mut(addr as *mut T, len) }
-}
-
-/// One checked array.
-struct Arr {
-    name: &'static str,
-    /// Address of the data (an integer, so it can cross into `py.detach`).
-    addr: usize,
-    len: usize,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    written: bool,
-}
-
-impl Arr {
-    fn bytes(&self) -> usize {
-        self.len
-            * match self.dtype {
-                Dtype::F32 => 4,
-                Dtype::F64 => 8,
-            }
-    }
-
-    /// The data as f64 values (per-channel arrays only: they are small).
-    fn to_f64(&self) -> Vec<f64> {
-        // Safety: `check` verified an aligned, C-contiguous array of `len` elements of `dtype`,
-        // which the caller's argument keeps alive.
-        with_dtype!(self.dtype, |T| {
-            let data = unsafe { slice::<T>(self.addr, self.len) };
-            data.iter().map(|&v| v.to_f64()).collect()
-        })
-    }
+/// The values of a checked per-channel array as f64 (they are small).
+fn to_f64(a: &Checked) -> Vec<f64> {
+    // Safety: `Dtypes::checked` verified an aligned, C-contiguous array of `len` elements of
+    // `dtype`, which the caller's argument keeps alive.
+    with_dtype!(a.dtype, |T| unsafe { a.raw.slice::<T>() }
+        .iter()
+        .map(|&v| v.to_f64())
+        .collect())
 }
 
 /// Check one array: ndarray, float32/float64 in native byte order, C-contiguous, aligned, and
 /// writeable if `written`.
-fn check(obj: &Any<'_>, name: &'static str, written: bool) -> PyResult<Arr> {
-    let (array, dtype, raw) = Dtypes::new(obj.py()).check(obj, Label::Name(name), written, None)?;
-    Ok(Arr {
-        name,
-        addr: raw.data as usize,
-        len: raw.len,
-        dtype,
-        shape: array.shape().to_vec(),
-        written,
-    })
+fn check(obj: &Any<'_>, name: &'static str, written: bool) -> PyResult<Checked> {
+    Dtypes::new(obj.py()).checked(obj, name, written, None)
 }
 
 /// A data array (`x`, `dy`): 2 to 4 dimensions, `(N, C, *spatial)`.
-fn data_array(obj: &Any<'_>, name: &'static str) -> PyResult<(Arr, Layout)> {
+fn data_array(obj: &Any<'_>, name: &'static str) -> PyResult<(Checked, Layout)> {
     let a = check(obj, name, false)?;
     match Layout::from_shape(&a.shape) {
         Some(layout) if a.shape.len() <= 4 => Ok((a, layout)),
@@ -120,29 +71,12 @@ fn data_array(obj: &Any<'_>, name: &'static str) -> PyResult<(Arr, Layout)> {
 }
 
 /// An array that must have the dtype and shape of `like`.
-fn same_as(obj: &Any<'_>, name: &'static str, written: bool, like: &Arr) -> PyResult<Arr> {
-    let a = check(obj, name, written)?;
-    if a.dtype != like.dtype {
-        return Err(PyTypeError::new_err(format!(
-            "{name} has dtype {} but {} has dtype {}",
-            dtype_name(a.dtype),
-            like.name,
-            dtype_name(like.dtype)
-        )));
-    }
-    if a.shape != like.shape {
-        return Err(PyValueError::new_err(format!(
-            "{name} has shape {} but {} has shape {}",
-            shape_str(&a.shape),
-            like.name,
-            shape_str(&like.shape)
-        )));
-    }
-    Ok(a)
+fn same_as(obj: &Any<'_>, name: &'static str, written: bool, like: &Checked) -> PyResult<Checked> {
+    Dtypes::new(obj.py()).checked(obj, name, written, Some(like))
 }
 
 /// A per-channel array: 1-d with `c` entries.
-fn per_channel(obj: &Any<'_>, name: &'static str, written: bool, c: usize) -> PyResult<Arr> {
+fn per_channel(obj: &Any<'_>, name: &'static str, written: bool, c: usize) -> PyResult<Checked> {
     let a = check(obj, name, written)?;
     if a.shape.len() != 1 || a.shape[0] != c {
         return Err(PyValueError::new_err(format!(
@@ -151,30 +85,6 @@ fn per_channel(obj: &Any<'_>, name: &'static str, written: bool, c: usize) -> Py
         )));
     }
     Ok(a)
-}
-
-fn dtype_name(d: Dtype) -> &'static str {
-    match d {
-        Dtype::F32 => "float32",
-        Dtype::F64 => "float64",
-    }
-}
-
-/// Refuse any written array that shares memory with another argument.
-fn check_overlaps(arrays: &[&Arr]) -> PyResult<()> {
-    for (i, a) in arrays.iter().enumerate() {
-        for b in &arrays[..i] {
-            let disjoint = a.addr + a.bytes() <= b.addr || b.addr + b.bytes() <= a.addr;
-            if (a.written || b.written) && a.bytes() > 0 && b.bytes() > 0 && !disjoint {
-                let (w, other) = if a.written { (a, b) } else { (b, a) };
-                return Err(PyValueError::new_err(format!(
-                    "{} shares memory with {}; an output must not overlap any input",
-                    w.name, other.name
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn check_training(layout: Layout, shape: &[usize]) -> PyResult<()> {
@@ -199,14 +109,14 @@ pub fn batch_norm_stats<'py>(
             shape_str(&xa.shape)
         )));
     }
-    let (addr, len, dtype) = (xa.addr, xa.len, xa.dtype);
+    let (raw, dtype) = (xa.raw, xa.dtype);
     let (mean, var) = py
         .detach(move || {
             let (mut mean, mut var) = (vec![0.0; layout.c], vec![0.0; layout.c]);
             // Safety: `x` was checked to be an aligned, C-contiguous array of `len` elements of
             // `dtype`; the caller's reference keeps it alive.
             with_dtype!(dtype, |T| {
-                let x = unsafe { slice::<T>(addr, len) };
+                let x = unsafe { raw.slice::<T>() };
                 bn::batch_stats(x, layout, &mut mean, &mut var)
             })
             .map(|()| (mean, var))
@@ -236,7 +146,7 @@ pub fn batch_norm_update_running(
             shape_str(&rm.shape)
         )));
     }
-    let c = rm.len;
+    let c = rm.raw.len;
     let rv = per_channel(running_var, "running_var", true, c)?;
     if rv.dtype != rm.dtype {
         return Err(PyTypeError::new_err(format!(
@@ -247,7 +157,7 @@ pub fn batch_norm_update_running(
     }
     let m = per_channel(mean, "mean", false, c)?;
     let v = per_channel(var, "var", false, c)?;
-    check_overlaps(&[&rm, &rv, &m, &v])?;
+    check_disjoint(&[&rm, &rv, &m, &v])?;
     if count < 2 {
         return Err(PyValueError::new_err(format!(
             "count: the unbiased variance needs at least 2 values per channel, got {count}"
@@ -258,14 +168,14 @@ pub fn batch_norm_update_running(
             "momentum: must be in [0, 1], got {momentum}"
         )));
     }
-    let (m, v) = (m.to_f64(), v.to_f64());
-    let (rm_addr, rv_addr, dtype) = (rm.addr, rv.addr, rm.dtype);
+    let (m, v) = (to_f64(&m), to_f64(&v));
+    let (rm, rv, dtype) = (rm.raw, rv.raw, rm.dtype);
     let count = count as usize;
     py.detach(move || {
         // Safety: both checked writeable, aligned, contiguous arrays of `c` elements of `dtype`
         // that share no memory; kept alive by the caller.
         with_dtype!(dtype, |T| {
-            let (rm, rv) = unsafe { (slice_mut::<T>(rm_addr, c), slice_mut::<T>(rv_addr, c)) };
+            let (rm, rv) = unsafe { (rm.slice_mut::<T>(), rv.slice_mut::<T>()) };
             bn::update_running(rm, rv, &m, &v, count, momentum)
         })
     })
@@ -273,7 +183,7 @@ pub fn batch_norm_update_running(
 }
 
 /// Optional per-channel argument.
-fn optional(obj: Option<&Any<'_>>, name: &'static str, c: usize) -> PyResult<Option<Arr>> {
+fn optional(obj: Option<&Any<'_>>, name: &'static str, c: usize) -> PyResult<Option<Checked>> {
     match obj {
         Some(o) if !o.is_none() => per_channel(o, name, false, c).map(Some),
         _ => Ok(None),
@@ -305,7 +215,7 @@ pub fn batch_norm_forward<'py>(
     let ba = optional(bias, "bias", c)?;
     let mut all = vec![&xa, &oa, &ma, &va];
     all.extend(wa.iter().chain(ba.iter()));
-    check_overlaps(&all)?;
+    check_disjoint(&all)?;
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(PyValueError::new_err(format!(
             "eps: must be a finite number >= 0, got {eps}"
@@ -314,10 +224,10 @@ pub fn batch_norm_forward<'py>(
     if training {
         check_training(layout, &xa.shape)?;
     }
-    let (m, v) = (ma.to_f64(), va.to_f64());
-    let w = wa.as_ref().map(Arr::to_f64);
-    let b = ba.as_ref().map(Arr::to_f64);
-    let (x_addr, out_addr, len, dtype) = (xa.addr, oa.addr, xa.len, xa.dtype);
+    let (m, v) = (to_f64(&ma), to_f64(&va));
+    let w = wa.as_ref().map(to_f64);
+    let b = ba.as_ref().map(to_f64);
+    let (x, out, dtype) = (xa.raw, oa.raw, xa.dtype);
     let invstd = py
         .detach(move || -> Result<Vec<f64>, ferroptim_core::Error> {
             let mut invstd = vec![0.0; c];
@@ -332,7 +242,7 @@ pub fn batch_norm_forward<'py>(
             // Safety: `x` and `out` are checked aligned, contiguous arrays of `len` elements of
             // `dtype`, `out` writeable and disjoint from every other argument.
             with_dtype!(dtype, |T| {
-                let (x, y) = unsafe { (slice::<T>(x_addr, len), slice_mut::<T>(out_addr, len)) };
+                let (x, y) = unsafe { (x.slice::<T>(), out.slice_mut::<T>()) };
                 bn::batch_norm_forward(x, y, layout, &norm)
             })?;
             Ok(invstd)
@@ -366,13 +276,13 @@ pub fn batch_norm_backward<'py>(
     let wa = optional(weight, "weight", c)?;
     let mut all = vec![&ga, &xa, &da, &ma, &ia];
     all.extend(wa.iter());
-    check_overlaps(&all)?;
+    check_disjoint(&all)?;
     if training {
         check_training(layout, &ga.shape)?;
     }
-    let (m, is) = (ma.to_f64(), ia.to_f64());
-    let w = wa.as_ref().map(Arr::to_f64);
-    let (g_addr, x_addr, dx_addr, len, dtype) = (ga.addr, xa.addr, da.addr, ga.len, ga.dtype);
+    let (m, is) = (to_f64(&ma), to_f64(&ia));
+    let w = wa.as_ref().map(to_f64);
+    let (g, x, dx, dtype) = (ga.raw, xa.raw, da.raw, ga.dtype);
     let (dweight, dbias) = py
         .detach(
             move || -> Result<(Vec<f64>, Vec<f64>), ferroptim_core::Error> {
@@ -387,8 +297,8 @@ pub fn batch_norm_backward<'py>(
                 // Safety: `dy`, `x` and `dx` are checked aligned, contiguous arrays of `len` elements
                 // of `dtype`, `dx` writeable and disjoint from every other argument.
                 with_dtype!(dtype, |T| {
-                    let (g, x) = unsafe { (slice::<T>(g_addr, len), slice::<T>(x_addr, len)) };
-                    let dx = unsafe { slice_mut::<T>(dx_addr, len) };
+                    let (g, x, dx) =
+                        unsafe { (g.slice::<T>(), x.slice::<T>(), dx.slice_mut::<T>()) };
                     bn::batch_norm_backward(g, x, dx, layout, &norm, &mut dweight, &mut dbias)
                 })?;
                 Ok((dweight, dbias))
