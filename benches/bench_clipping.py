@@ -17,31 +17,20 @@ import pytest
 import ferroptim as fo
 from ferroptim import _native
 from ferroptim.bench.clipping import (
-    CLIP_BYTES_PER_ELEM,
     MAX_NORM,
+    adam_bytes_per_element,
+    clip_bytes_per_element,
     numpy_clip_grad_norm_,
     shrinking_clip,
 )
-from ferroptim.bench.workloads import WORKLOADS
+from ferroptim.bench.configs import Roofline
 
 CLIP_WORKLOADS = ["transformer", "single"]
-WARMUP_CALLS = 3
-
-
-def _record(benchmark, workload: str, bytes_per_elem: int, variant: str) -> None:
-    n_params = WORKLOADS[workload].n_params
-    benchmark.extra_info.update(
-        {"n_params": n_params, "bytes_per_elem": bytes_per_elem, "variant": variant}
-    )
-    if benchmark.stats:  # None/empty when run with --benchmark-disable
-        median_s = benchmark.stats.stats.median
-        benchmark.extra_info["gbps"] = round(bytes_per_elem * n_params / median_s / 1e9, 2)
 
 
 def _clip_call(variant: str, grads: list[np.ndarray]) -> Callable[[], object]:
     if variant == "roofline":
-        params = [g.copy() for g in grads]  # written; grads are only read
-        return lambda: _native.roofline_step(params, grads)
+        return Roofline(grads, grads).step_fn(0)  # writes copies of grads; grads are only read
     mine = [g.copy() for g in grads]
     clip = _native.clip_grad_norm_ if variant == "native" else numpy_clip_grad_norm_
     return shrinking_clip(clip, mine, _native.global_norm(mine))
@@ -49,25 +38,26 @@ def _clip_call(variant: str, grads: list[np.ndarray]) -> Callable[[], object]:
 
 @pytest.mark.parametrize("variant", ["native", "numpy", "roofline"])
 @pytest.mark.parametrize("workload", CLIP_WORKLOADS)
-def test_clip_grad_norm(benchmark, workload_arrays, workload: str, variant: str) -> None:
+def test_clip_grad_norm(timed, workload_arrays, workload: str, variant: str) -> None:
     _, grads = workload_arrays[workload]
-    call = _clip_call(variant, grads)
-    for _ in range(WARMUP_CALLS):
-        call()
-    benchmark.group = f"{workload} clip_grad_norm_"
-    benchmark(call)
-    _record(benchmark, workload, CLIP_BYTES_PER_ELEM * grads[0].itemsize // 4, variant)
+    timed(
+        _clip_call(variant, grads),
+        group=f"{workload} clip_grad_norm_",
+        workload=workload,
+        bytes_per_elem=clip_bytes_per_element(grads[0].itemsize),
+        variant=variant,
+    )
 
 
 @pytest.mark.parametrize("max_grad_norm", [None, MAX_NORM], ids=["plain", "max_grad_norm"])
-def test_adam_max_grad_norm(benchmark, workload_arrays, max_grad_norm: float | None) -> None:
+def test_adam_max_grad_norm(timed, workload_arrays, max_grad_norm: float | None) -> None:
     params, grads = workload_arrays["transformer"]
     opt = fo.optim.Adam([p.copy() for p in params], max_grad_norm=max_grad_norm)
-    step = lambda: opt.step(grads)  # noqa: E731
-    for _ in range(WARMUP_CALLS):
-        step()  # allocates state, faults pages in
-    benchmark.group = "transformer Adam max_grad_norm"
-    benchmark(step)
-    extra_reads = 0 if max_grad_norm is None else 1  # the norm pass reads every gradient once
-    bpe = params[0].itemsize * (3 + 2 * 2 + extra_reads)
-    _record(benchmark, "transformer", bpe, "plain" if max_grad_norm is None else "max_grad_norm")
+    clipped = max_grad_norm is not None
+    timed(
+        lambda: opt.step(grads),
+        group="transformer Adam max_grad_norm",
+        workload="transformer",
+        bytes_per_elem=adam_bytes_per_element(params[0].itemsize, clipped=clipped),
+        variant="max_grad_norm" if clipped else "plain",
+    )

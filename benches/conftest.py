@@ -13,13 +13,17 @@ The default ``pytest`` run (``testpaths = ["tests"]``) never loads this director
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 import ferroptim as fo
 from ferroptim.bench.workloads import WORKLOADS
+
+#: calls before timing: allocate optimizer state, fault pages in
+WARMUP_CALLS = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,3 +52,37 @@ def workload_arrays() -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
             return cache[name]
 
     return Lazy()
+
+
+@pytest.fixture
+def timed(benchmark: Any) -> Callable[..., None]:
+    """``timed(call, group=, workload=, bytes_per_elem=, rounds=None, **info)``: warm ``call`` up,
+    time it with pytest-benchmark in ``group`` (``rounds`` single calls if given), and record in
+    ``extra_info`` the workload's parameter count, the bytes moved per element, ``info`` and the
+    effective GB/s of the median call (as :class:`ferroptim.bench.cells.CellResult` computes it)."""
+
+    def run(
+        call: Callable[[], object],
+        *,
+        group: str,
+        workload: str,
+        bytes_per_elem: int,
+        rounds: int | None = None,
+        **info: object,
+    ) -> None:
+        for _ in range(WARMUP_CALLS):
+            call()
+        benchmark.group = group
+        if rounds is None:
+            benchmark(call)
+        else:
+            benchmark.pedantic(call, rounds=rounds, iterations=1, warmup_rounds=0)
+        n_params = WORKLOADS[workload].n_params
+        benchmark.extra_info.update(
+            {"n_params": n_params, "bytes_per_elem": bytes_per_elem, **info}
+        )
+        if benchmark.stats:  # None/empty when run with --benchmark-disable
+            median_s = benchmark.stats.stats.median
+            benchmark.extra_info["gbps"] = round(bytes_per_elem * n_params / median_s / 1e9, 2)
+
+    return run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ferroptim.bench.table import PERCALL_COLUMNS
+from ferroptim.bench.cells import PERCALL_COLUMNS
 
 EXPECTED_COLUMNS = [
     "optimizer",

@@ -5,10 +5,12 @@ roofline (:func:`ferroptim._native.roofline_step`, which moves exactly the bytes
 step with the same number of state arrays and does no arithmetic), on a few fixed workloads.
 
 Modules: :mod:`.workloads` (parameter shapes), :mod:`.configs` (optimizer settings),
-:mod:`.timing` (measurement), :mod:`.machine` (machine facts), :mod:`.table` (markdown output) and
+:mod:`.timing` (measurement), :mod:`.machine` (machine facts), :mod:`.table` (markdown formatting),
+:mod:`.cells` (the optimizer section's results and their table) and
 :mod:`.run` (the command line and the driver).
 """
 
-from ferroptim.bench.run import BenchResult, CellResult, main, run_bench
+from ferroptim.bench.cells import BenchResult, CellResult
+from ferroptim.bench.run import main, run_bench
 
 __all__ = ["BenchResult", "CellResult", "main", "run_bench"]

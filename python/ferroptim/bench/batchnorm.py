@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 
-import ferroptim as fo
 from ferroptim import _native
 from ferroptim import batchnorm as bn
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
-from ferroptim.bench.timing import Budget, Timing, measure
+from ferroptim.bench.timing import Budget, Timing, kernel_threads, measure
 
 __all__ = ["SHAPES", "batchnorm_markdown", "run_batchnorm_bench"]
 
@@ -146,9 +145,7 @@ def run_batchnorm_bench(
         raise ValueError(f"threads must be at least 1, got {threads}")
     budget = QUICK_BUDGET if quick else FULL_BUDGET
     ref_budget = QUICK_REFERENCE if quick else REFERENCE_BUDGET
-    old_threads = fo.get_num_threads()
-    fo.set_num_threads(threads)
-    try:
+    with kernel_threads(threads):
         rows: list[dict[str, Any]] = []
         for shape in shapes:
             if len(shape) < 2 or math.prod(shape) == 0:
@@ -159,8 +156,6 @@ def run_batchnorm_bench(
             del x
             gc.collect()
         return rows
-    finally:
-        fo.set_num_threads(old_threads)
 
 
 def batchnorm_markdown(rows: Sequence[dict[str, Any]]) -> str:

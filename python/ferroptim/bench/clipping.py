@@ -43,23 +43,20 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim import _native
+from ferroptim.bench.configs import Roofline, bytes_per_element
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
-from ferroptim.bench.timing import Budget, Timing, measure
+from ferroptim.bench.timing import Budget, Timing, kernel_threads, measure
 from ferroptim.bench.workloads import WORKLOADS, Workload
 
 __all__ = [
-    "CLIP_BYTES_PER_ELEM",
-    "NORM_BYTES_PER_ELEM",
+    "adam_bytes_per_element",
+    "clip_bytes_per_element",
     "clipping_markdown",
     "numpy_clip_grad_norm_",
     "run_clipping_bench",
     "shrinking_clip",
 ]
 
-#: bytes per element a norm-clip moves: read g (norm), read g and write g (scale), times itemsize/4
-CLIP_BYTES_PER_ELEM = 12
-#: bytes per element a norm moves: read g once, times itemsize/4
-NORM_BYTES_PER_ELEM = 4
 MAX_NORM = 1.0
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
 DECAY = 0.9995
@@ -95,6 +92,18 @@ def shrinking_clip(
     return call
 
 
+def clip_bytes_per_element(itemsize: int) -> int:
+    """Bytes a norm-clip moves per element: read g (norm), read g and write g (scale), the bytes
+    of a roofline step with no state."""
+    return bytes_per_element(0, itemsize)
+
+
+def adam_bytes_per_element(itemsize: int, *, clipped: bool) -> int:
+    """Bytes an Adam step moves per element (read p, g, m, v; write p, m, v), plus one more read
+    of g for the norm pass of ``max_grad_norm``."""
+    return bytes_per_element(2, itemsize) + (itemsize if clipped else 0)
+
+
 def _row(section: str, variant: str, workload: Workload, bpe: int, timing: Timing) -> dict:
     median_ns = timing.median_ns
     return {
@@ -115,7 +124,7 @@ def _row(section: str, variant: str, workload: Workload, bpe: int, timing: Timin
 def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
     _, grads = workload.make_arrays(seed)
     one = np.concatenate([g.ravel() for g in grads])
-    bpe = NORM_BYTES_PER_ELEM * one.itemsize // 4
+    bpe = one.itemsize  # a norm reads g once
     fns: dict[str, Callable[[], object]] = {
         "global_norm": lambda: _native.global_norm(grads),
         "global_norm, one array": lambda: _native.global_norm([one]),
@@ -135,18 +144,17 @@ def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
 def _clip_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
     _, pristine = workload.make_arrays(seed)
     itemsize = pristine[0].itemsize
-    bpe = CLIP_BYTES_PER_ELEM * itemsize // 4
+    bpe = clip_bytes_per_element(itemsize)
     native_grads = [g.copy() for g in pristine]
     one_grads = [np.concatenate([g.ravel() for g in pristine])]
     numpy_grads = [g.copy() for g in pristine]
-    roof_params = [g.copy() for g in pristine]  # written; pristine is only read
     native_total = _native.clip_grad_norm_([g.copy() for g in pristine], MAX_NORM)
     numpy_total = numpy_clip_grad_norm_([g.copy() for g in pristine], MAX_NORM)
     fns = {
         "native": shrinking_clip(_native.clip_grad_norm_, native_grads, native_total),
         "native, one array": shrinking_clip(_native.clip_grad_norm_, one_grads, native_total),
         "numpy": shrinking_clip(numpy_clip_grad_norm_, numpy_grads, numpy_total),
-        "roofline": lambda: _native.roofline_step(roof_params, pristine),
+        "roofline": Roofline(pristine, pristine).step_fn(0),  # writes copies; reads pristine
     }
     timings = measure(fns, budget)
     native_ns = timings["native"].median_ns
@@ -179,9 +187,13 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
     timings = measure(fns, budget)
     plain_ns = timings["Adam"].median_ns
     rows = []
-    for (variant, timing), b in zip(timings.items(), (7, 8, 1), strict=True):
-        # Adam: read p, g, m, v and write p, m, v (7 arrays); clipped: 8; the read: 1
-        row = _row("Adam max_grad_norm", variant, workload, itemsize * b, timing)
+    moved = (
+        adam_bytes_per_element(itemsize, clipped=False),
+        adam_bytes_per_element(itemsize, clipped=True),
+        itemsize,  # the read
+    )
+    for (variant, timing), bpe in zip(timings.items(), moved, strict=True):
+        row = _row("Adam max_grad_norm", variant, workload, bpe, timing)
         row["vs_plain"] = timing.median_ns / plain_ns
         rows.append(row)
     rows[1]["ideal_vs_plain"] = rows[1]["bytes_per_elem"] / rows[0]["bytes_per_elem"]
@@ -224,9 +236,7 @@ def run_clipping_bench(
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     budget = QUICK_BUDGET if quick else FULL_BUDGET
-    old_threads = fo.get_num_threads()
-    fo.set_num_threads(threads)
-    try:
+    with kernel_threads(threads):
         chosen = WORKLOADS[workload]
         rows = _norm_rows(chosen, seed, budget)
         gc.collect()
@@ -235,8 +245,6 @@ def run_clipping_bench(
         rows += _adam_rows(chosen, seed, budget)
         gc.collect()
         return rows
-    finally:
-        fo.set_num_threads(old_threads)
 
 
 def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:

@@ -1,17 +1,21 @@
-"""Optimizer settings the benchmark runs, and how to build them."""
+"""Optimizer settings the benchmark runs, how to build them, and the calls it times (an
+optimizer's step and the roofline step moving the same bytes), for ``python -m ferroptim bench``
+and the pytest-benchmark files in ``benches/`` alike."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ferroptim import _registry
+from ferroptim import _native, _registry
 
 Backend = str  # "native" or "reference"
+#: the most state arrays :func:`ferroptim._native.roofline_step` rotates
+MAX_ROOFLINE_STATE = 3
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,33 @@ def state_arrays(opt: Any) -> int:
 def bytes_per_element(n_state: int, itemsize: int = 4) -> int:
     """Bytes one fused step moves per element: read p, g and states; write p and states."""
     return itemsize * (3 + 2 * n_state)
+
+
+def optimizer_step(opt: Any, grads: Sequence[np.ndarray]) -> tuple[Callable[[], object], int]:
+    """The built optimizer ``opt``'s step on ``grads`` as a zero-argument call, and its state
+    arrays per param."""
+    return (lambda: opt.step(grads)), state_arrays(opt)
+
+
+class Roofline:
+    """Arrays for roofline steps on one workload: copies of the params, shared grads, and up to
+    three state lists (allocated on first use)."""
+
+    def __init__(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
+        self.params = [p.copy() for p in params]
+        self.grads = grads
+        self.states: list[list[np.ndarray]] = []
+
+    def step_fn(self, n_state: int) -> Callable[[], None]:
+        if not 0 <= n_state <= MAX_ROOFLINE_STATE:
+            raise ValueError(
+                f"roofline supports 0 to {MAX_ROOFLINE_STATE} state arrays, got {n_state}"
+            )
+        while len(self.states) < n_state:
+            self.states.append([np.zeros_like(p) for p in self.params])
+        params, grads, states = self.params, self.grads, self.states[:n_state]
+        step = _native.roofline_step
+        return lambda: step(params, grads, *states)
 
 
 #: rows besides each registry optimizer at its defaults: the options that add state or work

@@ -7,35 +7,33 @@ import gc
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-import ferroptim as fo
-from ferroptim import _native
-from ferroptim.bench import table
 from ferroptim.bench.batchnorm import batchnorm_markdown, run_batchnorm_bench
+from ferroptim.bench.cells import BenchResult, CellResult
 from ferroptim.bench.clipping import clipping_markdown, run_clipping_bench
 from ferroptim.bench.configs import (
     CONFIGS,
     OptimizerConfig,
+    Roofline,
     bytes_per_element,
+    optimizer_step,
     select,
-    state_arrays,
 )
 from ferroptim.bench.distributed import distributed_markdown, run_distributed_bench
-from ferroptim.bench.machine import header_line, machine_info
+from ferroptim.bench.machine import machine_info
 from ferroptim.bench.percall import kernel_call
 from ferroptim.bench.state_formats import run_state_formats_bench, state_formats_markdown
 from ferroptim.bench.step_in_loop import run_step_in_loop_bench, step_in_loop_markdown
-from ferroptim.bench.timing import Budget, Timing, measure
+from ferroptim.bench.timing import Budget, Timing, kernel_threads, measure
 from ferroptim.bench.training import run_training_bench, training_markdown
 from ferroptim.bench.workloads import WORKLOADS, Workload
 from ferroptim.nn.module import Module
 
-MAX_ROOFLINE_STATE = 3
 #: parts of the report: the optimizer table, then the other kernels' benchmarks
 SECTIONS = ("optimizers", "clipping", "batchnorm", "training", "distributed", "state_formats")
 #: what runs without --sections: "distributed" (mpiexec, the optional mpi4py) only on request
@@ -74,116 +72,6 @@ QUICK = Budgets(
 )
 
 
-@dataclass
-class CellResult:
-    """One workload x optimizer measurement."""
-
-    workload: str
-    optimizer: str
-    n_params: int
-    n_tensors: int
-    n_state: int
-    bytes_per_elem: int
-    native: Timing
-    roofline: Timing
-    reference: Timing | None
-    params_finite: bool
-    #: latency workloads: the native kernel call alone and ``opt.step(model)`` (see bench.percall)
-    kernel: Timing | None = None
-    step_model: Timing | None = None
-
-    @property
-    def bytes_per_step(self) -> int:
-        return self.bytes_per_elem * self.n_params
-
-    @property
-    def native_gbps(self) -> float:
-        return self.bytes_per_step / self.native.median_ns  # bytes/ns == GB/s
-
-    @property
-    def roofline_gbps(self) -> float:
-        return self.bytes_per_step / self.roofline.median_ns
-
-    @property
-    def pct_of_roofline(self) -> float:
-        return self.roofline.median_ns / self.native.median_ns * 100.0
-
-    @property
-    def ref_over_native(self) -> float | None:
-        if self.reference is None:
-            return None
-        return self.reference.median_ns / self.native.median_ns
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "workload": self.workload,
-            "optimizer": self.optimizer,
-            "n_params": self.n_params,
-            "n_tensors": self.n_tensors,
-            "n_state": self.n_state,
-            "bytes_per_elem": self.bytes_per_elem,
-            "native": self.native.summary(),
-            "roofline": self.roofline.summary(),
-            "reference": self.reference.summary() if self.reference is not None else None,
-            "native_ms": self.native.median_ns / 1e6,
-            "native_us": self.native.median_ns / 1e3,
-            "roofline_ms": self.roofline.median_ns / 1e6,
-            "reference_ms": (
-                self.reference.median_ns / 1e6 if self.reference is not None else None
-            ),
-            "native_gbps": self.native_gbps,
-            "roofline_gbps": self.roofline_gbps,
-            "pct_of_roofline": self.pct_of_roofline,
-            "ref_over_native": self.ref_over_native,
-            "params_finite": self.params_finite,
-            "kernel": self.kernel.summary() if self.kernel is not None else None,
-            "step_model": self.step_model.summary() if self.step_model is not None else None,
-        }
-
-
-@dataclass
-class BenchResult:
-    """A whole run: machine facts, settings and every cell."""
-
-    machine: dict[str, Any]
-    settings: dict[str, Any]
-    cells: list[CellResult] = field(default_factory=list)
-
-    @property
-    def header(self) -> str:
-        mode = " | quick (smoke run, numbers are rough)" if self.settings.get("quick") else ""
-        return header_line(self.machine) + mode
-
-    def markdown(self) -> str:
-        return table.render(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "machine": self.machine,
-            "settings": self.settings,
-            "results": [c.to_dict() for c in self.cells],
-        }
-
-
-class _Roofline:
-    """Arrays for roofline steps on one workload: copies of the params, shared grads, and up to
-    three state lists (allocated on first use)."""
-
-    def __init__(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        self.params = [p.copy() for p in params]
-        self.grads = grads
-        self.states: list[list[np.ndarray]] = []
-
-    def step_fn(self, n_state: int) -> Callable[[], None]:
-        if not 0 <= n_state <= MAX_ROOFLINE_STATE:
-            raise ValueError(f"roofline supports 0 to 3 state arrays, got {n_state}")
-        while len(self.states) < n_state:
-            self.states.append([np.zeros_like(p) for p in self.params])
-        params, grads, states = self.params, self.grads, self.states[:n_state]
-        step = _native.roofline_step
-        return lambda: step(params, grads, *states)
-
-
 def _all_finite(arrays: Sequence[np.ndarray]) -> bool:
     return all(bool(np.isfinite(a).all()) for a in arrays)
 
@@ -199,7 +87,7 @@ def _measure_optimizer(
     params: list[np.ndarray],
     grads: list[np.ndarray],
     budget: Budget,
-    roofline: _Roofline | None = None,
+    roofline: Roofline | None = None,
     model: Module | None = None,
 ) -> tuple[dict[str, Timing], int]:
     """Build the optimizer on ``params`` and time its step, interleaved with the roofline step
@@ -207,8 +95,8 @@ def _measure_optimizer(
     its kernel call alone and ``opt.step(model)`` (bench.percall). The optimizer and its state
     are dropped on return."""
     opt = config.build(params, backend)
-    n_state = state_arrays(opt)
-    fns = {backend: lambda: opt.step(grads)}
+    step, n_state = optimizer_step(opt, grads)
+    fns = {backend: step}
     if roofline is not None:
         fns["roofline"] = roofline.step_fn(n_state)
     if model is not None:
@@ -223,7 +111,7 @@ def run_cell(
     params: list[np.ndarray],
     grads: list[np.ndarray],
     pristine: Sequence[np.ndarray],
-    roofline: _Roofline,
+    roofline: Roofline,
     budgets: Budgets,
     reference: bool,
     model: Module | None = None,
@@ -294,9 +182,7 @@ def run_bench(
     workload_names = select(workloads, WORKLOADS, "workload")
     config_names = select(optimizers, CONFIGS, "optimizer")
     budgets = QUICK if quick else FULL
-    old_threads = fo.get_num_threads()
-    fo.set_num_threads(threads)
-    try:
+    with kernel_threads(threads):
         result = BenchResult(
             machine=machine_info(),
             settings={
@@ -317,7 +203,7 @@ def run_bench(
             else:
                 params, grads = workload.make_arrays(seed)
             pristine = [p.copy() for p in params]
-            roofline = _Roofline(params, grads)
+            roofline = Roofline(params, grads)
             for cname in config_names:
                 cell = run_cell(
                     workload,
@@ -335,8 +221,6 @@ def run_bench(
             del params, grads, pristine, roofline, model
             gc.collect()
         return result
-    finally:
-        fo.set_num_threads(old_threads)
 
 
 def _csv(text: str) -> list[str]:
@@ -383,6 +267,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _kernel_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"threads": args.threads, "quick": args.quick, "seed": args.seed}
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One table of a section after "optimizers": its rows' key in the JSON report, how to
+    measure them, how to print them, and the text before the table."""
+
+    key: str
+    run: Callable[[argparse.Namespace], list[dict[str, Any]]]
+    markdown: Callable[[list[dict[str, Any]]], str]
+    lead: str = "\n"
+
+
+_TABLES: dict[str, list[_Table]] = {
+    "clipping": [
+        _Table(
+            "clipping",
+            lambda a: run_clipping_bench("transformer", **_kernel_options(a)),
+            clipping_markdown,
+        )
+    ],
+    "batchnorm": [
+        _Table("batchnorm", lambda a: run_batchnorm_bench(**_kernel_options(a)), batchnorm_markdown)
+    ],
+    "training": [
+        _Table("training", lambda a: run_training_bench(**_kernel_options(a)), training_markdown),
+        _Table(
+            "training_step_in_loop",
+            lambda a: run_step_in_loop_bench(**_kernel_options(a)),
+            step_in_loop_markdown,
+            lead="",
+        ),
+    ],
+    "distributed": [
+        _Table(
+            "distributed",
+            lambda a: run_distributed_bench("transformer", quick=a.quick),
+            distributed_markdown,
+        )
+    ],
+    "state_formats": [
+        _Table(
+            "state_formats",
+            lambda a: run_state_formats_bench(**_kernel_options(a)),
+            state_formats_markdown,
+        )
+    ],
+}
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``bench`` with parsed arguments: print the table, write the requested files."""
     if args.threads < 1:
@@ -407,31 +343,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             )
             text += result.markdown()
             report.update(result.to_dict())
-        if "clipping" in sections:
-            rows = run_clipping_bench(
-                "transformer", threads=args.threads, quick=args.quick, seed=args.seed
-            )
-            text += "\n" + clipping_markdown(rows)
-            report["clipping"] = rows
-        if "batchnorm" in sections:
-            rows = run_batchnorm_bench(threads=args.threads, quick=args.quick, seed=args.seed)
-            text += "\n" + batchnorm_markdown(rows)
-            report["batchnorm"] = rows
-        if "training" in sections:
-            rows = run_training_bench(threads=args.threads, quick=args.quick, seed=args.seed)
-            text += "\n" + training_markdown(rows)
-            report["training"] = rows
-            rows = run_step_in_loop_bench(threads=args.threads, quick=args.quick, seed=args.seed)
-            text += step_in_loop_markdown(rows)
-            report["training_step_in_loop"] = rows
-        if "distributed" in sections:
-            rows = run_distributed_bench("transformer", quick=args.quick)
-            text += "\n" + distributed_markdown(rows)
-            report["distributed"] = rows
-        if "state_formats" in sections:
-            rows = run_state_formats_bench(threads=args.threads, quick=args.quick, seed=args.seed)
-            text += "\n" + state_formats_markdown(rows)
-            report["state_formats"] = rows
+        for name in SECTIONS[1:]:
+            if name in sections:
+                for section_table in _TABLES[name]:
+                    rows = section_table.run(args)
+                    text += section_table.lead + section_table.markdown(rows)
+                    report[section_table.key] = rows
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

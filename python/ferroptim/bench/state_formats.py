@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-import ferroptim as fo
 from ferroptim import _native
+from ferroptim.bench.configs import Roofline
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
-from ferroptim.bench.timing import Budget, measure
+from ferroptim.bench.timing import Budget, kernel_threads, measure
 from ferroptim.bench.workloads import WORKLOADS
 
 __all__ = ["FORMATS", "make_adam", "run_state_formats_bench", "state_formats_markdown"]
@@ -77,12 +77,6 @@ def make_adam(
     return step, nbytes
 
 
-def _roofline(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], n_state: int):
-    copies = [p.copy() for p in params]
-    states = [[np.zeros_like(p) for p in params] for _ in range(n_state)]
-    return lambda: _native.roofline_step(copies, grads, *states)
-
-
 def run_state_formats_bench(
     workloads: Sequence[str] = ("transformer", "single"),
     *,
@@ -93,10 +87,8 @@ def run_state_formats_bench(
     """One row per workload: median ms per step of each format and of the 20/28-byte rooflines,
     and the state bytes per parameter of each format."""
     budget = QUICK_BUDGET if quick else FULL_BUDGET
-    old_threads = fo.get_num_threads()
-    fo.set_num_threads(threads)
     rows = []
-    try:
+    with kernel_threads(threads):
         for name in workloads:
             workload = WORKLOADS[name]
             params, grads = workload.make_arrays(seed)
@@ -104,8 +96,8 @@ def run_state_formats_bench(
             fns, state_bytes = {}, {}
             for fmt in FORMATS:
                 fns[fmt], state_bytes[fmt] = make_adam(fmt, [p.copy() for p in params], grads)
-            fns["roofline20"] = _roofline(params, grads, 1)
-            fns["roofline28"] = _roofline(params, grads, 2)
+            fns["roofline20"] = Roofline(params, grads).step_fn(1)
+            fns["roofline28"] = Roofline(params, grads).step_fn(2)
             timings = measure(fns, budget)
             ms = {k: t.median_ns / 1e6 for k, t in timings.items()}
             rows.append(
@@ -121,8 +113,6 @@ def run_state_formats_bench(
             )
             del params, grads, fns
             gc.collect()
-    finally:
-        fo.set_num_threads(old_threads)
     return rows
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim.bench.table import fmt_time, markdown_table
+from ferroptim.bench.timing import kernel_threads
 
 __all__ = ["run_step_in_loop_bench", "step_in_loop_markdown"]
 
@@ -56,9 +57,7 @@ def run_step_in_loop_bench(
     situation with ``situation``, ``median_us`` and ``p25_us``."""
     from ferroptim.demo.digits import small_cnn
 
-    old_threads = fo.get_num_threads()
-    fo.set_num_threads(threads)
-    try:
+    with kernel_threads(threads):
         model = small_cnn(seed=0)
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((64, 1, 8, 8)).astype(np.float32)
@@ -116,8 +115,6 @@ def run_step_in_loop_bench(
             }
             for name, ns in times.items()
         ]
-    finally:
-        fo.set_num_threads(old_threads)
 
 
 def step_in_loop_markdown(rows: list[dict[str, Any]]) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import ferroptim as fo
+
 Step = Callable[[], object]
 
 
@@ -128,3 +130,14 @@ def measure(fns: Mapping[str, Step], budget: Budget) -> dict[str, Timing]:
                 n = counts[k] // blocks + (1 if b < counts[k] % blocks else 0)
                 time_calls(fns[k], n, samples[k])
     return {k: Timing(tuple(v)) for k, v in samples.items()}
+
+
+@contextmanager
+def kernel_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` kernel threads; the previous count is restored afterwards."""
+    old = fo.get_num_threads()
+    fo.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fo.set_num_threads(old)

@@ -23,7 +23,7 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim.bench.table import fmt_time, markdown_table
-from ferroptim.bench.timing import Budget, measure
+from ferroptim.bench.timing import Budget, kernel_threads, measure
 
 __all__ = ["MODELS", "run_training_bench", "training_markdown"]
 
@@ -114,13 +114,9 @@ def run_training_bench(
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         raise ValueError(f"unknown training models {unknown}; choose from {list(MODELS)}")
-    old_threads = fo.get_num_threads()
-    fo.set_num_threads(threads)
-    try:
+    with kernel_threads(threads):
         budget = QUICK_BUDGET if quick else FULL_BUDGET
         return [row for name in models for row in _model_rows(name, budget, seed)]
-    finally:
-        fo.set_num_threads(old_threads)
 
 
 def training_markdown(rows: Sequence[dict[str, Any]]) -> str:

@@ -6,9 +6,11 @@
 
 use core::ops::{Add, Div, Mul, Neg, Sub};
 
-/// A floating-point element type the kernels are instantiated for.
+/// A floating-point element type the kernels are instantiated for: `f32` and `f64` only (the
+/// trait is sealed by its supertrait [`bits::XorBits`], which the crate keeps to itself).
 pub trait Real:
-    Copy
+    bits::XorBits
+    + Copy
     + Send
     + Sync
     + PartialOrd
@@ -35,9 +37,6 @@ pub trait Real:
     fn sqrt(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
-    /// Exclusive-or of the bit patterns (used only by the roofline kernel to keep loads live).
-    #[doc(hidden)]
-    fn xor_bits(self, other: Self) -> Self;
 
     /// NaN-propagating maximum, as `torch.maximum` / `np.maximum`: NaN if either input is NaN.
     #[inline(always)]
@@ -88,12 +87,25 @@ macro_rules! impl_real {
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+        }
+
+        impl bits::XorBits for $t {
             #[inline(always)]
             fn xor_bits(self, other: Self) -> Self {
                 <$t>::from_bits(self.to_bits() ^ other.to_bits())
             }
         }
     };
+}
+
+/// Bit-level operations the crate needs on its element types but does not offer to users.
+pub(crate) mod bits {
+    /// Exclusive-or of the bit patterns: the roofline kernels' one operation per element, which
+    /// keeps every load live without any floating-point work. Also seals [`Real`](super::Real):
+    /// no other crate can name this trait, so none can implement `Real`.
+    pub trait XorBits: Sized {
+        fn xor_bits(self, other: Self) -> Self;
+    }
 }
 
 impl_real!(f32, u32, "float32");

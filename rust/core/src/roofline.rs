@@ -13,6 +13,7 @@
 use crate::clip::{chunk_partials, GradClip};
 use crate::error::Error;
 use crate::fused::{run, Decay, GradPrep, Update};
+use crate::real::bits::XorBits;
 use crate::real::Real;
 use crate::simd::{dispatch, Kernel};
 use crate::tensor::{TensorRef, MAX_STATE};
