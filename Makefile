@@ -35,10 +35,13 @@ py-test: build
 	# FERROPTIM_REQUIRE_MPI: the MPI tests fail instead of skipping when mpi4py is missing
 	FERROPTIM_REQUIRE_MPI=1 $(PY) -m pytest
 
-# mypy over the package and over a user's script of the public API (both must be clean)
+# mypy over the package and over a user's script of the public API (both must be clean), and
+# mypy's stubtest: the native module's stubs (python/ferroptim/_native.pyi) against the built
+# module (tools/stubtest-allowlist.txt names what stubtest cannot see, with the reason)
 typecheck: build
 	$(VENV)/bin/mypy -p ferroptim
 	$(VENV)/bin/mypy --strict tests/typing/user_script.py examples/torch_port/train_ferroptim.py
+	$(PY) -m mypy.stubtest ferroptim._native --allowlist tools/stubtest-allowlist.txt
 
 # manylinux (glibc 2.28) abi3 wheel with a stripped extension, and the sdist, into dist/;
 # zig (the `wheel` extra) links against glibc 2.28 whatever the host's glibc
