@@ -106,56 +106,113 @@ impl NormType {
     }
 }
 
-/// The partial result of one chunk.
-struct ChunkNorm<'a, T> {
-    x: &'a [T],
+/// The partial results of two chunks (the second may be empty; its result is then 0).
+///
+/// The chunks are summed together: each keeps its own [`LANES`] accumulators and element order,
+/// so each result has the bits it would have alone, while the two chunks' accumulator chains
+/// interleave. One chunk's lanes are too few independent chains to hide the latency of the
+/// additions (16 f64 lanes are two AVX-512 registers, each waiting on its previous addition);
+/// two chunks' lanes are twice as many, and the sum keeps up with memory.
+struct ChunkNorms<'a, T> {
+    chunks: [&'a [T]; 2],
     norm: NormType,
     clamp: Option<T>,
-    out: &'a mut f64,
+    out: &'a mut [f64; 2],
 }
 
-impl<T: Real> Kernel for ChunkNorm<'_, T> {
+impl<T: Real> Kernel for ChunkNorms<'_, T> {
     #[inline(always)]
     fn run(self) {
         // One loop per (norm, clamp) pair, so no branch stays inside the loop.
-        let x = self.x;
+        let x = self.chunks;
+        let add = |a: f64, b: f64| a + b;
+        // A float32 value widened to f64 has 24 significant bits, so its square (48 bits) is
+        // exact in f64 and `acc + v * v` rounds once: a fused multiply-add gives the same bits
+        // with one instruction fewer, where the level has one (elsewhere `mul_add` would be a
+        // slow library call; the bits are the same either way).
+        let fused = T::BYTES == 4 && crate::simd::level().has_fused_multiply_add();
         *self.out = match (self.norm, self.clamp) {
-            (NormType::L2, None) => lanes_sum(x, |v| v, |v| v * v, |a, b| a + b),
-            (NormType::L2, Some(c)) => lanes_sum(x, |v| clamp_value(v, c), |v| v * v, |a, b| a + b),
-            (NormType::L1, None) => lanes_sum(x, |v| v, f64::abs, |a, b| a + b),
-            (NormType::L1, Some(c)) => lanes_sum(x, |v| clamp_value(v, c), f64::abs, |a, b| a + b),
-            (NormType::Inf, None) => lanes_sum(x, |v| v, f64::abs, Real::maximum),
-            (NormType::Inf, Some(c)) => {
-                lanes_sum(x, |v| clamp_value(v, c), f64::abs, Real::maximum)
+            (NormType::L2, None) if fused => lanes_sum(x, |acc, v| square_add(acc, v), add),
+            (NormType::L2, Some(c)) if fused => {
+                lanes_sum(x, |acc, v| square_add(acc, clamp_value(v, c)), add)
             }
-            (NormType::P(p), None) => lanes_sum(x, |v| v, |v| v.abs().powf(p), |a, b| a + b),
-            (NormType::P(p), Some(c)) => {
-                lanes_sum(x, |v| clamp_value(v, c), |v| v.abs().powf(p), |a, b| a + b)
+            (NormType::L2, None) => lanes_sum(x, step(|v| v, |v| v * v, add), add),
+            (NormType::L2, Some(c)) => {
+                lanes_sum(x, step(|v| clamp_value(v, c), |v| v * v, add), add)
             }
+            (NormType::L1, None) => lanes_sum(x, step(|v| v, f64::abs, add), add),
+            (NormType::L1, Some(c)) => {
+                lanes_sum(x, step(|v| clamp_value(v, c), f64::abs, add), add)
+            }
+            (NormType::Inf, None) => {
+                lanes_sum(x, step(|v| v, f64::abs, Real::maximum), Real::maximum)
+            }
+            (NormType::Inf, Some(c)) => lanes_sum(
+                x,
+                step(|v| clamp_value(v, c), f64::abs, Real::maximum),
+                Real::maximum,
+            ),
+            (NormType::P(p), None) => lanes_sum(x, step(|v| v, |v| v.abs().powf(p), add), add),
+            (NormType::P(p), Some(c)) => lanes_sum(
+                x,
+                step(|v| clamp_value(v, c), |v| v.abs().powf(p), add),
+                add,
+            ),
         };
     }
 }
 
-/// Fold `x` into [`LANES`] accumulators (element `i` into lane `i % LANES`, in order), then fold
-/// the lanes in order.
+/// One accumulation step, `acc = merge(acc, term(pre(v)))` with `pre(v)` widened to f64.
+#[inline(always)]
+fn step<T: Real>(
+    pre: impl Fn(T) -> T + Copy,
+    term: impl Fn(f64) -> f64 + Copy,
+    merge: impl Fn(f64, f64) -> f64 + Copy,
+) -> impl Fn(f64, T) -> f64 + Copy {
+    move |acc, v| merge(acc, term(pre(v).to_f64()))
+}
+
+/// `acc + v * v` as one fused multiply-add (the same bits when `v * v` is exact in f64).
+#[inline(always)]
+fn square_add<T: Real>(acc: f64, v: T) -> f64 {
+    let v = v.to_f64();
+    v.mul_add(v, acc)
+}
+
+/// For each of the two chunks: fold it into [`LANES`] accumulators (element `i` into lane
+/// `i % LANES` by `step`, in order), then fold the lanes in order with `merge`. The blocks both
+/// chunks have are processed side by side, then each chunk's rest alone; no lane's order changes.
 #[inline(always)]
 fn lanes_sum<T: Real>(
-    x: &[T],
-    pre: impl Fn(T) -> T,
-    term: impl Fn(f64) -> f64,
-    merge: impl Fn(f64, f64) -> f64,
-) -> f64 {
-    let mut lanes = [0.0f64; LANES];
-    let mut blocks = x.chunks_exact(LANES);
-    for block in &mut blocks {
-        for (lane, &v) in lanes.iter_mut().zip(block) {
-            *lane = merge(*lane, term(pre(v).to_f64()));
+    chunks: [&[T]; 2],
+    step: impl Fn(f64, T) -> f64 + Copy,
+    merge: impl Fn(f64, f64) -> f64 + Copy,
+) -> [f64; 2] {
+    let [a, b] = chunks;
+    let both = a.len().min(b.len()) / LANES * LANES;
+    let (mut lanes_a, mut lanes_b) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let blocks_a = a[..both].as_chunks::<LANES>().0;
+    let blocks_b = b[..both].as_chunks::<LANES>().0;
+    for (block_a, block_b) in blocks_a.iter().zip(blocks_b) {
+        fold_block(&mut lanes_a, block_a, step);
+        fold_block(&mut lanes_b, block_b, step);
+    }
+    [(lanes_a, &a[both..]), (lanes_b, &b[both..])].map(|(mut lanes, rest)| {
+        let (blocks, tail) = rest.as_chunks::<LANES>();
+        for block in blocks {
+            fold_block(&mut lanes, block, step);
         }
+        fold_block(&mut lanes, tail, step);
+        lanes.into_iter().fold(0.0, merge)
+    })
+}
+
+/// `lanes[k] = step(lanes[k], x[k])` for each element `k` of `x` (at most [`LANES`]).
+#[inline(always)]
+fn fold_block<T: Real>(lanes: &mut [f64; LANES], x: &[T], step: impl Fn(f64, T) -> f64) {
+    for (lane, &v) in lanes.iter_mut().zip(x) {
+        *lane = step(*lane, v);
     }
-    for (lane, &v) in lanes.iter_mut().zip(blocks.remainder()) {
-        *lane = merge(*lane, term(pre(v).to_f64()));
-    }
-    lanes.into_iter().fold(0.0, merge)
 }
 
 /// `clamp(v, -c, c)`, NaN unchanged (torch.clamp).
@@ -174,10 +231,10 @@ pub(crate) fn clamp_value<T: Real>(v: T, c: T) -> T {
 /// a fixed order. With `clamp`, of the clamped values (value clipping before norm clipping).
 pub fn tensor_partials<T: Real>(grads: &[&[T]], norm: NormType, clamp: Option<f64>) -> Vec<f64> {
     let clamp = clamp.map(T::from_f64);
-    let (chunks, partials) = chunk_partials(grads, |x| {
-        let mut out = 0.0;
-        dispatch(ChunkNorm {
-            x,
+    let (chunks, partials) = chunk_partials(grads, |chunks| {
+        let mut out = [0.0; 2];
+        dispatch(ChunkNorms {
+            chunks,
             norm,
             clamp,
             out: &mut out,
@@ -191,24 +248,31 @@ pub fn tensor_partials<T: Real>(grads: &[&[T]], norm: NormType, clamp: Option<f6
     per_tensor
 }
 
-/// `f(chunk)` for every [`NORM_CHUNK`]-element chunk of every array (the last chunk of an array
+/// The result of every [`NORM_CHUNK`]-element chunk of every array (the last chunk of an array
 /// may be shorter), in one parallel pass over all arrays' chunks together (no per-array fork or
-/// join). Returns each chunk's `(array, chunk index)` and its result, in array-then-chunk order
-/// whatever the thread count.
+/// join). `f` gets two consecutive chunks of the list (they may belong to different arrays; the
+/// second is empty after an odd last chunk) and returns their results. Returns each chunk's
+/// `(array, chunk index)` and its result, in array-then-chunk order whatever the thread count.
 pub(crate) fn chunk_partials<T: Real>(
     arrays: &[&[T]],
-    f: impl Fn(&[T]) -> f64 + Sync,
+    f: impl Fn([&[T]; 2]) -> [f64; 2] + Sync,
 ) -> (Vec<(usize, usize)>, Vec<f64>) {
     let chunks: Vec<(usize, usize)> = arrays
         .iter()
         .enumerate()
         .flat_map(|(t, a)| (0..a.len().div_ceil(NORM_CHUNK)).map(move |c| (t, c)))
         .collect();
+    let chunk = |i: usize| -> &[T] {
+        chunks.get(i).map_or(&[], |&(t, c)| {
+            &arrays[t][c * NORM_CHUNK..((c + 1) * NORM_CHUNK).min(arrays[t].len())]
+        })
+    };
     let elements = arrays.iter().map(|a| a.len()).sum();
-    let partials = map_indexed(chunks.len(), elements, |i| {
-        let (t, c) = chunks[i];
-        f(&arrays[t][c * NORM_CHUNK..((c + 1) * NORM_CHUNK).min(arrays[t].len())])
+    let pairs = map_indexed(chunks.len().div_ceil(2), elements, |i| {
+        f([chunk(2 * i), chunk(2 * i + 1)])
     });
+    let mut partials: Vec<f64> = pairs.into_iter().flatten().collect();
+    partials.truncate(chunks.len());
     (chunks, partials)
 }
 
@@ -329,6 +393,50 @@ mod tests {
             NormType::Inf,
         );
         assert_eq!(clamped, 2.5);
+    }
+
+    #[test]
+    fn each_chunk_has_the_bits_it_has_alone() {
+        // Chunks are summed two at a time, and a pair may straddle two arrays: an array's
+        // partial must not depend on its neighbours, its position in the list or the level.
+        let sizes = [
+            3 * NORM_CHUNK + 5,
+            17,
+            2 * NORM_CHUNK,
+            1,
+            NORM_CHUNK - 3,
+            70_000,
+        ];
+        let arrays: Vec<Vec<f32>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(t, &n)| {
+                (0..n)
+                    .map(|i| ((i * 7919 + t * 104_729) % 1009) as f32 / 97.0 - 5.0)
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<&[f32]> = arrays.iter().map(Vec::as_slice).collect();
+        for norm in [NormType::L1, NormType::L2, NormType::Inf, NormType::P(3.0)] {
+            for clamp in [None, Some(2.0)] {
+                let alone: Vec<u64> = slices
+                    .iter()
+                    .map(|a| tensor_partials(&[*a], norm, clamp)[0].to_bits())
+                    .collect();
+                for level in crate::simd::supported_levels() {
+                    assert!(crate::simd::set_level(level));
+                    let got: Vec<u64> = tensor_partials(&slices, norm, clamp)
+                        .into_iter()
+                        .map(f64::to_bits)
+                        .collect();
+                    assert_eq!(got, alone, "{norm:?} {clamp:?} {level:?}");
+                    let shifted = tensor_partials(&slices[1..], norm, clamp);
+                    let shifted: Vec<u64> = shifted.into_iter().map(f64::to_bits).collect();
+                    assert_eq!(shifted, alone[1..], "{norm:?} {clamp:?} {level:?}");
+                }
+                crate::simd::set_level(crate::simd::detected_level());
+            }
+        }
     }
 
     #[test]

@@ -166,22 +166,29 @@ where
 /// `f(i)` for every `i < n`, in order, where item `i` covers about `elements / n` elements; spread
 /// over the helper thread or the pool exactly as [`for_each_piece`] would spread `elements`
 /// elements. The result does not depend on how the work was spread.
-pub(crate) fn map_indexed<F>(n: usize, elements: usize, f: F) -> Vec<f64>
+pub(crate) fn map_indexed<R, F>(n: usize, elements: usize, f: F) -> Vec<R>
 where
-    F: Fn(usize) -> f64 + Sync,
+    R: Copy + Send + Sync,
+    F: Fn(usize) -> R + Sync,
 {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::OnceLock;
     if elements >= PARALLEL_MIN_ELEMENTS {
         if let Some(pool) = current_pool() {
             use rayon::prelude::*;
             return pool.install(|| (0..n).into_par_iter().map(&f).collect());
         }
     } else if elements >= ASSIST_MIN_ELEMENTS && num_threads() > 1 {
-        let out: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
-        crate::assist::run_shared(n, &|i| out[i].store(f(i).to_bits(), Ordering::Relaxed));
+        // Every piece runs exactly once, so every slot is set exactly once.
+        let out: Vec<OnceLock<R>> = (0..n).map(|_| OnceLock::new()).collect();
+        crate::assist::run_shared(n, &|i| {
+            let _ = out[i].set(f(i));
+        });
         return out
             .into_iter()
-            .map(|x| f64::from_bits(x.into_inner()))
+            .map(|x| {
+                x.into_inner()
+                    .unwrap_or_else(|| unreachable!("piece not run"))
+            })
             .collect();
     }
     (0..n).map(f).collect()

@@ -13,7 +13,6 @@
 use crate::clip::{chunk_partials, GradClip};
 use crate::error::Error;
 use crate::fused::{run, Decay, GradPrep, Update};
-use crate::real::bits::XorBits;
 use crate::real::Real;
 use crate::simd::{dispatch, Kernel};
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -58,41 +57,36 @@ pub fn roofline_step<T: Real>(
     }
 }
 
-/// Lanes of [`read_pass`]'s XOR fold (as many as the norms' accumulators).
-const READ_LANES: usize = crate::clip::LANES;
-
-/// Read every element of `arrays` once and return the XOR of their bits, folded into
-/// [`READ_LANES`] lanes per chunk, then over the chunks (as an `f64` whose bits are meaningless;
-/// returned only so the reads cannot be optimized away).
+/// Read every element of `arrays` once and return the XOR of their bits, read as 64-bit words,
+/// per chunk, then over the chunks (as an `f64` whose bits are meaningless; returned only so the
+/// reads cannot be optimized away).
 pub fn read_pass<T: Real>(arrays: &[&[T]]) -> f64 {
-    let (_, partials) = chunk_partials(arrays, |x| {
-        let mut out = T::ZERO;
-        dispatch(XorFold { x, out: &mut out });
-        out.to_f64()
+    let (_, partials) = chunk_partials(arrays, |chunks| {
+        chunks.map(|x| {
+            let mut out = 0;
+            dispatch(XorFold { x, out: &mut out });
+            f64::from_bits(out)
+        })
     });
-    partials.into_iter().fold(0.0, f64::xor_bits)
+    f64::from_bits(partials.into_iter().fold(0, |acc, p| acc ^ p.to_bits()))
 }
 
-/// The XOR of the bits of one chunk's elements.
+/// The XOR of the bits of one chunk, as 64-bit words (an unaligned element at either end is
+/// widened to f64 first). An integer XOR reduction, which the compiler vectorizes with as many
+/// accumulators as it likes (XOR is associative), at every level.
 struct XorFold<'a, T> {
     x: &'a [T],
-    out: &'a mut T,
+    out: &'a mut u64,
 }
 
 impl<T: Real> Kernel for XorFold<'_, T> {
     #[inline(always)]
     fn run(self) {
-        let mut lanes = [T::ZERO; READ_LANES];
-        let mut blocks = self.x.chunks_exact(READ_LANES);
-        for block in &mut blocks {
-            for (lane, &v) in lanes.iter_mut().zip(block) {
-                *lane = lane.xor_bits(v);
-            }
-        }
-        for (lane, &v) in lanes.iter_mut().zip(blocks.remainder()) {
-            *lane = lane.xor_bits(v);
-        }
-        *self.out = lanes.into_iter().fold(T::ZERO, T::xor_bits);
+        // Safety: every bit pattern is a valid u64, and `align_to` only reinterprets the aligned
+        // middle of the slice.
+        let (head, words, tail) = unsafe { self.x.align_to::<u64>() };
+        let ends = head.iter().chain(tail).map(|v| v.to_f64().to_bits());
+        *self.out = words.iter().fold(0, |a, &w| a ^ w) ^ ends.fold(0, |a, w| a ^ w);
     }
 }
 

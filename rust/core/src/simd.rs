@@ -77,6 +77,12 @@ impl SimdLevel {
         }
     }
 
+    /// Whether code for this level has a fused multiply-add instruction (`f64::mul_add` is one
+    /// instruction there, a library call elsewhere).
+    pub fn has_fused_multiply_add(self) -> bool {
+        matches!(self, Self::Avx512 | Self::Avx2 | Self::Neon)
+    }
+
     fn code(self) -> u8 {
         self as u8 + 1
     }
