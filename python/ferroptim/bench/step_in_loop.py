@@ -5,6 +5,7 @@ On the demo's CNN (batch 64, native Adam), each row times ``Adam.step`` in one s
 interleaved round by round in the same run, so that one cause differs between two rows:
 
 * ``in loop``: right after ``zero_grad``, forward, loss and backward, as in training;
+* ``in loop, step(model)``: the same, the gradients found in the model (``opt.step(model)``);
 * ``in loop, arrays re-read first``: the same, but the step's parameter, gradient and state
   arrays are read (untimed) just before: what is left is not the step's data being out of cache;
 * ``back to back``: the step repeated on the same gradients (caches warm);
@@ -79,7 +80,7 @@ def run_step_in_loop_bench(
         fixed = [None if g is None else g.copy() for g in model.gradients()]
         times: dict[str, list[int]] = {}
 
-        def timed(name: str, step: Callable[[list[np.ndarray]], None], grads: list) -> None:
+        def timed(name: str, step: Callable[[Any], None], grads: Any) -> None:
             start = time.perf_counter_ns()
             step(grads)
             times.setdefault(name, []).append(time.perf_counter_ns() - start)
@@ -93,6 +94,8 @@ def run_step_in_loop_bench(
         for _ in range(QUICK_ROUNDS if quick else FULL_ROUNDS):
             grads = layers()
             timed("in loop", opt.step, grads)
+            layers()
+            timed("in loop, step(model)", opt.step, model)
             grads = layers()
             _touch(opt, grads)
             timed("in loop, arrays re-read first", opt.step, grads)

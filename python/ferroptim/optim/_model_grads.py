@@ -53,9 +53,12 @@ def _held_gradients(model: Module) -> dict[int, Gradient]:
         children = module._modules
         if children:
             stack.extend(reversed(children.values()))
+        params = module._parameters
+        if not params:
+            continue
         frozen = module._frozen
         gradients = module._gradients
-        for name, param in module._parameters.items():
+        for name, param in params.items():
             key = id(param)
             grad = None if name in frozen else gradients[name]
             if key not in found:

@@ -17,7 +17,7 @@ use ferroptim_core::optim::{HyperKind, HyperValue, Optimizer};
 use ferroptim_core::{Real, TensorRef};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 type Any<'py> = Bound<'py, PyAny>;
 
@@ -42,20 +42,35 @@ fn argument_error(py: Python<'_>, name: &str, err: PyErr) -> PyErr {
 
 /// The config `C` from the keyword arguments: every declared hyperparameter, converted in
 /// declaration order, then `grad_scale` and `clip_value`; unknown or missing names are refused.
+/// The dict is read in one pass, comparing its keys as text (no Python string is built).
 fn parse_config<C: Optimizer>(
     py: Python<'_>,
     kernel: &str,
     hypers: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<C> {
-    let mut cfg = C::default();
-    let get = |name: &str| -> PyResult<Option<Any<'_>>> {
-        match hypers {
-            Some(d) => d.get_item(name),
-            None => Ok(None),
+    let n = C::HYPERS.len();
+    // By position: the hyperparameters in declaration order, then grad_scale and clip_value.
+    let mut given: Vec<Option<Any<'_>>> = vec![None; n + 2];
+    let mut unexpected: Option<String> = None;
+    for (key, value) in hypers.into_iter().flat_map(|d| d.iter()) {
+        let key = key.cast_into::<PyString>()?;
+        let name = key.to_str()?;
+        let slot = match name {
+            "grad_scale" => Some(n),
+            "clip_value" => Some(n + 1),
+            _ => C::HYPERS.iter().position(|&(h, _)| h == name),
+        };
+        match slot {
+            Some(i) => given[i] = Some(value),
+            None => {
+                unexpected.get_or_insert_with(|| name.to_owned());
+            }
         }
-    };
-    for &(name, kind) in C::HYPERS {
-        let value = get(name)?.ok_or_else(|| {
+    }
+    let mut given = given.into_iter();
+    let mut cfg = C::default();
+    for (&(name, kind), value) in C::HYPERS.iter().zip(given.by_ref()) {
+        let value = value.ok_or_else(|| {
             PyTypeError::new_err(format!(
                 "{kernel}() missing required keyword argument: '{name}'"
             ))
@@ -68,26 +83,20 @@ fn parse_config<C: Optimizer>(
         cfg.set(name, value);
     }
     let clip = cfg.grad_clip_mut();
-    if let Some(scale) = get("grad_scale")? {
+    if let Some(scale) = given.next().flatten() {
         clip.scale = scale
             .extract::<f64>()
             .map_err(|e| argument_error(py, "grad_scale", e))?;
     }
-    if let Some(bound) = get("clip_value")? {
+    if let Some(bound) = given.next().flatten() {
         clip.clip_value = bound
             .extract::<Option<f64>>()
             .map_err(|e| argument_error(py, "clip_value", e))?;
     }
-    if let Some(d) = hypers {
-        for key in d.keys() {
-            let key: String = key.extract()?;
-            let known = C::HYPERS.iter().any(|&(n, _)| n == key);
-            if !known && key != "grad_scale" && key != "clip_value" {
-                return Err(PyTypeError::new_err(format!(
-                    "{kernel}() got an unexpected keyword argument '{key}'"
-                )));
-            }
-        }
+    if let Some(key) = unexpected {
+        return Err(PyTypeError::new_err(format!(
+            "{kernel}() got an unexpected keyword argument '{key}'"
+        )));
     }
     Ok(cfg)
 }
