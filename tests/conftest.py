@@ -11,16 +11,19 @@ from __future__ import annotations
 import copy
 import importlib.util
 import itertools
+import json
 import os
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 import ferroptim._native as native
 import ferroptim._registry as registry
@@ -28,6 +31,8 @@ import ferroptim.reference as reference
 
 BACKENDS = {"native": native, "reference": reference}
 ROOT = Path(__file__).resolve().parent.parent
+#: the golden fixtures
+DATA_DIR = ROOT / "tests" / "data"
 
 
 def load_tool(name: str) -> ModuleType:
@@ -313,13 +318,30 @@ def run_equivalence(
     return ours, theirs
 
 
-def snapshot(*objects: object) -> list[tuple[np.ndarray, bytes, bool]]:
-    """The bytes (and writeable flag) of every ndarray found in ``objects`` (lists are searched)."""
-    found: list[tuple[np.ndarray, bytes, bool]] = []
+def random_arrays(shapes: Iterable[tuple[Any, Any]], seed: int, scale: float = 1) -> list:
+    """``scale`` times standard normal draws of each ``(shape, dtype)``, from one seeded
+    generator."""
+    rng = np.random.default_rng(seed)
+    return [(scale * rng.standard_normal(s)).astype(d) for s, d in shapes]
+
+
+def load_golden(name: str, prefix: str = "") -> dict[str, np.ndarray]:
+    """The arrays of ``tests/data/<name>`` whose keys start with ``prefix`` (stripped), loaded
+    without pickle."""
+    with np.load(DATA_DIR / name, allow_pickle=False) as data:
+        return {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
+
+
+def arrays_in(*objects: object) -> list[np.ndarray]:
+    """Every ndarray reachable from ``objects`` through lists, tuples and dict values."""
+    found: list[np.ndarray] = []
 
     def visit(obj: object) -> None:
         if isinstance(obj, np.ndarray):
-            found.append((obj, obj.tobytes(), obj.flags.writeable))
+            found.append(obj)
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                visit(value)
         elif isinstance(obj, list | tuple):
             for item in obj:
                 visit(item)
@@ -327,6 +349,11 @@ def snapshot(*objects: object) -> list[tuple[np.ndarray, bytes, bool]]:
     for obj in objects:
         visit(obj)
     return found
+
+
+def snapshot(*objects: object) -> list[tuple[np.ndarray, bytes, bool]]:
+    """The bytes (and writeable flag) of every ndarray found in ``objects`` (:func:`arrays_in`)."""
+    return [(a, a.tobytes(), a.flags.writeable) for a in arrays_in(*objects)]
 
 
 def assert_unchanged(saved: list[tuple[np.ndarray, bytes, bool]]) -> None:
@@ -354,24 +381,60 @@ def product(**choices: Iterable[object]) -> Iterator[dict[str, object]]:
         yield dict(zip(keys, values, strict=True))
 
 
-@pytest.fixture
-def restore_simd_level() -> Iterator[None]:
-    """Restore the native SIMD level after the test."""
-    original = native.simd_level()
+def _restoring(get: Callable[[], Any], set_: Callable[[Any], None]) -> Iterator[None]:
+    """Yield once, then put back the setting ``get()`` returned before."""
+    original = get()
     try:
         yield
     finally:
-        native.set_simd_level(original)
+        set_(original)
+
+
+@pytest.fixture
+def restore_simd_level() -> Iterator[None]:
+    """Restore the native SIMD level after the test."""
+    yield from _restoring(native.simd_level, native.set_simd_level)
 
 
 @pytest.fixture
 def restore_num_threads() -> Iterator[None]:
     """Restore the native thread count after the test."""
-    original = native.get_num_threads()
-    try:
-        yield
-    finally:
-        native.set_num_threads(original)
+    yield from _restoring(native.get_num_threads, native.set_num_threads)
+
+
+@pytest.fixture(params=native.supported_simd_levels())
+def simd_level(request: pytest.FixtureRequest, restore_simd_level: None) -> str:
+    """Run the test at each supported SIMD level (restored afterwards)."""
+    native.set_simd_level(request.param)
+    assert native.simd_level() == request.param
+    return str(request.param)
+
+
+@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
+def num_threads(request: pytest.FixtureRequest, restore_num_threads: None) -> int:
+    """Run the test with 1 and 2 kernel threads (restored afterwards)."""
+    native.set_num_threads(request.param)
+    assert native.get_num_threads() == request.param
+    return int(request.param)
+
+
+def fuzz_settings(default_examples: int) -> settings:
+    """Hypothesis settings of the fuzz tests: ``FERROPTIM_FUZZ_EXAMPLES`` examples (else
+    ``default_examples``), no deadline, large and slow examples allowed."""
+    return settings(
+        max_examples=int(os.environ.get("FERROPTIM_FUZZ_EXAMPLES", str(default_examples))),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def dump_outcomes(env: str, outcomes: Mapping[str, int]) -> None:
+    """Write a fuzz module's outcome counts as JSON where environment variable ``env`` says (for
+    the README); nothing without it."""
+    path = os.environ.get(env)
+    if path:
+        with open(path, "w") as f:
+            json.dump(dict(sorted(outcomes.items())), f, indent=1)
 
 
 def wait_for_child(pid: int, timeout: float) -> int | None:

@@ -101,6 +101,25 @@ def shifted_problem():
     return X, X @ w.T, X @ w.T / 2
 
 
+def fit_shifted(model, problem, callbacks, epochs: int):
+    """Seeded SGD (lr 0.05, batches of 16) on a :func:`shifted_problem`, validated on its
+    validation targets."""
+    X, y, y_val = problem
+    return train.fit(
+        model,
+        MSELoss(),
+        SGD(model.parameters(), lr=0.05),
+        X,
+        y,
+        epochs=epochs,
+        batch_size=16,
+        validation_data=(X, y_val),
+        callbacks=callbacks,
+        progress=False,
+        seed=0,
+    )
+
+
 def zero_model():
     model = Linear(3, 1, dtype=np.float64, rng=0)
     model.weight[...] = 0.0
@@ -121,19 +140,7 @@ def test_early_stopping_in_fit_stops_and_restores_the_best_epoch_bit_for_bit():
     model = zero_model()
     recorder = Recorder()
     stop = train.EarlyStopping(patience=3, restore_best_weights=True)
-    history = train.fit(
-        model,
-        MSELoss(),
-        SGD(model.parameters(), lr=0.05),
-        X,
-        y,
-        epochs=200,
-        batch_size=16,
-        validation_data=(X, y_val),
-        callbacks=[recorder, stop],
-        progress=False,
-        seed=0,
-    )
+    history = fit_shifted(model, (X, y, y_val), [recorder, stop], epochs=200)
     val = history.history["val_loss"]
     best = int(np.argmin(val))
     assert 0 < best < len(val) - 1
@@ -191,19 +198,7 @@ def test_model_checkpoint_best_only_writes_improving_epochs(tmp_path):
     checkpoint = train.ModelCheckpoint(
         tmp_path / "ckpt-{epoch:03d}-{val_loss:.5f}.npz", save_best_only=True
     )
-    history = train.fit(
-        model,
-        MSELoss(),
-        SGD(model.parameters(), lr=0.05),
-        X,
-        y,
-        epochs=40,
-        batch_size=16,
-        validation_data=(X, y_val),
-        callbacks=[recorder, checkpoint],
-        progress=False,
-        seed=0,
-    )
+    history = fit_shifted(model, (X, y, y_val), [recorder, checkpoint], epochs=40)
     val = history.history["val_loss"]
     improving = [e for e in range(len(val)) if val[e] < min(val[:e], default=math.inf)]
     expected = [str(tmp_path / f"ckpt-{e + 1:03d}-{val[e]:.5f}.npz") for e in improving]
@@ -253,30 +248,19 @@ def test_model_checkpoint_errors(tmp_path):
     model = zero_model()
     before = model.state_dict()
     best_only = train.ModelCheckpoint(tmp_path / "m.npz", save_best_only=True)
-    with pytest.raises(ValueError, match=r"ModelCheckpoint: monitor 'val_loss' is not logged"):
+
+    def fit(checkpoint, epochs: int):
+        opt = SGD(model.parameters(), lr=0.1)
         train.fit(
-            model,
-            MSELoss(),
-            SGD(model.parameters(), lr=0.1),
-            X,
-            y,
-            epochs=2,
-            callbacks=[best_only],
-            progress=False,
+            model, MSELoss(), opt, X, y, epochs=epochs, callbacks=[checkpoint], progress=False
         )
+
+    with pytest.raises(ValueError, match=r"ModelCheckpoint: monitor 'val_loss' is not logged"):
+        fit(best_only, 2)
     np.testing.assert_array_equal(model.weight, before["weight"])
     bad_name = train.ModelCheckpoint(tmp_path / "m-{val_acc}.npz")
     with pytest.raises(ValueError, match="names 'val_acc'"):
-        train.fit(
-            model,
-            MSELoss(),
-            SGD(model.parameters(), lr=0.1),
-            X,
-            y,
-            epochs=1,
-            callbacks=[bad_name],
-            progress=False,
-        )
+        fit(bad_name, 1)
     with pytest.raises(TypeError, match="filepath"):
         train.ModelCheckpoint(3)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
-from conftest import optimizer_configs
+from conftest import arrays_in, optimizer_configs
 from ferroptim import _tree_codec, checkpoint
 from ferroptim.nn.module import Module
 from ferroptim.optim.optimizer import Optimizer
@@ -53,25 +53,6 @@ def assert_same_tree(a, b, path: str = "root") -> None:
             assert_same_tree(x, y, f"{path}[{i}]")
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
-
-
-def arrays_of(*objects) -> list[np.ndarray]:
-    """Every array reachable from ``objects`` (state_dicts, lists, dicts), for snapshots."""
-    out = []
-
-    def visit(obj):
-        if isinstance(obj, np.ndarray):
-            out.append(obj)
-        elif isinstance(obj, dict):
-            for value in obj.values():
-                visit(value)
-        elif isinstance(obj, list | tuple):
-            for value in obj:
-                visit(value)
-
-    for obj in objects:
-        visit(obj)
-    return out
 
 
 def full_state(*objects) -> list:
@@ -450,7 +431,7 @@ def test_mismatches_are_all_named_and_nothing_is_modified(tmp_path):
     other_sched, other_sampler = HalvingSchedule(other_opt), Sampler(99)
     objects = [other, other_opt, other_sched, other_sampler]
     before = full_state(*objects)
-    saved_arrays = [(a, a.tobytes()) for a in arrays_of(other_opt.state_dict(), other.parameters())]
+    saved_arrays = [(a, a.tobytes()) for a in arrays_in(other_opt.state_dict(), other.parameters())]
     with pytest.raises(checkpoint.CheckpointMismatchError) as info:
         checkpoint.load(
             path, other, other_opt, other_sched, sampler=other_sampler, epoch=other_sampler,

@@ -19,7 +19,7 @@ import pytest
 import ferroptim as fo
 import ferroptim._native as native
 import ferroptim.reference.clip as refclip
-from conftest import CLASS_CASES, DTYPES, assert_same, assert_unchanged, snapshot
+from conftest import CLASS_CASES, DTYPES, assert_same, assert_unchanged, random_arrays, snapshot
 
 CLIP = {"native": native, "reference": refclip}
 BACKENDS = tuple(CLIP)
@@ -29,7 +29,6 @@ ALL_NORMS = EXACT_NORMS + APPROX_NORMS
 APPROX_RTOL = 1e-14
 SIZES = (0, 1, 15, 16, 17, 4095, 4096, 4097, 70001)
 CHUNK, LANES = 4096, 16
-LEVELS = native.supported_simd_levels()
 DTYPE_IDS = {"ids": lambda d: np.dtype(d).name}
 
 
@@ -159,20 +158,6 @@ def spec_total(grads: list, p: float, clip_value: float | None = None) -> float:
 def clip_coef(max_norm: float, total: float) -> float:
     coef = max_norm / (total + 1e-6)
     return 1.0 if coef > 1.0 else coef
-
-
-@pytest.fixture(params=LEVELS)
-def simd_level(request, restore_simd_level):
-    native.set_simd_level(request.param)
-    assert native.simd_level() == request.param
-    return request.param
-
-
-@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
-def num_threads(request, restore_num_threads):
-    native.set_num_threads(request.param)
-    assert native.get_num_threads() == request.param
-    return request.param
 
 
 # ----------------------------------------------------------------------------- norms
@@ -674,13 +659,11 @@ OPT_SHAPES = [((5, 3), np.float32), ((7,), np.float64), ((0,), np.float32), ((33
 
 
 def _opt_params(seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s).astype(d) for s, d in OPT_SHAPES]
+    return random_arrays(OPT_SHAPES, seed)
 
 
 def _opt_grads(step: int) -> list:
-    rng = np.random.default_rng(100 + step)
-    grads: list = [(3 * rng.standard_normal(s)).astype(d) for s, d in OPT_SHAPES]
+    grads = random_arrays(OPT_SHAPES, 100 + step, scale=3)
     if step == 1:
         grads[3] = None
     return grads

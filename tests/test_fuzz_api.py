@@ -19,29 +19,23 @@ the number of examples run and how they ended.
 from __future__ import annotations
 
 import collections
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import ferroptim as fo
 import ferroptim._native as native
 import ferroptim.reference as reference
-from conftest import DEFAULTS, KERNELS, slot_layout
+from conftest import DEFAULTS, KERNELS, dump_outcomes, fuzz_settings, slot_layout
 from ferroptim import _registry as registry
 from ferroptim import batchnorm as bn
 from ferroptim import clip
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FERROPTIM_FUZZ_EXAMPLES", "250")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(250)
 ALLOWED = (TypeError, ValueError, OverflowError)
 # NumPy warns about the overflows and NaNs the hostile values produce on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -52,10 +46,7 @@ OUTCOMES: collections.Counter = collections.Counter()
 def report_counts():
     """Write the example counts where ``FERROPTIM_FUZZ_REPORT`` says (for the README)."""
     yield
-    path = os.environ.get("FERROPTIM_FUZZ_REPORT")
-    if path:
-        with open(path, "w") as f:
-            json.dump(dict(sorted(OUTCOMES.items())), f, indent=1)
+    dump_outcomes("FERROPTIM_FUZZ_REPORT", OUTCOMES)
 
 
 # ------------------------------------------------------------------------------ arrays

@@ -21,24 +21,19 @@ that gets the counts of calls run, accepted and refused (for the README).
 from __future__ import annotations
 
 import collections
-import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import ferroptim as fo
+from conftest import dump_outcomes, fuzz_settings
 from ferroptim.nn.module import Module
 
-FUZZ = settings(
-    max_examples=int(os.environ.get("FERROPTIM_FUZZ_EXAMPLES", "300")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(300)
 ALLOWED = (TypeError, ValueError, RuntimeError)
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 OUTCOMES: collections.Counter = collections.Counter()
@@ -53,10 +48,7 @@ SPECIALS = (np.nan, np.inf, -np.inf, 3e38, 1e300, -1e300)
 def report_counts():
     """Write the counts where ``FERROPTIM_FUZZ_NN_REPORT`` says (for the README)."""
     yield
-    path = os.environ.get("FERROPTIM_FUZZ_NN_REPORT")
-    if path:
-        with open(path, "w") as f:
-            json.dump(dict(sorted(OUTCOMES.items())), f, indent=1)
+    dump_outcomes("FERROPTIM_FUZZ_NN_REPORT", OUTCOMES)
 
 
 # --- arrays ------------------------------------------------------------------------------

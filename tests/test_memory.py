@@ -42,6 +42,27 @@ def tiny_adam(backend: str = "native"):
     return params, grads, fo.optim.Adam(params, lr=1e-3, backend=backend)
 
 
+#: every keyword of ``_native.adam_step`` at torch's defaults
+ADAM_KEYWORDS = dict(
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled_weight_decay=False,
+)
+
+
+def adam_kernel_arrays():
+    """``(params, grads, exp_avgs, exp_avg_sqs, steps)`` for direct ``_native.adam_step`` calls."""
+    params, grads, _ = tiny_adam()
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    return params, grads, m, v, np.zeros(len(params), np.int64)
+
+
 def growth(loop, n: int) -> int:
     """RSS growth over ``n`` iterations of ``loop`` after a warm-up of ``n // 10``."""
     for _ in range(n // 10):
@@ -65,16 +86,10 @@ def test_no_resident_growth_over_100k_optimizer_steps():
 @needs_proc
 def test_no_resident_growth_over_100k_kernel_calls():
     """The binding alone: lists converted, arrays checked, GIL released, step counts written."""
-    params, grads, opt = tiny_adam()
-    del opt
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    steps = np.zeros(2, np.int64)
-    hp = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
-    flags = dict(amsgrad=False, maximize=False, decoupled_weight_decay=False)
+    params, grads, m, v, steps = adam_kernel_arrays()
 
     def call():
-        native.adam_step(params, grads, m, v, None, steps, **hp, **flags)
+        native.adam_step(params, grads, m, v, None, steps, **ADAM_KEYWORDS)
 
     grown = growth(call, STEPS)
     assert grown < RSS_LIMIT, f"resident memory grew by {grown} bytes"
@@ -83,18 +98,12 @@ def test_no_resident_growth_over_100k_kernel_calls():
 @needs_proc
 def test_no_resident_growth_over_refused_calls():
     """Errors (a Rust String formatted, a PyErr raised) are freed too."""
-    params, grads, opt = tiny_adam()
-    del opt
+    params, grads, m, v, steps = adam_kernel_arrays()
     bad = [grads[0], grads[1].astype(np.float64)]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    steps = np.zeros(2, np.int64)
-    hp = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
-    flags = dict(amsgrad=False, maximize=False, decoupled_weight_decay=False)
 
     def call():
         try:
-            native.adam_step(params, bad, m, v, None, steps, **hp, **flags)
+            native.adam_step(params, bad, m, v, None, steps, **ADAM_KEYWORDS)
         except TypeError:
             pass
         else:
@@ -162,21 +171,15 @@ def test_reference_counts_of_user_arrays_unchanged(backend):
 def test_reference_counts_unchanged_by_kernel_calls_and_errors():
     """The native functions borrow their arguments: success and refusal leave every count as
     it was (a leaked reference on an error path would grow by one per call)."""
-    params, grads, opt = tiny_adam()
-    del opt
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    steps = np.zeros(2, np.int64)
-    hp = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
-    flags = dict(amsgrad=False, maximize=False, decoupled_weight_decay=False)
+    params, grads, m, v, steps = adam_kernel_arrays()
     bad_grads = [grads[0], grads[1][::-1]]
     arrays = (*params, *grads, *m, *v, steps, *bad_grads)
     lists = (params, grads, m, v, bad_grads)
     before = [sys.getrefcount(a) for a in arrays + lists]
     for _ in range(500):
-        native.adam_step(params, grads, m, v, None, steps, **hp, **flags)
+        native.adam_step(params, grads, m, v, None, steps, **ADAM_KEYWORDS)
         with pytest.raises(ValueError):
-            native.adam_step(params, bad_grads, m, v, None, steps, **hp, **flags)
+            native.adam_step(params, bad_grads, m, v, None, steps, **ADAM_KEYWORDS)
         clip.global_norm(grads)
         with pytest.raises(ValueError):
             clip.clip_grad_norm_(bad_grads, 1.0)

@@ -6,24 +6,16 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_golden
 from ferroptim.nn import activation as A
 from ferroptim.nn import functional as F
 from ferroptim.nn.gradcheck import gradcheck
 
-GOLDEN = Path(__file__).parent / "data" / "golden_nn_functions.npz"
-
-
-def _load_golden() -> dict[str, np.ndarray]:
-    with np.load(GOLDEN, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-DATA = _load_golden()
+DATA = load_golden("golden_nn_functions.npz")
 ACT_CASES = json.loads(str(DATA["meta"]))["activations"]
 
 # Factories for every activation with non-default options, as (id, callable(dtype)).

@@ -4,23 +4,17 @@ seeds, orthogonality, seeding, argument errors, and the ``init=`` option of Line
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_golden
 from ferroptim import _seed
 from ferroptim.nn import _rng, init
 from ferroptim.nn.conv import Conv2d
 from ferroptim.nn.linear import Linear
 
-GOLDEN = Path(__file__).parent / "data" / "golden_nn_layers.npz"
 N = 400_000  # elements in the statistical tests: mean error ~ std * 1.6e-3
-
-
-def _golden(prefix: str) -> dict[str, np.ndarray]:
-    with np.load(GOLDEN, allow_pickle=False) as data:
-        return {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
 
 
 def _phi(z: float) -> float:
@@ -33,7 +27,7 @@ def _cdf(z: float) -> float:
 
 # --- torch's tables ------------------------------------------------------------------------------
 def test_gains_equal_torch():
-    gains = _golden("init/gain/")
+    gains = load_golden("golden_nn_layers.npz", "init/gain/")
     assert len(gains) >= 14
     for name, expected in gains.items():
         if name.startswith("leaky_relu_"):
@@ -46,7 +40,7 @@ def test_gains_equal_torch():
 
 
 def test_fans_equal_torch():
-    fans = _golden("init/fans/")
+    fans = load_golden("golden_nn_layers.npz", "init/fans/")
     assert len(fans) == 4
     for row in fans.values():
         shape, expected = tuple(int(v) for v in row[:-2]), tuple(int(v) for v in row[-2:])

@@ -4,12 +4,12 @@ train/eval behaviour, dropout statistics and input errors."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ferroptim as fo
+from conftest import load_golden
 from ferroptim import enable_grad
 from ferroptim.nn.container import Sequential
 from ferroptim.nn.conv import Conv2d
@@ -22,7 +22,6 @@ from ferroptim.nn.pooling import AvgPool2d, MaxPool2d
 from ferroptim.nn.residual import Residual
 from ferroptim.nn.shape import Flatten, Identity
 
-GOLDEN = Path(__file__).parent / "data" / "golden_nn_layers.npz"
 LAYERS = {
     cls.__name__: cls
     for cls in (
@@ -39,12 +38,7 @@ LAYERS = {
 }
 
 
-def _golden() -> dict[str, np.ndarray]:
-    with np.load(GOLDEN, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-DATA = _golden()
+DATA = load_golden("golden_nn_layers.npz")
 CASES = json.loads(str(DATA["meta"]))["cases"]
 
 

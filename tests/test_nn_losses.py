@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_golden
 from ferroptim.nn import loss as L
 from ferroptim.nn.gradcheck import gradcheck_loss
 
-GOLDEN = Path(__file__).parent / "data" / "golden_nn_functions.npz"
-
-
-def _load_golden() -> dict[str, np.ndarray]:
-    with np.load(GOLDEN, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-DATA = _load_golden()
+DATA = load_golden("golden_nn_functions.npz")
 LOSS_CASES = json.loads(str(DATA["meta"]))["losses"]
 REDUCTIONS = ("mean", "sum", "none")
 

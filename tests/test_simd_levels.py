@@ -30,22 +30,6 @@ SIZES = [1, 15, 16, 17, 31, 33, 63, 65, GRAIN - 1, GRAIN + 1, 2 * GRAIN + 17]
 assert sum(SIZES) > PARALLEL_MIN
 
 
-@pytest.fixture(params=LEVELS)
-def simd_level(request, restore_simd_level):
-    """Run the test at each supported level (restored afterwards)."""
-    native.set_simd_level(request.param)
-    assert native.simd_level() == request.param
-    return request.param
-
-
-@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
-def num_threads(request, restore_num_threads):
-    """Run the test with 1 and 2 threads (restored afterwards)."""
-    native.set_num_threads(request.param)
-    assert native.get_num_threads() == request.param
-    return request.param
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_every_level_and_thread_count(kernel, dtype, simd_level, num_threads):

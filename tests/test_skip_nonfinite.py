@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
-from conftest import CLASS_CASES, assert_same, assert_unchanged, snapshot
+from conftest import CLASS_CASES, assert_same, assert_unchanged, random_arrays, snapshot
 
 BACKENDS = ("native", "reference")
 ALL = CLASS_CASES
@@ -30,13 +30,11 @@ MODES = {
 
 
 def make_params(seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.standard_normal(s).astype(d) for s, d in SHAPES]
+    return random_arrays(SHAPES, seed)
 
 
 def make_grads(step: int) -> list:
-    rng = np.random.default_rng(500 + step)
-    grads: list = [(2 * rng.standard_normal(s)).astype(d) for s, d in SHAPES]
+    grads = random_arrays(SHAPES, 500 + step, scale=2)
     if step % 3 == 1:
         grads[4] = None
     return grads

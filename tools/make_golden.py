@@ -166,16 +166,12 @@ def run_torch(cls_name: str, kwargs: dict[str, Any], init, grads) -> tuple[list,
     return final, states, keys
 
 
-def run_optax(kwargs: dict[str, Any], init, grads) -> tuple[list, dict, list]:
-    import jax
+def optax_trajectory(tx: Any, kwargs: dict[str, Any], init, grads) -> tuple[list, Any]:
+    """Run the optax transformation ``tx`` from ``init`` over every row of ``grads`` (negated
+    with ``maximize``); the final parameters (dtypes checked unchanged) and optax's state."""
     import jax.numpy as jnp
     import optax
 
-    jax.config.update("jax_enable_x64", True)
-    b1, b2 = kwargs.get("betas", (0.9, 0.99))
-    tx = optax.lion(
-        learning_rate=kwargs["lr"], b1=b1, b2=b2, weight_decay=kwargs.get("weight_decay", 0.0)
-    )
     sign = -1.0 if kwargs.get("maximize", False) else 1.0
     params = [jnp.asarray(p) for p in init]
     state = tx.init(params)
@@ -186,11 +182,66 @@ def run_optax(kwargs: dict[str, Any], init, grads) -> tuple[list, dict, list]:
     final = [np.asarray(p).copy() for p in params]
     for p, f in zip(init, final, strict=True):
         assert f.dtype == p.dtype, (p.dtype, f.dtype)
+    return final, state
+
+
+def run_optax(kwargs: dict[str, Any], init, grads) -> tuple[list, dict, list]:
+    import jax
+    import optax
+
+    jax.config.update("jax_enable_x64", True)
+    b1, b2 = kwargs.get("betas", (0.9, 0.99))
+    tx = optax.lion(
+        learning_rate=kwargs["lr"], b1=b1, b2=b2, weight_decay=kwargs.get("weight_decay", 0.0)
+    )
+    final, state = optax_trajectory(tx, kwargs, init, grads)
     lion_state = state[0]  # chain(scale_by_lion, add_decayed_weights, scale_by_learning_rate)
     mu = [np.asarray(m).copy() for m in lion_state.mu]
     count = float(lion_state.count)
     states = {"step": [np.float64(count)] * len(init), "exp_avg": mu}
     return final, states, ["step", "exp_avg"]
+
+
+def save_fixture(out: Path, data: dict[str, np.ndarray], meta: dict[str, Any], what: str) -> None:
+    """Write ``data`` and ``meta`` (as JSON under ``"meta"``) to the compressed npz ``out``."""
+    data["meta"] = np.array(json.dumps(meta))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **data)
+    print(f"wrote {out} ({out.stat().st_size} bytes, {what})")
+
+
+def store_case(
+    data: dict[str, np.ndarray],
+    prefix: str,
+    optimizer: str,
+    kwargs: dict[str, Any],
+    reference: str,
+    init: list[np.ndarray],
+    grads: np.ndarray,
+    result: tuple[list, dict, list],
+) -> None:
+    """One case's arrays under ``prefix``: its config (JSON), the gradients, the initial and
+    final parameters and every final state (per-element and scalar); ``result`` is what
+    :func:`run_torch` or :func:`run_optax` returns."""
+    final, states, keys = result
+    config = {
+        "optimizer": optimizer,
+        "kwargs": kwargs,
+        "reference": reference,
+        "steps": STEPS,
+        "shapes": SHAPES,
+        "state_keys": [k for k in keys if states[k][0].ndim > 0],
+        "scalar_state_keys": [k for k in keys if states[k][0].ndim == 0],
+    }
+    data[f"{prefix}/config"] = np.array(json.dumps(config))
+    data[f"{prefix}/grads"] = grads
+    for i, p in enumerate(init):
+        data[f"{prefix}/init/{i}"] = p
+    for i, p in enumerate(final):
+        data[f"{prefix}/final/param/{i}"] = p
+    for key, values in states.items():
+        for i, v in enumerate(values):
+            data[f"{prefix}/final/state/{key}/{i}"] = np.asarray(v)
 
 
 def main() -> None:
@@ -212,30 +263,12 @@ def main() -> None:
             init = [p.astype(dtype) for p in init64]
             grads = grads64.astype(dtype)
             if cls_name == "Lion":
-                final, states, keys = run_optax(kwargs, init, grads)
+                result = run_optax(kwargs, init, grads)
                 reference = f"optax.lion (optax {optax.__version__}, jax {jax.__version__})"
             else:
-                final, states, keys = run_torch(cls_name, kwargs, init, grads)
+                result = run_torch(cls_name, kwargs, init, grads)
                 reference = f"torch.optim.{cls_name}(foreach=False) (torch {torch.__version__})"
-            prefix = f"{name}/{dtype}"
-            config = {
-                "optimizer": cls_name,
-                "kwargs": kwargs,
-                "reference": reference,
-                "steps": STEPS,
-                "shapes": SHAPES,
-                "state_keys": [k for k in keys if states[k][0].ndim > 0],
-                "scalar_state_keys": [k for k in keys if states[k][0].ndim == 0],
-            }
-            data[f"{prefix}/config"] = np.array(json.dumps(config))
-            data[f"{prefix}/grads"] = grads
-            for i, p in enumerate(init):
-                data[f"{prefix}/init/{i}"] = p
-            for i, p in enumerate(final):
-                data[f"{prefix}/final/param/{i}"] = p
-            for key, values in states.items():
-                for i, v in enumerate(values):
-                    data[f"{prefix}/final/state/{key}/{i}"] = np.asarray(v)
+            store_case(data, f"{name}/{dtype}", cls_name, kwargs, reference, init, grads, result)
     meta = {
         "generator": "tools/make_golden.py",
         "torch": torch.__version__,
@@ -251,10 +284,7 @@ def main() -> None:
         "shapes": SHAPES,
         "grad_scales": GRAD_SCALES,
     }
-    data["meta"] = np.array(json.dumps(meta))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **data)
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(CASES)} cases x {DTYPES})")
+    save_fixture(args.out, data, meta, f"{len(CASES)} cases x {DTYPES}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from make_golden import save_fixture
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "golden_nn_layers.npz"
 
@@ -254,10 +255,7 @@ def main() -> None:
         "machine": platform.machine(),
         "cases": [case[0] for case in CASES],
     }
-    data["meta"] = np.array(json.dumps(meta))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **data)
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, {len(CASES)} cases)")
+    save_fixture(args.out, data, meta, f"{len(CASES)} cases")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import platform
 import sys
 import types
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from make_golden import DTYPES, SHAPES, STEPS, draw, split
+from make_golden import DTYPES, SHAPES, STEPS, draw, optax_trajectory, save_fixture, store_case
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -102,20 +101,7 @@ def moments_state(state: Any) -> Any:
 
 
 def run(spec: Any, kwargs: dict[str, Any], init, grads):
-    import jax.numpy as jnp
-    import optax
-
-    tx = transformation(spec, kwargs)
-    sign = -1.0 if kwargs.get("maximize", False) else 1.0
-    params = [jnp.asarray(p) for p in init]
-    state = tx.init(params)
-    for row in grads:
-        g = [jnp.asarray(sign * x) for x in split(row)]
-        updates, state = tx.update(g, state, params)
-        params = optax.apply_updates(params, updates)
-    final = [np.asarray(p).copy() for p in params]
-    for p, f in zip(init, final, strict=True):
-        assert f.dtype == p.dtype, (p.dtype, f.dtype)
+    final, state = optax_trajectory(transformation(spec, kwargs), kwargs, init, grads)
     moments = moments_state(state)
     names = [s.name for s in spec.states]
     states: dict[str, list] = {"step": [np.float64(float(moments.count))] * len(init)}
@@ -139,27 +125,13 @@ def write(spec_list: list[Any], out: Path) -> None:
             for dtype in DTYPES:
                 init = [p.astype(dtype) for p in init64]
                 grads = grads64.astype(dtype)
-                final, states, keys = run(spec, kwargs, init, grads)
-                prefix = f"{name}/{dtype}"
-                config = {
-                    "optimizer": spec.name,
-                    "kwargs": kwargs,
-                    "reference": f"optax.{spec.kernel} (optax {optax.__version__}, "
-                    f"jax {jax.__version__})",
-                    "steps": STEPS,
-                    "shapes": SHAPES,
-                    "state_keys": [k for k in keys if states[k][0].ndim > 0],
-                    "scalar_state_keys": [k for k in keys if states[k][0].ndim == 0],
-                }
-                data[f"{prefix}/config"] = np.array(json.dumps(config))
-                data[f"{prefix}/grads"] = grads
-                for i, p in enumerate(init):
-                    data[f"{prefix}/init/{i}"] = p
-                for i, p in enumerate(final):
-                    data[f"{prefix}/final/param/{i}"] = p
-                for key, values in states.items():
-                    for i, v in enumerate(values):
-                        data[f"{prefix}/final/state/{key}/{i}"] = np.asarray(v)
+                result = run(spec, kwargs, init, grads)
+                reference = (
+                    f"optax.{spec.kernel} (optax {optax.__version__}, jax {jax.__version__})"
+                )
+                store_case(
+                    data, f"{name}/{dtype}", spec.name, kwargs, reference, init, grads, result
+                )
     meta = {
         "generator": "tools/make_golden_optax.py",
         "jax": jax.__version__,
@@ -172,9 +144,7 @@ def write(spec_list: list[Any], out: Path) -> None:
         "steps": STEPS,
         "shapes": SHAPES,
     }
-    data["meta"] = np.array(json.dumps(meta))
-    np.savez_compressed(out, **data)
-    print(f"wrote {out} ({out.stat().st_size} bytes, {len(names)} cases x {DTYPES})")
+    save_fixture(out, data, meta, f"{len(names)} cases x {DTYPES}")
 
 
 def main() -> None:

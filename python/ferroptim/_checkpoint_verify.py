@@ -48,15 +48,24 @@ def _is_array_mapping(value: Any) -> bool:
     return isinstance(value, Mapping) and all(isinstance(v, np.ndarray) for v in value.values())
 
 
+def _key_problems(
+    saved: Mapping[str, Any], current: Mapping[str, Any], missing: str, unexpected: str
+) -> list[str]:
+    """``"<missing> [keys]"`` for the keys of ``current`` not in ``saved``, and
+    ``"<unexpected> [keys]"`` for the keys of ``saved`` not in ``current``."""
+    problems = []
+    absent = [k for k in current if k not in saved]
+    extra = [k for k in saved if k not in current]
+    if absent:
+        problems.append(f"{missing} {absent}")
+    if extra:
+        problems.append(f"{unexpected} {extra}")
+    return problems
+
+
 def _arrays(saved: Mapping[str, np.ndarray], current: Mapping[str, np.ndarray]) -> list[str]:
     """Names, shapes and dtypes of two flat array mappings (a module's state_dict)."""
-    problems = []
-    missing = [k for k in current if k not in saved]
-    unexpected = [k for k in saved if k not in current]
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
+    problems = _key_problems(saved, current, "missing keys", "unexpected keys")
     for key, target in current.items():
         if key in saved:
             problems += _same_layout(repr(key), saved[key], target, "here")
@@ -84,13 +93,12 @@ def _same_layout(
 
 def _rng_states(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """Generator names (module paths) and bit-generator kinds."""
-    problems = []
-    missing = [k for k in current if k not in saved]
-    unexpected = [k for k in saved if k not in current]
-    if missing:
-        problems.append(f"no saved random state for generators {missing}")
-    if unexpected:
-        problems.append(f"random states for unknown generators {unexpected}")
+    problems = _key_problems(
+        saved,
+        current,
+        "no saved random state for generators",
+        "random states for unknown generators",
+    )
     for key, state in current.items():
         if key in saved and isinstance(state, Mapping):
             got = saved[key].get("bit_generator") if isinstance(saved[key], Mapping) else None

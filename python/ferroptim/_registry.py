@@ -358,6 +358,9 @@ RMSPROP = OptimizerSpec(
     steps="none",
 )
 
+#: Adam's moment hyperparameters, shared by its family (Adam, Adamax, NAdam, RAdam)
+_ADAM_MOMENTS = (_betas((0.9, 0.999)), Hyper("eps", 1e-8), _WEIGHT_DECAY)
+
 ADAM = OptimizerSpec(
     name="Adam",
     kernel="adam",
@@ -369,9 +372,7 @@ ADAM = OptimizerSpec(
     "``p *= 1 - lr*weight_decay`` first.",
     hypers=(
         _lr(1e-3),
-        _betas((0.9, 0.999)),
-        Hyper("eps", 1e-8),
-        _WEIGHT_DECAY,
+        *_ADAM_MOMENTS,
         Hyper("amsgrad", False, "flag"),
         _MAXIMIZE,
         Hyper("decoupled_weight_decay", False, "flag", keyword_only=True),
@@ -401,7 +402,7 @@ ADAMAX = OptimizerSpec(
     summary="Adamax, as ``torch.optim.Adamax``.",
     formula="``m = lerp(m, g, 1-beta1)``; ``u = max(beta2*u, |g| + eps)``; "
     "``p -= lr/(1-beta1**t) * m/u``.",
-    hypers=(_lr(2e-3), _betas((0.9, 0.999)), Hyper("eps", 1e-8), _WEIGHT_DECAY, _MAXIMIZE),
+    hypers=(_lr(2e-3), *_ADAM_MOMENTS, _MAXIMIZE),
     states=(_EXP_AVG, State("exp_inf", non_negative=True)),
 )
 
@@ -415,9 +416,7 @@ NADAM = OptimizerSpec(
     "lr*mu_{t+1}/(1-mu_product*mu_{t+1}) * m/denom``.",
     hypers=(
         _lr(2e-3),
-        _betas((0.9, 0.999)),
-        Hyper("eps", 1e-8),
-        _WEIGHT_DECAY,
+        *_ADAM_MOMENTS,
         Hyper("momentum_decay", 4e-3),
         _DECOUPLED,
         _MAXIMIZE,
@@ -438,9 +437,7 @@ RADAM = OptimizerSpec(
     "``p -= lr * m/(1-beta1**t)``.",
     hypers=(
         _lr(1e-3),
-        _betas((0.9, 0.999)),
-        Hyper("eps", 1e-8),
-        _WEIGHT_DECAY,
+        *_ADAM_MOMENTS,
         _DECOUPLED,
         _MAXIMIZE,
     ),

@@ -31,45 +31,55 @@ from ferroptim.data._random import as_generator, generator_state, set_generator_
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
-class RandomHorizontalFlip:
+class _Transform:
+    """A transform whose repr shows the constructor arguments it keeps (``_shown``), as
+    ``Name(arg=value, ...)``."""
+
+    _shown: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._shown)
+        return f"{type(self).__name__}({args})"
+
+
+class _RandomFlip(_Transform):
+    """Mirror each image with probability ``p`` (default 0.5) along the subclass's axis."""
+
+    _shown = ("p",)
+    #: ``flip(x, p, rng=rng)`` of :mod:`ferroptim.data.geometric`
+    _flip: Callable[..., np.ndarray]
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = check_real("p", p, CLOSED_UNIT)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return type(self)._flip(x, self.p, rng=rng)
+
+
+class RandomHorizontalFlip(_RandomFlip):
     """Mirror each image left-right with probability ``p`` (default 0.5)."""
 
-    def __init__(self, p: float = 0.5) -> None:
-        self.p = check_real("p", p, CLOSED_UNIT)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return geometric.random_horizontal_flip(x, self.p, rng=rng)
-
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(p={self.p})"
+    _flip = staticmethod(geometric.random_horizontal_flip)
 
 
-class RandomVerticalFlip:
+class RandomVerticalFlip(_RandomFlip):
     """Mirror each image top-bottom with probability ``p`` (default 0.5)."""
 
-    def __init__(self, p: float = 0.5) -> None:
-        self.p = check_real("p", p, CLOSED_UNIT)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return geometric.random_vertical_flip(x, self.p, rng=rng)
-
-    def __repr__(self) -> str:
-        return f"RandomVerticalFlip(p={self.p})"
+    _flip = staticmethod(geometric.random_vertical_flip)
 
 
-class RandomRot90:
+class RandomRot90(_Transform):
     """Turn each square image by 0, 1, 2 or 3 quarter turns (uniformly)."""
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return geometric.random_rot90(x, rng=rng)
 
-    def __repr__(self) -> str:
-        return "RandomRot90()"
 
-
-class RandomRotation:
+class RandomRotation(_Transform):
     """Rotate by an angle ``~ U(-degrees, degrees)`` (or ``U(lo, hi)``), bilinear, ``fill``
     outside (see :func:`ferroptim.data.geometric.rotate`)."""
+
+    _shown = ("degrees", "fill")
 
     def __init__(self, degrees: Any, fill: float = 0.0) -> None:
         self.degrees = check_degrees(degrees)
@@ -78,13 +88,12 @@ class RandomRotation:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return geometric.random_rotation(x, self.degrees, fill=self.fill, rng=rng)
 
-    def __repr__(self) -> str:
-        return f"RandomRotation(degrees={self.degrees}, fill={self.fill})"
 
-
-class RandomCrop:
+class RandomCrop(_Transform):
     """Pad by ``padding`` (``"zeros"``, ``"reflect"`` or ``"replicate"``), then crop ``size`` at a
     random offset per image (see :func:`ferroptim.data.geometric.random_crop`)."""
+
+    _shown = ("size", "padding", "padding_mode")
 
     def __init__(self, size: Any, padding: int = 0, padding_mode: str = "zeros") -> None:
         self.size = check_size("size", size)
@@ -96,16 +105,12 @@ class RandomCrop:
             x, self.size, padding=self.padding, padding_mode=self.padding_mode, rng=rng
         )
 
-    def __repr__(self) -> str:
-        return (
-            f"RandomCrop(size={self.size}, padding={self.padding}, "
-            f"padding_mode={self.padding_mode!r})"
-        )
 
-
-class RandomBrightness:
+class RandomBrightness(_Transform):
     """Additive (``x + U(-delta, delta)``) or multiplicative (``x * U(1 - delta, 1 + delta)``)
     brightness jitter per image."""
+
+    _shown = ("delta", "mode")
 
     def __init__(self, delta: float, mode: str = "additive") -> None:
         self.delta = check_real("delta", delta, NON_NEGATIVE)
@@ -116,12 +121,11 @@ class RandomBrightness:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return photometric.random_brightness(x, self.delta, mode=self.mode, rng=rng)
 
-    def __repr__(self) -> str:
-        return f"RandomBrightness(delta={self.delta}, mode={self.mode!r})"
 
-
-class RandomContrast:
+class RandomContrast(_Transform):
     """Contrast jitter about each image's mean, factor ``~ U(max(0, 1 - delta), 1 + delta)``."""
+
+    _shown = ("delta",)
 
     def __init__(self, delta: float) -> None:
         self.delta = check_real("delta", delta, NON_NEGATIVE)
@@ -129,15 +133,14 @@ class RandomContrast:
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return photometric.random_contrast(x, self.delta, rng=rng)
 
-    def __repr__(self) -> str:
-        return f"RandomContrast(delta={self.delta})"
 
-
-class GaussianBlur:
+class GaussianBlur(_Transform):
     """Separable Gaussian blur; ``sigma`` is fixed, or a ``(lo, hi)`` range drawn per image.
 
     ``kernel_size`` (odd) defaults to ``2 * ceil(3 * max sigma) + 1``.
     """
+
+    _shown = ("sigma", "kernel_size")
 
     def __init__(self, sigma: Any, kernel_size: int | None = None) -> None:
         self.sigma = check_range("sigma", sigma, Range(1e-6))
@@ -150,21 +153,17 @@ class GaussianBlur:
         sigmas = lo if lo == hi else rng.uniform(lo, hi, size=len(check_images(x)))
         return photometric.gaussian_blur(x, sigmas, kernel_size=self.kernel_size)
 
-    def __repr__(self) -> str:
-        return f"GaussianBlur(sigma={self.sigma}, kernel_size={self.kernel_size})"
 
-
-class GaussianNoise:
+class GaussianNoise(_Transform):
     """Add ``N(0, std^2)`` noise to every element."""
+
+    _shown = ("std",)
 
     def __init__(self, std: float) -> None:
         self.std = check_real("std", std, NON_NEGATIVE)
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return photometric.gaussian_noise(x, self.std, rng=rng)
-
-    def __repr__(self) -> str:
-        return f"GaussianNoise(std={self.std})"
 
 
 class Compose:

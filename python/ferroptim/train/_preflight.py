@@ -93,28 +93,34 @@ def check_batch_sizes(model: Any, loss_fn: Any, X: np.ndarray, batch_size: int) 
             ) from exc
 
 
-def _dry_output(model: Any, x: np.ndarray, name: str) -> np.ndarray:
-    sample = x[: min(2, len(x))]
+@contextmanager
+def _explained(what: str) -> Iterator[None]:
+    """Re-raise a ValueError, TypeError or IndexError of the block as ``"<what>: <error>"``
+    (TypeError stays TypeError, the others become ValueError)."""
     try:
-        return np.asarray(model(sample))
+        yield
     except (ValueError, TypeError, IndexError) as exc:
         error = TypeError if isinstance(exc, TypeError) else ValueError
-        raise error(
-            f"{name} does not fit the model: the forward of {name}[:{len(sample)}] (shape "
-            f"{sample.shape}, dtype {sample.dtype}) failed: {exc}"
-        ) from exc
+        raise error(f"{what}: {exc}") from exc
+
+
+def _dry_output(model: Any, x: np.ndarray, name: str) -> np.ndarray:
+    sample = x[: min(2, len(x))]
+    with _explained(
+        f"{name} does not fit the model: the forward of {name}[:{len(sample)}] (shape "
+        f"{sample.shape}, dtype {sample.dtype}) failed"
+    ):
+        output = np.asarray(model(sample))
+    return output
 
 
 def _dry_loss(loss_fn: Any, output: np.ndarray, y: np.ndarray, name: str) -> None:
     target = y[: len(output)]
-    try:
+    with _explained(
+        f"{name} does not match the model's output under {type(loss_fn).__name__} "
+        f"(output shape {output.shape}, {name}[:{len(target)}] shape {target.shape})"
+    ):
         loss_fn(output, target)
-    except (ValueError, TypeError, IndexError) as exc:
-        error = TypeError if isinstance(exc, TypeError) else ValueError
-        raise error(
-            f"{name} does not match the model's output under {type(loss_fn).__name__} "
-            f"(output shape {output.shape}, {name}[:{len(target)}] shape {target.shape}): {exc}"
-        ) from exc
 
 
 def _check_class_range(loss_fn: Any, y: np.ndarray, classes: int, name: str) -> None:

@@ -125,13 +125,5 @@ pub(crate) fn check_min(
     lo: f64,
     expected: &'static str,
 ) -> Result<(), Error> {
-    if value.is_finite() && value >= lo {
-        Ok(())
-    } else {
-        Err(Error::InvalidHyperparameter {
-            name,
-            value,
-            expected,
-        })
-    }
+    crate::optim::check_range(name, value, lo, f64::INFINITY, false, expected)
 }

@@ -99,6 +99,48 @@ impl<T: Real> Lerp<T> {
     }
 }
 
+/// Adam's two moments, kept in state slots 0 and 1: `m = lerp(m, g, 1 - beta1)` and
+/// `v = v * beta2 + ((1 - beta2) * x) * x` (`x = g` in Adam, NAdam and RAdam; AdaBelief feeds
+/// `g - m`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamMoments<T> {
+    lerp: Lerp<T>,
+    beta2: T,
+    one_minus_beta2: T,
+}
+
+impl<T: Real> AdamMoments<T> {
+    pub(crate) fn new(beta1: f64, beta2: f64) -> Self {
+        AdamMoments {
+            lerp: Lerp::new(1.0 - beta1),
+            beta2: T::from_f64(beta2),
+            one_minus_beta2: T::from_f64(1.0 - beta2),
+        }
+    }
+
+    /// The new first moment `lerp(m, g, 1 - beta1)`.
+    #[inline(always)]
+    pub(crate) fn first(&self, m: T, g: T) -> T {
+        self.lerp.apply(m, g)
+    }
+
+    /// The new second moment `v * beta2 + ((1 - beta2) * x) * x`.
+    #[inline(always)]
+    pub(crate) fn second(&self, v: T, x: T) -> T {
+        v * self.beta2 + (self.one_minus_beta2 * x) * x
+    }
+
+    /// Both moments of gradient `g` written to `s[0]` and `s[1]`; returns the new `(m, v)`.
+    #[inline(always)]
+    pub(crate) fn update(&self, g: T, s: &mut [T; MAX_STATE]) -> (T, T) {
+        let m = self.first(s[0], g);
+        let v = self.second(s[1], g);
+        s[0] = m;
+        s[1] = v;
+        (m, v)
+    }
+}
+
 /// Where an optimizer's element update is applied: float state in place ([`run`], for
 /// `&mut [TensorRef]`), or low-precision state widened and narrowed around it (`lowp`).
 pub(crate) trait Target<T: Real> {

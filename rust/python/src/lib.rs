@@ -80,41 +80,55 @@ fn _panic_for_tests(py: Python<'_>, site: &str) -> PyResult<f64> {
     Ok(py.detach(|| panic_on(site)))
 }
 
+/// Add each `#[pyfunction]` to module `m`.
+macro_rules! add_functions {
+    ($m:ident, $($f:path),+ $(,)?) => {
+        $( $m.add_function(wrap_pyfunction!($f, $m)?)?; )+
+    };
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
-    m.add_function(wrap_pyfunction!(supported_simd_levels, m)?)?;
-    m.add_function(wrap_pyfunction!(set_simd_level, m)?)?;
-    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    add_functions!(
+        m,
+        simd_level,
+        supported_simd_levels,
+        set_simd_level,
+        get_num_threads,
+        set_num_threads,
+        batchnorm::batch_norm_stats,
+        batchnorm::batch_norm_update_running,
+        batchnorm::batch_norm_forward,
+        batchnorm::batch_norm_backward,
+        optim::roofline_step,
+        lowp::adam_step_bf16,
+        lowp::lion_step_bf16,
+        lowp::adam_step_8bit,
+        lowp::lion_step_8bit,
+        lowp::dynamic_map,
+        clip::global_norm,
+        clip::tensor_norms,
+        clip::clip_grad_norm_,
+        clip::clip_grad_norm_per_tensor_,
+        clip::clip_grad_value_,
+        clip::roofline_read,
+    );
     #[cfg(feature = "test-hooks")]
-    m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
-    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_stats, m)?)?;
-    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_update_running, m)?)?;
-    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(batchnorm::batch_norm_backward, m)?)?;
+    add_functions!(m, _panic_for_tests);
     optim::register(m)?;
-    m.add_function(wrap_pyfunction!(optim::roofline_step, m)?)?;
-    m.add_function(wrap_pyfunction!(lowp::adam_step_bf16, m)?)?;
-    m.add_function(wrap_pyfunction!(lowp::lion_step_bf16, m)?)?;
-    m.add_function(wrap_pyfunction!(lowp::adam_step_8bit, m)?)?;
-    m.add_function(wrap_pyfunction!(lowp::lion_step_8bit, m)?)?;
-    m.add_function(wrap_pyfunction!(lowp::dynamic_map, m)?)?;
-    m.add_function(wrap_pyfunction!(clip::global_norm, m)?)?;
-    m.add_function(wrap_pyfunction!(clip::tensor_norms, m)?)?;
-    m.add_function(wrap_pyfunction!(clip::clip_grad_norm_, m)?)?;
-    m.add_function(wrap_pyfunction!(clip::clip_grad_norm_per_tensor_, m)?)?;
-    m.add_function(wrap_pyfunction!(clip::clip_grad_value_, m)?)?;
-    m.add_function(wrap_pyfunction!(clip::roofline_read, m)?)?;
-    m.add("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS)?;
-    m.add(
-        "PARALLEL_MIN_ELEMENTS",
-        ferroptim_core::PARALLEL_MIN_ELEMENTS,
-    )?;
-    m.add("ASSIST_MIN_ELEMENTS", ferroptim_core::ASSIST_MIN_ELEMENTS)?;
-    m.add(
-        "ASSIST_PIECE_ELEMENTS",
-        ferroptim_core::ASSIST_PIECE_ELEMENTS,
-    )?;
+    for (name, value) in [
+        ("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS),
+        (
+            "PARALLEL_MIN_ELEMENTS",
+            ferroptim_core::PARALLEL_MIN_ELEMENTS,
+        ),
+        ("ASSIST_MIN_ELEMENTS", ferroptim_core::ASSIST_MIN_ELEMENTS),
+        (
+            "ASSIST_PIECE_ELEMENTS",
+            ferroptim_core::ASSIST_PIECE_ELEMENTS,
+        ),
+    ] {
+        m.add(name, value)?;
+    }
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! [`adam`](super::adam). State, in order: `exp_avg`, `exp_avg_var`.
 
 use crate::error::Error;
-use crate::fused::{run, Lerp, Update};
+use crate::fused::{run, AdamMoments, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -47,9 +47,7 @@ impl Optimizer for AdabeliefConfig {
 
 #[derive(Clone, Copy)]
 struct AdabeliefOp<T> {
-    lerp: Lerp<T>,
-    beta2: T,
-    one_minus_beta2: T,
+    moments: AdamMoments<T>,
     eps_root: T,
     inv_bias_correction2_sqrt: T,
     eps: T,
@@ -61,9 +59,8 @@ impl<T: Real> Update<T> for AdabeliefOp<T> {
 
     #[inline(always)]
     fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
-        let m = self.lerp.apply(s[0], g);
-        let d = g - m;
-        let v = s[1] * self.beta2 + (self.one_minus_beta2 * d) * d + self.eps_root;
+        let m = self.moments.first(s[0], g);
+        let v = self.moments.second(s[1], g - m) + self.eps_root;
         s[0] = m;
         s[1] = v;
         let denom = v.sqrt() * self.inv_bias_correction2_sqrt + self.eps;
@@ -80,9 +77,7 @@ pub fn adabelief_step<T: Real>(
     run(tensors, prep, |_, step| {
         let t = step as f64;
         AdabeliefOp {
-            lerp: Lerp::new(1.0 - cfg.beta1),
-            beta2: T::from_f64(cfg.beta2),
-            one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
+            moments: AdamMoments::new(cfg.beta1, cfg.beta2),
             eps_root: T::from_f64(cfg.eps_root),
             inv_bias_correction2_sqrt: T::from_f64(1.0 / (1.0 - cfg.beta2.powf(t)).sqrt()),
             eps: T::from_f64(cfg.eps),

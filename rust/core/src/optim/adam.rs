@@ -15,7 +15,7 @@
 //! State, in order: `exp_avg`, `exp_avg_sq`, and `max_exp_avg_sq` with amsgrad.
 
 use crate::error::Error;
-use crate::fused::{Lerp, Target, Update};
+use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -53,9 +53,7 @@ impl Optimizer for AdamConfig {
 
 #[derive(Clone, Copy)]
 struct AdamOp<T, const AMSGRAD: bool> {
-    lerp: Lerp<T>,
-    beta2: T,
-    one_minus_beta2: T,
+    moments: AdamMoments<T>,
     inv_bias_correction2_sqrt: T,
     eps: T,
     step_size: T,
@@ -67,9 +65,7 @@ impl<T: Real, const AMSGRAD: bool> AdamOp<T, AMSGRAD> {
         let bias_correction1 = 1.0 - cfg.beta1.powf(t);
         let bias_correction2 = 1.0 - cfg.beta2.powf(t);
         AdamOp {
-            lerp: Lerp::new(1.0 - cfg.beta1),
-            beta2: T::from_f64(cfg.beta2),
-            one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
+            moments: AdamMoments::new(cfg.beta1, cfg.beta2),
             inv_bias_correction2_sqrt: T::from_f64(1.0 / bias_correction2.sqrt()),
             eps: T::from_f64(cfg.eps),
             step_size: T::from_f64(cfg.lr / bias_correction1),
@@ -82,10 +78,7 @@ impl<T: Real, const AMSGRAD: bool> Update<T> for AdamOp<T, AMSGRAD> {
 
     #[inline(always)]
     fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
-        let m = self.lerp.apply(s[0], g);
-        let v = s[1] * self.beta2 + (self.one_minus_beta2 * g) * g;
-        s[0] = m;
-        s[1] = v;
+        let (m, v) = self.moments.update(g, s);
         let v = if AMSGRAD {
             s[2] = s[2].maximum(v);
             s[2]

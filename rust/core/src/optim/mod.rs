@@ -75,31 +75,26 @@ pub trait HyperType: Copy {
     fn assign(&mut self, value: HyperValue) -> bool;
 }
 
-impl HyperType for f64 {
-    const KIND: HyperKind = HyperKind::Real;
-    fn assign(&mut self, value: HyperValue) -> bool {
-        match value {
-            HyperValue::Real(v) => {
-                *self = v;
-                true
+/// `impl HyperType` for a field type stored from the `HyperValue` variant of the same name.
+macro_rules! hyper_type {
+    ($ty:ty, $variant:ident) => {
+        impl HyperType for $ty {
+            const KIND: HyperKind = HyperKind::$variant;
+            fn assign(&mut self, value: HyperValue) -> bool {
+                match value {
+                    HyperValue::$variant(v) => {
+                        *self = v;
+                        true
+                    }
+                    _ => false,
+                }
             }
-            HyperValue::Flag(_) => false,
         }
-    }
+    };
 }
 
-impl HyperType for bool {
-    const KIND: HyperKind = HyperKind::Flag;
-    fn assign(&mut self, value: HyperValue) -> bool {
-        match value {
-            HyperValue::Flag(v) => {
-                *self = v;
-                true
-            }
-            HyperValue::Real(_) => false,
-        }
-    }
-}
+hyper_type!(f64, Real);
+hyper_type!(bool, Flag);
 
 /// One state list of a kernel, in kernel order: its argument name and the option that turns it
 /// on (`None`: always used).

@@ -13,7 +13,7 @@
 //! State, in order: `exp_avg`, `exp_avg_sq`; plus one `mu_product` scalar per tensor.
 
 use crate::error::Error;
-use crate::fused::{run, Lerp, Update};
+use crate::fused::{run, AdamMoments, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -58,9 +58,7 @@ impl NadamConfig {
 
 #[derive(Clone, Copy)]
 struct NadamOp<T> {
-    lerp: Lerp<T>,
-    beta2: T,
-    one_minus_beta2: T,
+    moments: AdamMoments<T>,
     inv_bias_correction2: T,
     eps: T,
     grad_coeff: T,
@@ -76,9 +74,7 @@ impl<T: Real> NadamOp<T> {
         let mu_product = f64::from(mu_product);
         let mu_product_next = mu_product * mu_next;
         NadamOp {
-            lerp: Lerp::new(1.0 - cfg.beta1),
-            beta2: T::from_f64(cfg.beta2),
-            one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
+            moments: AdamMoments::new(cfg.beta1, cfg.beta2),
             inv_bias_correction2: T::from_f64(1.0 / (1.0 - cfg.beta2.powf(t))),
             eps: T::from_f64(cfg.eps),
             grad_coeff: T::from_f64(cfg.lr * (1.0 - mu) / (1.0 - mu_product)),
@@ -92,10 +88,7 @@ impl<T: Real> Update<T> for NadamOp<T> {
 
     #[inline(always)]
     fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
-        let m = self.lerp.apply(s[0], g);
-        let v = s[1] * self.beta2 + (self.one_minus_beta2 * g) * g;
-        s[0] = m;
-        s[1] = v;
+        let (m, v) = self.moments.update(g, s);
         let denom = (v * self.inv_bias_correction2).sqrt() + self.eps;
         let p = p - self.grad_coeff * (g / denom);
         p - self.avg_coeff * (m / denom)

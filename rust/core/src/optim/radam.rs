@@ -13,7 +13,7 @@
 //! State, in order: `exp_avg`, `exp_avg_sq`.
 
 use crate::error::Error;
-use crate::fused::{run, Lerp, Update};
+use crate::fused::{run, AdamMoments, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -44,9 +44,7 @@ impl Optimizer for RadamConfig {
 
 #[derive(Clone, Copy)]
 struct RadamOp<T> {
-    lerp: Lerp<T>,
-    beta2: T,
-    one_minus_beta2: T,
+    moments: AdamMoments<T>,
     inv_bias_correction1: T,
     lr: T,
     bias_correction2_sqrt: T,
@@ -70,9 +68,7 @@ impl<T: Real> RadamOp<T> {
             1.0
         };
         RadamOp {
-            lerp: Lerp::new(1.0 - cfg.beta1),
-            beta2: T::from_f64(cfg.beta2),
-            one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
+            moments: AdamMoments::new(cfg.beta1, cfg.beta2),
             inv_bias_correction1: T::from_f64(1.0 / bias_correction1),
             lr: T::from_f64(cfg.lr),
             bias_correction2_sqrt: T::from_f64(bias_correction2.sqrt()),
@@ -88,10 +84,7 @@ impl<T: Real> Update<T> for RadamOp<T> {
 
     #[inline(always)]
     fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
-        let m = self.lerp.apply(s[0], g);
-        let v = s[1] * self.beta2 + (self.one_minus_beta2 * g) * g;
-        s[0] = m;
-        s[1] = v;
+        let (m, v) = self.moments.update(g, s);
         let corrected = (m * self.inv_bias_correction1) * self.lr;
         if self.rectified {
             let adaptive = self.bias_correction2_sqrt / (v.sqrt() + self.eps);
