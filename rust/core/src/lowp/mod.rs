@@ -22,6 +22,7 @@
 pub mod bf16;
 pub mod hash;
 pub mod quant8;
+mod quant8_simd;
 mod run;
 mod steps;
 mod tensor;

@@ -12,15 +12,23 @@
 //! `map[code] * absmax`. Nearest is exact: code = the number of thresholds `t_j <= x / absmax`,
 //! where `t_j` is the smallest float32 at or above the exact midpoint of `map[j]` and `map[j+1]`
 //! (ties go to the larger value); a NaN quantizes to code 255. Codes are found without a search:
-//! a table indexed by the top 16 bits of the normalized value (its sign, exponent and 7 mantissa
-//! bits, clamped to |x| in [2^-32, 2]) gives the code at the bucket's start, and one comparison
-//! with the next threshold finishes (each bucket holds at most one threshold; checked when the
-//! table is built).
+//! one entry of a table indexed by the top 16 bits of the normalized value (its sign, exponent
+//! and 7 mantissa bits, clamped to |x| in [2^-24, 2]) gives the code at the bucket's start and
+//! the low 16 bits of the bucket's threshold, if any (each bucket holds at most one; checked when
+//! the table is built). The threshold is the value's top 16 bits joined to those low 16 bits, so
+//! one float comparison finishes.
+//! [`super::quant8_simd`] runs the same lookup 16 (AVX-512) or 8 (AVX2) values at a time with
+//! gathers, so every SIMD level gives the same codes.
 
+use super::quant8_simd;
 use std::sync::OnceLock;
 
 /// Elements per quantization block (one float32 absmax each).
 pub const BLOCK: usize = 256;
+
+/// Four 256-byte tables, aligned for vector loads.
+#[repr(align(64))]
+struct BytePlanes([[u8; 256]; 4]);
 
 /// Which dynamic map a state uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,21 +42,34 @@ pub enum QuantMap {
 /// The quantization tables of one map.
 pub struct Quantizer {
     map: [f32; 256],
+    /// Byte `b` of every map value's pattern, for byte-table lookups (`planes[b][code]`).
+    planes: BytePlanes,
     /// `thresholds[j]` separates codes `j` and `j + 1`; `thresholds[255]` is NaN (never reached).
     thresholds: [f32; 256],
-    /// Code at the start of each bucket (see [`bucket`]), as u32 so that vector code can
-    /// gather it.
+    /// Per bucket (see [`bucket`]): `start << 17 | HAS_THRESHOLD | low`, `start` the code at the
+    /// bucket's start and, if the bucket holds a threshold, [`HAS_THRESHOLD`] and the low 16 bits
+    /// of the threshold's pattern.
     table: Box<[u32; BUCKETS]>,
 }
 
 /// Top 16 bits of |x| below this (|x| < 2^-24, below every threshold) share the lowest bucket.
-const LOW: u32 = (127 - 24) << 7;
+pub(super) const LOW: u32 = (127 - 24) << 7;
 /// Top 16 bits of |x| from this (|x| >= 2) share the highest bucket.
-const HIGH: u32 = 128 << 7;
+pub(super) const HIGH: u32 = 128 << 7;
 /// Buckets per sign.
-const SPAN: u32 = HIGH - LOW + 1;
+pub(super) const SPAN: u32 = HIGH - LOW + 1;
 /// Buckets in all.
-const BUCKETS: usize = 2 * SPAN as usize;
+pub(super) const BUCKETS: usize = 2 * SPAN as usize;
+/// A table entry's flag: its bucket holds a threshold (in the entry's low 16 bits).
+pub(super) const HAS_THRESHOLD: u32 = 1 << 16;
+/// Bits below a table entry's start code.
+pub(super) const START_SHIFT: u32 = 17;
+
+/// The threshold of `x`'s bucket, whose top 16 bits are those of `x` (`entry` flags it).
+#[inline(always)]
+fn bucket_threshold(x: f32, entry: u32) -> f32 {
+    f32::from_bits((x.to_bits() & 0xffff_0000) | (entry & 0xffff))
+}
 
 /// The bucket of `x`: monotone in `x` (non-decreasing), `2 * SPAN` buckets: `SPAN + m` for a
 /// positive `x` and `SPAN - 1 - m` for a negative one, `m` its clamped magnitude bucket (written
@@ -112,10 +133,23 @@ impl Quantizer {
             while code < 255 && thresholds[code] <= start {
                 code += 1;
             }
-            *entry = code as u32;
+            let next = thresholds[code];
+            let low = if code < 255 && bucket(next) == b {
+                HAS_THRESHOLD | (next.to_bits() & 0xffff)
+            } else {
+                0
+            };
+            *entry = (code as u32) << START_SHIFT | low;
+        }
+        let mut planes = BytePlanes([[0; 256]; 4]);
+        for (code, value) in map.iter().enumerate() {
+            for (b, byte) in value.to_bits().to_le_bytes().into_iter().enumerate() {
+                planes.0[b][code] = byte;
+            }
         }
         let q = Quantizer {
             map,
+            planes,
             thresholds,
             table,
         };
@@ -124,9 +158,9 @@ impl Quantizer {
     }
 
     /// Panics if a bucket holds two thresholds (the table lookup would then be wrong) or a
-    /// threshold lies in the shared bucket around zero.
+    /// threshold lies in a bucket shared by clamped magnitudes (whose low bits do not order them).
     fn check_one_threshold_per_bucket(&self) {
-        let low = f32::from_bits(LOW << 16);
+        let low = f32::from_bits((LOW + 1) << 16);
         assert!(self.thresholds[..255].iter().all(|t| t.abs() >= low));
         for j in 1..255 {
             assert!(
@@ -148,6 +182,11 @@ impl Quantizer {
         }
     }
 
+    /// The map values' bytes (see [`Quantizer`]'s fields).
+    pub(super) fn planes(&self) -> &[[u8; 256]; 4] {
+        &self.planes.0
+    }
+
     /// The 256 map values.
     pub fn map(&self) -> &[f32; 256] {
         &self.map
@@ -159,13 +198,18 @@ impl Quantizer {
         self.code32(x) as u8
     }
 
+    /// The bucket table (see [`Quantizer`]'s fields).
+    pub(super) fn table(&self) -> &[u32; BUCKETS] {
+        &self.table
+    }
+
     /// [`Quantizer::code`] as a u32, without branches.
     #[inline(always)]
     fn code32(&self, x: f32) -> u32 {
-        // `bucket` is below BUCKETS and table entries are codes 0..=255.
-        let start = self.table[bucket(x).min(BUCKETS - 1)];
-        let up = x >= self.thresholds[start as usize & 255];
-        let code = start + u32::from(up);
+        // `bucket` is below BUCKETS.
+        let entry = self.table[bucket(x).min(BUCKETS - 1)];
+        let up = entry & HAS_THRESHOLD != 0 && x >= bucket_threshold(x, entry);
+        let code = (entry >> START_SHIFT) + u32::from(up);
         #[allow(clippy::eq_op)]
         let nan = x != x;
         if nan {
@@ -176,21 +220,25 @@ impl Quantizer {
     }
 
     /// Quantize one block (at most [`BLOCK`] values): returns its absmax and writes one code per
-    /// value.
+    /// value, the code of `value / absmax` (`value / 1` when absmax is 0).
     #[inline(always)]
     pub fn quantize_block(&self, values: &[f32], codes: &mut [u8]) -> f32 {
         assert!(
             values.len() <= BLOCK,
             "a quantization block holds at most {BLOCK} values"
         );
+        let codes = &mut codes[..values.len()];
         let absmax = absmax(values);
         let divisor = if absmax == 0.0 { 1.0 } else { absmax };
-        let mut wide = [0u32; BLOCK];
-        for (c, &v) in wide.iter_mut().zip(values) {
-            *c = self.code32(v / divisor);
-        }
-        for (c, &w) in codes[..values.len()].iter_mut().zip(&wide) {
-            *c = w as u8;
+        // With a finite absmax every `value / divisor` is in [-1, 1] (never NaN), as the vector
+        // code requires.
+        let done = if absmax.is_finite() {
+            quant8_simd::quantize(self, values, divisor, codes)
+        } else {
+            0
+        };
+        for (c, &v) in codes[done..].iter_mut().zip(&values[done..]) {
+            *c = self.code32(v / divisor) as u8;
         }
         absmax
     }
@@ -198,7 +246,10 @@ impl Quantizer {
     /// Dequantize one block: `out[i] = map[codes[i]] * absmax`.
     #[inline(always)]
     pub fn dequantize_block(&self, codes: &[u8], absmax: f32, out: &mut [f32]) {
-        for (o, &c) in out.iter_mut().zip(codes) {
+        let n = out.len().min(codes.len());
+        let (codes, out) = (&codes[..n], &mut out[..n]);
+        let done = quant8_simd::dequantize(self, codes, absmax, out);
+        for (o, &c) in out[done..].iter_mut().zip(&codes[done..]) {
             *o = self.map[usize::from(c)] * absmax;
         }
     }
