@@ -310,6 +310,14 @@ class _SoftmaxBase(_Activation):
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
+    #: ``function(x, axis)`` of :mod:`ferroptim.nn.functional` computing the output
+    _function: Any
+
+    def _forward(self, x):
+        axis = self._axis(x)
+        y = type(self)._function(x, axis)
+        return y, (y, axis)
+
 
 class Softmax(_SoftmaxBase):
     """:math:`y_i = e^{x_i} / \\sum_j e^{x_j}` along ``dim`` (max-shifted);
@@ -318,10 +326,7 @@ class Softmax(_SoftmaxBase):
     ``dim`` defaults to -1 (torch's ``dim=None`` picks an axis implicitly; pass it explicitly).
     """
 
-    def _forward(self, x):
-        axis = self._axis(x)
-        y = F.softmax(x, axis)
-        return y, (y, axis)
+    _function = staticmethod(F.softmax)
 
     def _backward(self, dy, cache):
         y, axis = cache
@@ -332,10 +337,7 @@ class LogSoftmax(_SoftmaxBase):
     """:math:`y_i = x_i - \\log\\sum_j e^{x_j}` along ``dim`` (max-shifted);
     :math:`dL/dx = dy - e^{y} \\sum_j dy_j`."""
 
-    def _forward(self, x):
-        axis = self._axis(x)
-        y = F.log_softmax(x, axis)
-        return y, (y, axis)
+    _function = staticmethod(F.log_softmax)
 
     def _backward(self, dy, cache):
         y, axis = cache
