@@ -325,10 +325,9 @@ def main() -> None:
         for key, value in result.items():
             arrays[f"{name}/{key}"] = value
     meta = {"torch": torch.__version__, "python": sys.version.split()[0], "cases": list(CASES)}
-    arrays["meta"] = np.array(json.dumps(meta))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(CASES)} cases)")
+    from make_golden import save_fixture  # run as a script: tools/ is on the path
+
+    save_fixture(OUT, arrays, meta, f"{len(CASES)} cases")
 
 
 if __name__ == "__main__":

@@ -335,10 +335,9 @@ def main() -> None:
         "update_bn": list(UPDATE_BN),
         "swalr": list(SWALR),
     }
-    arrays["meta"] = np.array(json.dumps(meta))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT, **arrays)
-    print(f"wrote {OUT} ({OUT.stat().st_size} bytes, {len(arrays)} arrays)")
+    from make_golden import save_fixture  # run as a script: tools/ is on the path
+
+    save_fixture(OUT, arrays, meta, f"{len(arrays) + 1} arrays")  # + the meta entry
 
 
 if __name__ == "__main__":
