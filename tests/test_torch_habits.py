@@ -79,7 +79,8 @@ def test_load_state_dict_of_a_checkpoint_explains(tmp_path) -> None:
         model.load_state_dict(checkpoint)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"load\(path, optimizer=\.\.\.\)"):
         opt.load_state_dict(checkpoint)  # type: ignore[arg-type]
-    model.load_state_dict(checkpoint.model.state_dict)  # what the message suggests works
+    model.load_state_dict(checkpoint["model"])  # what the message suggests works
+    opt.load_state_dict(checkpoint["optimizer"])
 
 
 def test_checkpoint_subscript_gives_the_saved_state_dicts(tmp_path) -> None:

@@ -14,5 +14,5 @@ def refuse_checkpoint(value: Any, owner: str) -> None:
     raise TypeError(
         f"{owner}.load_state_dict got a ferroptim.Checkpoint (what ferroptim.load(path) "
         f"returns), not a state_dict: restore it with ferroptim.load(path, {part}=...) or "
-        f"checkpoint.restore({part}=...), or pass checkpoint.{part}.state_dict"
+        f"checkpoint.restore({part}=...), or pass checkpoint['{part}'] (its saved state_dict)"
     )
