@@ -81,6 +81,7 @@ def test_bench_quick_training_section_times_the_step_by_situation(tmp_path: Path
     rows = json.loads(json_path.read_text(encoding="utf-8"))["training_step_in_loop"]
     assert [r["situation"] for r in rows] == [
         "in loop",
+        "in loop, step(model)",
         "in loop, arrays re-read first",
         "back to back",
         "back to back, caches flushed",
