@@ -7,14 +7,15 @@
 //! same `n_state`.
 //!
 //! [`read_pass`] is the limit of a reduction: it reads every element of a list of arrays once,
-//! through the same chunks and parallel pass as the gradient norms, and folds the bits with XOR
-//! (no floating-point work), so it runs at the read bandwidth of the memory the arrays live in.
+//! through the same chunks, parallel pass and prefetching as the gradient norms, and folds the
+//! bits with XOR on 64-bit words (no floating-point work), so it runs at the read bandwidth of the
+//! memory the arrays live in.
 
 use crate::clip::{chunk_partials, GradClip};
 use crate::error::Error;
 use crate::fused::{run, Decay, GradPrep, Update};
 use crate::real::Real;
-use crate::simd::{dispatch, Kernel};
+use crate::simd::{dispatch, prefetch, Kernel};
 use crate::tensor::{TensorRef, MAX_STATE};
 
 #[derive(Clone, Copy)]
@@ -61,23 +62,27 @@ pub fn roofline_step<T: Real>(
 /// per chunk, then over the chunks (as an `f64` whose bits are meaningless; returned only so the
 /// reads cannot be optimized away).
 pub fn read_pass<T: Real>(arrays: &[&[T]]) -> f64 {
-    let (_, partials) = chunk_partials(arrays, |chunks| {
-        chunks.map(|x| {
-            let mut out = 0;
-            dispatch(XorFold { x, out: &mut out });
-            f64::from_bits(out)
-        })
+    let (_, partials) = chunk_partials(arrays, |chunks, ahead| {
+        let mut out = [0; 2];
+        for ((x, ahead), out) in chunks.into_iter().zip(ahead).zip(&mut out) {
+            dispatch(XorFold { x, ahead, out });
+        }
+        out.map(f64::from_bits)
     });
     f64::from_bits(partials.into_iter().fold(0, |acc, p| acc ^ p.to_bits()))
 }
 
 /// The XOR of the bits of one chunk, as 64-bit words (an unaligned element at either end is
-/// widened to f64 first). An integer XOR reduction, which the compiler vectorizes with as many
-/// accumulators as it likes (XOR is associative), at every level.
+/// widened to f64 first), one cache line at a time, each line also asking for the matching line
+/// of `ahead` (the chunk read after the next), as the norms prefetch.
 struct XorFold<'a, T> {
     x: &'a [T],
+    ahead: &'a [T],
     out: &'a mut u64,
 }
+
+/// 64-bit words per cache line.
+const LINE_WORDS: usize = 8;
 
 impl<T: Real> Kernel for XorFold<'_, T> {
     #[inline(always)]
@@ -85,8 +90,20 @@ impl<T: Real> Kernel for XorFold<'_, T> {
         // Safety: every bit pattern is a valid u64, and `align_to` only reinterprets the aligned
         // middle of the slice.
         let (head, words, tail) = unsafe { self.x.align_to::<u64>() };
+        let (lines, rest) = words.as_chunks::<LINE_WORDS>();
+        let per_line = 64 / T::BYTES;
+        let mut acc = [0u64; LINE_WORDS];
+        for (k, line) in lines.iter().enumerate() {
+            if let Some(next) = self.ahead.get(k * per_line..(k + 1) * per_line) {
+                prefetch(next);
+            }
+            for (a, &w) in acc.iter_mut().zip(line) {
+                *a ^= w;
+            }
+        }
         let ends = head.iter().chain(tail).map(|v| v.to_f64().to_bits());
-        *self.out = words.iter().fold(0, |a, &w| a ^ w) ^ ends.fold(0, |a, w| a ^ w);
+        let rest = rest.iter().copied().chain(ends);
+        *self.out = acc.into_iter().chain(rest).fold(0, |a, w| a ^ w);
     }
 }
 

@@ -250,27 +250,8 @@ where
     });
 }
 
-/// Ask for every cache line of `data` ahead of use. A task's second sweep runs in cache, so it
-/// prefetches the data the next task's first sweep will read, and memory stays busy.
-#[inline(always)]
-pub(crate) fn prefetch<T>(data: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let p = data.as_ptr().cast::<i8>();
-        let mut offset = 0;
-        while offset < core::mem::size_of_val(data) {
-            // Safety: the address lies inside `data`; a prefetch never faults or changes state.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.add(offset)) };
-            offset += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
 impl Plan {
-    /// The elements of the segment after `slot` (empty after the last one), for [`prefetch`].
+    /// The elements of the segment after `slot` (empty after the last one), to prefetch.
     #[inline(always)]
     pub(crate) fn next_segment<'x, T>(&self, x: &'x [T], slot: usize) -> &'x [T] {
         if slot + 1 < self.slots() {

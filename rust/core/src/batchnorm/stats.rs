@@ -9,11 +9,11 @@
 //! [`Plan::Runs`] plan, each channel is combined over its segments in memory order. Each sum uses
 //! explicit fixed-lane f64 accumulators, so no vector width can change its association.
 
-use super::plan::{prefetch, run_tasks, Plan, TILE_COLUMNS};
+use super::plan::{run_tasks, Plan, TILE_COLUMNS};
 use super::{check_channels, Layout};
 use crate::error::{check_min, Error};
 use crate::real::Real;
-use crate::simd::{dispatch, Kernel};
+use crate::simd::{dispatch, prefetch, Kernel};
 use core::ops::Range;
 
 /// Lanes of the fixed-lane accumulators: element `i` of a segment goes to lane `i % LANES`, and
