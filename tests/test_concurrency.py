@@ -253,25 +253,42 @@ from ferroptim import _native, clip
 fo.set_num_threads(1)
 n = 10_000_000  # 40 MB per array: beyond malloc's mmap threshold, so freeing unmaps it
 which = sys.argv[1]
-params, grads = [np.ones(n, np.float32)], [np.ones(n, np.float32)]
-m, v, steps = [np.zeros(n, np.float32)], [np.zeros(n, np.float32)], np.zeros(1, np.int64)
-lists = {"params": params, "grads": grads, "exp_avgs": m, "clip": grads}
 
-def empty_it():
-    time.sleep(0.003)
-    lists[which].clear()
-    gc.collect()
+def attempt():
+    # One call racing a thread that empties one of its lists 3 ms in. Returns True when the
+    # list was emptied while the call ran (the case under test), False when the race went
+    # another way: emptied before the call read its lists (a clean length error) or after it
+    # returned.
+    params, grads = [np.ones(n, np.float32)], [np.ones(n, np.float32)]
+    m, v, steps = [np.zeros(n, np.float32)], [np.zeros(n, np.float32)], np.zeros(1, np.int64)
+    lists = {"params": params, "grads": grads, "exp_avgs": m, "clip": grads}
+    emptied = []
 
-thread = threading.Thread(target=empty_it)
-thread.start()
-if which == "clip":
-    clip.clip_grad_norm_(grads, 1.0, 3.0)  # (p = 3: a slow first pass)
-else:
-    hp = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
-    flags = dict(amsgrad=False, maximize=False, decoupled_weight_decay=False)
-    _native.adam_step(params, grads, m, v, None, steps, **hp, **flags)
-thread.join()
-print("ok")
+    def empty_it():
+        time.sleep(0.003)
+        lists[which].clear()
+        emptied.append(time.perf_counter())
+        gc.collect()
+
+    thread = threading.Thread(target=empty_it)
+    thread.start()
+    started = time.perf_counter()
+    try:
+        if which == "clip":
+            clip.clip_grad_norm_(grads, 1.0, 3.0)  # (p = 3: a slow first pass)
+        else:
+            hp = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
+            flags = dict(amsgrad=False, maximize=False, decoupled_weight_decay=False)
+            _native.adam_step(params, grads, m, v, None, steps, **hp, **flags)
+    except ValueError:  # emptied before the call read its lists: refused cleanly
+        thread.join()
+        return False
+    returned = time.perf_counter()
+    thread.join()
+    return started < emptied[0] < returned
+
+hits = sum(attempt() for _ in range(10))
+print("ok" if hits else "the list was never emptied during a call")
 """
 
 

@@ -142,6 +142,87 @@ def test_step_model_refuses_a_model_without_the_parameters() -> None:
         opt.step(other)
 
 
+def twin_layers(seed: int = 0) -> nn.Sequential:
+    """Two layers whose parameters have the same shapes: a position mix-up would go unseen."""
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(8, 8, rng=rng), nn.Tanh(), nn.Linear(8, 8, rng=rng))
+
+
+def twin_step(model: nn.Module) -> None:
+    x = np.random.default_rng(3).normal(size=(16, 8)).astype(np.float32)
+    model.zero_grad()
+    out = model(x)
+    model.backward(out - 1.0)
+
+
+@pytest.mark.parametrize("opt_class", [fo.optim.SGD, fo.optim.AdamW, fo.optim.Adam8bit])
+def test_step_gradients_list_matches_by_identity_with_reordered_groups(opt_class) -> None:
+    """``opt.step(model.gradients())`` with groups in another order than ``parameters()``
+    (same shapes everywhere) gives each array its own gradient, as ``opt.step(model)`` does."""
+    results = []
+    for how in ("model", "list"):
+        model = twin_layers()
+        params = model.parameters()
+        opt = opt_class([{"params": params[2:]}, {"params": params[:2]}], lr=0.01)
+        for _ in range(3):
+            twin_step(model)
+            opt.step(model if how == "model" else model.gradients())
+        results.append(model.state_dict())
+    for key, value in results[0].items():
+        np.testing.assert_array_equal(results[1][key], value, err_msg=key)
+    # and differs from giving the second layer the first layer's gradients
+    model = twin_layers()
+    params = model.parameters()
+    opt = opt_class([{"params": params[2:]}, {"params": params[:2]}], lr=0.01)
+    twin_step(model)
+    opt.step(list(model.gradients()))  # a plain list: by position
+    assert not np.array_equal(model.state_dict()["2.weight"], results[0]["2.weight"])
+
+
+def test_step_gradients_list_of_part_of_the_model() -> None:
+    """An optimizer over one layer takes that layer's gradients out of the whole list."""
+    model, ref = twin_layers(), twin_layers()
+    opt = fo.optim.SGD(model[2].parameters(), lr=0.1)
+    opt_ref = fo.optim.SGD(ref[2].parameters(), lr=0.1)
+    for _ in range(2):
+        twin_step(model)
+        twin_step(ref)
+        opt.step(model.gradients())
+        opt_ref.step(ref[2].gradients())
+    for key, value in ref.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[key], value, err_msg=key)
+
+
+def test_step_gradients_list_of_another_model_is_refused() -> None:
+    model, other = twin_layers(), twin_layers(1)
+    opt = fo.optim.SGD(model.parameters(), lr=0.1)
+    twin_step(other)
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"grads: param_groups\[0\]\['params'\]\[0\].*opt.step"):
+        opt.step(other.gradients())
+    for key, value in before.items():
+        np.testing.assert_array_equal(model.state_dict()[key], value, err_msg=key)
+
+
+def test_gradients_list_is_a_list_and_pickles() -> None:
+    import pickle
+
+    model = twin_layers()
+    twin_step(model)
+    grads = model.gradients()
+    assert isinstance(grads, list) and len(grads) == 4
+    again = pickle.loads(pickle.dumps(grads))
+    assert [g.shape for g in again] == [g.shape for g in grads]
+    assert [p.shape for p in again.params] == [p.shape for p in model.parameters()]
+
+
+def test_step_closure_says_what_to_do() -> None:
+    model = twin_layers()
+    opt = fo.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"step\(closure\) is not supported.*opt.step\(model\)"):
+        opt.step(lambda: 0.0)
+
+
 def test_optimizer_zero_grad_zeroes_the_model_gradients() -> None:
     model = mlp()
     x, y = data()

@@ -93,14 +93,10 @@ def check_grads(owner: Any, params: Sequence[np.ndarray], grads: Any) -> tuple[l
     ``grads`` may be a model (each parameter of ``owner.param_groups`` gets the gradient the model
     holds for that very array) or None (the live modules holding the parameters), as for
     ``Optimizer.step``; a failure to find them is a complaint too, so that every rank raises."""
-    from ferroptim.nn.module import Module
-    from ferroptim.optim._model_grads import live_gradients, model_gradients
+    from ferroptim.optim._model_grads import resolve_gradients
 
     try:
-        if grads is None:
-            grads = live_gradients(owner)
-        elif isinstance(grads, Module):
-            grads = model_gradients(owner, grads)
+        grads = resolve_gradients(owner, grads)
     except (TypeError, ValueError) as exc:
         return [], str(exc)
     if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):

@@ -48,6 +48,21 @@ def _generator(module: Module) -> np.random.Generator | None:
     return generator if isinstance(generator, np.random.Generator) else None
 
 
+class Gradients(list[np.ndarray | None]):
+    """What :meth:`Module.gradients` returns: a plain list of gradients (``None`` for frozen
+    parameters) that also keeps, in :attr:`params`, the parameter array each one belongs to.
+    Optimizers use it to match gradients to parameters by identity, never by position."""
+
+    params: tuple[np.ndarray, ...]
+
+    def __init__(self, grads: list[np.ndarray | None], params: list[np.ndarray]) -> None:
+        super().__init__(grads)
+        self.params = tuple(params)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Gradients, (list(self), list(self.params)))
+
+
 class Module:
     """Base class of every layer, activation, loss-free block and container.
 
@@ -225,9 +240,17 @@ class Module:
             for full, m, n in self._unique_parameters()
         ]
 
-    def gradients(self) -> list[np.ndarray | None]:
-        """Gradients aligned with ``parameters()`` (``None`` where a parameter is frozen)."""
-        return [grad for _, grad in self.named_gradients()]
+    def gradients(self) -> Gradients:
+        """Gradients aligned with ``parameters()`` (``None`` where a parameter is frozen).
+
+        The list remembers which parameter array each gradient belongs to, so
+        ``opt.step(model.gradients())`` matches them by identity (as ``opt.step(model)``)
+        even when the optimizer's ``param_groups`` order differs from ``parameters()``."""
+        pairs = [
+            (m._parameters[n], None if n in m._frozen else m._gradients[n])
+            for _, m, n in self._unique_parameters()
+        ]
+        return Gradients([g for _, g in pairs], [p for p, _ in pairs])
 
     def named_buffers(self) -> list[tuple[str, np.ndarray]]:
         return [(full, m._buffers[n]) for full, m, n in self._named("_buffers")]

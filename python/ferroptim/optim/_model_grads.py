@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim.nn import _live
-from ferroptim.nn.module import Module
+from ferroptim.nn.module import Gradients, Module
 
 Gradient = np.ndarray | None
 
@@ -74,6 +74,25 @@ def _held_gradients(model: Module) -> dict[int, Gradient]:
     return found
 
 
+def _in_group_order(
+    optimizer: Any, found: dict[int, Gradient], complaint: str, prefix: str = ""
+) -> list[Gradient]:
+    """``found[id(param)]`` for every parameter in ``param_groups`` order; ``ValueError``
+    naming the first parameter missing from ``found`` (its group, index and shape) followed
+    by ``complaint``."""
+    try:
+        return [found[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    except KeyError:
+        pass
+    for gi, pi, param in _flat_params(optimizer):
+        if id(param) not in found:
+            raise ValueError(
+                f"{prefix}param_groups[{gi}]['params'][{pi}] (shape {param.shape}) {complaint}"
+            )
+    # Another thread changed the groups meanwhile: look again.
+    return _in_group_order(optimizer, found, complaint, prefix)
+
+
 def model_gradients(optimizer: Any, model: Module) -> list[Gradient]:
     """The gradients ``model`` holds for the optimizer's parameters, in ``param_groups`` order.
 
@@ -83,20 +102,48 @@ def model_gradients(optimizer: Any, model: Module) -> list[Gradient]:
         An optimizer parameter is not a parameter array of ``model`` (naming its group, index
         and shape).
     """
-    found = _held_gradients(model)
-    try:
-        return [found[id(p)] for group in optimizer.param_groups for p in group["params"]]
-    except KeyError:
-        pass
-    for gi, pi, param in _flat_params(optimizer):
-        if id(param) not in found:
-            raise ValueError(
-                f"optimizer param_groups[{gi}]['params'][{pi}] (shape {param.shape}) is not a "
-                f"parameter of the {type(model).__name__} given to step(); build the optimizer "
-                "from model.parameters() (or fo.optim.param_groups(model))"
-            )
-    # Another thread changed the groups meanwhile: look again.
-    return model_gradients(optimizer, model)
+    return _in_group_order(
+        optimizer,
+        _held_gradients(model),
+        f"is not a parameter of the {type(model).__name__} given to step(); build the optimizer "
+        "from model.parameters() (or fo.optim.param_groups(model))",
+        prefix="optimizer ",
+    )
+
+
+def listed_gradients(optimizer: Any, grads: Gradients) -> list[Gradient]:
+    """``opt.step(model.gradients())``: the list's gradients in ``param_groups`` order, each
+    taken for the parameter array it was listed with (so decay / no-decay groups, or an
+    optimizer over part of the model, get the right ones).
+
+    Raises
+    ------
+    ValueError
+        An optimizer parameter has no gradient in the list (naming its group, index and shape).
+    """
+    if len(grads) != len(grads.params):  # entries added or removed since: a plain list
+        return list(grads)
+    listed = {id(param): grad for param, grad in zip(grads.params, grads, strict=True)}
+    return _in_group_order(
+        optimizer,
+        listed,
+        "is not one of the parameters these model.gradients() belong to; pass the model that "
+        "holds it: opt.step(model)",
+        prefix="grads: ",
+    )
+
+
+def resolve_gradients(optimizer: Any, grads: Any) -> Any:
+    """What a step was given, as gradients in ``param_groups`` order where that can be known:
+    None (the live modules), a model, or ``model.gradients()`` are matched by identity; any
+    other value is returned as it is (a plain sequence is taken position by position)."""
+    if grads is None:
+        return live_gradients(optimizer)
+    if isinstance(grads, Module):
+        return model_gradients(optimizer, grads)
+    if isinstance(grads, Gradients):
+        return listed_gradients(optimizer, grads)
+    return grads
 
 
 def _live_owners(optimizer: Any, call: str, fix: str) -> list[list[tuple[Module, str]]]:

@@ -23,7 +23,7 @@ from ferroptim._interrupts import deferred_interrupts
 from ferroptim._registry import OptimizerSpec
 from ferroptim.nn.module import Module
 from ferroptim.optim._call_plan import CallPlan, values_getter
-from ferroptim.optim._model_grads import live_gradients, model_gradients, zero_live_gradients
+from ferroptim.optim._model_grads import resolve_gradients, zero_live_gradients
 from ferroptim.optim._param_spans import ParamSpans
 from ferroptim.optim._state_format import StateFormat
 
@@ -348,8 +348,10 @@ class Optimizer:
             A model: each parameter gets the gradient the model holds for that very array
             (matched by identity, whatever the order of ``param_groups``; tied weights get the
             sum of their gradients; frozen ones are skipped). Omitted: the same, from the live
-            modules that hold the parameters. A sequence: one gradient per parameter, in
-            ``param_groups`` order; ``None`` skips that parameter. Gradients are only read.
+            modules that hold the parameters. ``model.gradients()``: matched by identity too
+            (the list remembers each gradient's parameter). Any other sequence: one gradient
+            per parameter, in ``param_groups`` order; ``None`` skips that parameter. Gradients
+            are only read.
 
         Raises
         ------
@@ -363,11 +365,8 @@ class Optimizer:
         the class notes.
         """
         if type(grads) is not list and type(grads) is not tuple:  # fast path first
-            if grads is None:
-                grads = live_gradients(self)
-            elif isinstance(grads, Module):
-                grads = model_gradients(self, grads)
-            elif isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
+            grads = resolve_gradients(self, grads)
+            if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
                 grads = _as_list(grads)
         with self._lock:
             groups, states = self.param_groups, self._group_states
@@ -769,6 +768,11 @@ def _same_params(group: dict[str, Any], state: _GroupState) -> bool:
 
 
 def _as_list(obj: Any) -> list:
+    if callable(obj) and not isinstance(obj, Iterable):
+        raise TypeError(
+            "step(closure) is not supported: ferroptim computes no gradients itself; run the "
+            "forward, the loss and model.backward(...), then call opt.step(model)"
+        )
     if isinstance(obj, np.ndarray):
         raise TypeError("expected a list of arrays, got a single numpy.ndarray; wrap it in a list")
     if isinstance(obj, Iterable):
