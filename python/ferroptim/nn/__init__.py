@@ -29,7 +29,7 @@ from ferroptim.nn.gradcheck import GradcheckError, GradcheckReport, gradcheck, g
 from ferroptim.nn.linear import Linear
 from ferroptim.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss
 from ferroptim.nn.lstm import LSTM
-from ferroptim.nn.module import Module
+from ferroptim.nn.module import Gradients, Module
 from ferroptim.nn.normalization import BatchNorm1d, BatchNorm2d
 from ferroptim.nn.pooling import AvgPool2d, MaxPool2d
 from ferroptim.nn.residual import Residual
@@ -50,6 +50,7 @@ __all__ = [
     "Flatten",
     "GradcheckError",
     "GradcheckReport",
+    "Gradients",
     "HuberLoss",
     "Identity",
     "L1Loss",
