@@ -183,6 +183,7 @@ impl Quantizer {
     }
 
     /// The map values' bytes (see [`Quantizer`]'s fields).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) fn planes(&self) -> &[[u8; 256]; 4] {
         &self.planes.0
     }
@@ -199,6 +200,7 @@ impl Quantizer {
     }
 
     /// The bucket table (see [`Quantizer`]'s fields).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) fn table(&self) -> &[u32; BUCKETS] {
         &self.table
     }

@@ -10,7 +10,9 @@
 //! threshold = float(top16(x) << 16 | low16(entry))
 //! code      = (entry >> START_SHIFT) + (entry has a threshold and x >= threshold)
 //! ```
-//! Dequantizing is one gather from the 256-value map and one multiplication by absmax. Each
+//! Dequantizing is a lookup in the 256-value map and one multiplication by absmax: byte permutes
+//! over the map's four byte planes, 64 codes at a time, where the CPU has AVX-512 VBMI, and
+//! otherwise one AVX2 gather per 8 codes (at the AVX-512 level too). Each
 //! function handles the whole vectors at the start of its slices at the active
 //! [`crate::simd::level`] and returns how many values it did; the caller finishes the rest with
 //! the scalar code, so every level gives the same bits.
