@@ -1,7 +1,8 @@
 """Low-precision optimizer state kernels: native == NumPy reference bit for bit (parameters,
-bfloat16 state, 8-bit codes and absmax, steps) at every SIMD level and with 1 or 2 threads, over
-several steps with odd sizes and skipped tensors; the 8-bit code is the nearest map value by brute
-force; refused calls change nothing."""
+bfloat16 state, 8-bit codes and absmax, steps, mu_products) at every SIMD level and with 1 or 2
+threads, over several steps with odd sizes and skipped tensors; the bfloat16 kernels of every
+optimizer of the registry (every state list on, and the defaults); the 8-bit code is the nearest
+map value by brute force; refused calls change nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 import pytest
 
 import ferroptim._native as native
+import ferroptim.reference as reference
+from conftest import KERNELS, hyper, slot_layout
 from ferroptim.reference import lowp_formats as fmt
-from ferroptim.reference import lowp_steps as reference
 
 LEVELS = native.supported_simd_levels()
 # Around a 256-element block, plus a total above the parallel threshold (pieces on the pool).
@@ -109,6 +111,91 @@ def num_threads(request, restore_num_threads):
 @pytest.mark.parametrize("case", CASES)
 def test_native_equals_reference_every_level(case, simd_level, num_threads):
     run_both(case, SIZES)
+
+
+# ----- bfloat16 state on every optimizer of the registry -----------------------------------------
+BF16_SIZES = [1, 7, 255, 1000, native.GRAIN_ELEMENTS + 300]
+
+
+def bf16_problem(kernel: str, hp: dict, seed: int = 0) -> dict:
+    """Float32 parameters, and per positional slot: bfloat16 state (random small values, |x|
+    for non-negative states), None for a list the options leave off, or float32 scalars."""
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(n).astype(np.float32) for n in BF16_SIZES]
+    slots: list = []
+    for _, kind in slot_layout(kernel, hp):
+        if kind == "none":
+            slots.append(None)
+        elif kind == "mu":
+            slots.append(np.ones(len(BF16_SIZES), np.float32))
+        else:
+            values = [np.abs(rng.standard_normal(n)).astype(np.float32) * 0.01 for n in BF16_SIZES]
+            slots.append([fmt.bf16_narrow(v, None) for v in values])
+    return dict(params=params, slots=slots, steps=np.zeros(len(BF16_SIZES), np.int64))
+
+
+def bf16_call(backend, kernel: str, hp: dict, problem: dict, grads: list, sr: bool) -> None:
+    step = getattr(backend, f"{kernel}_step_bf16")
+    step(problem["params"], grads, *problem["slots"], problem["steps"], **hp,
+         stochastic_rounding=sr, seed=99, stream_offset=3)  # fmt: skip
+
+
+def bf16_arrays(problem: dict) -> list[np.ndarray]:
+    out = [*problem["params"], problem["steps"]]
+    for slot in problem["slots"]:
+        out.extend([] if slot is None else slot if isinstance(slot, list) else [slot])
+    return out
+
+
+def bf16_run_both(kernel: str, hp: dict, sr: bool = True, n_steps: int = 3) -> None:
+    nat = bf16_problem(kernel, hp)
+    ref = copy.deepcopy(nat)
+    rng = np.random.default_rng(7)
+    for step in range(n_steps):
+        grads = [rng.standard_normal(n).astype(np.float32) for n in BF16_SIZES]
+        if step == 1:
+            grads[0] = None  # a skipped tensor keeps its state and step
+        bf16_call(native, kernel, hp, nat, grads, sr)
+        bf16_call(reference, kernel, hp, ref, grads, sr)
+        for x, y in zip(bf16_arrays(nat), bf16_arrays(ref), strict=True):
+            assert x.dtype == y.dtype and x.shape == y.shape
+            assert x.tobytes() == y.tobytes(), f"{kernel} step {step}: {np.flatnonzero(x != y)[:5]}"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_optimizer_bf16_native_equals_reference_every_level(kernel, simd_level, num_threads):
+    bf16_run_both(kernel, hyper(kernel, full=True))
+
+
+@pytest.mark.parametrize("sr", [True, False], ids=["stochastic", "nearest"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_optimizer_bf16_defaults(kernel, sr):
+    bf16_run_both(kernel, hyper(kernel), sr=sr)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_optimizer_bf16_refuses_float64_and_float_state(kernel):
+    hp = hyper(kernel, full=True)
+    for backend in (native, reference):
+        problem = bf16_problem(kernel, hp)
+        before = copy.deepcopy(problem)
+        grads = [np.ones(n, np.float32) for n in BF16_SIZES]
+        problem["params"][1] = problem["params"][1].astype(np.float64)
+        with pytest.raises(TypeError, match=r"params\[1\].*float32"):
+            bf16_call(backend, kernel, hp, problem, grads, True)
+        problem["params"][1] = before["params"][1].copy()
+        first = next(i for i, s in enumerate(problem["slots"]) if isinstance(s, list))
+        problem["slots"][first][2] = problem["slots"][first][2].astype(np.float32)
+        with pytest.raises(TypeError, match="uint16"):
+            bf16_call(backend, kernel, hp, problem, grads, True)
+        problem["slots"][first][2] = before["slots"][first][2].copy()
+        for x, y in zip(bf16_arrays(problem), bf16_arrays(before), strict=True):
+            assert x.tobytes() == y.tobytes()
+        with pytest.raises(TypeError, match="seed"):
+            hp_no_seed = dict(hp, stochastic_rounding=True, stream_offset=0)
+            getattr(backend, f"{kernel}_step_bf16")(
+                problem["params"], grads, *problem["slots"], problem["steps"], **hp_no_seed
+            )
 
 
 def test_stream_offset_and_seed_change_the_bits():

@@ -1,8 +1,9 @@
-"""Optimizers with low-precision state: ``state_dtype="bfloat16"`` (Adam, AdamW, Lion) and
-Adam8bit / AdamW8bit / Lion8bit. Native == reference backend bit for bit with several groups and
-skipped parameters; state_dict / load_state_dict / fo.save / fo.load carry the state exactly (a
-run interrupted every 10 steps ends with the same bits as an uninterrupted one); bfloat16 and
-float32 state convert on load; bad options and parameters are refused naming them."""
+"""Optimizers with low-precision state: ``state_dtype="bfloat16"`` (every optimizer class of the
+registry, with every state list on) and Adam8bit / AdamW8bit / Lion8bit. Native == reference
+backend bit for bit with several groups and skipped parameters; state_dict / load_state_dict /
+fo.save / fo.load carry the state exactly (a run interrupted every 10 steps ends with the same
+bits as an uninterrupted one); bfloat16 and float32 state convert on load; bad options and
+parameters are refused naming them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import ferroptim as fo
+from conftest import CLASS_CASES
 from ferroptim.reference.lowp_formats import bf16_narrow, bf16_widen, dynamic_map
 
 SHAPES = [(70, 90), (33,), (5000,), (3, 4)]  # 6300 and 5000 elements: 8-bit; the others float32
@@ -45,6 +47,16 @@ FACTORIES = {
     "adamw8bit": lambda p, **k: fo.optim.AdamW8bit(p, lr=1e-2, **k),
     "lion8bit": lambda p, **k: fo.optim.Lion8bit(p, lr=1e-3, **k),
 }
+
+
+def _bf16_factory(cls: type, options: dict):
+    return lambda p, **k: cls(p, state_dtype="bfloat16", seed=7, **options, **k)
+
+
+# Every optimizer class with bfloat16 state and every state list on (from the registry).
+FACTORIES.update(
+    {f"{cls.__name__}_bf16_all": _bf16_factory(cls, options) for cls, options in CLASS_CASES}
+)
 
 
 def two_groups(params: list[np.ndarray]) -> list[dict]:
@@ -171,8 +183,8 @@ def test_float64_parameters_keep_float64_state():
 
 
 def test_refusals_name_the_problem():
-    with pytest.raises(ValueError, match="bfloat16"):
-        fo.optim.SGD(make_params(), lr=0.1, state_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"params\[0\] is float64"):
+        fo.optim.SGD([np.zeros(3)], lr=0.1, momentum=0.9, state_dtype="bfloat16")
     with pytest.raises(ValueError, match=r"params\[0\] is float64"):
         fo.optim.Adam([np.zeros(3)], state_dtype="bfloat16")
     with pytest.raises(ValueError, match="state_dtype"):
@@ -211,3 +223,21 @@ def test_refusals_name_the_problem():
     with pytest.raises(ValueError, match=r"grads\[3\]"):
         opt.step(grads)
     assert all(np.array_equal(p, q) for p, q in zip(params, snapshot, strict=True))
+
+
+def test_sgd_bf16_state_keeps_its_step_and_loads_into_float32_and_back():
+    """SGD saves no step (as torch) unless its state is bfloat16, whose random streams need it;
+    either state dict loads into the other kind of optimizer."""
+    params = make_params()
+    low = fo.optim.SGD(params, lr=0.1, momentum=0.9, state_dtype="bfloat16")
+    for t in range(3):
+        low.step(grads_at(t))
+    saved = low.state_dict()
+    assert saved["state"][0]["step"] == 3.0
+    plain = fo.optim.SGD(make_params(), lr=0.1, momentum=0.9)
+    plain.load_state_dict(saved)
+    assert plain.state_dict()["state"][0]["momentum_buffer"].dtype == np.float32
+    assert "step" not in plain.state_dict()["state"][0]
+    again = fo.optim.SGD(make_params(), lr=0.1, momentum=0.9, state_dtype="bfloat16")
+    again.load_state_dict(plain.state_dict())
+    assert again.state_dict()["state"][0]["step"] == 1.0  # a saved buffer: past the first step

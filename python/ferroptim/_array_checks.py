@@ -84,6 +84,13 @@ class ArrayChecker:
                     f"{name} has shape {_shape_str(obj.shape)} but params[{index}] has shape "
                     f"{_shape_str(like.shape)}"
                 )
+        self._layout(obj, name, written)
+        self.record(obj, written, arg, index)
+        return np.asarray(obj)
+
+    @staticmethod
+    def _layout(obj: np.ndarray, name: str, written: bool) -> None:
+        """C-contiguous, aligned, and writeable if ``written``."""
         if not obj.flags.c_contiguous:
             raise ValueError(
                 f"{name} is not C-contiguous; pass a contiguous array (np.ascontiguousarray makes "
@@ -93,7 +100,28 @@ class ArrayChecker:
             raise ValueError(f"{name} is not aligned for its dtype")
         if written and not obj.flags.writeable:
             raise ValueError(f"{name} is read-only; it must be writeable to be updated in place")
-        self.record(obj, written, arg, index)
+
+    def array_like(self, obj: object, arg: str, index: int, like: np.ndarray) -> np.ndarray:
+        """Check one float state array of parameter ``like``, written in place."""
+        return self.array(obj, arg, index, True, like=like)
+
+    def bf16_array(self, obj: object, arg: str, index: int, like: np.ndarray) -> np.ndarray:
+        """Check one bfloat16 state array: uint16 bit patterns shaped like ``like`` (its float32
+        parameter), written in place."""
+        name = f"{arg}[{index}]"
+        if not isinstance(obj, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
+        if obj.dtype != np.uint16:
+            raise TypeError(
+                f"{name} has dtype {obj.dtype}; bfloat16 state is uint16 (bit patterns)"
+            )
+        if obj.shape != like.shape:
+            raise ValueError(
+                f"{name} has shape {_shape_str(obj.shape)} but params[{index}] has shape "
+                f"{_shape_str(like.shape)}"
+            )
+        self._layout(obj, name, True)
+        self.record(obj, True, arg, index)
         return np.asarray(obj)
 
     def scalars(self, obj: object, arg: str, n: int, dtype: type) -> np.ndarray:

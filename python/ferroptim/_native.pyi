@@ -63,82 +63,45 @@ def roofline_read(arrays: _OptGrads) -> float: ...
 # Low-precision optimizer state (rust/python/src/lowp.rs; twins in ferroptim.reference.lowp_steps).
 # Params and grads float32; bfloat16 state: uint16 bit patterns shaped like the param; 8-bit state:
 # uint8 codes shaped like the param and float32 absmax of shape (ceil(n / 256),).
+# `<kernel>_step_bf16`, one per optimizer kernel: the arguments of
+# `<kernel>_step` with uint16 state arrays, plus the keywords stochastic_rounding, seed and
+# stream_offset.
 
+def sgd_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def adagrad_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def adadelta_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def rmsprop_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
 def adam_step_bf16(
-    params: _Arrays,
-    grads: _OptGrads,
-    exp_avgs: Sequence[NDArray[np.uint16]],
-    exp_avg_sqs: Sequence[NDArray[np.uint16]],
-    max_exp_avg_sqs: Sequence[NDArray[np.uint16]] | None,
-    steps: _Steps,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    stochastic_rounding: bool,
-    seed: int,
-    stream_offset: int,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def adamax_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def nadam_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def radam_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
 ) -> None: ...
 def lion_step_bf16(
-    params: _Arrays,
-    grads: _OptGrads,
-    exp_avgs: Sequence[NDArray[np.uint16]],
-    steps: _Steps,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    weight_decay: float,
-    maximize: bool,
-    stochastic_rounding: bool,
-    seed: int,
-    stream_offset: int,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
+) -> None: ...
+def adabelief_step_bf16(
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
 ) -> None: ...
 def adam_step_8bit(
-    params: _Arrays,
-    grads: _OptGrads,
-    exp_avg_codes: Sequence[NDArray[np.uint8]],
-    exp_avg_absmax: Sequence[NDArray[np.float32]],
-    exp_avg_sq_codes: Sequence[NDArray[np.uint8]],
-    exp_avg_sq_absmax: Sequence[NDArray[np.float32]],
-    max_exp_avg_sq_codes: Sequence[NDArray[np.uint8]] | None,
-    max_exp_avg_sq_absmax: Sequence[NDArray[np.float32]] | None,
-    steps: _Steps,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
 ) -> None: ...
 def lion_step_8bit(
-    params: _Arrays,
-    grads: _OptGrads,
-    exp_avg_codes: Sequence[NDArray[np.uint8]],
-    exp_avg_absmax: Sequence[NDArray[np.float32]],
-    steps: _Steps,
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    weight_decay: float,
-    maximize: bool,
-    grad_scale: float = 1.0,
-    clip_value: float | None = None,
+    params: _Arrays, grads: _OptGrads, *lists: _ListArg, **hypers: _Hyper
 ) -> None: ...
 def dynamic_map(signed: bool) -> list[float]: ...
 

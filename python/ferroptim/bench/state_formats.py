@@ -6,8 +6,11 @@ On each workload, timed interleaved in the same run (medians of per-call samples
 * Adam with bfloat16 state and stochastic rounding (20 bytes: m and v are 2 bytes each);
 * Adam with 8-bit blockwise state, ``min_8bit_size`` 4096 as in bitsandbytes (about 16 bytes:
   1-byte codes, plus a float32 absmax per 256 elements; smaller tensors keep float32 state);
+* AdamW (decoupled weight decay 0.01) with bfloat16 state;
 * the roofline kernels moving 20 and 28 bytes per element (``roofline_step`` with 1 and 2 state
-  arrays), which do no arithmetic: the speed limit of each traffic volume on this machine.
+  arrays), which do no arithmetic: the speed limit of each traffic volume on this machine;
+* if PyTorch happens to be importable (never a dependency), ``torch.optim.Adam(fused=True)`` with
+  float32 state on copies of the same arrays, as an anchor.
 
 State bytes per parameter are measured from the arrays each format allocates.
 """
@@ -77,6 +80,31 @@ def make_adam(
     return step, nbytes
 
 
+def _adamw_bf16(params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> Callable[[], None]:
+    """AdamW (weight decay 0.01) with bfloat16 state and stochastic rounding."""
+    steps = np.zeros(len(params), np.int64)
+    m16, v16 = ([np.zeros(p.shape, np.uint16) for p in params] for _ in range(2))
+    kw = dict(HYPER, weight_decay=0.01, decoupled_weight_decay=True, stochastic_rounding=True,
+              seed=0, stream_offset=0)  # fmt: skip
+    return lambda: _native.adam_step_bf16(params, grads, m16, v16, None, steps, **kw)
+
+
+def _torch_fused_adam(
+    params: Sequence[np.ndarray], grads: Sequence[np.ndarray], threads: int
+) -> Callable[[], None] | None:
+    """``torch.optim.Adam(fused=True)`` on copies of the arrays, or None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    tensors = [torch.from_numpy(p.copy()).requires_grad_(True) for p in params]
+    for t, g in zip(tensors, grads, strict=True):
+        t.grad = torch.from_numpy(g.copy())
+    opt = torch.optim.Adam(tensors, lr=HYPER["lr"], fused=True)
+    return opt.step
+
+
 def run_state_formats_bench(
     workloads: Sequence[str] = ("transformer", "single"),
     *,
@@ -96,8 +124,12 @@ def run_state_formats_bench(
             fns, state_bytes = {}, {}
             for fmt in FORMATS:
                 fns[fmt], state_bytes[fmt] = make_adam(fmt, [p.copy() for p in params], grads)
+            fns["bfloat16_adamw"] = _adamw_bf16([p.copy() for p in params], grads)
             fns["roofline20"] = Roofline(params, grads).step_fn(1)
             fns["roofline28"] = Roofline(params, grads).step_fn(2)
+            torch_step = _torch_fused_adam(params, grads, threads)
+            if torch_step is not None:
+                fns["torch_fused"] = torch_step
             timings = measure(fns, budget)
             ms = {k: t.median_ns / 1e6 for k, t in timings.items()}
             rows.append(
@@ -146,6 +178,14 @@ def state_formats_markdown(rows: Sequence[dict[str, Any]]) -> str:
                     f"{r['state_bytes_per_param'][fmt]:.3f}",
                 ]
             )
+        out.append([r["workload"], "bfloat16 AdamW", "20", fmt_time(ms["bfloat16_adamw"]),
+                    fmt_ratio(ms["float32"] / ms["bfloat16_adamw"]),
+                    f"{ms['roofline20'] / ms['bfloat16_adamw'] * 100:.1f}%",
+                    f"{r['state_bytes_per_param']['bfloat16']:.3f}"])  # fmt: skip
+        if "torch_fused" in ms:
+            out.append([r["workload"], "torch fused Adam (float32)", "28",
+                        fmt_time(ms["torch_fused"]), fmt_ratio(ms["float32"] / ms["torch_fused"]),
+                        f"{ms['roofline28'] / ms['torch_fused'] * 100:.1f}%", "8.000"])  # fmt: skip
         for roof, nbytes in (("roofline20", 20), ("roofline28", 28)):
             out.append([r["workload"], f"roofline {nbytes} B", str(nbytes), fmt_time(ms[roof]),
                         fmt_ratio(ms["float32"] / ms[roof]), "-", "-"])  # fmt: skip

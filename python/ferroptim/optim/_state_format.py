@@ -1,7 +1,8 @@
 """The ``state_dtype`` option: optimizer state stored as bfloat16 (or the parameter's dtype).
 
-With ``state_dtype="bfloat16"`` (float32 parameters only) every state array is a ``uint16`` array
-of bfloat16 bit patterns shaped like its parameter (``ferroptim.optim.bf16_to_float32`` reads it).
+Every optimizer has it. With ``state_dtype="bfloat16"`` (float32 parameters only) every state
+array is a ``uint16`` array of bfloat16 bit patterns shaped like its parameter
+(``ferroptim.optim.bf16_to_float32`` reads it).
 Each step widens the state to float32, applies the optimizer's float32 update unchanged and
 narrows once when storing: by stochastic rounding (``stochastic_rounding=True``, the default; the
 random bits are a counter-based hash of ``seed``, the step, the parameter's position and the
@@ -26,11 +27,9 @@ import numpy as np
 
 from ferroptim.reference.lowp_formats import bf16_narrow, bf16_widen
 
-__all__ = ["BF16_KERNELS", "STATE_DTYPES", "StateFormat", "bf16_to_float32", "float32_to_bf16"]
+__all__ = ["STATE_DTYPES", "StateFormat", "bf16_to_float32", "float32_to_bf16"]
 
 STATE_DTYPES = ("float32", "float64", "bfloat16")
-#: kernels that have a bfloat16-state variant ``<kernel>_bf16`` (same arguments plus rounding)
-BF16_KERNELS = frozenset({"adam_step", "lion_step"})
 _MAX_SEED = 2**64
 
 
@@ -69,10 +68,8 @@ class StateFormat:
     seed: int = 0
 
     @classmethod
-    def make(
-        cls, state_dtype: object, stochastic_rounding: object, seed: object, kernel_name: str
-    ) -> StateFormat:
-        """Check the three options (``kernel_name``: the optimizer's float kernel)."""
+    def make(cls, state_dtype: object, stochastic_rounding: object, seed: object) -> StateFormat:
+        """Check the three options."""
         dtype = _dtype_name(state_dtype)
         if not isinstance(stochastic_rounding, bool | np.bool_):
             raise TypeError(
@@ -82,11 +79,6 @@ class StateFormat:
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
         if not 0 <= int(seed) < _MAX_SEED:
             raise ValueError(f"seed must be in [0, 2**64), got {seed}")
-        if dtype == "bfloat16" and kernel_name not in BF16_KERNELS:
-            raise ValueError(
-                "state_dtype='bfloat16' is available for Adam, AdamW and Lion so far; this "
-                "optimizer keeps its state in the parameters' dtype"
-            )
         return cls(dtype, bool(stochastic_rounding), int(seed))
 
     @property
@@ -114,8 +106,9 @@ class StateFormat:
         return float32_to_bf16(values) if self.bf16 else values
 
     def kernel(self, module: ModuleType, kernel_name: str, stream: Callable[[], int]) -> Any:
-        """The kernel function to call: the float one, or its bfloat16-state variant with the
-        rounding options bound (``stream()`` gives the group's first parameter position)."""
+        """The kernel function to call: the float one, or its bfloat16-state variant
+        ``<kernel>_bf16`` (every optimizer kernel has one) with the rounding options bound
+        (``stream()`` gives the group's first parameter position)."""
         if not self.bf16:
             return getattr(module, kernel_name)
         bf16_kernel = getattr(module, f"{kernel_name}_bf16")

@@ -153,9 +153,7 @@ class Optimizer:
         self.last_grad_norm: float | None = None
         #: this step's norm-clipping factor (1.0 without max_grad_norm), passed to the kernels
         self._grad_scale = 1.0
-        self._state_format = StateFormat.make(
-            state_dtype, stochastic_rounding, seed, self.spec.kernel_name
-        )
+        self._state_format = StateFormat.make(state_dtype, stochastic_rounding, seed)
         #: position of the first parameter of the group being stepped (its random streams)
         self._stream_offset = 0
         self._bind_call_path()
@@ -567,7 +565,8 @@ class Optimizer:
         """Scalar entries of parameter ``i``'s state (torch keeps ``step`` as a float; torch's SGD
         keeps none)."""
         out: dict[str, Any] = {}
-        if self.spec.steps != "first":
+        # bfloat16 state keeps the step everywhere: its random streams depend on it.
+        if self.spec.steps != "first" or self._state_format.bf16:
             out["step"] = float(state.steps[i])
         for scalar in self.spec.scalars:
             out[scalar.name] = float(state.mu_products[i])
@@ -575,7 +574,7 @@ class Optimizer:
 
     def load_scalar_state(self, state: _GroupState, i: int, entry: dict[str, Any]) -> None:
         """Restore what :meth:`scalar_state` saved (``entry``'s scalars are already checked)."""
-        if self.spec.steps == "first":
+        if self.spec.steps == "first" and "step" not in entry:
             # torch keeps no step for SGD: a saved state array means the first step has happened.
             saved = any(entry.get(s.name) is not None for s in self.spec.states)
             state.steps[i] = 1 if saved else 0
@@ -704,6 +703,9 @@ class Optimizer:
         if not isinstance(entry, dict):
             raise TypeError(f"state[{index}] must be a dict, got {type(entry).__name__}")
         scalar_names = tuple(self.scalar_state(_GroupState(1), 0))
+        if self.spec.steps == "first":  # "step": saved with bfloat16 state only, loads either way
+            without = tuple(n for n in scalar_names if n != "step")
+            scalar_names = (*without, "step") if "step" in entry else without
         unknown = set(entry) - set(names) - set(scalar_names)
         if unknown:
             raise ValueError(f"state[{index}] has unexpected keys {sorted(map(str, unknown))}")

@@ -118,11 +118,13 @@ def gather(
     scalars: tuple[str, object] | None = None,
     *,
     uses_steps: bool = True,
+    bf16_state: bool = False,
 ) -> Batch:
     """Check every argument of one call and return the tensors to step.
 
     ``steps`` is the int64 step-count array (``uses_steps=False`` for kernels without one);
-    ``scalars`` is ``(name, array)`` of a float32 per-tensor scalar array (NAdam's mu_products).
+    ``scalars`` is ``(name, array)`` of a float32 per-tensor scalar array (NAdam's mu_products);
+    ``bf16_state``: the state arrays are bfloat16 bits (uint16) of float32 parameters.
     """
     _check_slots(states)
     param_list = _items("params", params)
@@ -148,8 +150,13 @@ def gather(
         if grad_list[i] is None:
             continue
         param = checker.array(param_list[i], "params", i, True)
+        if bf16_state and param.dtype != np.float32:
+            raise TypeError(
+                f"params[{i}] has dtype {param.dtype}; bfloat16 state needs float32 parameters"
+            )
         grad = checker.array(grad_list[i], "grads", i, False, like=param)
-        arrays = [checker.array(items[i], name, i, True, like=param) for name, items in lists]
+        state_array = checker.bf16_array if bf16_state else checker.array_like
+        arrays = [state_array(items[i], name, i, param) for name, items in lists]
         stepped.append((i, param, grad, arrays))
 
     step_array = checker.scalars(steps, "steps", n, np.int64) if uses_steps else None

@@ -4,8 +4,11 @@ Twins of ``rust/core/src/lowp/{hash,bf16,quant8}.rs``, bit for bit.
 
 Random bits (counter-based, so identical at any SIMD level, thread count or split of the work)::
 
-    key = mix(mix(mix(splitmix64(seed), step), stream), state)      mix(h, x) = splitmix64(h ^ x)
+    key = mix(mix(mix(splitmix64(seed), step), stream), pair)       mix(h, x) = splitmix64(h ^ x)
     bits(key, i) = lowbias32(lo32(i) ^ lo32(key)) ^ hi32(key) ^ hi32(i)
+
+State ``k`` of a tensor uses the stream of pair ``k // 2``: the high 16 bits of ``bits`` for even
+``k``, the low 16 for odd ``k`` (one hash per element serves two state arrays).
 
 bfloat16 is the top half of a float32's bits. Narrowing adds 16 random bits (stochastic) or
 ``0x7fff + lsb`` (nearest even) to the float32 bit pattern and keeps the top half; NaN stays a
@@ -32,6 +35,7 @@ __all__ = [
     "element_bits",
     "quantize",
     "splitmix64",
+    "state_bits",
     "stream_key",
 ]
 
@@ -76,14 +80,21 @@ def bf16_widen(b: np.ndarray) -> np.ndarray:
     return (b.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
-def bf16_narrow(v: np.ndarray, key: int | None) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns: stochastic with stream ``key`` (element ``i`` of the
-    flattened array uses bits(key, i)), or nearest even when ``key`` is None."""
+def state_bits(seed: int, step: int, stream: int, k: int, n: int) -> np.ndarray:
+    """The 16 random bits (uint32) narrowing state ``k`` of elements ``0 .. n`` of the tensor
+    with stream ``stream`` at ``step``: half of the bits of stream pair ``k // 2``."""
+    bits = element_bits(stream_key(seed, step, stream, k // 2), 0, n)
+    return bits >> np.uint32(16) if k % 2 == 0 else bits & np.uint32(0xFFFF)
+
+
+def bf16_narrow(v: np.ndarray, bits: np.ndarray | None) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns: stochastic with 16 random ``bits`` per element of the
+    flattened array (:func:`state_bits`), or nearest even when ``bits`` is None."""
     x = np.ascontiguousarray(v, dtype=np.float32).reshape(-1).view(np.uint32)
-    if key is None:
+    if bits is None:
         add = np.uint32(0x7FFF) + ((x >> np.uint32(16)) & np.uint32(1))
     else:
-        add = element_bits(key, 0, x.size) >> np.uint32(16)
+        add = bits.astype(np.uint32)
     rounded = ((x + add) >> np.uint32(16)).astype(np.uint16)
     nan = (x & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
     quiet = ((x >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)

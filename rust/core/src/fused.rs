@@ -20,7 +20,7 @@ use crate::tensor::{Lanes, TensorRef, MAX_STATE};
 
 /// The element update of one optimizer. `p` and `g` arrive after the common gradient steps; the
 /// first [`Update::STATES`] entries of `s` hold the state and are written back.
-pub(crate) trait Update<T: Real>: Clone + Sync + Send {
+pub trait Update<T: Real>: Clone + Sync + Send {
     /// Number of state arrays the update reads and writes.
     const STATES: usize;
     /// Return the new parameter value.
@@ -29,7 +29,7 @@ pub(crate) trait Update<T: Real>: Clone + Sync + Send {
 
 /// Weight decay as the optimizer applies it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Decay {
+pub enum Decay {
     /// No weight decay.
     None,
     /// L2 penalty folded into the gradient: `g + weight_decay * p`.
@@ -51,7 +51,7 @@ impl Decay {
 
 /// The gradient steps shared by all optimizers.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct GradPrep {
+pub struct GradPrep {
     /// Multiplies every gradient element: the clip coefficient, negated for maximize.
     pub grad_scale: f64,
     /// Clamp bound applied before the scale.
@@ -141,9 +141,69 @@ impl<T: Real> AdamMoments<T> {
     }
 }
 
-/// Where an optimizer's element update is applied: float state in place ([`run`], for
-/// `&mut [TensorRef]`), or low-precision state widened and narrowed around it (`lowp`).
-pub(crate) trait Target<T: Real> {
+/// How state elements are stored, and turned into `T` around the update: as `T` itself
+/// ([`Plain`]), or narrower (bfloat16 bits, `lowp`).
+pub(crate) trait Storage<T: Real>: Copy + Send + Sync {
+    /// A stored state element.
+    type Elem: Copy + Send;
+    /// This storage for a run of elements whose indices in the tensor have high 32 bits `high`.
+    fn run_at(self, high: u32) -> Self;
+    /// The value of a stored element.
+    fn load(self, x: Self::Elem) -> T;
+    /// `value` stored as state `k` of the element whose index has low 32 bits `low`.
+    fn store(self, k: usize, value: T, low: u32) -> Self::Elem;
+}
+
+/// State stored in the parameter's type.
+#[derive(Clone, Copy)]
+pub(crate) struct Plain;
+
+impl<T: Real> Storage<T> for Plain {
+    type Elem = T;
+    #[inline(always)]
+    fn run_at(self, _high: u32) -> Self {
+        self
+    }
+    #[inline(always)]
+    fn load(self, x: T) -> T {
+        x
+    }
+    #[inline(always)]
+    fn store(self, _k: usize, value: T, _low: u32) -> T {
+        value
+    }
+}
+
+/// A tensor as [`run_stored`] sees it: its arrays, and how its state is stored.
+pub(crate) trait AsTensor<T: Real>: Send {
+    /// The storage of the state elements.
+    type Storage: Storage<T>;
+    /// The arrays.
+    fn tensor(&self) -> &TensorRef<'_, T, <Self::Storage as Storage<T>>::Elem>;
+    /// The arrays as raw lanes for the fused loop.
+    fn lanes(&mut self) -> Lanes<'_, T, <Self::Storage as Storage<T>>::Elem>;
+    /// How this tensor's state is stored at its step.
+    fn storage(&self) -> Self::Storage;
+}
+
+impl<T: Real> AsTensor<T> for TensorRef<'_, T> {
+    type Storage = Plain;
+    fn tensor(&self) -> &TensorRef<'_, T> {
+        self
+    }
+    fn lanes(&mut self) -> Lanes<'_, T> {
+        TensorRef::lanes(self)
+    }
+    fn storage(&self) -> Plain {
+        Plain
+    }
+}
+
+/// Where an optimizer's element update is applied: a list of tensors whose state is stored in the
+/// parameter's type, or narrower and widened/narrowed around the update (`lowp`).
+pub trait Target<T: Real> {
+    /// The step count of each tensor.
+    fn steps(&self) -> Vec<u64>;
     /// Check every tensor, then apply `make_op(index, step)`'s update after `prep` to each.
     fn apply<U: Update<T>>(
         self,
@@ -152,32 +212,46 @@ pub(crate) trait Target<T: Real> {
     ) -> Result<(), Error>;
 }
 
-impl<T: Real> Target<T> for &mut [TensorRef<'_, T>] {
+impl<T: Real, X: AsTensor<T>> Target<T> for &mut [X] {
+    fn steps(&self) -> Vec<u64> {
+        self.iter().map(|t| t.tensor().step).collect()
+    }
     fn apply<U: Update<T>>(
         self,
         prep: GradPrep,
         make_op: impl Fn(usize, u64) -> U,
     ) -> Result<(), Error> {
-        run(self, prep, make_op)
+        run_stored(self, prep, make_op)
     }
 }
 
-/// Check every tensor, then apply `make_op(index, step)`'s update to each. Nothing is written unless every
-/// tensor passes its checks.
+/// [`run_stored`] on tensors whose state is stored in the parameter's type.
 pub(crate) fn run<T: Real, U: Update<T>>(
     tensors: &mut [TensorRef<'_, T>],
     prep: GradPrep,
     make_op: impl Fn(usize, u64) -> U,
 ) -> Result<(), Error> {
+    run_stored(tensors, prep, make_op)
+}
+
+/// Check every tensor, then apply `make_op(index, step)`'s update to each. Nothing is written
+/// unless every tensor passes its checks.
+pub(crate) fn run_stored<T: Real, X: AsTensor<T>, U: Update<T>>(
+    tensors: &mut [X],
+    prep: GradPrep,
+    make_op: impl Fn(usize, u64) -> U,
+) -> Result<(), Error> {
     for (index, t) in tensors.iter().enumerate() {
-        t.check(index, U::STATES)?;
+        t.tensor().check(index, U::STATES)?;
     }
-    let work: Vec<Piece<'_, T, U>> = tensors
+    let work: Vec<Piece<'_, T, U, X::Storage>> = tensors
         .iter_mut()
         .enumerate()
-        .filter(|(_, t)| !t.is_empty())
+        .filter(|(_, t)| !t.tensor().is_empty())
         .map(|(index, t)| Piece {
-            op: make_op(index, t.step),
+            op: make_op(index, t.tensor().step),
+            storage: t.storage(),
+            first: 0,
             lanes: t.lanes(),
         })
         .collect();
@@ -192,9 +266,9 @@ pub(crate) fn run<T: Real, U: Update<T>>(
     };
     // One monomorphization per combination of the common steps, so the loop carries no branch.
     if prep.clip_value.is_some() {
-        with_scale::<T, U, true>(work, args, prep)
+        with_scale::<T, U, X::Storage, true>(work, args, prep)
     } else {
-        with_scale::<T, U, false>(work, args, prep)
+        with_scale::<T, U, X::Storage, false>(work, args, prep)
     }
     Ok(())
 }
@@ -204,34 +278,37 @@ const NO_DECAY: u8 = 0;
 const L2_DECAY: u8 = 1;
 const DECOUPLED_DECAY: u8 = 2;
 
-fn with_scale<T: Real, U: Update<T>, const CLAMP: bool>(
-    work: Vec<Piece<'_, T, U>>,
+fn with_scale<T: Real, U: Update<T>, S: Storage<T>, const CLAMP: bool>(
+    work: Vec<Piece<'_, T, U, S>>,
     args: Args<T>,
     prep: GradPrep,
 ) {
     if prep.grad_scale != 1.0 {
-        with_decay::<T, U, CLAMP, true>(work, args, prep)
+        with_decay::<T, U, S, CLAMP, true>(work, args, prep)
     } else {
-        with_decay::<T, U, CLAMP, false>(work, args, prep)
+        with_decay::<T, U, S, CLAMP, false>(work, args, prep)
     }
 }
 
-fn with_decay<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool>(
-    work: Vec<Piece<'_, T, U>>,
+fn with_decay<T: Real, U: Update<T>, S: Storage<T>, const CLAMP: bool, const SCALE: bool>(
+    work: Vec<Piece<'_, T, U, S>>,
     args: Args<T>,
     prep: GradPrep,
 ) {
     match prep.decay {
-        Decay::None => execute::<T, U, CLAMP, SCALE, NO_DECAY>(work, args),
-        Decay::L2(_) => execute::<T, U, CLAMP, SCALE, L2_DECAY>(work, args),
-        Decay::Decoupled(_) => execute::<T, U, CLAMP, SCALE, DECOUPLED_DECAY>(work, args),
+        Decay::None => execute::<T, U, S, CLAMP, SCALE, NO_DECAY>(work, args),
+        Decay::L2(_) => execute::<T, U, S, CLAMP, SCALE, L2_DECAY>(work, args),
+        Decay::Decoupled(_) => execute::<T, U, S, CLAMP, SCALE, DECOUPLED_DECAY>(work, args),
     }
 }
 
-/// Part of one tensor with the update to apply to it.
-struct Piece<'a, T, U> {
-    lanes: Lanes<'a, T>,
+/// Part of one tensor with the update to apply to it; `first` is the index of its first element
+/// in the tensor.
+struct Piece<'a, T: Real, U, S: Storage<T>> {
+    lanes: Lanes<'a, T, S::Elem>,
     op: U,
+    storage: S,
+    first: u64,
 }
 
 /// Scalars of the common gradient steps, in the element type.
@@ -245,20 +322,29 @@ struct Args<T> {
 
 /// Run every piece with the common steps fixed at compile time: `CLAMP` (value clipping), `SCALE`
 /// (a gradient factor other than 1) and `DECAY` (`NO_DECAY`, `L2_DECAY` or `DECOUPLED_DECAY`).
-fn execute<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
-    work: Vec<Piece<'_, T, U>>,
+fn execute<
+    T: Real,
+    U: Update<T>,
+    S: Storage<T>,
+    const CLAMP: bool,
+    const SCALE: bool,
+    const DECAY: u8,
+>(
+    work: Vec<Piece<'_, T, U, S>>,
     args: Args<T>,
 ) {
     for_each_piece(work, |piece| {
-        dispatch(Block::<T, U, CLAMP, SCALE, DECAY> {
+        dispatch(Block::<T, U, S, CLAMP, SCALE, DECAY> {
             lanes: piece.lanes,
             op: &piece.op,
+            storage: piece.storage,
+            first: piece.first,
             args,
         })
     });
 }
 
-impl<T: Real, U: Update<T>> Splittable for Piece<'_, T, U> {
+impl<T: Real, U: Update<T>, S: Storage<T>> Splittable for Piece<'_, T, U, S> {
     fn len(&self) -> usize {
         self.lanes.len()
     }
@@ -268,23 +354,44 @@ impl<T: Real, U: Update<T>> Splittable for Piece<'_, T, U> {
             Piece {
                 lanes: a,
                 op: self.op.clone(),
+                storage: self.storage,
+                first: self.first,
             },
             Piece {
                 lanes: b,
                 op: self.op,
+                storage: self.storage,
+                first: self.first + mid as u64,
             },
         )
     }
 }
 
-struct Block<'a, 'o, T, U, const CLAMP: bool, const SCALE: bool, const DECAY: u8> {
-    lanes: Lanes<'a, T>,
+struct Block<
+    'a,
+    'o,
+    T: Real,
+    U,
+    S: Storage<T>,
+    const CLAMP: bool,
+    const SCALE: bool,
+    const DECAY: u8,
+> {
+    lanes: Lanes<'a, T, S::Elem>,
     op: &'o U,
+    storage: S,
+    first: u64,
     args: Args<T>,
 }
 
-impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8>
-    Block<'_, '_, T, U, CLAMP, SCALE, DECAY>
+impl<
+        T: Real,
+        U: Update<T>,
+        S: Storage<T>,
+        const CLAMP: bool,
+        const SCALE: bool,
+        const DECAY: u8,
+    > Block<'_, '_, T, U, S, CLAMP, SCALE, DECAY>
 {
     #[inline(always)]
     fn element(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
@@ -305,10 +412,61 @@ impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u
         };
         self.op.update(p, g, s)
     }
+
+    /// The loop proper: widen each state element, update, store it back. Taking the slices as
+    /// arguments tells the compiler they do not alias, so it vectorizes without run-time overlap
+    /// checks. Element `i` has index low bits `low + i` (for the storage's rounding).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn fused_loop(
+        &self,
+        storage: S,
+        low: u32,
+        p: &mut [T],
+        g: &[T],
+        s0: &mut [S::Elem],
+        s1: &mut [S::Elem],
+        s2: &mut [S::Elem],
+    ) {
+        let n = p.len();
+        let g = &g[..n];
+        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
+        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
+        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
+        for i in 0..n {
+            let mut s = [T::ZERO; MAX_STATE];
+            if U::STATES > 0 {
+                s[0] = storage.load(s0[i]);
+            }
+            if U::STATES > 1 {
+                s[1] = storage.load(s1[i]);
+            }
+            if U::STATES > 2 {
+                s[2] = storage.load(s2[i]);
+            }
+            p[i] = self.element(p[i], g[i], &mut s);
+            let index = low.wrapping_add(i as u32);
+            if U::STATES > 0 {
+                s0[i] = storage.store(0, s[0], index);
+            }
+            if U::STATES > 1 {
+                s1[i] = storage.store(1, s[1], index);
+            }
+            if U::STATES > 2 {
+                s2[i] = storage.store(2, s[2], index);
+            }
+        }
+    }
 }
 
-impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8> Kernel
-    for Block<'_, '_, T, U, CLAMP, SCALE, DECAY>
+impl<
+        T: Real,
+        U: Update<T>,
+        S: Storage<T>,
+        const CLAMP: bool,
+        const SCALE: bool,
+        const DECAY: u8,
+    > Kernel for Block<'_, '_, T, U, S, CLAMP, SCALE, DECAY>
 {
     #[inline(always)]
     fn run(mut self) {
@@ -335,43 +493,30 @@ impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u
             )
         };
         let grad = self.lanes.grad();
-        self.fused_loop(param, grad, s0, s1, s2);
+        // Runs of elements whose indices share their high 32 bits (one run unless the piece
+        // crosses a multiple of 2^32), so the loop sees the index as a 32-bit lane.
+        let n = param.len();
+        let mut start = 0;
+        while start < n {
+            let at = self.first + start as u64;
+            let room = (1u64 << 32) - (at & 0xffff_ffff);
+            let end = n.min(start.saturating_add(usize::try_from(room).unwrap_or(usize::MAX)));
+            self.fused_loop(
+                self.storage.run_at((at >> 32) as u32),
+                at as u32,
+                &mut param[start..end],
+                &grad[start..end],
+                window(s0, start, end),
+                window(s1, start, end),
+                window(s2, start, end),
+            );
+            start = end;
+        }
     }
 }
 
-impl<T: Real, U: Update<T>, const CLAMP: bool, const SCALE: bool, const DECAY: u8>
-    Block<'_, '_, T, U, CLAMP, SCALE, DECAY>
-{
-    /// The loop proper. Taking the slices as arguments tells the compiler they do not alias, so it
-    /// vectorizes without run-time overlap checks.
-    #[inline(always)]
-    fn fused_loop(&self, p: &mut [T], g: &[T], s0: &mut [T], s1: &mut [T], s2: &mut [T]) {
-        let n = p.len();
-        let g = &g[..n];
-        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
-        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
-        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
-        for i in 0..n {
-            let mut s = [T::ZERO; MAX_STATE];
-            if U::STATES > 0 {
-                s[0] = s0[i];
-            }
-            if U::STATES > 1 {
-                s[1] = s1[i];
-            }
-            if U::STATES > 2 {
-                s[2] = s2[i];
-            }
-            p[i] = self.element(p[i], g[i], &mut s);
-            if U::STATES > 0 {
-                s0[i] = s[0];
-            }
-            if U::STATES > 1 {
-                s1[i] = s[1];
-            }
-            if U::STATES > 2 {
-                s2[i] = s[2];
-            }
-        }
-    }
+/// Elements `start..end` of a state array (an unused, empty one stays empty).
+#[inline(always)]
+fn window<E>(s: &mut [E], start: usize, end: usize) -> &mut [E] {
+    s.get_mut(start..end).unwrap_or_default()
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// An instruction-set level a kernel can run at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimdLevel {
-    /// x86-64 with AVX-512F/VL/DQ (512-bit vectors), plus AVX2 and FMA.
+    /// x86-64 with AVX-512F/BW/VL/DQ (512-bit vectors), plus AVX2 and FMA.
     Avx512,
     /// x86-64 with AVX2 and FMA (256-bit vectors).
     Avx2,
@@ -57,6 +57,7 @@ impl SimdLevel {
             #[cfg(target_arch = "x86_64")]
             Self::Avx512 => {
                 std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
                     && std::arch::is_x86_feature_detected!("avx512vl")
                     && std::arch::is_x86_feature_detected!("avx512dq")
                     && Self::Avx2.is_supported()
@@ -156,7 +157,7 @@ pub fn dispatch<K: Kernel>(kernel: K) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn run_avx512<K: Kernel>(kernel: K) {
     kernel.run()
 }

@@ -9,11 +9,12 @@ pub const MAX_STATE: usize = 3;
 
 /// One parameter tensor and what its update needs: the parameter (updated in place), its gradient,
 /// the optimizer's state arrays in the order the optimizer documents, and the step count `t` to use
-/// (1 on the first step).
-pub struct TensorRef<'a, T> {
+/// (1 on the first step). State elements are of type `S`: the parameter's type, or a narrower
+/// storage (bfloat16 bits, see [`crate::lowp`]).
+pub struct TensorRef<'a, T, S = T> {
     pub(crate) param: &'a mut [T],
     pub(crate) grad: &'a [T],
-    pub(crate) state: [Option<&'a mut [T]>; MAX_STATE],
+    pub(crate) state: [Option<&'a mut [S]>; MAX_STATE],
     pub(crate) n_state: usize,
     pub(crate) step: u64,
 }
@@ -21,6 +22,13 @@ pub struct TensorRef<'a, T> {
 impl<'a, T: Real> TensorRef<'a, T> {
     /// A tensor with no state yet; add state arrays with [`TensorRef::with_state`].
     pub fn new(param: &'a mut [T], grad: &'a [T], step: u64) -> Self {
+        Self::with_storage(param, grad, step)
+    }
+}
+
+impl<'a, T, S> TensorRef<'a, T, S> {
+    /// A tensor with no state yet whose state elements are stored as `S`.
+    pub(crate) fn with_storage(param: &'a mut [T], grad: &'a [T], step: u64) -> Self {
         TensorRef {
             param,
             grad,
@@ -32,7 +40,7 @@ impl<'a, T: Real> TensorRef<'a, T> {
 
     /// Append the next state array. Arrays beyond [`MAX_STATE`] are counted but never used, so the
     /// kernel's state-count check reports them.
-    pub fn with_state(mut self, state: &'a mut [T]) -> Self {
+    pub fn with_state(mut self, state: &'a mut [S]) -> Self {
         if self.n_state < MAX_STATE {
             self.state[self.n_state] = Some(state);
         }
@@ -86,9 +94,9 @@ impl<'a, T: Real> TensorRef<'a, T> {
     }
 
     /// Borrow as raw lanes for the fused loop.
-    pub(crate) fn lanes(&mut self) -> Lanes<'_, T> {
+    pub(crate) fn lanes(&mut self) -> Lanes<'_, T, S> {
         let len = self.param.len();
-        let mut state = [std::ptr::NonNull::<T>::dangling().as_ptr(); MAX_STATE];
+        let mut state = [std::ptr::NonNull::<S>::dangling().as_ptr(); MAX_STATE];
         for (dst, src) in state.iter_mut().zip(self.state.iter_mut()) {
             if let Some(s) = src {
                 *dst = s.as_mut_ptr();
@@ -109,19 +117,19 @@ impl<'a, T: Real> TensorRef<'a, T> {
 /// Built only by [`TensorRef::lanes`] from unique borrows of disjoint slices, and cut only by
 /// [`Lanes::split_at`] into non-overlapping halves, so two `Lanes` never point at the same element.
 /// State pointers beyond the optimizer's state count are dangling and never dereferenced.
-pub(crate) struct Lanes<'a, T> {
+pub(crate) struct Lanes<'a, T, S = T> {
     param: *mut T,
     grad: *const T,
-    state: [*mut T; MAX_STATE],
+    state: [*mut S; MAX_STATE],
     len: usize,
-    _borrow: PhantomData<&'a mut [T]>,
+    _borrow: PhantomData<(&'a mut [T], &'a mut [S])>,
 }
 
-// Safety: a `Lanes` is a bundle of unique borrows (`&mut [T]`, `&[T]`) of disjoint memory; such
-// borrows are `Send` when `T` is.
-unsafe impl<T: Send> Send for Lanes<'_, T> {}
+// Safety: a `Lanes` is a bundle of unique borrows (`&mut [T]`, `&[T]`, `&mut [S]`) of disjoint
+// memory; such borrows are `Send` when `T` and `S` are.
+unsafe impl<T: Send, S: Send> Send for Lanes<'_, T, S> {}
 
-impl<'a, T> Lanes<'a, T> {
+impl<'a, T, S> Lanes<'a, T, S> {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -160,7 +168,7 @@ impl<'a, T> Lanes<'a, T> {
     /// State array `k`.
     ///
     /// Safety: `k` is below the tensor's state count and the caller takes it once per `Lanes`.
-    pub(crate) unsafe fn state(&mut self, k: usize) -> &'a mut [T] {
+    pub(crate) unsafe fn state(&mut self, k: usize) -> &'a mut [S] {
         std::slice::from_raw_parts_mut(self.state[k], self.len)
     }
 }

@@ -4,9 +4,9 @@
 mod common;
 
 use common::{each_setting, first_disagreement, Rng};
-use ferroptim_core::lowp::hash::stream_key;
 use ferroptim_core::lowp::{self, bf16, Bf16TensorRef, Quant8State, Quant8TensorRef, QuantMap};
 use ferroptim_core::lowp::{Quantizer, Rounding, BLOCK};
+use ferroptim_core::optim::HyperValue;
 use ferroptim_core::*;
 
 const SIZES: [usize; 8] = [0, 1, 7, 255, 256, 257, 1000, 100_003];
@@ -194,8 +194,8 @@ fn fused_bf16_equals_widen_step_narrow() {
         .with_state(&mut vw);
     adam_step(&mut [t], &cfg).unwrap();
     let (mut me, mut ve) = (vec![0u16; n], vec![0u16; n]);
-    bf16::narrow_slice(&mw, &mut me, Some(stream_key(seed, step, stream, 0)), 0);
-    bf16::narrow_slice(&vw, &mut ve, Some(stream_key(seed, step, stream, 1)), 0);
+    bf16::narrow_slice(&mw, &mut me, Some((seed, step, stream, 0)), 0);
+    bf16::narrow_slice(&vw, &mut ve, Some((seed, step, stream, 1)), 0);
     assert_eq!(p, pe);
     assert_eq!(m, me);
     assert_eq!(v, ve);
@@ -299,3 +299,101 @@ fn refused_calls_change_nothing() {
     ));
     assert!(p.iter().all(|&x| x == 1.0) && m.iter().all(|&b| b == 0));
 }
+
+/// bfloat16 state on optimizer `cfg` equals widen, the float32 step, narrow (with the random bits
+/// of [`bf16::state_bits`]), at every SIMD level and thread count, over several steps.
+fn check_every_optimizer_bf16<C: Optimizer>(name: &str) {
+    // Every state list on: momentum, amsgrad, centered; some weight decay.
+    let mut cfg = C::default();
+    cfg.set("momentum", HyperValue::Real(0.9));
+    cfg.set("amsgrad", HyperValue::Flag(true));
+    cfg.set("centered", HyperValue::Flag(true));
+    cfg.set("weight_decay", HyperValue::Real(0.01));
+    assert_eq!(cfg.state_count(), C::STATES.len(), "{name}");
+    let n_state = cfg.state_count();
+    let n_tensors = SIZES.len();
+    let (seed, stream0) = (17, 4);
+    let run = |fused: bool| -> Vec<u32> {
+        let mut rng = Rng::new(21);
+        let mut params: Vec<Vec<f32>> = grads(&mut rng);
+        let mut states: Vec<Vec<Vec<u16>>> = SIZES
+            .iter()
+            .map(|&n| vec![vec![0u16; n]; n_state])
+            .collect();
+        let mut scalars = vec![1.0f32; if C::SCALARS.is_some() { n_tensors } else { 0 }];
+        for t in 1..=STEPS {
+            let gs = grads(&mut rng);
+            if fused {
+                let mut tensors: Vec<Bf16TensorRef<'_>> = params
+                    .iter_mut()
+                    .zip(&gs)
+                    .zip(states.iter_mut())
+                    .enumerate()
+                    .map(|(i, ((p, g), s))| {
+                        let r = Rounding::Stochastic {
+                            seed,
+                            stream: stream0 + i as u64,
+                        };
+                        s.iter_mut()
+                            .fold(Bf16TensorRef::new(p, g, t, r), |acc, s| acc.with_state(s))
+                    })
+                    .collect();
+                lowp::step_bf16(&cfg, &mut tensors, &mut scalars).unwrap();
+                continue;
+            }
+            let mut wide: Vec<Vec<Vec<f32>>> = states
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .map(|b| {
+                            let mut w = vec![0f32; b.len()];
+                            bf16::widen_slice(b, &mut w);
+                            w
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut tensors: Vec<TensorRef<'_, f32>> = params
+                .iter_mut()
+                .zip(&gs)
+                .zip(wide.iter_mut())
+                .map(|((p, g), s)| {
+                    s.iter_mut()
+                        .fold(TensorRef::new(p, g, t), |acc, s| acc.with_state(s))
+                })
+                .collect();
+            cfg.step(&mut tensors, &mut scalars).unwrap();
+            for (i, (w, s)) in wide.iter().zip(states.iter_mut()).enumerate() {
+                for (k, (w, s)) in w.iter().zip(s.iter_mut()).enumerate() {
+                    let stream = stream0 + i as u64;
+                    bf16::narrow_slice(w, s, Some((seed, t, stream, k)), 0);
+                }
+            }
+        }
+        let mut bits: Vec<u32> = params.iter().flatten().map(|x| x.to_bits()).collect();
+        bits.extend(states.iter().flatten().flatten().map(|&b| u32::from(b)));
+        bits.extend(scalars.iter().map(|x| x.to_bits()));
+        bits
+    };
+    let separate = run(false);
+    let runs = each_setting(|_, _| run(true));
+    for r in &runs {
+        assert!(
+            r.outcome == separate,
+            "{name}: {:?} with {} threads differs from widen-step-narrow",
+            r.level,
+            r.threads
+        );
+    }
+}
+
+macro_rules! every_optimizer_bf16 {
+    ($($kernel:ident: $cfg:ident,)*) => {
+        #[test]
+        fn every_optimizer_bf16_equals_widen_step_narrow() {
+            $( check_every_optimizer_bf16::<$cfg>(stringify!($kernel)); )*
+        }
+    };
+}
+
+for_each_optimizer!(every_optimizer_bf16);

@@ -11,6 +11,7 @@
 
 use crate::error::core_error;
 use ferroptim_core::clip::tensor_partials;
+use ferroptim_core::lowp::{Bf16TensorRef, Rounding};
 use ferroptim_core::{GradClip, NormType, Real, TensorRef};
 use numpy::npyffi;
 use numpy::prelude::*;
@@ -239,35 +240,45 @@ impl<'py> Dtypes<'py> {
                 )));
             }
         }
-        if !array.is_c_contiguous() {
-            return Err(PyValueError::new_err(format!(
-                "{label} is not C-contiguous; pass a contiguous array (np.ascontiguousarray \
-                 makes a copy, which would not be updated in place)"
-            )));
-        }
-        let len: usize = array.shape().iter().product();
-        let (flags, data) = flags_and_data(array);
-        if len > 0 && flags & npyffi::NPY_ARRAY_ALIGNED == 0 {
-            return Err(PyValueError::new_err(format!(
-                "{label} is not aligned for its dtype"
-            )));
-        }
-        if written && flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
-            return Err(PyValueError::new_err(format!(
-                "{label} is read-only; it must be writeable to be updated in place"
-            )));
-        }
         let item = match dtype {
             Dtype::F32 => 4,
             Dtype::F64 => 8,
         };
-        let raw = RawArray {
-            data,
-            len,
-            bytes: len * item,
-        };
-        Ok((array, dtype, raw))
+        Ok((array, dtype, raw_array(array, label, written, item)?))
     }
+}
+
+/// The data of an array whose dtype was checked (`item` bytes per element), once it is checked to
+/// be C-contiguous, aligned and, if `written`, writeable.
+fn raw_array(
+    array: &Bound<'_, PyUntypedArray>,
+    label: Label,
+    written: bool,
+    item: usize,
+) -> PyResult<RawArray> {
+    if !array.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!(
+            "{label} is not C-contiguous; pass a contiguous array (np.ascontiguousarray \
+             makes a copy, which would not be updated in place)"
+        )));
+    }
+    let len: usize = array.shape().iter().product();
+    let (flags, data) = flags_and_data(array);
+    if len > 0 && flags & npyffi::NPY_ARRAY_ALIGNED == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{label} is not aligned for its dtype"
+        )));
+    }
+    if written && flags & npyffi::NPY_ARRAY_WRITEABLE == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{label} is read-only; it must be writeable to be updated in place"
+        )));
+    }
+    Ok(RawArray {
+        data,
+        len,
+        bytes: len * item,
+    })
 }
 
 struct Checker<'py> {
@@ -350,6 +361,54 @@ impl<'py> Checker<'py> {
         let label = Label::Item(arg, index);
         let like = like.map(|(dtype, shape)| (dtype, shape, Label::Item("params", index)));
         let (_, dtype, raw) = self.dtypes.check(obj, label, written, like)?;
+        self.track(obj, raw, written, arg, index)?;
+        Ok((raw, dtype))
+    }
+
+    /// Check one bfloat16 state array (uint16 bit patterns, shaped like its float32 parameter)
+    /// and record its memory.
+    fn bf16_array(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        arg: &'static str,
+        index: usize,
+        shape: &[usize],
+    ) -> PyResult<RawArray> {
+        let label = Label::Item(arg, index);
+        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{label} must be a numpy.ndarray, got {}",
+                type_name(obj)
+            ))
+        })?;
+        if !array.dtype().is_equiv_to(&numpy::dtype::<u16>(obj.py())) {
+            return Err(PyTypeError::new_err(format!(
+                "{label} has dtype {}; bfloat16 state is uint16 (bit patterns)",
+                array.dtype()
+            )));
+        }
+        if array.shape() != shape {
+            return Err(PyValueError::new_err(format!(
+                "{label} has shape {} but params[{index}] has shape {}",
+                shape_str(array.shape()),
+                shape_str(shape)
+            )));
+        }
+        let raw = raw_array(array, label, true, 2)?;
+        self.track(obj, raw, true, arg, index)?;
+        Ok(raw)
+    }
+
+    /// Record a checked array's memory (and mapped file bytes), and keep it alive.
+    fn track(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        raw: RawArray,
+        written: bool,
+        arg: &'static str,
+        index: usize,
+    ) -> PyResult<()> {
+        let label = Label::Item(arg, index);
         self.spans.extend(Span::of(raw, written, label));
         if raw.bytes > 0 {
             if let Some((device, inode, start, end)) = mapped_file(obj)? {
@@ -363,7 +422,7 @@ impl<'py> Checker<'py> {
             }
         }
         self.keep.push(obj.clone().unbind());
-        Ok((raw, dtype))
+        Ok(())
     }
 
     /// Refuse any overlap between a written array and any other array, in memory or in the
@@ -519,6 +578,9 @@ pub struct CallArgs<'a, 'py> {
     pub states: &'a [(&'static str, Option<&'a Bound<'py, PyAny>>)],
     pub steps: Option<&'a Bound<'py, PyAny>>,
     pub scalars: Option<(&'static str, &'a Bound<'py, PyAny>)>,
+    /// State stored as bfloat16 (uint16 arrays) for float32 parameters, instead of the
+    /// parameter's dtype.
+    pub bf16_state: bool,
 }
 
 impl Batch {
@@ -553,12 +615,22 @@ impl Batch {
                 continue;
             }
             let (param, dtype) = checker.array(&params[i], "params", i, true, None)?;
+            if args.bf16_state && dtype != Dtype::F32 {
+                return Err(PyTypeError::new_err(format!(
+                    "params[{i}] has dtype {}; bfloat16 state needs float32 parameters",
+                    dtype_name(dtype)
+                )));
+            }
             let param_array = params[i].cast::<PyUntypedArray>()?;
             let like = Some((dtype, param_array.shape()));
             let (grad, _) = checker.array(&grads[i], "grads", i, false, like)?;
             let mut state = Vec::with_capacity(state_lists.len());
             for (arg, list) in &state_lists {
-                state.push(checker.array(&list[i], arg, i, true, like)?.0);
+                state.push(if args.bf16_state {
+                    checker.bf16_array(&list[i], arg, i, param_array.shape())?
+                } else {
+                    checker.array(&list[i], arg, i, true, like)?.0
+                });
             }
             entries.push(Entry {
                 index: i,
@@ -615,9 +687,48 @@ impl Batch {
     /// Run `kernel` on the float32 tensors and then the float64 ones, without the GIL. On success,
     /// every stepped tensor's count is incremented.
     pub fn run<K: StepKernel>(self, py: Python<'_>, kernel: &K) -> PyResult<()> {
+        self.run_all(py, |batch| {
+            batch.run_dtype(Dtype::F32, tensor_ref::<f32>, |t, s| kernel.step(t, s))?;
+            batch.run_dtype(Dtype::F64, tensor_ref::<f64>, |t, s| kernel.step(t, s))
+        })
+    }
+
+    /// Run `kernel` on tensors with bfloat16 state (gathered with `bf16_state`), without the
+    /// GIL; tensor `i`'s random stream is `rounding`'s stream plus `i`.
+    pub fn run_bf16<K: Bf16Kernel>(
+        self,
+        py: Python<'_>,
+        kernel: &K,
+        rounding: Rounding,
+    ) -> PyResult<()> {
+        let make = |e: &Entry, step: u64| {
+            let rounding = match rounding {
+                Rounding::Stochastic { seed, stream } => Rounding::Stochastic {
+                    seed,
+                    stream: stream.wrapping_add(e.index as u64),
+                },
+                nearest => nearest,
+            };
+            // Safety: as in `tensor_ref`, with uint16 state arrays.
+            unsafe {
+                let (p, g) = (e.param.slice_mut::<f32>(), e.grad.slice::<f32>());
+                let t = Bf16TensorRef::new(p, g, step, rounding);
+                e.state.iter().fold(t, |t, s| t.with_state(s.slice_mut()))
+            }
+        };
+        self.run_all(py, |batch| {
+            batch.run_dtype(Dtype::F32, make, |t, s| kernel.step_bf16(t, s))
+        })
+    }
+
+    /// `run` without the GIL, then, on success, count a step for every stepped tensor.
+    fn run_all(
+        &self,
+        py: Python<'_>,
+        run: impl FnOnce(&Self) -> Result<(), ferroptim_core::Error> + Send,
+    ) -> PyResult<()> {
         let result = py.detach(|| -> Result<(), ferroptim_core::Error> {
-            self.run_dtype::<f32, K>(Dtype::F32, kernel)?;
-            self.run_dtype::<f64, K>(Dtype::F64, kernel)?;
+            run(self)?;
             if let Some(steps) = self.steps {
                 for e in &self.entries {
                     // Safety: checked in `gather`; no other reference to this memory is live.
@@ -629,31 +740,21 @@ impl Batch {
         result.map_err(core_error)
     }
 
-    fn run_dtype<T: Real, K: StepKernel>(
-        &self,
+    /// Step the tensors of `dtype`, built by `make(entry, step)`, with `step(tensors, scalars)`;
+    /// the per-tensor scalars are read before and written back after a successful step.
+    fn run_dtype<'b, X>(
+        &'b self,
         dtype: Dtype,
-        kernel: &K,
+        make: impl Fn(&'b Entry, u64) -> X,
+        step: impl FnOnce(&mut [X], &mut [f32]) -> Result<(), ferroptim_core::Error>,
     ) -> Result<(), ferroptim_core::Error> {
         let chosen: Vec<&Entry> = self.entries.iter().filter(|e| e.dtype == dtype).collect();
         if chosen.is_empty() {
             return Ok(());
         }
-        let mut tensors: Vec<TensorRef<'_, T>> = chosen
+        let mut tensors: Vec<X> = chosen
             .iter()
-            .map(|e| {
-                // Safety: `gather` checked that each array holds `len` aligned, contiguous elements
-                // of type T, that written arrays are writeable, and that no written array overlaps
-                // any other; the Python objects stay alive for this call.
-                unsafe {
-                    let p = std::slice::from_raw_parts_mut(e.param.data as *mut T, e.param.len);
-                    let g = std::slice::from_raw_parts(e.grad.data as *const T, e.grad.len);
-                    let mut t = TensorRef::new(p, g, self.next_step(e.index));
-                    for s in &e.state {
-                        t = t.with_state(std::slice::from_raw_parts_mut(s.data as *mut T, s.len));
-                    }
-                    t
-                }
-            })
+            .map(|e| make(e, self.next_step(e.index)))
             .collect();
         let mut scalars: Vec<f32> = match self.scalars {
             // Safety: checked to hold one float32 per parameter.
@@ -663,7 +764,7 @@ impl Batch {
                 .collect(),
             None => Vec::new(),
         };
-        kernel.step(&mut tensors, &mut scalars)?;
+        step(&mut tensors, &mut scalars)?;
         if let Some(ptr) = self.scalars {
             for (e, v) in chosen.iter().zip(&scalars) {
                 // Safety: as above.
@@ -671,6 +772,17 @@ impl Batch {
             }
         }
         Ok(())
+    }
+}
+
+/// The arrays of `e` (of element type `T`) as a core tensor at `step`.
+fn tensor_ref<T: Real>(e: &Entry, step: u64) -> TensorRef<'_, T> {
+    // Safety: `gather` checked that each array holds `len` aligned, contiguous elements of type
+    // T, that written arrays are writeable, and that no written array overlaps any other; the
+    // Python objects stay alive for this call, and each entry is made into one tensor per call.
+    unsafe {
+        let t = TensorRef::new(e.param.slice_mut(), e.grad.slice(), step);
+        e.state.iter().fold(t, |t, s| t.with_state(s.slice_mut()))
     }
 }
 
@@ -687,6 +799,16 @@ pub trait StepKernel: Sync + Send {
     fn step<T: Real>(
         &self,
         tensors: &mut [TensorRef<'_, T>],
+        scalars: &mut [f32],
+    ) -> Result<(), ferroptim_core::Error>;
+}
+
+/// An optimizer's core step on bfloat16 state.
+pub trait Bf16Kernel: Sync + Send {
+    /// Update `tensors`; `scalars` as for [`StepKernel::step`].
+    fn step_bf16(
+        &self,
+        tensors: &mut [Bf16TensorRef<'_>],
         scalars: &mut [f32],
     ) -> Result<(), ferroptim_core::Error>;
 }

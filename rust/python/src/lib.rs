@@ -101,8 +101,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         batchnorm::batch_norm_forward,
         batchnorm::batch_norm_backward,
         optim::roofline_step,
-        lowp::adam_step_bf16,
-        lowp::lion_step_bf16,
         lowp::adam_step_8bit,
         lowp::lion_step_8bit,
         lowp::dynamic_map,

@@ -1,17 +1,28 @@
-//! Optimizer steps on low-precision state: `<name>_step_bf16` (state as uint16 arrays holding
-//! bfloat16 bit patterns, shaped like the parameter) and `<name>_step_8bit` (per state, a uint8
-//! code array shaped like the parameter and a 1-d float32 absmax array of `ceil(n / 256)` blocks).
-//! Parameters and gradients are float32. Lists are aligned by position; a `None` gradient skips
-//! its tensor. Arrays are borrowed through rust-numpy's borrow checker, so an array passed twice,
-//! read-only or non-contiguous is refused (ValueError/TypeError naming it) before anything runs.
+//! Optimizer steps on low-precision state, with the arguments of the float kernels
+//! (`optim.rs`: positional arrays, keyword hyperparameters parsed from the core's declaration):
+//!
+//! * `<kernel>_bf16` for every optimizer kernel: the state lists hold uint16 arrays of bfloat16
+//!   bit patterns shaped like the float32 parameters, and three more keywords say how updated
+//!   state is narrowed (`stochastic_rounding`, `seed`, `stream_offset`); the arrays are checked
+//!   as for the float kernels (`arrays.rs`).
+//! * `adam_step_8bit`, `lion_step_8bit`: per state list, a list of uint8 code arrays shaped like
+//!   the parameter and a list of 1-d float32 absmax arrays of `ceil(n / 256)` blocks. These
+//!   arrays are borrowed through rust-numpy's borrow checker, so an array passed twice, read-only
+//!   or non-contiguous is refused (ValueError/TypeError naming it) before anything runs.
+//!
+//! Lists are aligned by position; a `None` gradient skips its tensor.
 
 use crate::arrays::{items, shape_str, type_name};
+use crate::error::core_error;
+use crate::optim::{argument_error, check_slot, parse_config, KernelCall};
 use ferroptim_core as core;
-use ferroptim_core::lowp::{self, Bf16TensorRef, Quant8State, Quant8TensorRef, QuantMap, Rounding};
-use ferroptim_core::GradClip;
+use ferroptim_core::lowp::{self, Quant8State, Quant8TensorRef, QuantMap, Rounding};
+use ferroptim_core::optim::Optimizer;
 use numpy::{Element, PyArrayDyn, PyArrayMethods, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
+use std::ffi::CStr;
 
 type Any<'py> = Bound<'py, PyAny>;
 
@@ -51,19 +62,12 @@ fn hold<'py, T: Element>(obj: &Any<'py>, label: &str, dtype: &str) -> PyResult<H
     })
 }
 
-/// How the state of one list is stored.
-#[derive(Clone, Copy)]
-enum Storage {
-    Bf16,
-    Quant8(QuantMap),
-}
-
-/// One state list as passed: its name, and the code (or bfloat16) arrays plus the absmax arrays.
+/// One 8-bit state list as passed: its name, code arrays, absmax arrays and map.
 struct StateArg<'a, 'py> {
     name: &'static str,
-    values: &'a Any<'py>,
-    absmax: Option<&'a Any<'py>>,
-    storage: Storage,
+    codes: &'a Any<'py>,
+    absmax: &'a Any<'py>,
+    map: QuantMap,
 }
 
 /// One tensor's checked arrays.
@@ -71,7 +75,6 @@ struct Tensor<'py> {
     index: usize,
     param: Held<'py, f32>,
     grad: Held<'py, f32>,
-    bf16: Vec<Held<'py, u16>>,
     codes: Vec<(Held<'py, u8>, Held<'py, f32>, QuantMap)>,
 }
 
@@ -98,12 +101,9 @@ fn gather<'py>(
     }
     let mut lists = Vec::new();
     for s in states {
-        let values = items(s.name, s.values)?;
-        let absmax = match s.absmax {
-            Some(a) => Some(items(s.name, a)?),
-            None => None,
-        };
-        for list in std::iter::once(&values).chain(absmax.as_ref()) {
+        let codes = items(s.name, s.codes)?;
+        let absmax = items(s.name, s.absmax)?;
+        for list in [&codes, &absmax] {
             if list.len() != n {
                 return Err(PyValueError::new_err(format!(
                     "{} has {} arrays for {n} params",
@@ -112,7 +112,7 @@ fn gather<'py>(
                 )));
             }
         }
-        lists.push((values, absmax));
+        lists.push((codes, absmax));
     }
     let steps = hold::<i64>(steps, "steps", "int64")?;
     if steps.shape != [n] {
@@ -152,33 +152,22 @@ fn gather<'py>(
             index: i,
             param,
             grad,
-            bf16: Vec::new(),
             codes: Vec::new(),
         };
-        for (s, (values, absmax)) in states.iter().zip(&lists) {
+        for (s, (codes, absmax)) in states.iter().zip(&lists) {
             let label = format!("{}[{i}]", s.name);
-            match (s.storage, absmax) {
-                (Storage::Bf16, _) => {
-                    let held = hold::<u16>(&values[i], &label, "uint16 (bfloat16 bits)")?;
-                    same_shape(label, &held.shape)?;
-                    tensor.bf16.push(held);
-                }
-                (Storage::Quant8(map), Some(absmax)) => {
-                    let codes = hold::<u8>(&values[i], &format!("{label} codes"), "uint8")?;
-                    same_shape(format!("{label} codes"), &codes.shape)?;
-                    let blocks = tensor.param.len.div_ceil(lowp::BLOCK);
-                    let scales = hold::<f32>(&absmax[i], &format!("{label} absmax"), "float32")?;
-                    if scales.shape != [blocks] {
-                        return Err(PyValueError::new_err(format!(
-                            "{label} absmax has shape {} but needs ({blocks},) for {} elements",
-                            shape_str(&scales.shape),
-                            tensor.param.len
-                        )));
-                    }
-                    tensor.codes.push((codes, scales, map));
-                }
-                (Storage::Quant8(_), None) => unreachable!("8-bit state lists carry absmax"),
+            let codes = hold::<u8>(&codes[i], &format!("{label} codes"), "uint8")?;
+            same_shape(format!("{label} codes"), &codes.shape)?;
+            let blocks = tensor.param.len.div_ceil(lowp::BLOCK);
+            let scales = hold::<f32>(&absmax[i], &format!("{label} absmax"), "float32")?;
+            if scales.shape != [blocks] {
+                return Err(PyValueError::new_err(format!(
+                    "{label} absmax has shape {} but needs ({blocks},) for {} elements",
+                    shape_str(&scales.shape),
+                    tensor.param.len
+                )));
             }
+            tensor.codes.push((codes, scales, s.map));
         }
         tensors.push(tensor);
     }
@@ -236,25 +225,6 @@ impl<T: Element> Held<'_, T> {
     }
 }
 
-fn bf16_tensor<'t>(t: &'t Tensor<'_>, step: u64, rounding: Rounding) -> Bf16TensorRef<'t> {
-    // Safety: see `param_grad`; each state array is a distinct exclusive borrow.
-    unsafe {
-        let (p, g) = (t.param.slice(), &*t.grad.slice());
-        let rounding = match rounding {
-            Rounding::Stochastic { seed, stream } => Rounding::Stochastic {
-                seed,
-                stream: stream + t.index as u64,
-            },
-            r => r,
-        };
-        let mut r = Bf16TensorRef::new(p, g, step, rounding);
-        for s in &t.bf16 {
-            r = r.with_state(s.slice());
-        }
-        r
-    }
-}
-
 fn quant8_tensor<'t>(t: &'t Tensor<'_>, step: u64) -> Quant8TensorRef<'t> {
     // Safety: as `bf16_tensor`.
     unsafe {
@@ -271,295 +241,146 @@ fn quant8_tensor<'t>(t: &'t Tensor<'_>, step: u64) -> Quant8TensorRef<'t> {
     }
 }
 
-fn rounding(stochastic_rounding: bool, seed: u64, stream_offset: u64) -> Rounding {
-    if stochastic_rounding {
-        Rounding::Stochastic {
-            seed,
-            stream: stream_offset,
-        }
+/// The keywords of a `<kernel>_bf16` call beyond the float kernel's.
+const ROUNDING_KEYWORDS: [&str; 3] = ["stochastic_rounding", "seed", "stream_offset"];
+
+/// Keyword `name` of `kernel`'s call, required.
+fn keyword<'py, T: FromPyObjectOwned<'py>>(
+    kernel: &str,
+    hypers: Option<&Bound<'py, PyDict>>,
+    name: &str,
+) -> PyResult<T> {
+    let value = match hypers {
+        Some(d) => d.get_item(name)?,
+        None => None,
+    }
+    .ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{kernel}() missing required keyword argument: '{name}'"
+        ))
+    })?;
+    value
+        .extract::<T>()
+        .map_err(|e| argument_error(value.py(), name, e.into()))
+}
+
+/// Add `<kernel>_bf16(params, grads, <the float kernel's lists>, steps, *, <its
+/// hyperparameters>, stochastic_rounding, seed, stream_offset, grad_scale=1.0, clip_value=None)`:
+/// optimizer `C`'s step with bfloat16 state (uint16 arrays shaped like the float32 parameters);
+/// tensor `i`'s random stream is `stream_offset + i`.
+pub(crate) fn add_bf16_kernel<C: Optimizer>(
+    m: &Bound<'_, PyModule>,
+    name: &'static CStr,
+) -> PyResult<()> {
+    let doc = c"The float kernel of the same name without `_bf16`, with bfloat16 state (uint16 \
+arrays) and the keywords stochastic_rounding, seed and stream_offset (see ferroptim._native).";
+    let function = PyCFunction::new_closure(m.py(), Some(name), Some(doc), move |args, hypers| {
+        step_bf16::<C>(name.to_str().unwrap_or("kernel"), args, hypers)
+    })?;
+    m.add(name.to_string_lossy(), function)
+}
+
+fn step_bf16<C: Optimizer>(
+    kernel: &str,
+    args: &Bound<'_, PyTuple>,
+    hypers: Option<&Bound<'_, PyDict>>,
+) -> PyResult<()> {
+    if args.len() < 2 {
+        return Err(PyTypeError::new_err(format!(
+            "{kernel}() missing required positional arguments: 'params' and 'grads'"
+        )));
+    }
+    let stochastic: bool = keyword(kernel, hypers, "stochastic_rounding")?;
+    let seed: u64 = keyword(kernel, hypers, "seed")?;
+    let stream: u64 = keyword(kernel, hypers, "stream_offset")?;
+    let rounding = if stochastic {
+        Rounding::Stochastic { seed, stream }
     } else {
         Rounding::NearestEven
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn adam_config(
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<core::AdamConfig> {
-    let cfg = core::AdamConfig {
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        amsgrad,
-        maximize,
-        decoupled_weight_decay,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
     };
-    cfg.validate()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(cfg)
-}
-
-fn lion_config(
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    weight_decay: f64,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<core::LionConfig> {
-    let cfg = core::LionConfig {
-        lr,
-        beta1,
-        beta2,
-        weight_decay,
-        maximize,
-        grad_clip: GradClip {
-            scale: grad_scale,
-            clip_value,
-        },
+    let call = KernelCall {
+        kernel,
+        params: &args.get_item(0)?,
+        grads: &args.get_item(1)?,
+        lists: &args.get_slice(2, args.len()),
+        hypers,
     };
-    cfg.validate()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(cfg)
+    let (cfg, batch) = call.gather::<C>(&ROUNDING_KEYWORDS, true)?;
+    batch.run_bf16(args.py(), &cfg, rounding)
 }
 
-fn amsgrad_slot(list: Option<&Any<'_>>, amsgrad: bool) -> PyResult<()> {
-    match (list.is_some(), amsgrad) {
-        (false, true) => Err(PyValueError::new_err(
-            "max_exp_avg_sqs: a list of arrays is required when amsgrad=True",
-        )),
-        (true, false) => Err(PyValueError::new_err(
-            "max_exp_avg_sqs: must be None unless amsgrad=True",
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn bf16_arg<'a, 'py>(name: &'static str, values: &'a Any<'py>) -> StateArg<'a, 'py> {
-    StateArg {
-        name,
-        values,
-        absmax: None,
-        storage: Storage::Bf16,
-    }
-}
-
-fn quant8_arg<'a, 'py>(
-    name: &'static str,
-    codes: &'a Any<'py>,
-    absmax: &'a Any<'py>,
-    map: QuantMap,
-) -> StateArg<'a, 'py> {
-    StateArg {
-        name,
-        values: codes,
-        absmax: Some(absmax),
-        storage: Storage::Quant8(map),
-    }
-}
-
-/// Adam / AdamW / AMSGrad with bfloat16 state (uint16 arrays). Tensor `i`'s random stream is
-/// `stream_offset + i`.
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, stochastic_rounding, seed, stream_offset, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step_bf16<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    exp_avg_sqs: &Any<'py>,
-    max_exp_avg_sqs: Option<&Any<'py>>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    stochastic_rounding: bool,
-    seed: u64,
-    stream_offset: u64,
-    grad_scale: f64,
-    clip_value: Option<f64>,
+/// Optimizer `C`'s step with 8-bit blockwise state: for each of its state lists, a list of code
+/// arrays and a list of absmax arrays (both None when the list's option is off), on map `maps[k]`.
+fn step_8bit<C: Optimizer>(
+    kernel: &str,
+    maps: &[QuantMap],
+    params: &Any<'_>,
+    grads: &Any<'_>,
+    lists: &Bound<'_, PyTuple>,
+    hypers: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<()> {
-    let cfg = adam_config(
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        amsgrad,
-        maximize,
-        decoupled_weight_decay,
-        grad_scale,
-        clip_value,
-    )?;
-    amsgrad_slot(max_exp_avg_sqs, amsgrad)?;
-    let mut states = vec![
-        bf16_arg("exp_avgs", exp_avgs),
-        bf16_arg("exp_avg_sqs", exp_avg_sqs),
-    ];
-    states.extend(max_exp_avg_sqs.map(|l| bf16_arg("max_exp_avg_sqs", l)));
-    let call = gather(params, grads, &states, steps)?;
-    let round = rounding(stochastic_rounding, seed, stream_offset);
-    call.run_with(
-        py,
-        |t, step| bf16_tensor(t, step, round),
-        |ts| lowp::adam_step_bf16(ts, &cfg),
-    )
-}
-
-/// Lion with bfloat16 state (uint16 arrays).
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avgs, steps, *, lr, beta1, beta2, weight_decay, maximize, stochastic_rounding, seed, stream_offset, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn lion_step_bf16<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avgs: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    weight_decay: f64,
-    maximize: bool,
-    stochastic_rounding: bool,
-    seed: u64,
-    stream_offset: u64,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = lion_config(
-        lr,
-        beta1,
-        beta2,
-        weight_decay,
-        maximize,
-        grad_scale,
-        clip_value,
-    )?;
-    let call = gather(params, grads, &[bf16_arg("exp_avgs", exp_avgs)], steps)?;
-    let round = rounding(stochastic_rounding, seed, stream_offset);
-    call.run_with(
-        py,
-        |t, step| bf16_tensor(t, step, round),
-        |ts| lowp::lion_step_bf16(ts, &cfg),
-    )
-}
-
-/// Adam / AdamW / AMSGrad with 8-bit blockwise state: `exp_avg` on the signed map, `exp_avg_sq`
-/// and `max_exp_avg_sq` on the unsigned one.
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avg_codes, exp_avg_absmax, exp_avg_sq_codes, exp_avg_sq_absmax, max_exp_avg_sq_codes, max_exp_avg_sq_absmax, steps, *, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn adam_step_8bit<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avg_codes: &Any<'py>,
-    exp_avg_absmax: &Any<'py>,
-    exp_avg_sq_codes: &Any<'py>,
-    exp_avg_sq_absmax: &Any<'py>,
-    max_exp_avg_sq_codes: Option<&Any<'py>>,
-    max_exp_avg_sq_absmax: Option<&Any<'py>>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    weight_decay: f64,
-    amsgrad: bool,
-    maximize: bool,
-    decoupled_weight_decay: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = adam_config(
-        lr,
-        beta1,
-        beta2,
-        eps,
-        weight_decay,
-        amsgrad,
-        maximize,
-        decoupled_weight_decay,
-        grad_scale,
-        clip_value,
-    )?;
-    amsgrad_slot(max_exp_avg_sq_codes, amsgrad)?;
-    amsgrad_slot(max_exp_avg_sq_absmax, amsgrad)?;
-    let mut states = vec![
-        quant8_arg("exp_avgs", exp_avg_codes, exp_avg_absmax, QuantMap::Signed),
-        quant8_arg(
-            "exp_avg_sqs",
-            exp_avg_sq_codes,
-            exp_avg_sq_absmax,
-            QuantMap::Unsigned,
-        ),
-    ];
-    if let (Some(c), Some(a)) = (max_exp_avg_sq_codes, max_exp_avg_sq_absmax) {
-        states.push(quant8_arg("max_exp_avg_sqs", c, a, QuantMap::Unsigned));
+    let py = lists.py();
+    let mut names = vec!["params".to_string(), "grads".to_string()];
+    for s in C::STATES {
+        let one = s.name.trim_end_matches('s');
+        names.extend([format!("{one}_codes"), format!("{one}_absmax")]);
     }
-    let call = gather(params, grads, &states, steps)?;
-    call.run_with(py, quant8_tensor, |ts| lowp::adam_step_8bit(ts, &cfg))
+    names.push("steps".to_string());
+    if lists.len() + 2 != names.len() {
+        return Err(PyTypeError::new_err(format!(
+            "{kernel}() takes {} positional arguments ({}) but {} were given",
+            names.len(),
+            names.join(", "),
+            lists.len() + 2
+        )));
+    }
+    let cfg: C = parse_config(py, kernel, hypers, &[])?;
+    cfg.check_ranges().map_err(core_error)?;
+    cfg.check_combination().map_err(core_error)?;
+    let values: Vec<Any<'_>> = lists.iter().collect();
+    let mut states = Vec::new();
+    for (k, (list, &map)) in C::STATES.iter().zip(maps).enumerate() {
+        let (codes, absmax) = (&values[2 * k], &values[2 * k + 1]);
+        let used = cfg.uses_state(k);
+        for given in [!codes.is_none(), !absmax.is_none()] {
+            check_slot(list, given, used)?;
+        }
+        if used {
+            states.push(StateArg {
+                name: list.name,
+                codes,
+                absmax,
+                map,
+            });
+        }
+    }
+    let call = gather(params, grads, &states, &values[values.len() - 1])?;
+    call.run_with(py, quant8_tensor, |ts| lowp::step_8bit(&cfg, ts))
 }
 
-/// Lion with 8-bit blockwise state (`exp_avg` on the signed map).
-#[pyfunction]
-#[pyo3(signature = (params, grads, exp_avg_codes, exp_avg_absmax, steps, *, lr, beta1, beta2, weight_decay, maximize, grad_scale=1.0, clip_value=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn lion_step_8bit<'py>(
-    py: Python<'py>,
-    params: &Any<'py>,
-    grads: &Any<'py>,
-    exp_avg_codes: &Any<'py>,
-    exp_avg_absmax: &Any<'py>,
-    steps: &Any<'py>,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    weight_decay: f64,
-    maximize: bool,
-    grad_scale: f64,
-    clip_value: Option<f64>,
-) -> PyResult<()> {
-    let cfg = lion_config(
-        lr,
-        beta1,
-        beta2,
-        weight_decay,
-        maximize,
-        grad_scale,
-        clip_value,
-    )?;
-    let states = [quant8_arg(
-        "exp_avgs",
-        exp_avg_codes,
-        exp_avg_absmax,
-        QuantMap::Signed,
-    )];
-    let call = gather(params, grads, &states, steps)?;
-    call.run_with(py, quant8_tensor, |ts| lowp::lion_step_8bit(ts, &cfg))
+/// The 8-bit kernels: `(name, optimizer, the map of each state list)`.
+macro_rules! kernels_8bit {
+    ($($name:ident: $cfg:ident, $maps:expr;)*) => {
+        $(
+            #[doc = concat!("`", stringify!($name), "(params, grads, <codes and absmax list of \
+                each state>, steps, *, <hyperparameters>, grad_scale=1.0, clip_value=None)`.")]
+            #[pyfunction]
+            #[pyo3(signature = (params, grads, *lists, **hypers))]
+            pub fn $name<'py>(
+                params: &Any<'py>,
+                grads: &Any<'py>,
+                lists: &Bound<'py, PyTuple>,
+                hypers: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<()> {
+                step_8bit::<core::$cfg>(stringify!($name), &$maps, params, grads, lists, hypers)
+            }
+        )*
+    };
+}
+
+kernels_8bit! {
+    adam_step_8bit: AdamConfig, [QuantMap::Signed, QuantMap::Unsigned, QuantMap::Unsigned];
+    lion_step_8bit: LionConfig, [QuantMap::Signed];
 }
 
 /// The dynamic quantization map (`signed=True`: first moments; False: second moments).

@@ -10,10 +10,11 @@
 //! torch.optim, and parsed into the core's config struct from its declaration
 //! (`Hyperparameters::HYPERS`).
 
-use crate::arrays::{Batch, CallArgs, StepKernel};
+use crate::arrays::{Batch, Bf16Kernel, CallArgs, StepKernel};
 use crate::error::core_error;
 use ferroptim_core as core;
-use ferroptim_core::optim::{HyperKind, HyperValue, Optimizer};
+use ferroptim_core::lowp::Bf16TensorRef;
+use ferroptim_core::optim::{HyperKind, HyperValue, Optimizer, StateList};
 use ferroptim_core::{Real, TensorRef};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -21,8 +22,8 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 type Any<'py> = Bound<'py, PyAny>;
 
-/// A core configuration as a [`StepKernel`].
-struct Kernel<C>(C);
+/// A core configuration as a [`StepKernel`] and a [`Bf16Kernel`].
+pub(crate) struct Kernel<C>(C);
 
 impl<C: Optimizer> StepKernel for Kernel<C> {
     fn validate(&self) -> Result<(), core::Error> {
@@ -34,19 +35,27 @@ impl<C: Optimizer> StepKernel for Kernel<C> {
     }
 }
 
+impl<C: Optimizer> Bf16Kernel for Kernel<C> {
+    fn step_bf16(&self, t: &mut [Bf16TensorRef<'_>], s: &mut [f32]) -> Result<(), core::Error> {
+        core::lowp::step_bf16(&self.0, t, s)
+    }
+}
+
 /// `err` with the argument named, keeping its exception type (as pyo3 reports a bad argument).
-fn argument_error(py: Python<'_>, name: &str, err: PyErr) -> PyErr {
+pub(crate) fn argument_error(py: Python<'_>, name: &str, err: PyErr) -> PyErr {
     let message = format!("argument '{name}': {}", err.value(py));
     PyErr::from_type(err.get_type(py), message)
 }
 
 /// The config `C` from the keyword arguments: every declared hyperparameter, converted in
-/// declaration order, then `grad_scale` and `clip_value`; unknown or missing names are refused.
-/// The dict is read in one pass, comparing its keys as text (no Python string is built).
-fn parse_config<C: Optimizer>(
+/// declaration order, then `grad_scale` and `clip_value`; unknown or missing names are refused
+/// (names in `extra` are the caller's to parse). The dict is read in one pass, comparing its keys
+/// as text (no Python string is built).
+pub(crate) fn parse_config<C: Optimizer>(
     py: Python<'_>,
     kernel: &str,
     hypers: Option<&Bound<'_, PyDict>>,
+    extra: &[&str],
 ) -> PyResult<C> {
     let n = C::HYPERS.len();
     // By position: the hyperparameters in declaration order, then grad_scale and clip_value.
@@ -62,6 +71,7 @@ fn parse_config<C: Optimizer>(
         };
         match slot {
             Some(i) => given[i] = Some(value),
+            None if extra.contains(&name) => {}
             None => {
                 unexpected.get_or_insert_with(|| name.to_owned());
             }
@@ -101,6 +111,21 @@ fn parse_config<C: Optimizer>(
     Ok(cfg)
 }
 
+/// A state list given (`given`) exactly when the options use it (`used`).
+pub(crate) fn check_slot(list: &StateList, given: bool, used: bool) -> PyResult<()> {
+    match (list.when, given, used) {
+        (Some(option), false, true) => Err(PyValueError::new_err(format!(
+            "{}: a list of arrays is required when {option}",
+            list.name
+        ))),
+        (Some(option), true, false) => Err(PyValueError::new_err(format!(
+            "{}: must be None unless {option}",
+            list.name
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The positional arguments after `params` and `grads`: the state lists, the scalar array (if
 /// the optimizer has one) and `steps`.
 fn positional_names<C: Optimizer>() -> Vec<&'static str> {
@@ -120,49 +145,69 @@ fn step<C: Optimizer>(
     lists: &Bound<'_, PyTuple>,
     hypers: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<()> {
-    let names = positional_names::<C>();
-    if lists.len() + 2 != names.len() {
-        return Err(PyTypeError::new_err(format!(
-            "{kernel}() takes {} positional arguments ({}) but {} were given",
-            names.len(),
-            names.join(", "),
-            lists.len() + 2
-        )));
-    }
-    let cfg = Kernel(parse_config::<C>(py, kernel, hypers)?);
-    // Hyperparameter errors come first, as in the reference.
-    cfg.validate().map_err(core_error)?;
-    let values: Vec<Any<'_>> = lists.iter().collect();
-    let mut states = Vec::with_capacity(C::STATES.len());
-    for (k, list) in C::STATES.iter().enumerate() {
-        let value = &values[k];
-        let given = !value.is_none();
-        match (list.when, given, cfg.0.uses_state(k)) {
-            (Some(option), false, true) => {
-                return Err(PyValueError::new_err(format!(
-                    "{}: a list of arrays is required when {option}",
-                    list.name
-                )))
-            }
-            (Some(option), true, false) => {
-                return Err(PyValueError::new_err(format!(
-                    "{}: must be None unless {option}",
-                    list.name
-                )))
-            }
-            (Some(_), false, false) => states.push((list.name, None)),
-            _ => states.push((list.name, Some(value))),
-        }
-    }
-    let scalars = C::SCALARS.map(|name| (name, &values[C::STATES.len()]));
-    let args = CallArgs {
+    let call = KernelCall {
+        kernel,
         params,
         grads,
-        states: &states,
-        steps: values.last(),
-        scalars,
+        lists,
+        hypers,
     };
-    Batch::gather(py, args)?.run(py, &cfg)
+    let (cfg, batch) = call.gather::<C>(&[], false)?;
+    batch.run(py, &cfg)
+}
+
+/// The arguments of one kernel call, as Python passed them.
+pub(crate) struct KernelCall<'a, 'py> {
+    pub kernel: &'a str,
+    pub params: &'a Any<'py>,
+    pub grads: &'a Any<'py>,
+    /// The positional arguments after `params` and `grads`.
+    pub lists: &'a Bound<'py, PyTuple>,
+    pub hypers: Option<&'a Bound<'py, PyDict>>,
+}
+
+impl KernelCall<'_, '_> {
+    /// The config and the checked arrays: hyperparameters parsed (`extra`: keywords the caller
+    /// parses) and validated, then every state list given exactly when its option is on, then
+    /// the arrays (state stored as bfloat16 if `bf16_state`).
+    pub(crate) fn gather<C: Optimizer>(
+        &self,
+        extra: &[&str],
+        bf16_state: bool,
+    ) -> PyResult<(Kernel<C>, Batch)> {
+        let (kernel, lists) = (self.kernel, self.lists);
+        let py = lists.py();
+        let names = positional_names::<C>();
+        if lists.len() + 2 != names.len() {
+            return Err(PyTypeError::new_err(format!(
+                "{kernel}() takes {} positional arguments ({}) but {} were given",
+                names.len(),
+                names.join(", "),
+                lists.len() + 2
+            )));
+        }
+        let cfg = Kernel(parse_config::<C>(py, kernel, self.hypers, extra)?);
+        // Hyperparameter errors come first, as in the reference.
+        cfg.validate().map_err(core_error)?;
+        let values: Vec<Any<'_>> = lists.iter().collect();
+        let mut states = Vec::with_capacity(C::STATES.len());
+        for (k, list) in C::STATES.iter().enumerate() {
+            let value = &values[k];
+            let used = cfg.0.uses_state(k);
+            check_slot(list, !value.is_none(), used)?;
+            states.push((list.name, used.then_some(value)));
+        }
+        let scalars = C::SCALARS.map(|name| (name, &values[C::STATES.len()]));
+        let args = CallArgs {
+            params: self.params,
+            grads: self.grads,
+            states: &states,
+            steps: values.last(),
+            scalars,
+            bf16_state,
+        };
+        Ok((cfg, Batch::gather(py, args)?))
+    }
 }
 
 /// One `#[pyfunction]` per optimizer, and [`register`] adding them all plus `KERNEL_SPECS`.
@@ -191,6 +236,10 @@ macro_rules! kernels {
             $(
                 m.add_function(wrap_pyfunction!($name, m)?)?;
                 specs.set_item(stringify!($name), describe::<core::$cfg>(m.py())?)?;
+                crate::lowp::add_bf16_kernel::<core::$cfg>(
+                    m,
+                    const { const_cstr(concat!(stringify!($name), "_bf16\0")) },
+                )?;
             )*
             m.add("KERNEL_SPECS", specs)
         }
@@ -198,6 +247,14 @@ macro_rules! kernels {
 }
 
 ferroptim_core::for_each_optimizer!(kernels);
+
+/// A C string from a literal ending in a NUL byte (checked at compile time).
+const fn const_cstr(s: &'static str) -> &'static std::ffi::CStr {
+    match std::ffi::CStr::from_bytes_with_nul(s.as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("not a NUL-terminated string"),
+    }
+}
 
 fn describe<C: Optimizer>(py: Python<'_>) -> PyResult<Bound<'_, PyTuple>> {
     let hypers = PyList::empty(py);
@@ -258,6 +315,7 @@ pub fn roofline_step<'py>(
         states: &lists,
         steps: None,
         scalars: None,
+        bf16_state: false,
     };
     Batch::gather(py, args)?.run(py, &Roofline(states.len()))
 }

@@ -10,7 +10,9 @@
 //! 0x8000_0000). NaN stays a quiet NaN with its sign (`(x >> 16) | 0x40`); infinities stay
 //! infinite; magnitudes past the largest bfloat16 can round to infinity, as in any narrowing.
 
-use super::hash::lowbias32;
+use super::hash::{element_bits, lowbias32, stream_key};
+use crate::fused::Storage;
+use crate::tensor::MAX_STATE;
 
 /// How float32 values are rounded to bfloat16.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,87 +44,160 @@ fn is_nan_bits(x: u32) -> bool {
 #[inline(always)]
 pub fn narrow_nearest(v: f32) -> u16 {
     let x = v.to_bits();
-    let rounded = (x.wrapping_add(0x7fff + ((x >> 16) & 1)) >> 16) as u16;
-    if is_nan_bits(x) {
-        (x >> 16) as u16 | 0x40
-    } else {
-        rounded
-    }
+    narrowed(x, 0x7fff + ((x >> 16) & 1))
 }
 
 /// Round to bfloat16 up or down in magnitude using the low 16 bits of `r` as the random draw.
 #[inline(always)]
 pub fn narrow_stochastic(v: f32, r: u32) -> u16 {
-    let x = v.to_bits();
-    let rounded = (x.wrapping_add(r & 0xffff) >> 16) as u16;
-    if is_nan_bits(x) {
-        (x >> 16) as u16 | 0x40
-    } else {
-        rounded
-    }
+    narrowed(v.to_bits(), r & 0xffff)
 }
 
-/// Narrow `src` into `dst` (same length), element `i` using the random bits of element
-/// `first + i` of stream `key` when stochastic.
+/// The 16 bits added before truncating `x` (a float32's bits): random ones, or `0x7fff` plus the
+/// kept part's lowest bit (nearest, ties to even). A NaN adds nothing and gets its quiet bit set
+/// instead (bit 22, which is bit 6 of the result), so it stays a NaN of the same sign: written as
+/// two selects before one add, shift and narrowing, which vectorize to masked operations.
 #[inline(always)]
-pub fn narrow_slice(src: &[f32], dst: &mut [u16], key: Option<u64>, first: u64) {
-    let dst = &mut dst[..src.len()];
-    let Some(key) = key else {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = narrow_nearest(s);
+fn narrowed(x: u32, add: u32) -> u16 {
+    let nan = is_nan_bits(x);
+    let x = if nan { x | 0x0040_0000 } else { x };
+    let add = if nan { 0 } else { add };
+    (x.wrapping_add(add) >> 16) as u16
+}
+
+/// bfloat16 state as the fused loop stores it (`crate::fused::Storage`): widened on load,
+/// narrowed on store to nearest even or with the random bits of [`state_bits`] for the element's
+/// index: one 32-bit hash serves two state arrays.
+#[derive(Clone, Copy)]
+pub(crate) struct Bf16Storage {
+    stochastic: bool,
+    /// Low and high halves of the stream key of each pair of states; the high half already XORed
+    /// with the high 32 bits of the current run's element indices.
+    key_low: [u32; PAIRS],
+    key_high: [u32; PAIRS],
+}
+
+/// Pairs of state arrays sharing one stream key (each takes 16 of its 32 bits per element).
+const PAIRS: usize = MAX_STATE.div_ceil(2);
+
+impl Bf16Storage {
+    /// The storage of one tensor's state at `step`.
+    pub(crate) fn new(rounding: Rounding, step: u64) -> Self {
+        let keys: [u64; PAIRS] = std::array::from_fn(|pair| match rounding {
+            Rounding::NearestEven => 0,
+            Rounding::Stochastic { seed, stream } => stream_key(seed, step, stream, pair),
+        });
+        Bf16Storage {
+            stochastic: matches!(rounding, Rounding::Stochastic { .. }),
+            key_low: keys.map(|k| k as u32),
+            key_high: keys.map(|k| (k >> 32) as u32),
         }
-        return;
-    };
-    // Runs that stay within one 2^32-aligned range of indices, so the loop works on 32-bit
-    // lanes only (the high half of the index is constant in a run).
-    let mut start = 0;
-    while start < src.len() {
-        let at = first + start as u64;
-        let room = (1u64 << 32) - (at & 0xffff_ffff);
-        let end = src
-            .len()
-            .min(start.saturating_add(usize::try_from(room).unwrap_or(usize::MAX)));
-        narrow_run(&src[start..end], &mut dst[start..end], key, at);
-        start = end;
     }
 }
 
-/// [`narrow_slice`] for indices `first..first + src.len()` that share their high 32 bits:
-/// `element_bits` with the index split into a running low half and a constant high half.
-#[inline(always)]
-fn narrow_run(src: &[f32], dst: &mut [u16], key: u64, first: u64) {
-    let high = (key >> 32) as u32 ^ (first >> 32) as u32;
-    let (low0, key_low) = (first as u32, key as u32);
-    for (j, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
-        let low = low0.wrapping_add(j as u32);
-        let bits = lowbias32(low ^ key_low) ^ high;
-        *d = narrow_stochastic(s, bits >> 16);
+impl Storage<f32> for Bf16Storage {
+    type Elem = u16;
+    #[inline(always)]
+    fn run_at(self, high: u32) -> Self {
+        Bf16Storage {
+            key_high: self.key_high.map(|k| k ^ high),
+            ..self
+        }
     }
+    #[inline(always)]
+    fn load(self, x: u16) -> f32 {
+        widen(x)
+    }
+    /// [`state_bits`] on 32-bit lanes only: `element_bits(key, index)` is
+    /// `lowbias32(lo32(index) ^ lo32(key)) ^ hi32(key) ^ hi32(index)`, two multiplies, shifts
+    /// and XORs per element and pair of states at every SIMD level (the compiler computes the
+    /// hash of a pair once).
+    #[inline(always)]
+    fn store(self, k: usize, value: f32, low: u32) -> u16 {
+        let x = value.to_bits();
+        let add = if self.stochastic {
+            let bits = lowbias32(low ^ self.key_low[k / 2]) ^ self.key_high[k / 2];
+            half(bits, k)
+        } else {
+            0x7fff + ((x >> 16) & 1)
+        };
+        narrowed(x, add)
+    }
+}
+
+/// State `k`'s 16 bits of its pair's 32: the high half for even `k`, the low half for odd.
+#[inline(always)]
+fn half(bits: u32, k: usize) -> u32 {
+    if k.is_multiple_of(2) {
+        bits >> 16
+    } else {
+        bits & 0xffff
+    }
+}
+
+/// The 16 random bits with which state `k` of element `index` is narrowed, from the stream of
+/// `(seed, step, stream)`: half of `element_bits(stream_key(seed, step, stream, k / 2), index)`
+/// (the high half for even `k`, the low half for odd).
+pub fn state_bits(seed: u64, step: u64, stream: u64, k: usize, index: u64) -> u32 {
+    half(
+        element_bits(stream_key(seed, step, stream, k / 2), index),
+        k,
+    )
 }
 
 /// Widen `src` into `dst` (same length).
-#[inline(always)]
 pub fn widen_slice(src: &[u16], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = widen(s);
     }
 }
 
+/// Narrow `src` into `dst` (same length) as state `k` of elements `first..` of the tensor whose
+/// stream is `(seed, step, stream)` ([`state_bits`]), or to nearest even when `stochastic` is
+/// `None`. (The optimizer steps narrow inside their fused loop; this is the same rounding alone.)
+pub fn narrow_slice(
+    src: &[f32],
+    dst: &mut [u16],
+    stochastic: Option<(u64, u64, u64, usize)>,
+    first: u64,
+) {
+    for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
+        *d = match stochastic {
+            Some((seed, step, stream, k)) => {
+                narrow_stochastic(s, state_bits(seed, step, stream, k, first + i as u64))
+            }
+            None => narrow_nearest(s),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::hash::element_bits;
     use super::*;
 
     #[test]
-    fn narrow_slice_uses_element_bits_across_a_2_pow_32_boundary() {
-        let src: Vec<f32> = (0..40).map(|i| 1.0 + i as f32 * 1e-4).collect();
-        let (key, first) = (0x1234_5678_9abc_def0, (1u64 << 32) - 17);
-        let mut dst = vec![0u16; src.len()];
-        narrow_slice(&src, &mut dst, Some(key), first);
-        for (i, (&s, &d)) in src.iter().zip(&dst).enumerate() {
-            let bits = element_bits(key, first + i as u64);
-            assert_eq!(d, narrow_stochastic(s, bits >> 16), "element {i}");
+    fn storage_uses_state_bits_across_a_2_pow_32_boundary() {
+        let rounding = Rounding::Stochastic { seed: 7, stream: 3 };
+        let storage = Bf16Storage::new(rounding, 5);
+        for index in [0u64, 1, (1 << 32) - 1, 1 << 32, (1 << 32) + 9, 3 << 40] {
+            let run = storage.run_at((index >> 32) as u32);
+            let v = 1.0 + index as f32 * 1e-4;
+            for k in 0..MAX_STATE {
+                let bits = state_bits(7, 5, 3, k, index);
+                assert_eq!(run.store(k, v, index as u32), narrow_stochastic(v, bits));
+            }
         }
+        let nearest = Bf16Storage::new(Rounding::NearestEven, 5);
+        assert_eq!(nearest.store(0, 1.0 + 2f32.powi(-8), 3), 0x3f80);
+    }
+
+    #[test]
+    fn a_pair_of_states_splits_one_hash() {
+        let bits = element_bits(stream_key(1, 2, 3, 0), 99);
+        assert_eq!(state_bits(1, 2, 3, 0, 99), bits >> 16);
+        assert_eq!(state_bits(1, 2, 3, 1, 99), bits & 0xffff);
+        let next = element_bits(stream_key(1, 2, 3, 1), 99);
+        assert_eq!(state_bits(1, 2, 3, 2, 99), next >> 16);
     }
 
     #[test]

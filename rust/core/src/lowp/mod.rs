@@ -1,10 +1,12 @@
 //! Optimizer state in fewer bits: bfloat16 ([`bf16`]) and 8-bit blockwise ([`quant8`]).
 //!
-//! Parameters and gradients stay float32. Each step widens a block of state into float32
-//! registers, runs the optimizer's float32 update unchanged, and narrows once when storing
-//! (`run.rs`). bfloat16 narrowing rounds stochastically with counter-based random bits
-//! ([`hash`]) or to nearest even; 8-bit state is requantized to the nearest code of a dynamic map
-//! with one absmax per block of [`BLOCK`] elements.
+//! Parameters and gradients stay float32. Each step widens the state into float32 registers,
+//! runs the optimizer's float32 update unchanged, and narrows once when storing. bfloat16 state
+//! works for every optimizer ([`step_bf16`]): its elements are widened and narrowed inside the
+//! float loop of `fused.rs` (a 16-bit shift on load; on store, 16 random bits of a counter-based
+//! hash ([`hash`]) added before truncating, or round to nearest even). 8-bit state (`run.rs`) is
+//! requantized to the nearest code of a dynamic map with one absmax per block of [`BLOCK`]
+//! elements.
 //!
 //! ```
 //! use ferroptim_core::lowp::{adam_step_bf16, Bf16TensorRef, Rounding};
@@ -29,5 +31,7 @@ mod tensor;
 
 pub use bf16::Rounding;
 pub use quant8::{dynamic_map, QuantMap, Quantizer, BLOCK};
-pub use steps::{adam_step_8bit, adam_step_bf16, lion_step_8bit, lion_step_bf16};
+pub use steps::{
+    adam_step_8bit, adam_step_bf16, lion_step_8bit, lion_step_bf16, step_8bit, step_bf16,
+};
 pub use tensor::{Bf16TensorRef, Quant8State, Quant8TensorRef};

@@ -1,17 +1,15 @@
-//! The one loop of every low-precision optimizer step, block by block of [`BLOCK`] elements:
-//! widen (or dequantize) each state array into float32 registers, apply the gradient steps every
-//! optimizer shares (`fused.rs`), run the optimizer's element update exactly as for float32
-//! state, then narrow (or find the block's new absmax and requantize) once and store.
+//! The loop of the 8-bit optimizer steps, block by block of [`BLOCK`] elements: dequantize each
+//! state array into float32 registers, apply the gradient steps every optimizer shares
+//! (`fused.rs`), run the optimizer's element update exactly as for float32 state, then find the
+//! block's new absmax and requantize once and store. (bfloat16 state needs no blocks: it is
+//! widened and narrowed per element inside `fused.rs`'s loop, see [`super::bf16`].)
 //!
-//! The parameter update uses the float32 state before narrowing, so a step's parameter is the one
-//! the float32 optimizer computes from the same (widened) state. Pieces handed to threads start on
-//! block boundaries and the random bits depend only on element indices, so results are the same
-//! bits at every SIMD level and thread count.
+//! The parameter update uses the float32 state before requantizing, so a step's parameter is the
+//! one the float32 optimizer computes from the same (dequantized) state. Pieces handed to threads
+//! start on block boundaries, so results are the same bits at every SIMD level and thread count.
 
-use super::bf16::{narrow_slice, widen_slice, Rounding};
-use super::hash::stream_key;
 use super::quant8::{QuantMap, Quantizer, BLOCK};
-use super::tensor::{Bf16TensorRef, Quant8TensorRef};
+use super::tensor::Quant8TensorRef;
 use crate::clip::clamp_value;
 use crate::error::Error;
 use crate::fused::{Decay, GradPrep, Target, Update};
@@ -33,27 +31,6 @@ trait Format: Sync {
     ///
     /// Safety: as [`Format::load`].
     unsafe fn store(&self, k: usize, slot: Self::Slot, first: u64, values: &[f32]);
-}
-
-/// bfloat16 state; `keys[k]` is state `k`'s random stream (None: round to nearest even).
-struct Bf16 {
-    keys: [Option<u64>; MAX_STATE],
-}
-
-impl Format for Bf16 {
-    type Slot = *mut u16;
-    fn offset(slot: *mut u16, elements: usize) -> *mut u16 {
-        slot.wrapping_add(elements)
-    }
-    #[inline(always)]
-    unsafe fn load(&self, _k: usize, slot: *mut u16, out: &mut [f32]) {
-        widen_slice(std::slice::from_raw_parts(slot, out.len()), out);
-    }
-    #[inline(always)]
-    unsafe fn store(&self, k: usize, slot: *mut u16, first: u64, values: &[f32]) {
-        let dst = std::slice::from_raw_parts_mut(slot, values.len());
-        narrow_slice(values, dst, self.keys[k], first);
-    }
 }
 
 /// 8-bit blockwise state; `quant[k]` is state `k`'s map.
@@ -218,7 +195,6 @@ fn update_block<U: Update<f32>>(
 /// A tensor whose state is stored in format `Self::Format`.
 trait LowpTensor {
     type Format: Format;
-    fn check(&self, index: usize, n_state: usize) -> Result<(), Error>;
     fn step(&self) -> u64;
     fn len(&self) -> usize;
     /// How this tensor's state is stored (its random streams or maps).
@@ -233,42 +209,8 @@ trait LowpTensor {
     );
 }
 
-impl LowpTensor for Bf16TensorRef<'_> {
-    type Format = Bf16;
-    fn check(&self, index: usize, n_state: usize) -> Result<(), Error> {
-        Bf16TensorRef::check(self, index, n_state)
-    }
-    fn step(&self) -> u64 {
-        self.step
-    }
-    fn len(&self) -> usize {
-        self.param.len()
-    }
-    fn format(&self) -> Bf16 {
-        Bf16 {
-            keys: std::array::from_fn(|k| match self.rounding {
-                Rounding::NearestEven => None,
-                Rounding::Stochastic { seed, stream } => {
-                    Some(stream_key(seed, self.step, stream, k))
-                }
-            }),
-        }
-    }
-    fn raw(&mut self) -> (*mut f32, *const f32, [*mut u16; MAX_STATE]) {
-        let slots = std::array::from_fn(|k| {
-            self.state[k]
-                .as_mut()
-                .map_or(std::ptr::null_mut(), |s| s.as_mut_ptr())
-        });
-        (self.param.as_mut_ptr(), self.grad.as_ptr(), slots)
-    }
-}
-
 impl LowpTensor for Quant8TensorRef<'_> {
     type Format = Quant8;
-    fn check(&self, index: usize, n_state: usize) -> Result<(), Error> {
-        Quant8TensorRef::check(self, index, n_state)
-    }
     fn step(&self) -> u64 {
         self.step
     }
@@ -293,7 +235,10 @@ impl LowpTensor for Quant8TensorRef<'_> {
     }
 }
 
-impl<X: LowpTensor> Target<f32> for &mut [X] {
+impl Target<f32> for &mut [Quant8TensorRef<'_>] {
+    fn steps(&self) -> Vec<u64> {
+        self.iter().map(LowpTensor::step).collect()
+    }
     fn apply<U: Update<f32>>(
         self,
         prep: GradPrep,
@@ -302,7 +247,7 @@ impl<X: LowpTensor> Target<f32> for &mut [X] {
         for (index, t) in self.iter().enumerate() {
             t.check(index, U::STATES)?;
         }
-        let formats: Vec<X::Format> = self.iter().map(LowpTensor::format).collect();
+        let formats: Vec<Quant8> = self.iter().map(LowpTensor::format).collect();
         let pieces = self
             .iter_mut()
             .enumerate()

@@ -1,19 +1,16 @@
 //! The arrays of one float32 parameter tensor whose optimizer state is stored in low precision.
 
-use super::bf16::Rounding;
+use super::bf16::{Bf16Storage, Rounding};
 use super::quant8::{QuantMap, BLOCK};
 use crate::error::Error;
-use crate::tensor::MAX_STATE;
+use crate::fused::AsTensor;
+use crate::tensor::{Lanes, TensorRef, MAX_STATE};
 
 /// A float32 parameter, its gradient and bfloat16 state arrays (`u16` bit patterns), in the order
 /// the optimizer documents; `step` is the step count to use (1 on the first step) and `rounding`
 /// how updated state is narrowed.
 pub struct Bf16TensorRef<'a> {
-    pub(crate) param: &'a mut [f32],
-    pub(crate) grad: &'a [f32],
-    pub(crate) state: [Option<&'a mut [u16]>; MAX_STATE],
-    pub(crate) n_state: usize,
-    pub(crate) step: u64,
+    pub(crate) tensor: TensorRef<'a, f32, u16>,
     pub(crate) rounding: Rounding,
 }
 
@@ -21,37 +18,30 @@ impl<'a> Bf16TensorRef<'a> {
     /// A tensor with no state yet; add state arrays with [`Bf16TensorRef::with_state`].
     pub fn new(param: &'a mut [f32], grad: &'a [f32], step: u64, rounding: Rounding) -> Self {
         Bf16TensorRef {
-            param,
-            grad,
-            state: [None, None, None],
-            n_state: 0,
-            step,
+            tensor: TensorRef::with_storage(param, grad, step),
             rounding,
         }
     }
 
     /// Append the next state array.
-    pub fn with_state(mut self, state: &'a mut [u16]) -> Self {
-        if self.n_state < MAX_STATE {
-            self.state[self.n_state] = Some(state);
+    pub fn with_state(self, state: &'a mut [u16]) -> Self {
+        Bf16TensorRef {
+            tensor: self.tensor.with_state(state),
+            rounding: self.rounding,
         }
-        self.n_state += 1;
-        self
     }
+}
 
-    pub(crate) fn check(&self, index: usize, n_state: usize) -> Result<(), Error> {
-        check_common(
-            index,
-            self.param.len(),
-            self.grad.len(),
-            self.step,
-            self.n_state,
-            n_state,
-        )?;
-        for s in self.state.iter().flatten() {
-            check_len("state", index, s.len(), self.param.len())?;
-        }
-        Ok(())
+impl AsTensor<f32> for Bf16TensorRef<'_> {
+    type Storage = Bf16Storage;
+    fn tensor(&self) -> &TensorRef<'_, f32, u16> {
+        &self.tensor
+    }
+    fn lanes(&mut self) -> Lanes<'_, f32, u16> {
+        self.tensor.lanes()
+    }
+    fn storage(&self) -> Bf16Storage {
+        Bf16Storage::new(self.rounding, self.tensor.step)
     }
 }
 

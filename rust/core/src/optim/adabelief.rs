@@ -13,7 +13,7 @@
 //! [`adam`](super::adam). State, in order: `exp_avg`, `exp_avg_var`.
 
 use crate::error::Error;
-use crate::fused::{run, AdamMoments, Update};
+use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -40,8 +40,8 @@ impl Optimizer for AdabeliefConfig {
         StateList::always("exp_avg_vars"),
     ];
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        adabelief_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        adabelief_on(target, self)
     }
 }
 
@@ -73,8 +73,13 @@ pub fn adabelief_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdabeliefConfig,
 ) -> Result<(), Error> {
+    adabelief_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn adabelief_on<T: Real>(target: impl Target<T>, cfg: &AdabeliefConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    run(tensors, prep, |_, step| {
+    target.apply(prep, |_, step| {
         let t = step as f64;
         AdabeliefOp {
             moments: AdamMoments::new(cfg.beta1, cfg.beta2),

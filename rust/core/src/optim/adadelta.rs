@@ -10,7 +10,7 @@
 //! State, in order: `square_avg`, `acc_delta`.
 
 use crate::error::Error;
-use crate::fused::{run, Update};
+use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -32,8 +32,8 @@ impl Optimizer for AdadeltaConfig {
         StateList::always("acc_deltas"),
     ];
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        adadelta_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        adadelta_on(target, self)
     }
 }
 
@@ -63,6 +63,11 @@ pub fn adadelta_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdadeltaConfig,
 ) -> Result<(), Error> {
+    adadelta_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn adadelta_on<T: Real>(target: impl Target<T>, cfg: &AdadeltaConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(false)?;
     let op = AdadeltaOp {
         lr: T::from_f64(cfg.lr),
@@ -70,5 +75,5 @@ pub fn adadelta_step<T: Real>(
         one_minus_rho: T::from_f64(1.0 - cfg.rho),
         eps: T::from_f64(cfg.eps),
     };
-    run(tensors, prep, |_, _| op)
+    target.apply(prep, |_, _| op)
 }

@@ -9,7 +9,7 @@
 //! State: `sum` (start it at `initial_accumulator_value`).
 
 use crate::error::Error;
-use crate::fused::{run, Update};
+use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -29,8 +29,8 @@ crate::optimizer_config! {
 impl Optimizer for AdagradConfig {
     const STATES: &'static [StateList] = &[StateList::always("state_sums")];
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        adagrad_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        adagrad_on(target, self)
     }
 }
 
@@ -56,8 +56,13 @@ pub fn adagrad_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdagradConfig,
 ) -> Result<(), Error> {
+    adagrad_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn adagrad_on<T: Real>(target: impl Target<T>, cfg: &AdagradConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(false)?;
-    run(tensors, prep, |_, t| AdagradOp {
+    target.apply(prep, |_, t| AdagradOp {
         clr: T::from_f64(cfg.lr / (1.0 + (t as f64 - 1.0) * cfg.lr_decay)),
         eps: T::from_f64(cfg.eps),
     })

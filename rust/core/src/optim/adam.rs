@@ -46,8 +46,8 @@ impl Optimizer for AdamConfig {
         k < 2 || self.amsgrad
     }
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        adam_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        adam_on(target, self)
     }
 }
 

@@ -9,7 +9,7 @@
 //! State, in order: `exp_avg`, `exp_inf`.
 
 use crate::error::Error;
-use crate::fused::{run, Lerp, Update};
+use crate::fused::{Lerp, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -30,8 +30,8 @@ impl Optimizer for AdamaxConfig {
     const STATES: &'static [StateList] =
         &[StateList::always("exp_avgs"), StateList::always("exp_infs")];
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        adamax_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        adamax_on(target, self)
     }
 }
 
@@ -61,8 +61,13 @@ pub fn adamax_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &AdamaxConfig,
 ) -> Result<(), Error> {
+    adamax_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn adamax_on<T: Real>(target: impl Target<T>, cfg: &AdamaxConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(false)?;
-    run(tensors, prep, |_, t| AdamaxOp {
+    target.apply(prep, |_, t| AdamaxOp {
         lerp: Lerp::new(1.0 - cfg.beta1),
         beta2: T::from_f64(cfg.beta2),
         eps: T::from_f64(cfg.eps),

@@ -29,8 +29,8 @@ crate::optimizer_config! {
 impl Optimizer for LionConfig {
     const STATES: &'static [StateList] = &[StateList::always("exp_avgs")];
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        lion_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        lion_on(target, self)
     }
 }
 

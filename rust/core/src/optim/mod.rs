@@ -31,6 +31,7 @@ pub use sgd::{sgd_step, SgdConfig};
 
 use crate::clip::GradClip;
 use crate::error::Error;
+use crate::fused::Target;
 use crate::real::Real;
 use crate::tensor::TensorRef;
 
@@ -146,12 +147,18 @@ pub trait Optimizer: Hyperparameters {
     fn check_combination(&self) -> Result<(), Error> {
         Ok(())
     }
+    /// One step on every tensor of `target` (float state, or bfloat16 state widened and narrowed
+    /// around the same element update); `scalars` is the per-tensor scalar array (empty without
+    /// one).
+    fn step_on<T: Real>(&self, target: impl Target<T>, scalars: &mut [f32]) -> Result<(), Error>;
     /// One step on every tensor; `scalars` is the per-tensor scalar array (empty without one).
     fn step<T: Real>(
         &self,
         tensors: &mut [TensorRef<'_, T>],
         scalars: &mut [f32],
-    ) -> Result<(), Error>;
+    ) -> Result<(), Error> {
+        self.step_on(tensors, scalars)
+    }
     /// State arrays per tensor with these options.
     fn state_count(&self) -> usize {
         (0..Self::STATES.len())

@@ -13,7 +13,7 @@
 //! State, in order: `exp_avg`, `exp_avg_sq`; plus one `mu_product` scalar per tensor.
 
 use crate::error::Error;
-use crate::fused::{run, AdamMoments, Update};
+use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -39,8 +39,8 @@ impl Optimizer for NadamConfig {
     ];
     const SCALARS: Option<&'static str> = Some("mu_products");
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], mu: &mut [f32]) -> Result<(), Error> {
-        nadam_step(tensors, mu, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, mu: &mut [f32]) -> Result<(), Error> {
+        nadam_on(target, mu, self)
     }
 }
 
@@ -102,21 +102,31 @@ pub fn nadam_step<T: Real>(
     mu_products: &mut [f32],
     cfg: &NadamConfig,
 ) -> Result<(), Error> {
+    nadam_on(tensors, mu_products, cfg)
+}
+
+/// One NAdam step on every tensor of `target` (float or bfloat16 state).
+fn nadam_on<T: Real>(
+    target: impl Target<T>,
+    mu_products: &mut [f32],
+    cfg: &NadamConfig,
+) -> Result<(), Error> {
     let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    if mu_products.len() != tensors.len() {
+    let steps = target.steps();
+    if mu_products.len() != steps.len() {
         return Err(Error::LengthMismatch {
             arg: "mu_products",
             index: 0,
             len: mu_products.len(),
-            expected: tensors.len(),
+            expected: steps.len(),
         });
     }
-    let updated: Vec<f32> = tensors
+    let updated: Vec<f32> = steps
         .iter()
         .zip(mu_products.iter())
-        .map(|(t, &mp)| cfg.next_mu_product(mp, t.step()))
+        .map(|(&t, &mp)| cfg.next_mu_product(mp, t))
         .collect();
-    run(tensors, prep, |i, t| NadamOp::new(cfg, t, updated[i]))?;
+    target.apply(prep, |i, t| NadamOp::new(cfg, t, updated[i]))?;
     mu_products.copy_from_slice(&updated);
     Ok(())
 }

@@ -13,7 +13,7 @@
 //! State, in order: `exp_avg`, `exp_avg_sq`.
 
 use crate::error::Error;
-use crate::fused::{run, AdamMoments, Update};
+use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -37,8 +37,8 @@ impl Optimizer for RadamConfig {
         StateList::always("exp_avg_sqs"),
     ];
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        radam_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        radam_on(target, self)
     }
 }
 
@@ -100,6 +100,11 @@ pub fn radam_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &RadamConfig,
 ) -> Result<(), Error> {
+    radam_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn radam_on<T: Real>(target: impl Target<T>, cfg: &RadamConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    run(tensors, prep, |_, t| RadamOp::new(cfg, t))
+    target.apply(prep, |_, t| RadamOp::new(cfg, t))
 }

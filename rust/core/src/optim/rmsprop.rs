@@ -11,7 +11,7 @@
 //! State, in order: `square_avg`, then `grad_avg` if centered, then `momentum_buffer` if momentum > 0.
 
 use crate::error::Error;
-use crate::fused::{run, Lerp, Update};
+use crate::fused::{Lerp, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -40,8 +40,8 @@ impl Optimizer for RmspropConfig {
         [true, self.centered, self.momentum > 0.0][k]
     }
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        rmsprop_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        rmsprop_on(target, self)
     }
 }
 
@@ -100,11 +100,16 @@ pub fn rmsprop_step<T: Real>(
     tensors: &mut [TensorRef<'_, T>],
     cfg: &RmspropConfig,
 ) -> Result<(), Error> {
+    rmsprop_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn rmsprop_on<T: Real>(target: impl Target<T>, cfg: &RmspropConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(false)?;
     match (cfg.centered, cfg.momentum > 0.0) {
-        (false, false) => run(tensors, prep, |_, _| RmspropOp::<T, false, false>::new(cfg)),
-        (false, true) => run(tensors, prep, |_, _| RmspropOp::<T, false, true>::new(cfg)),
-        (true, false) => run(tensors, prep, |_, _| RmspropOp::<T, true, false>::new(cfg)),
-        (true, true) => run(tensors, prep, |_, _| RmspropOp::<T, true, true>::new(cfg)),
+        (false, false) => target.apply(prep, |_, _| RmspropOp::<T, false, false>::new(cfg)),
+        (false, true) => target.apply(prep, |_, _| RmspropOp::<T, false, true>::new(cfg)),
+        (true, false) => target.apply(prep, |_, _| RmspropOp::<T, true, false>::new(cfg)),
+        (true, true) => target.apply(prep, |_, _| RmspropOp::<T, true, true>::new(cfg)),
     }
 }

@@ -10,7 +10,7 @@
 //! State: `momentum_buffer` when `momentum != 0`, none otherwise.
 
 use crate::error::Error;
-use crate::fused::{run, Update};
+use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
 use crate::tensor::{TensorRef, MAX_STATE};
@@ -44,8 +44,8 @@ impl Optimizer for SgdConfig {
         Ok(())
     }
 
-    fn step<T: Real>(&self, tensors: &mut [TensorRef<'_, T>], _: &mut [f32]) -> Result<(), Error> {
-        sgd_step(tensors, self)
+    fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
+        sgd_on(target, self)
     }
 }
 
@@ -97,10 +97,15 @@ impl<T: Real, const MOMENTUM: bool> Update<T> for SgdOp<T, MOMENTUM> {
 /// One SGD step on every tensor. With momentum, a tensor whose step is 1 starts its buffer from
 /// the gradient (torch's first step); the buffer's old contents are ignored then.
 pub fn sgd_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &SgdConfig) -> Result<(), Error> {
+    sgd_on(tensors, cfg)
+}
+
+/// One step on every tensor of `target` (float or bfloat16 state).
+fn sgd_on<T: Real>(target: impl Target<T>, cfg: &SgdConfig) -> Result<(), Error> {
     let prep = cfg.checked_prep(false)?;
     if cfg.momentum != 0.0 {
-        run(tensors, prep, |_, t| SgdOp::<T, true>::new(cfg, t))
+        target.apply(prep, |_, t| SgdOp::<T, true>::new(cfg, t))
     } else {
-        run(tensors, prep, |_, t| SgdOp::<T, false>::new(cfg, t))
+        target.apply(prep, |_, t| SgdOp::<T, false>::new(cfg, t))
     }
 }
