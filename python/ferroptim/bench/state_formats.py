@@ -18,6 +18,7 @@ State bytes per parameter are measured from the arrays each format allocates.
 from __future__ import annotations
 
 import gc
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,8 +94,8 @@ def _torch_fused_adam(
     params: Sequence[np.ndarray], grads: Sequence[np.ndarray], threads: int
 ) -> Callable[[], None] | None:
     """``torch.optim.Adam(fused=True)`` on copies of the arrays, or None without PyTorch."""
-    try:
-        import torch
+    try:  # an optional anchor, never a dependency
+        torch = importlib.import_module("torch")
     except ImportError:
         return None
     torch.set_num_threads(threads)

@@ -37,7 +37,7 @@ __all__ = ["BF16_KERNELS", "ROUNDING_KEYWORDS", "adam_step_8bit", "lion_step_8bi
 ROUNDING_KEYWORDS = ("stochastic_rounding", "seed", "stream_offset")
 
 
-def _u64(name: str, value: object) -> int:
+def _u64(name: str, value: Any) -> int:
     """An unsigned 64-bit integer argument, converted as the native binding does."""
     number = operator.index(value)  # TypeError for non-integers
     if not 0 <= number < 2**64:
@@ -50,7 +50,7 @@ def _checked_slots(
 ) -> None:
     """The float kernel's checks of the hyperparameters and of which state lists the options
     use (``slots``: one entry per state list, None when absent), on no arrays."""
-    empty = [None if s is None else [] for s in slots]
+    empty: list[list[Any] | None] = [None if s is None else [] for s in slots]
     scalars = [np.zeros(0, np.float32) for _ in spec.scalars]
     float_kernel([], [], *empty, *scalars, np.zeros(0, np.int64), **hypers)
 
@@ -81,7 +81,7 @@ def make_bf16_kernel(spec: OptimizerSpec) -> Callable[..., None]:
         batch = gather(params, grads, states, lists[-1], scalars, bf16_state=True)
         used = [k for k in range(n_states) if lists[k] is not None]
         shapes = [np.shape(p) for p in params]
-        wide: list[list[np.ndarray] | None] = [None] * n_states
+        wide: list[Any] = [None] * n_states
         for k in used:
             wide[k] = [np.zeros(shape, np.float32) for shape in shapes]
             for t in batch.tensors:
@@ -135,7 +135,7 @@ def make_8bit_kernel(spec: OptimizerSpec, signed: Sequence[bool]) -> Callable[..
                 blocks = -(-params[i].size // BLOCK)
                 _array(codes[k][i], f"{label} codes", np.uint8, params[i].shape)
                 _array(absmax[k][i], f"{label} absmax", np.float32, (blocks,))
-        wide: list[list[np.ndarray] | None] = [None] * n_states
+        wide: list[Any] = [None] * n_states
         for k in used:
             wide[k] = [
                 dequantize(codes[k][i], absmax[k][i], signed[k])
