@@ -67,9 +67,8 @@ class ArrayChecker:
     ) -> np.ndarray:
         """Check one float array (against ``like``, its parameter, when given); return it as a
         plain ndarray view."""
-        name = f"{arg}[{index}]"
-        if not isinstance(obj, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
+        name = _ndarray_name(obj, arg, index)
+        assert isinstance(obj, np.ndarray)
         if obj.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"{name} has dtype {obj.dtype}; expected float32 or float64 in native byte order"
@@ -79,11 +78,13 @@ class ArrayChecker:
                 raise TypeError(
                     f"{name} has dtype {obj.dtype} but params[{index}] has dtype {like.dtype}"
                 )
-            if obj.shape != like.shape:
-                raise ValueError(
-                    f"{name} has shape {_shape_str(obj.shape)} but params[{index}] has shape "
-                    f"{_shape_str(like.shape)}"
-                )
+            _check_shape_like(obj, name, index, like)
+        return self._accepted(obj, name, written, arg, index)
+
+    def _accepted(
+        self, obj: np.ndarray, name: str, written: bool, arg: str, index: int
+    ) -> np.ndarray:
+        """The checks every state or parameter array shares: layout, then the overlap record."""
         self._layout(obj, name, written)
         self.record(obj, written, arg, index)
         return np.asarray(obj)
@@ -108,21 +109,14 @@ class ArrayChecker:
     def bf16_array(self, obj: object, arg: str, index: int, like: np.ndarray) -> np.ndarray:
         """Check one bfloat16 state array: uint16 bit patterns shaped like ``like`` (its float32
         parameter), written in place."""
-        name = f"{arg}[{index}]"
-        if not isinstance(obj, np.ndarray):
-            raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
+        name = _ndarray_name(obj, arg, index)
+        assert isinstance(obj, np.ndarray)
         if obj.dtype != np.uint16:
             raise TypeError(
                 f"{name} has dtype {obj.dtype}; bfloat16 state is uint16 (bit patterns)"
             )
-        if obj.shape != like.shape:
-            raise ValueError(
-                f"{name} has shape {_shape_str(obj.shape)} but params[{index}] has shape "
-                f"{_shape_str(like.shape)}"
-            )
-        self._layout(obj, name, True)
-        self.record(obj, True, arg, index)
-        return np.asarray(obj)
+        _check_shape_like(obj, name, index, like)
+        return self._accepted(obj, name, True, arg, index)
 
     def scalars(self, obj: object, arg: str, n: int, dtype: type) -> np.ndarray:
         """A writeable 1-d array of ``n`` scalars (``steps``, ``mu_products``)."""
@@ -185,3 +179,20 @@ def check_params(params: list) -> None:
     for i, p in enumerate(params):
         checker.array(p, "params", i, True)
     checker.check_overlaps()
+
+
+def _ndarray_name(obj: object, arg: str, index: int) -> str:
+    """``arg[index]``, the name errors use for ``obj``; ``TypeError`` unless it is an ndarray."""
+    name = f"{arg}[{index}]"
+    if not isinstance(obj, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
+    return name
+
+
+def _check_shape_like(obj: np.ndarray, name: str, index: int, like: np.ndarray) -> None:
+    """``ValueError`` unless ``obj`` has the shape of ``like``, the parameter ``params[index]``."""
+    if obj.shape != like.shape:
+        raise ValueError(
+            f"{name} has shape {_shape_str(obj.shape)} but params[{index}] has shape "
+            f"{_shape_str(like.shape)}"
+        )

@@ -12,7 +12,7 @@
 use crate::error::core_error;
 use ferroptim_core::clip::tensor_partials;
 use ferroptim_core::lowp::{Bf16TensorRef, Rounding};
-use ferroptim_core::{GradClip, NormType, Real, TensorRef};
+use ferroptim_core::{NormType, Real, TensorRef};
 use numpy::npyffi;
 use numpy::prelude::*;
 use numpy::{PyArrayDescr, PyUntypedArray};
@@ -892,17 +892,14 @@ impl ArrayList {
     /// Clamp every element into `[-clip_value, clip_value]`.
     pub fn clamp(&self, clip_value: f64) -> Result<(), ferroptim_core::Error> {
         use ferroptim_core::clip::clamp_all;
-        let bound = GradClip {
-            scale: 1.0,
-            clip_value: Some(clip_value),
-        };
-        bound.validate()?;
-        // `clamp_all` fails only on the bound, validated above.
+        // `clamp_all` checks the bound before it writes anything, and both dtypes get the same
+        // bound: a refused one leaves every array untouched.
+        let (mut f32_result, mut f64_result) = (Ok(()), Ok(()));
         self.split_mut(
-            |a, _| clamp_all(a, clip_value).expect("clip_value was validated"),
-            |a, _| clamp_all(a, clip_value).expect("clip_value was validated"),
+            |a, _| f32_result = clamp_all(a, clip_value),
+            |a, _| f64_result = clamp_all(a, clip_value),
         );
-        Ok(())
+        f32_result.and(f64_result)
     }
 
     /// Hand the float32 and the float64 arrays (with their positions) to `f32s` and `f64s`.

@@ -14,7 +14,7 @@
 
 use crate::arrays::{items, shape_str, type_name};
 use crate::error::core_error;
-use crate::optim::{argument_error, check_slot, parse_config, KernelCall};
+use crate::optim::{argument_error, check_arity, check_slot, parse_config, KernelCall};
 use ferroptim_core as core;
 use ferroptim_core::lowp::{self, Quant8State, Quant8TensorRef, QuantMap, Rounding};
 use ferroptim_core::optim::Optimizer;
@@ -326,14 +326,7 @@ fn step_8bit<C: Optimizer>(
         names.extend([format!("{one}_codes"), format!("{one}_absmax")]);
     }
     names.push("steps".to_string());
-    if lists.len() + 2 != names.len() {
-        return Err(PyTypeError::new_err(format!(
-            "{kernel}() takes {} positional arguments ({}) but {} were given",
-            names.len(),
-            names.join(", "),
-            lists.len() + 2
-        )));
-    }
+    check_arity(kernel, &names, lists.len() + 2)?;
     let cfg: C = parse_config(py, kernel, hypers, &[])?;
     cfg.check_ranges().map_err(core_error)?;
     cfg.check_combination().map_err(core_error)?;

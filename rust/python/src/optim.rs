@@ -136,6 +136,19 @@ fn positional_names<C: Optimizer>() -> Vec<&'static str> {
     names
 }
 
+/// `TypeError` unless a kernel taking the positional arguments `names` was given `given` of them.
+pub(crate) fn check_arity<S: AsRef<str>>(kernel: &str, names: &[S], given: usize) -> PyResult<()> {
+    if given == names.len() {
+        return Ok(());
+    }
+    let listed: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    Err(PyTypeError::new_err(format!(
+        "{kernel}() takes {} positional arguments ({}) but {given} were given",
+        names.len(),
+        listed.join(", "),
+    )))
+}
+
 /// Parse, validate and check everything, then run the step without the GIL.
 fn step<C: Optimizer>(
     py: Python<'_>,
@@ -177,15 +190,7 @@ impl KernelCall<'_, '_> {
     ) -> PyResult<(Kernel<C>, Batch)> {
         let (kernel, lists) = (self.kernel, self.lists);
         let py = lists.py();
-        let names = positional_names::<C>();
-        if lists.len() + 2 != names.len() {
-            return Err(PyTypeError::new_err(format!(
-                "{kernel}() takes {} positional arguments ({}) but {} were given",
-                names.len(),
-                names.join(", "),
-                lists.len() + 2
-            )));
-        }
+        check_arity(kernel, &positional_names::<C>(), lists.len() + 2)?;
         let cfg = Kernel(parse_config::<C>(py, kernel, self.hypers, extra)?);
         // Hyperparameter errors come first, as in the reference.
         cfg.validate().map_err(core_error)?;
