@@ -12,15 +12,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The environment variable `name` as a number, or `default`.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Run `f` once and append its wall-clock seconds to `times`.
+fn timed(times: &mut Vec<f64>, f: impl FnOnce()) {
+    let t0 = Instant::now();
+    f();
+    times.push(t0.elapsed().as_secs_f64());
+}
+
 fn main() {
-    let n: usize = std::env::var("N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1 << 24);
-    let threads: usize = std::env::var("T")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let n = env_or("N", 1 << 24);
+    let threads = env_or("T", 2);
     ferroptim_core::set_num_threads(threads).unwrap();
     let cfg = AdamConfig::default();
     let g: Vec<f32> = (0..n).map(|i| ((i % 1000) as f32 - 500.0) * 1e-5).collect();
@@ -32,42 +41,34 @@ fn main() {
     let mut rs2 = vec![0f32; n];
     let mut t28 = vec![];
     let mut tn = vec![];
-    let reps: usize = std::env::var("R")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let reps = env_or("R", 15);
     let (mut tf, mut tb, mut tr) = (vec![], vec![], vec![]);
     for step in 1..=reps as u64 {
-        let t0 = Instant::now();
-        let mut t = [TensorRef::new(&mut p, &g, step)
-            .with_state(&mut m)
-            .with_state(&mut v)];
-        adam_step(&mut t, &cfg).unwrap();
-        tf.push(t0.elapsed().as_secs_f64());
-        let t0 = Instant::now();
-        let r = Rounding::Stochastic { seed: 1, stream: 0 };
-        let mut t = [Bf16TensorRef::new(&mut p, &g, step, r)
-            .with_state(&mut m16)
-            .with_state(&mut v16)];
-        adam_step_bf16(&mut t, &cfg).unwrap();
-        tb.push(t0.elapsed().as_secs_f64());
-        let t0 = Instant::now();
-        let r = Rounding::NearestEven;
-        let mut t = [Bf16TensorRef::new(&mut p, &g, step, r)
-            .with_state(&mut m16)
-            .with_state(&mut v16)];
-        adam_step_bf16(&mut t, &cfg).unwrap();
-        tn.push(t0.elapsed().as_secs_f64());
-        let t0 = Instant::now();
-        let mut t = [TensorRef::new(&mut rp, &g, step).with_state(&mut rs)];
-        roofline_step(&mut t, 1).unwrap();
-        tr.push(t0.elapsed().as_secs_f64());
-        let t0 = Instant::now();
-        let mut t = [TensorRef::new(&mut rp, &g, step)
-            .with_state(&mut rs)
-            .with_state(&mut rs2)];
-        roofline_step(&mut t, 2).unwrap();
-        t28.push(t0.elapsed().as_secs_f64());
+        timed(&mut tf, || {
+            let mut t = [TensorRef::new(&mut p, &g, step)
+                .with_state(&mut m)
+                .with_state(&mut v)];
+            adam_step(&mut t, &cfg).unwrap();
+        });
+        let stochastic = Rounding::Stochastic { seed: 1, stream: 0 };
+        for (times, r) in [(&mut tb, stochastic), (&mut tn, Rounding::NearestEven)] {
+            timed(times, || {
+                let mut t = [Bf16TensorRef::new(&mut p, &g, step, r)
+                    .with_state(&mut m16)
+                    .with_state(&mut v16)];
+                adam_step_bf16(&mut t, &cfg).unwrap();
+            });
+        }
+        timed(&mut tr, || {
+            let mut t = [TensorRef::new(&mut rp, &g, step).with_state(&mut rs)];
+            roofline_step(&mut t, 1).unwrap();
+        });
+        timed(&mut t28, || {
+            let mut t = [TensorRef::new(&mut rp, &g, step)
+                .with_state(&mut rs)
+                .with_state(&mut rs2)];
+            roofline_step(&mut t, 2).unwrap();
+        });
     }
     let r28 = median(t28);
     println!("bf16 nearest {:.3} ms", median(tn) * 1e3);

@@ -38,26 +38,42 @@ fn grads(rng: &mut Rng) -> Vec<Vec<f32>> {
     SIZES.iter().map(|&n| rng.vec(n)).collect()
 }
 
+/// One `(parameter, gradient, state)` per entry of `SIZES`, as one step sees them.
+type Tensors<'a, S> = Vec<(&'a mut Vec<f32>, &'a Vec<f32>, &'a mut S)>;
+
+/// `STEPS` steps on one tensor per entry of `SIZES` (parameters and gradients drawn from
+/// `Rng::new(seed)`, `states` one per tensor): `step(t, tensors)` runs step `t`. Returns the
+/// parameters' bits.
+fn run_steps<S>(
+    seed: u64,
+    states: &mut [S],
+    mut step: impl FnMut(u64, Tensors<'_, S>),
+) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    let mut params: Vec<Vec<f32>> = grads(&mut rng);
+    for t in 1..=STEPS {
+        let gs = grads(&mut rng);
+        let tensors = params.iter_mut().zip(&gs).zip(states.iter_mut());
+        step(t, tensors.map(|((p, g), s)| (p, g, s)).collect());
+    }
+    params.iter().flatten().map(|x| x.to_bits()).collect()
+}
+
 /// bfloat16-state optimizer run: params and states' bits after `STEPS` steps.
 fn run_bf16(
     n_state: usize,
     rounding: Rounding,
     step: &dyn Fn(&mut [Bf16TensorRef<'_>]),
 ) -> Vec<u32> {
-    let mut rng = Rng::new(3);
-    let mut params: Vec<Vec<f32>> = grads(&mut rng);
     let mut states: Vec<Vec<Vec<u16>>> = SIZES
         .iter()
         .map(|&n| vec![vec![0u16; n]; n_state])
         .collect();
-    for t in 1..=STEPS {
-        let gs = grads(&mut rng);
-        let mut tensors: Vec<Bf16TensorRef<'_>> = params
-            .iter_mut()
-            .zip(&gs)
-            .zip(states.iter_mut())
+    let mut bits = run_steps(3, &mut states, |t, tensors| {
+        let mut tensors: Vec<Bf16TensorRef<'_>> = tensors
+            .into_iter()
             .enumerate()
-            .map(|(i, ((p, g), s))| {
+            .map(|(i, (p, g, s))| {
                 let r = match rounding {
                     Rounding::Stochastic { seed, .. } => Rounding::Stochastic {
                         seed,
@@ -70,27 +86,21 @@ fn run_bf16(
             })
             .collect();
         step(&mut tensors);
-    }
-    let mut bits: Vec<u32> = params.iter().flatten().map(|x| x.to_bits()).collect();
+    });
     bits.extend(states.iter().flatten().flatten().map(|&b| u32::from(b)));
     bits
 }
 
 /// 8-bit-state optimizer run: params', codes' and absmax's bits after `STEPS` steps.
 fn run_8bit(maps: &[QuantMap], step: &dyn Fn(&mut [Quant8TensorRef<'_>])) -> Vec<u32> {
-    let mut rng = Rng::new(5);
-    let mut params: Vec<Vec<f32>> = grads(&mut rng);
     let mut states: Vec<Vec<(Vec<u8>, Vec<f32>)>> = SIZES
         .iter()
         .map(|&n| vec![(vec![0u8; n], vec![0f32; n.div_ceil(BLOCK)]); maps.len()])
         .collect();
-    for t in 1..=STEPS {
-        let gs = grads(&mut rng);
-        let mut tensors: Vec<Quant8TensorRef<'_>> = params
-            .iter_mut()
-            .zip(&gs)
-            .zip(states.iter_mut())
-            .map(|((p, g), s)| {
+    let mut bits = run_steps(5, &mut states, |t, tensors| {
+        let mut tensors: Vec<Quant8TensorRef<'_>> = tensors
+            .into_iter()
+            .map(|(p, g, s)| {
                 s.iter_mut().zip(maps).fold(
                     Quant8TensorRef::new(p, g, t),
                     |acc, ((codes, absmax), &map)| {
@@ -100,8 +110,7 @@ fn run_8bit(maps: &[QuantMap], step: &dyn Fn(&mut [Quant8TensorRef<'_>])) -> Vec
             })
             .collect();
         step(&mut tensors);
-    }
-    let mut bits: Vec<u32> = params.iter().flatten().map(|x| x.to_bits()).collect();
+    });
     for (codes, absmax) in states.iter().flatten() {
         bits.extend(codes.iter().map(|&c| u32::from(c)));
         bits.extend(absmax.iter().map(|x| x.to_bits()));
@@ -160,23 +169,37 @@ fn quant8_same_bits_at_every_level_and_thread_count() {
     });
 }
 
+/// A problem of `n` elements for the fused-equals-separate tests, drawn from `Rng::new(seed)`:
+/// parameters, gradients and starting moments `m = 0.1 x`, `v = 0.01 x^2` (two more draws of `x`).
+fn adam_problem(seed: u64, n: usize) -> [Vec<f32>; 4] {
+    let mut rng = Rng::new(seed);
+    let p: Vec<f32> = rng.vec(n);
+    let g: Vec<f32> = rng.vec(n);
+    let m = rng.vec::<f32>(n).iter().map(|x| x * 0.1).collect();
+    let v = rng.vec::<f32>(n).iter().map(|x| x * x * 0.01).collect();
+    [p, g, m, v]
+}
+
+/// The float32 Adam step a fused low-precision step is compared with.
+fn float32_adam(
+    p: &mut [f32],
+    g: &[f32],
+    step: u64,
+    m: &mut [f32],
+    v: &mut [f32],
+    cfg: &AdamConfig,
+) {
+    let t = TensorRef::new(p, g, step).with_state(m).with_state(v);
+    adam_step(&mut [t], cfg).unwrap();
+}
+
 #[test]
 fn fused_bf16_equals_widen_step_narrow() {
     let n = 3 * BLOCK + 17;
     let cfg = adam_cfg(false);
-    let mut rng = Rng::new(9);
-    let p0: Vec<f32> = rng.vec(n);
-    let g: Vec<f32> = rng.vec(n);
-    let m0: Vec<u16> = rng
-        .vec::<f32>(n)
-        .iter()
-        .map(|&x| bf16::narrow_nearest(x * 0.1))
-        .collect();
-    let v0: Vec<u16> = rng
-        .vec::<f32>(n)
-        .iter()
-        .map(|&x| bf16::narrow_nearest(x * x * 0.01))
-        .collect();
+    let [p0, g, m_init, v_init] = adam_problem(9, n);
+    let m0: Vec<u16> = m_init.iter().map(|&x| bf16::narrow_nearest(x)).collect();
+    let v0: Vec<u16> = v_init.iter().map(|&x| bf16::narrow_nearest(x)).collect();
     let (step, seed, stream) = (7, 11, 3);
     // Fused.
     let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
@@ -189,10 +212,7 @@ fn fused_bf16_equals_widen_step_narrow() {
     let (mut pe, mut mw, mut vw) = (p0.clone(), vec![0f32; n], vec![0f32; n]);
     bf16::widen_slice(&m0, &mut mw);
     bf16::widen_slice(&v0, &mut vw);
-    let t = TensorRef::new(&mut pe, &g, step)
-        .with_state(&mut mw)
-        .with_state(&mut vw);
-    adam_step(&mut [t], &cfg).unwrap();
+    float32_adam(&mut pe, &g, step, &mut mw, &mut vw, &cfg);
     let (mut me, mut ve) = (vec![0u16; n], vec![0u16; n]);
     bf16::narrow_slice(&mw, &mut me, Some((seed, step, stream, 0)), 0);
     bf16::narrow_slice(&vw, &mut ve, Some((seed, step, stream, 1)), 0);
@@ -201,21 +221,32 @@ fn fused_bf16_equals_widen_step_narrow() {
     assert_eq!(v, ve);
 }
 
+/// One tensor of an Adam step with 8-bit state: the first moment's `(codes, absmax)` on the signed
+/// map, the second's on the unsigned one.
+fn adam_8bit_tensor<'a>(
+    p: &'a mut [f32],
+    g: &'a [f32],
+    step: u64,
+    (m_codes, m_absmax): (&'a mut [u8], &'a mut [f32]),
+    (v_codes, v_absmax): (&'a mut [u8], &'a mut [f32]),
+) -> Quant8TensorRef<'a> {
+    let state = |codes, absmax, map| Quant8State { codes, absmax, map };
+    Quant8TensorRef::new(p, g, step)
+        .with_state(state(m_codes, m_absmax, QuantMap::Signed))
+        .with_state(state(v_codes, v_absmax, QuantMap::Unsigned))
+}
+
 #[test]
 fn fused_8bit_equals_dequantize_step_requantize() {
     let n = 2 * BLOCK + 100;
     let cfg = adam_cfg(false);
-    let mut rng = Rng::new(10);
-    let p0: Vec<f32> = rng.vec(n);
-    let g: Vec<f32> = rng.vec(n);
+    let [p0, g, m_init, v_init] = adam_problem(10, n);
     let (qs, qu) = (
         Quantizer::get(QuantMap::Signed),
         Quantizer::get(QuantMap::Unsigned),
     );
     let (mut mc, mut ma) = (vec![0u8; n], vec![0f32; n.div_ceil(BLOCK)]);
     let (mut vc, mut va) = (vec![0u8; n], vec![0f32; n.div_ceil(BLOCK)]);
-    let m_init: Vec<f32> = rng.vec::<f32>(n).iter().map(|x| x * 0.1).collect();
-    let v_init: Vec<f32> = rng.vec::<f32>(n).iter().map(|x| x * x * 0.01).collect();
     for b in 0..n.div_ceil(BLOCK) {
         let r = b * BLOCK..((b + 1) * BLOCK).min(n);
         ma[b] = qs.quantize_block(&m_init[r.clone()], &mut mc[r.clone()]);
@@ -223,17 +254,7 @@ fn fused_8bit_equals_dequantize_step_requantize() {
     }
     let (mc0, ma0, vc0, va0) = (mc.clone(), ma.clone(), vc.clone(), va.clone());
     let mut p = p0.clone();
-    let t = Quant8TensorRef::new(&mut p, &g, 3)
-        .with_state(Quant8State {
-            codes: &mut mc,
-            absmax: &mut ma,
-            map: QuantMap::Signed,
-        })
-        .with_state(Quant8State {
-            codes: &mut vc,
-            absmax: &mut va,
-            map: QuantMap::Unsigned,
-        });
+    let t = adam_8bit_tensor(&mut p, &g, 3, (&mut mc, &mut ma), (&mut vc, &mut va));
     lowp::adam_step_8bit(&mut [t], &cfg).unwrap();
     let (mut pe, mut mw, mut vw) = (p0, vec![0f32; n], vec![0f32; n]);
     for b in 0..n.div_ceil(BLOCK) {
@@ -241,10 +262,7 @@ fn fused_8bit_equals_dequantize_step_requantize() {
         qs.dequantize_block(&mc0[r.clone()], ma0[b], &mut mw[r.clone()]);
         qu.dequantize_block(&vc0[r.clone()], va0[b], &mut vw[r]);
     }
-    let t = TensorRef::new(&mut pe, &g, 3)
-        .with_state(&mut mw)
-        .with_state(&mut vw);
-    adam_step(&mut [t], &cfg).unwrap();
+    float32_adam(&mut pe, &g, 3, &mut mw, &mut vw, &cfg);
     assert_eq!(p, pe);
     for b in 0..n.div_ceil(BLOCK) {
         let r = b * BLOCK..((b + 1) * BLOCK).min(n);
@@ -262,17 +280,7 @@ fn refused_calls_change_nothing() {
     let g = vec![0.5f32; 300];
     let (mut mc, mut ma) = (vec![7u8; 300], vec![1f32; 1]); // absmax needs 2 blocks
     let (mut vc, mut va) = (vec![7u8; 300], vec![1f32; 2]);
-    let t = Quant8TensorRef::new(&mut p, &g, 1)
-        .with_state(Quant8State {
-            codes: &mut mc,
-            absmax: &mut ma,
-            map: QuantMap::Signed,
-        })
-        .with_state(Quant8State {
-            codes: &mut vc,
-            absmax: &mut va,
-            map: QuantMap::Unsigned,
-        });
+    let t = adam_8bit_tensor(&mut p, &g, 1, (&mut mc, &mut ma), (&mut vc, &mut va));
     let err = lowp::adam_step_8bit(&mut [t], &AdamConfig::default()).unwrap_err();
     assert!(err.to_string().contains("absmax"), "{err}");
     assert!(
