@@ -11,9 +11,10 @@ import pytest
 
 from ferroptim import train
 from ferroptim.nn.linear import Linear
-from ferroptim.nn.loss import CrossEntropyLoss, MSELoss
+from ferroptim.nn.loss import MSELoss
 from ferroptim.optim import SGD
 from ferroptim.train.callbacks import FitState
+from fitting import quiet_fit
 
 
 # --- EarlyStopping driven directly with a sequence of monitored values ------------------------
@@ -105,9 +106,8 @@ def fit_shifted(model, problem, callbacks, epochs: int):
     """Seeded SGD (lr 0.05, batches of 16) on a :func:`shifted_problem`, validated on its
     validation targets."""
     X, y, y_val = problem
-    return train.fit(
+    return quiet_fit(
         model,
-        MSELoss(),
         SGD(model.parameters(), lr=0.05),
         X,
         y,
@@ -115,8 +115,8 @@ def fit_shifted(model, problem, callbacks, epochs: int):
         batch_size=16,
         validation_data=(X, y_val),
         callbacks=callbacks,
-        progress=False,
         seed=0,
+        loss=MSELoss(),
     )
 
 
@@ -164,9 +164,8 @@ def test_terminate_on_nan_stops_after_the_bad_batch():
             batches.append(batch)
 
     nan_stop = train.TerminateOnNaN()
-    history = train.fit(
+    history = quiet_fit(
         model,
-        MSELoss(),
         SGD(model.parameters(), lr=0.01),
         X,
         y,
@@ -174,7 +173,7 @@ def test_terminate_on_nan_stops_after_the_bad_batch():
         batch_size=4,
         shuffle=False,
         callbacks=[nan_stop, Count()],
-        progress=False,
+        loss=MSELoss(),
     )
     assert nan_stop.terminated_batch == (0, 2)
     assert batches == [0, 1, 2]
@@ -218,17 +217,8 @@ def test_model_checkpoint_every_epoch_and_resume(tmp_path):
     model = zero_model()
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
     checkpoint = train.ModelCheckpoint(tmp_path / "last.ckpt")
-    train.fit(
-        model,
-        MSELoss(),
-        opt,
-        X,
-        y,
-        epochs=3,
-        batch_size=16,
-        callbacks=[checkpoint],
-        progress=False,
-        seed=0,
+    quiet_fit(
+        model, opt, X, y, epochs=3, batch_size=16, callbacks=[checkpoint], seed=0, loss=MSELoss()
     )
     assert checkpoint.saved == [str(tmp_path / "last.ckpt")] * 3
     saved = read_model_state(tmp_path / "last.ckpt")
@@ -251,9 +241,7 @@ def test_model_checkpoint_errors(tmp_path):
 
     def fit(checkpoint, epochs: int):
         opt = SGD(model.parameters(), lr=0.1)
-        train.fit(
-            model, MSELoss(), opt, X, y, epochs=epochs, callbacks=[checkpoint], progress=False
-        )
+        quiet_fit(model, opt, X, y, epochs=epochs, callbacks=[checkpoint], loss=MSELoss())
 
     with pytest.raises(ValueError, match=r"ModelCheckpoint: monitor 'val_loss' is not logged"):
         fit(best_only, 2)
@@ -272,16 +260,14 @@ def test_csv_logger_writes_one_row_per_epoch(tmp_path):
     y = (X[:, 0] > 0).astype(np.int64)
     model = Linear(2, 2, dtype=np.float64, rng=0)
     path = tmp_path / "log.csv"
-    history = train.fit(
+    history = quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.1),
         X,
         y,
         epochs=3,
         validation_data=(X, y),
         callbacks=[train.CSVLogger(path)],
-        progress=False,
     )
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
@@ -290,27 +276,23 @@ def test_csv_logger_writes_one_row_per_epoch(tmp_path):
     for column, name in enumerate(rows[0][1:], start=1):
         assert [float(r[column]) for r in rows[1:]] == history.history[name]
     # append keeps the rows and adds no second header; the default truncates
-    train.fit(
+    quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.1),
         X,
         y,
         epochs=2,
         validation_data=(X, y),
         callbacks=[train.CSVLogger(path, append=True)],
-        progress=False,
     )
     assert len(path.read_text().splitlines()) == 6
-    train.fit(
+    quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.1),
         X,
         y,
         epochs=1,
         callbacks=[train.CSVLogger(path, separator=";")],
-        progress=False,
     )
     lines = path.read_text().splitlines()
     assert lines[0] == "epoch;loss;accuracy;lr;time" and len(lines) == 2

@@ -20,6 +20,7 @@ from ferroptim.nn.normalization import BatchNorm1d
 from ferroptim.optim import SGD, Adam
 from ferroptim.train._preflight import check_fit_data
 from ferroptim.train.regularization import penalty, regularized_parameters
+from fitting import quiet_fit
 
 
 def blobs(n: int = 120, classes: int = 3, features: int = 4, seed: int = 0):
@@ -78,17 +79,8 @@ def test_fit_reaches_high_accuracy_and_records_history():
     Xv, yv = blobs(60, seed=0)
     model = mlp()
     opt = Adam(model.parameters(), lr=0.02)
-    history = train.fit(
-        model,
-        CrossEntropyLoss(),
-        opt,
-        X,
-        y,
-        epochs=15,
-        batch_size=16,
-        validation_data=(Xv, yv),
-        progress=False,
-        seed=0,
+    history = quiet_fit(
+        model, opt, X, y, epochs=15, batch_size=16, validation_data=(Xv, yv), seed=0
     )
     assert list(history.history) == [
         "loss",
@@ -117,17 +109,7 @@ def test_fit_is_reproducible_with_a_seed():
     states = []
     for _ in range(2):
         model = mlp()
-        train.fit(
-            model,
-            CrossEntropyLoss(),
-            SGD(model.parameters(), lr=0.05),
-            X,
-            y,
-            epochs=2,
-            batch_size=8,
-            progress=False,
-            seed=3,
-        )
+        quiet_fit(model, SGD(model.parameters(), lr=0.05), X, y, epochs=2, batch_size=8, seed=3)
         states.append(weights(model))
     assert_same_state(*states)
 
@@ -136,15 +118,8 @@ def test_full_batch_equals_manual_gradient_descent():
     X, y = regression()
     model = Linear(3, 2, dtype=np.float64, rng=0)
     manual = {k: v.copy() for k, v in weights(model).items()}
-    history = train.fit(
-        model,
-        MSELoss(),
-        SGD(model.parameters(), lr=0.1),
-        X,
-        y,
-        epochs=3,
-        batch_size=len(X),
-        progress=False,
+    history = quiet_fit(
+        model, SGD(model.parameters(), lr=0.1), X, y, epochs=3, batch_size=len(X), loss=MSELoss()
     )
     W, b = manual["weight"], manual["bias"]
     losses = []
@@ -164,17 +139,16 @@ def test_stochastic_mode_steps_once_per_sample_in_seeded_order():
     model = Linear(3, 2, dtype=np.float64, rng=0)
     W, b = model.weight.copy(), model.bias.copy()
     counter = StepCounter()
-    train.fit(
+    quiet_fit(
         model,
-        MSELoss(),
         SGD(model.parameters(), lr=0.05),
         X,
         y,
         epochs=2,
         batch_size=1,
         callbacks=[counter],
-        progress=False,
         seed=7,
+        loss=MSELoss(),
     )
     assert len(counter.batches) == 20
     assert all(size == 1 for _, _, size in counter.batches)
@@ -192,9 +166,8 @@ def test_shuffle_false_visits_samples_in_order():
     X, y = regression(n=10)
     seen = []
     model = Linear(3, 2, dtype=np.float64, rng=0)
-    train.fit(
+    quiet_fit(
         model,
-        MSELoss(),
         SGD(model.parameters(), lr=0.0),
         X,
         y,
@@ -202,7 +175,7 @@ def test_shuffle_false_visits_samples_in_order():
         batch_size=4,
         shuffle=False,
         augment=lambda xb: seen.append(xb.copy()) or xb,
-        progress=False,
+        loss=MSELoss(),
     )
     assert [len(b) for b in seen] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate(seen), X)
@@ -217,9 +190,8 @@ def test_accumulation_equals_one_big_batch(shuffle):
     for batch_size, steps in ((64, 1), (16, 4)):
         model = mlp(dtype=np.float64)
         counter = StepCounter()
-        history = train.fit(
+        history = quiet_fit(
             model,
-            CrossEntropyLoss(),
             Adam(model.parameters(), lr=0.01),
             X,
             y,
@@ -228,7 +200,6 @@ def test_accumulation_equals_one_big_batch(shuffle):
             accumulate_steps=steps,
             shuffle=shuffle,
             callbacks=[counter],
-            progress=False,
             seed=5,
         )
         assert len(counter.batches) == 6  # 2 optimizer steps per epoch either way
@@ -298,21 +269,11 @@ def test_max_grad_norm_goes_through_the_optimizer():
 
     a, b = mlp(), mlp()
     opt_a = SGD(a.parameters(), lr=0.5)
-    train.fit(
-        a,
-        CrossEntropyLoss(),
-        opt_a,
-        X,
-        y,
-        epochs=2,
-        batch_size=8,
-        max_grad_norm=0.1,
-        callbacks=[Probe()],
-        progress=False,
-        seed=0,
+    quiet_fit(
+        a, opt_a, X, y, epochs=2, batch_size=8, max_grad_norm=0.1, callbacks=[Probe()], seed=0
     )
     opt_b = SGD(b.parameters(), lr=0.5, max_grad_norm=0.1)
-    train.fit(b, CrossEntropyLoss(), opt_b, X, y, epochs=2, batch_size=8, progress=False, seed=0)
+    quiet_fit(b, opt_b, X, y, epochs=2, batch_size=8, seed=0)
     assert_same_state(weights(a), weights(b))
     assert all(limit == 0.1 and norm is not None and norm > 0 for limit, norm in seen)
     assert opt_a.max_grad_norm is None  # the optimizer's own setting is restored
@@ -323,16 +284,7 @@ def test_frozen_parameters_do_not_change_and_optimizer_may_hold_a_subset():
     model = mlp()
     model.freeze("0.weight", "0.bias")
     frozen = weights(model)
-    train.fit(
-        model,
-        CrossEntropyLoss(),
-        Adam(model.parameters(), lr=0.05),
-        X,
-        y,
-        epochs=2,
-        batch_size=16,
-        progress=False,
-    )
+    quiet_fit(model, Adam(model.parameters(), lr=0.05), X, y, epochs=2, batch_size=16)
     after = weights(model)
     np.testing.assert_array_equal(after["0.weight"], frozen["0.weight"])
     np.testing.assert_array_equal(after["0.bias"], frozen["0.bias"])
@@ -341,7 +293,7 @@ def test_frozen_parameters_do_not_change_and_optimizer_may_hold_a_subset():
     head = mlp()
     body = weights(head)
     opt = SGD([{"params": [head[2].weight]}, {"params": [head[2].bias], "lr": 0.0}], lr=0.1)
-    train.fit(head, CrossEntropyLoss(), opt, X, y, epochs=1, batch_size=16, progress=False)
+    quiet_fit(head, opt, X, y, epochs=1, batch_size=16)
     np.testing.assert_array_equal(head[0].weight, body["0.weight"])
     np.testing.assert_array_equal(head[2].bias, body["2.bias"])
     assert not np.array_equal(head[2].weight, body["2.weight"])
@@ -360,17 +312,7 @@ def test_a_callback_can_unfreeze_layers_between_epochs():
                 self.model.unfreeze()
 
     opt = Adam(model.parameters(), lr=0.05)
-    train.fit(
-        model,
-        CrossEntropyLoss(),
-        opt,
-        X,
-        y,
-        epochs=2,
-        batch_size=16,
-        callbacks=[GradualUnfreeze()],
-        progress=False,
-    )
+    quiet_fit(model, opt, X, y, epochs=2, batch_size=16, callbacks=[GradualUnfreeze()])
     np.testing.assert_array_equal(first_layer[0], first_layer[1])  # frozen in epoch 0
     assert not np.array_equal(first_layer[1], model[0].weight)  # trained in epoch 1
 
@@ -380,7 +322,7 @@ def test_optimizer_over_another_model_is_rejected():
     model = mlp()
     before = weights(model)
     with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\].*not a parameter"):
-        train.fit(model, CrossEntropyLoss(), SGD(mlp().parameters()), X, y, progress=False)
+        quiet_fit(model, SGD(mlp().parameters()), X, y)
     assert_same_state(before, weights(model))
 
 
@@ -405,25 +347,22 @@ def test_train_mode_for_training_and_eval_mode_for_validation():
     probe = ModeProbe()
     model = Sequential(Linear(4, 3, rng=0), probe)
     model.eval()
-    train.fit(
+    quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.01),
         X,
         y,
         epochs=2,
         batch_size=10,
         validation_data=(X[:5], y[:5]),
-        progress=False,
     )
     # the preflight's dry forwards of X[:2] and X_val[:2] in eval mode, then per epoch:
     # 2 training batches then 1 validation batch
     assert probe.modes == [False, False] + [True, True, False] * 2
     assert not model.training and not probe.training  # the caller's mode is restored
     probe.modes.clear()
-    history = train.fit(
+    history = quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.0),
         X,
         y,
@@ -431,7 +370,6 @@ def test_train_mode_for_training_and_eval_mode_for_validation():
         batch_size=10,
         validation_data=(X, y),
         validation_batch_size=3,
-        progress=False,
     )
     assert probe.modes == [False] * 2 + [True] * 2 + [False] * 7  # 20 val samples, 3 at a time
     full = train.evaluate(model, CrossEntropyLoss(), X, y, batch_size=20)["loss"]
@@ -472,9 +410,8 @@ def test_scheduler_interval(interval, calls):
     model = mlp()
     opt = SGD(model.parameters(), lr=1.0)
     sched = HalvingScheduler(opt)
-    history = train.fit(
+    history = quiet_fit(
         model,
-        CrossEntropyLoss(),
         opt,
         X,
         y,
@@ -483,7 +420,6 @@ def test_scheduler_interval(interval, calls):
         scheduler=sched,
         scheduler_interval=interval,
         callbacks=[used := LearningRates()],
-        progress=False,
     )
     assert sched.calls == calls
     per_epoch = calls // 3
@@ -497,22 +433,19 @@ def test_plateau_scheduler_gets_the_monitored_metric():
     X, y = blobs(24)
     model = mlp()
     sched = ReduceLROnPlateau()
-    history = train.fit(
+    history = quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.1),
         X,
         y,
         epochs=2,
         validation_data=(X, y),
         scheduler=sched,
-        progress=False,
     )
     assert sched.metrics == history.history["val_loss"]
     sched = ReduceLROnPlateau()
-    train.fit(
+    quiet_fit(
         model,
-        CrossEntropyLoss(),
         SGD(model.parameters(), lr=0.1),
         X,
         y,
@@ -520,30 +453,13 @@ def test_plateau_scheduler_gets_the_monitored_metric():
         validation_data=(X, y),
         scheduler=sched,
         scheduler_monitor="val_accuracy",
-        progress=False,
     )
     assert len(sched.metrics) == 2 and all(0 <= m <= 1 for m in sched.metrics)
     with pytest.raises(ValueError, match="scheduler_interval='epoch'"):
-        train.fit(
-            model,
-            CrossEntropyLoss(),
-            SGD(model.parameters()),
-            X,
-            y,
-            scheduler=sched,
-            scheduler_interval="step",
-            progress=False,
-        )
+        quiet_fit(model, SGD(model.parameters()), X, y, scheduler=sched, scheduler_interval="step")
     with pytest.raises(ValueError, match=r"'val_loss' is not logged.*available"):
-        train.fit(
-            model,
-            CrossEntropyLoss(),
-            SGD(model.parameters()),
-            X,
-            y,
-            scheduler=sched,
-            scheduler_monitor="val_loss",
-            progress=False,
+        quiet_fit(
+            model, SGD(model.parameters()), X, y, scheduler=sched, scheduler_monitor="val_loss"
         )
 
 
@@ -554,17 +470,8 @@ def test_real_reduce_on_plateau():
     model = mlp().freeze()  # nothing trains: the monitored loss stays flat
     opt = SGD(model.parameters(), lr=0.1)
     sched = Plateau(opt, factor=0.5, patience=1)
-    history = train.fit(
-        model,
-        CrossEntropyLoss(),
-        opt,
-        X,
-        y,
-        epochs=5,
-        batch_size=24,
-        validation_data=(X, y),
-        scheduler=sched,
-        progress=False,
+    history = quiet_fit(
+        model, opt, X, y, epochs=5, batch_size=24, validation_data=(X, y), scheduler=sched
     )
     assert history.history["lr"] == [0.1, 0.1, 0.1, 0.05, 0.05]
     assert opt.param_groups[0]["lr"] == 0.025
@@ -577,17 +484,7 @@ def test_real_step_scheduler_if_available():
     model = mlp()
     opt = SGD(model.parameters(), lr=0.1)
     sched = lr_scheduler.StepLR(opt, step_size=1, gamma=0.1)
-    history = train.fit(
-        model,
-        CrossEntropyLoss(),
-        opt,
-        X,
-        y,
-        epochs=3,
-        batch_size=8,
-        scheduler=sched,
-        progress=False,
-    )
+    history = quiet_fit(model, opt, X, y, epochs=3, batch_size=8, scheduler=sched)
     np.testing.assert_allclose(history.history["lr"], [0.1, 0.01, 0.001])
 
 
@@ -601,17 +498,9 @@ def test_augment_applies_to_training_batches_only():
         return xb + 1.0
 
     model = Sequential(Linear(4, 3, rng=0), probe := ModeProbe())
-    history = train.fit(
-        model,
-        CrossEntropyLoss(),
-        SGD(model.parameters(), lr=0.0),
-        X,
-        y,
-        epochs=1,
-        batch_size=8,
-        validation_data=(X, y),
-        augment=augment,
-        progress=False,
+    opt = SGD(model.parameters(), lr=0.0)
+    history = quiet_fit(
+        model, opt, X, y, epochs=1, batch_size=8, validation_data=(X, y), augment=augment
     )
     assert calls == [8, 8, 4]
     assert probe.modes == [False] * 2 + [True] * 3 + [False] * 3  # dry run, train, val
@@ -628,16 +517,15 @@ def test_binary_and_custom_metrics():
     X = rng.normal(size=(64, 2)).astype(np.float32)
     y = (X[:, :1] + X[:, 1:] > 0).astype(np.float32)
     model = Linear(2, 1, rng=0)
-    history = train.fit(
+    history = quiet_fit(
         model,
-        BCEWithLogitsLoss(),
         Adam(model.parameters(), lr=0.1),
         X,
         y,
         epochs=20,
         batch_size=16,
-        progress=False,
         seed=0,
+        loss=BCEWithLogitsLoss(),
     )
     assert history.history["accuracy"][-1] >= 0.95
     out = train.predict(model, X)
@@ -646,22 +534,21 @@ def test_binary_and_custom_metrics():
     )
     X, y = regression()
     model = Linear(3, 2, dtype=np.float64, rng=0)
-    history = train.fit(
+    history = quiet_fit(
         model,
-        MSELoss(),
         SGD(model.parameters(), lr=0.0),
         X,
         y,
         epochs=1,
         batch_size=len(X),
         metrics=["mae", "accuracy"],
-        progress=False,
+        loss=MSELoss(),
     )
     assert "accuracy" not in history.history or len(history.history) == 5
     pred = X @ model.weight.T + model.bias
     assert history.history["mae"][0] == pytest.approx(np.mean(np.abs(pred - y)))
     with pytest.raises(ValueError, match="unknown metric 'f1'"):
-        train.fit(model, MSELoss(), SGD(model.parameters()), X, y, metrics=["f1"], progress=False)
+        quiet_fit(model, SGD(model.parameters()), X, y, metrics=["f1"], loss=MSELoss())
 
 
 def test_categorical_accuracy_targets():
@@ -700,9 +587,7 @@ def test_zero_epochs_trains_nothing():
     X, y = blobs(16)
     model = mlp()
     before = weights(model)
-    history = train.fit(
-        model, CrossEntropyLoss(), SGD(model.parameters(), lr=1.0), X, y, epochs=0, progress=False
-    )
+    history = quiet_fit(model, SGD(model.parameters(), lr=1.0), X, y, epochs=0)
     assert len(history) == 0 and history.history == {}
     assert_same_state(before, weights(model))
 
@@ -816,7 +701,7 @@ def trained_model_and_optimizer():
     X, y = blobs(24)
     model = stochastic_mlp()
     opt = Adam(model.parameters(), lr=0.01)
-    train.fit(model, CrossEntropyLoss(), opt, X, y, epochs=1, batch_size=8, progress=False)
+    quiet_fit(model, opt, X, y, epochs=1, batch_size=8)
     model[3].eval()
     return model, opt
 
@@ -888,12 +773,10 @@ def test_bce_targets_not_shaped_like_the_output_are_refused_up_front():
     with pytest.raises(
         ValueError, match=r"^y does not match .* BCEWithLogitsLoss .*y\[:2\] shape \(2,\)"
     ):
-        train.fit(model, BCEWithLogitsLoss(), opt, X, (X[:, 0] > 0).astype(float), progress=False)
+        quiet_fit(model, opt, X, (X[:, 0] > 0).astype(float), loss=BCEWithLogitsLoss())
     with pytest.raises(ValueError, match="validation_data y does not match"):
         y = (X[:, :1] > 0).astype(float)
-        train.fit(
-            model, BCEWithLogitsLoss(), opt, X, y, validation_data=(X, y[:, 0]), progress=False
-        )
+        quiet_fit(model, opt, X, y, validation_data=(X, y[:, 0]), loss=BCEWithLogitsLoss())
     assert full_snapshot(model, opt) == before
 
 
@@ -902,14 +785,13 @@ def test_ignore_index_labels_pass_the_checks():
     y = y.copy()
     y[::5] = -1
     model = mlp()
-    history = train.fit(
+    history = quiet_fit(
         model,
-        CrossEntropyLoss(ignore_index=-1),
         SGD(model.parameters(), lr=0.1),
         X,
         y,
         validation_data=(X, y),
-        progress=False,
+        loss=CrossEntropyLoss(ignore_index=-1),
     )
     assert np.isfinite(history.history["val_loss"][0])
 
@@ -943,9 +825,8 @@ def test_fit_with_the_preflight_equals_a_manual_loop_bit_for_bit():
     opt_fit = SGD(fitted.parameters(), lr=0.1, momentum=0.9)
     opt_manual = SGD(manual.parameters(), lr=0.1, momentum=0.9)
     loss = CrossEntropyLoss()
-    train.fit(
+    quiet_fit(
         fitted,
-        loss,
         opt_fit,
         X,
         y,
@@ -953,7 +834,7 @@ def test_fit_with_the_preflight_equals_a_manual_loop_bit_for_bit():
         batch_size=len(X),
         shuffle=False,
         validation_data=(X, y),
-        progress=False,
+        loss=loss,
     )
     for _ in range(3):
         manual.train()
@@ -971,24 +852,13 @@ def test_augment_that_changes_the_input_shape_is_not_a_false_error():
     X, y = blobs(24, features=5)
     model = mlp()
     opt = SGD(model.parameters(), lr=0.1)
-    history = train.fit(
-        model, CrossEntropyLoss(), opt, X, y, augment=lambda xb: xb[:, :4], progress=False
-    )
+    history = quiet_fit(model, opt, X, y, augment=lambda xb: xb[:, :4])
     assert len(history) == 1
     y_bad = y.copy()
     y_bad[-1] = 5
     before = full_snapshot(model, opt)
     with pytest.raises(ValueError, match=r"y holds class index 5 \(at y\[23\]\)"):
-        train.fit(
-            model,
-            CrossEntropyLoss(),
-            opt,
-            X,
-            y_bad,
-            augment=lambda xb: xb[:, :4],
-            validation_data=(X[:, :4], y),
-            progress=False,
-        )
+        quiet_fit(model, opt, X, y_bad, augment=lambda xb: xb[:, :4], validation_data=(X[:, :4], y))
     assert full_snapshot(model, opt) == before
 
 
@@ -1000,7 +870,7 @@ def test_float_labels_are_refused_everywhere_naming_the_callers_dtype():
     opt = SGD(model.parameters(), lr=0.1)
     match = "y must hold integer class indices for CrossEntropyLoss, got dtype float64"
     with pytest.raises(TypeError, match=match):
-        train.fit(model, CrossEntropyLoss(), opt, X, y.astype(np.float64), progress=False)
+        quiet_fit(model, opt, X, y.astype(np.float64))
     with pytest.raises(TypeError, match=match):
         train.evaluate(model, CrossEntropyLoss(), X, y.astype(np.float64))
     with pytest.raises(TypeError, match=match):
@@ -1008,7 +878,7 @@ def test_float_labels_are_refused_everywhere_naming_the_callers_dtype():
     # float targets are still cast to the model's dtype for regression losses
     Xr, yr = regression()
     reg = Linear(3, 2, rng=0)
-    history = train.fit(reg, MSELoss(), SGD(reg.parameters(), lr=0.01), Xr, yr, progress=False)
+    history = quiet_fit(reg, SGD(reg.parameters(), lr=0.01), Xr, yr, loss=MSELoss())
     assert np.isfinite(history.history["loss"][0])
 
 
@@ -1023,10 +893,10 @@ def test_a_one_sample_last_batch_under_batch_norm_is_refused_before_training():
     opt = Adam(model.parameters(), lr=0.01)
     before = [a.copy() for a in model.state_dict().values()]
     with pytest.raises(ValueError, match=r"batch_size=3.*drop the last 1 sample"):
-        train.fit(model, CrossEntropyLoss(), opt, X, y, batch_size=3, progress=False)
+        quiet_fit(model, opt, X, y, batch_size=3)
     for a, b in zip(model.state_dict().values(), before, strict=True):
         np.testing.assert_array_equal(a, b)
     assert opt.state_dict()["state"] == {}
     assert all(module.training for module in model.modules())
-    history = train.fit(model, CrossEntropyLoss(), opt, X[:9], y[:9], batch_size=3, progress=False)
+    history = quiet_fit(model, opt, X[:9], y[:9], batch_size=3)
     assert len(history.history["loss"]) == 1
