@@ -437,6 +437,31 @@ def dump_outcomes(env: str, outcomes: Mapping[str, int]) -> None:
             json.dump(dict(sorted(outcomes.items())), f, indent=1)
 
 
+def outcome_report(env: str, outcomes: Mapping[str, int]) -> Any:
+    """A fuzz module's ``report_counts`` fixture (module scope, autouse): once the module's tests
+    ran, :func:`dump_outcomes` writes ``outcomes`` where ``env`` says."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def report_counts() -> Iterator[None]:
+        yield
+        dump_outcomes(env, outcomes)
+
+    return report_counts
+
+
+@dataclass(frozen=True)
+class FuzzArraySpec:
+    """Everything a fuzz test needs to build one array argument again, identically: its shape,
+    dtype and layout names, the seed of its values and the ``(flat position, value)`` specials
+    written into it. Each fuzz module subclasses it with its own fields and ``build``."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    layout: str
+    seed: int
+    specials: tuple[tuple[int, float], ...]
+
+
 def wait_for_child(pid: int, timeout: float) -> int | None:
     """The exit code of child ``pid``, or None if it is still running after ``timeout`` seconds
     (it is then killed and reaped): a hang is reported instead of hanging the test run."""

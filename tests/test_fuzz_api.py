@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import ferroptim as fo
 import ferroptim._native as native
 import ferroptim.reference as reference
-from conftest import DEFAULTS, KERNELS, dump_outcomes, fuzz_settings, slot_layout
+from conftest import DEFAULTS, KERNELS, FuzzArraySpec, fuzz_settings, outcome_report, slot_layout
 from ferroptim import _registry as registry
 from ferroptim import batchnorm as bn
 from ferroptim import clip
@@ -40,13 +40,8 @@ ALLOWED = (TypeError, ValueError, OverflowError)
 # NumPy warns about the overflows and NaNs the hostile values produce on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 OUTCOMES: collections.Counter = collections.Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts():
-    """Write the example counts where ``FERROPTIM_FUZZ_REPORT`` says (for the README)."""
-    yield
-    dump_outcomes("FERROPTIM_FUZZ_REPORT", OUTCOMES)
+#: writes the example counts where ``FERROPTIM_FUZZ_REPORT`` says (for the README)
+report_counts = outcome_report("FERROPTIM_FUZZ_REPORT", OUTCOMES)
 
 
 # ------------------------------------------------------------------------------ arrays
@@ -58,14 +53,9 @@ SPECIALS = (0.0, -0.0, np.nan, np.inf, -np.inf, 3e38, 1e-40, 1e300)
 
 
 @dataclass(frozen=True)
-class ArraySpec:
-    """Everything needed to build one array argument again, identically."""
+class ArraySpec(FuzzArraySpec):
+    """One array argument; ``nonnegative``: take absolute values (an argument that must be >= 0)."""
 
-    shape: tuple[int, ...]
-    dtype: str
-    layout: str
-    seed: int
-    specials: tuple[tuple[int, float], ...]
     nonnegative: bool = False
 
     def build(self) -> object:

@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ferroptim as fo
-from conftest import dump_outcomes, fuzz_settings
+from conftest import FuzzArraySpec, fuzz_settings, outcome_report
 from ferroptim.nn.module import Module
 
 FUZZ = fuzz_settings(300)
@@ -42,23 +42,13 @@ DTYPES = ("float32", "float64", "float16", "int32", "int64", "bool", "complex64"
 DTYPES += (">f4", ">f8")
 LAYOUTS = ("c", "strided", "transposed", "list")
 SPECIALS = (np.nan, np.inf, -np.inf, 3e38, 1e300, -1e300)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def report_counts():
-    """Write the counts where ``FERROPTIM_FUZZ_NN_REPORT`` says (for the README)."""
-    yield
-    dump_outcomes("FERROPTIM_FUZZ_NN_REPORT", OUTCOMES)
+#: writes the counts where ``FERROPTIM_FUZZ_NN_REPORT`` says (for the README)
+report_counts = outcome_report("FERROPTIM_FUZZ_NN_REPORT", OUTCOMES)
 
 
 # --- arrays ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ArraySpec:
-    shape: tuple[int, ...]
-    dtype: str
-    layout: str
-    seed: int
-    specials: tuple[tuple[int, float], ...]
+class ArraySpec(FuzzArraySpec):
     index_bound: int = 0  # > 0: integer indices in [0, index_bound) (negative/too big allowed)
 
     @property
