@@ -16,7 +16,6 @@ import ferroptim.reference as reference
 from conftest import KERNELS, hyper, slot_layout
 from ferroptim.reference import lowp_formats as fmt
 
-LEVELS = native.supported_simd_levels()
 # Around a 256-element block, plus a total above the parallel threshold (pieces on the pool).
 SIZES = [1, 7, 255, 256, 257, 1000, native.GRAIN_ELEMENTS + 300, 3 * native.GRAIN_ELEMENTS + 17]
 ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, maximize=False,
@@ -77,40 +76,38 @@ def flat(problem: dict) -> list[np.ndarray]:
     return out
 
 
-def assert_same_bits(a: dict, b: dict) -> None:
-    for x, y in zip(flat(a), flat(b), strict=True):
+def assert_same_arrays(a: list[np.ndarray], b: list[np.ndarray], what: str = "") -> None:
+    for x, y in zip(a, b, strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape
-        assert x.tobytes() == y.tobytes(), f"first difference at {np.flatnonzero(x != y)[:5]}"
+        assert x.tobytes() == y.tobytes(), f"{what}first difference at {np.flatnonzero(x != y)[:5]}"
 
 
-def run_both(case: str, sizes: list[int], n_steps: int = 3) -> None:
-    nat = make_problem(case, sizes)
+def assert_same_bits(a: dict, b: dict) -> None:
+    assert_same_arrays(flat(a), flat(b))
+
+
+def step_both_backends(nat: dict, step, arrays, sizes: list[int], seed: int, what: str) -> None:
+    """Step ``nat`` with the native kernels and a copy of it with the reference, ``step(backend,
+    problem, grads)``, 3 times on the same gradients (drawn from ``seed``); at the second step
+    the first tensor has none (it keeps its state and step). ``arrays(problem)``: every array,
+    the same bits in both after each step."""
     ref = copy.deepcopy(nat)
-    rng = np.random.default_rng(99)
-    for step in range(n_steps):
+    rng = np.random.default_rng(seed)
+    for n_step in range(3):
         grads = [rng.standard_normal(n).astype(np.float32) for n in sizes]
-        if step == 1:
-            grads[0] = None  # a skipped tensor keeps its state and step
-        call(native, case, nat, grads)
-        call(reference, case, ref, grads)
-        assert_same_bits(nat, ref)
-
-
-@pytest.fixture(params=LEVELS)
-def simd_level(request, restore_simd_level):
-    native.set_simd_level(request.param)
-    return request.param
-
-
-@pytest.fixture(params=[1, 2], ids=lambda n: f"threads{n}")
-def num_threads(request, restore_num_threads):
-    native.set_num_threads(request.param)
-    return request.param
+        if n_step == 1:
+            grads[0] = None
+        step(native, nat, grads)
+        step(reference, ref, grads)
+        assert_same_arrays(arrays(nat), arrays(ref), f"{what} step {n_step}: ")
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_native_equals_reference_every_level(case, simd_level, num_threads):
-    run_both(case, SIZES)
+    def step(backend, problem, grads):
+        call(backend, case, problem, grads)
+
+    step_both_backends(make_problem(case, SIZES), step, flat, SIZES, 99, case)
 
 
 # ----- bfloat16 state on every optimizer of the registry -----------------------------------------
@@ -147,19 +144,11 @@ def bf16_arrays(problem: dict) -> list[np.ndarray]:
     return out
 
 
-def bf16_run_both(kernel: str, hp: dict, sr: bool = True, n_steps: int = 3) -> None:
-    nat = bf16_problem(kernel, hp)
-    ref = copy.deepcopy(nat)
-    rng = np.random.default_rng(7)
-    for step in range(n_steps):
-        grads = [rng.standard_normal(n).astype(np.float32) for n in BF16_SIZES]
-        if step == 1:
-            grads[0] = None  # a skipped tensor keeps its state and step
-        bf16_call(native, kernel, hp, nat, grads, sr)
-        bf16_call(reference, kernel, hp, ref, grads, sr)
-        for x, y in zip(bf16_arrays(nat), bf16_arrays(ref), strict=True):
-            assert x.dtype == y.dtype and x.shape == y.shape
-            assert x.tobytes() == y.tobytes(), f"{kernel} step {step}: {np.flatnonzero(x != y)[:5]}"
+def bf16_run_both(kernel: str, hp: dict, sr: bool = True) -> None:
+    def step(backend, problem, grads):
+        bf16_call(backend, kernel, hp, problem, grads, sr)
+
+    step_both_backends(bf16_problem(kernel, hp), step, bf16_arrays, BF16_SIZES, 7, kernel)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
