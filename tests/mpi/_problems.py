@@ -3,9 +3,13 @@ slice of it, the single-process reference run, and comparisons."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 import ferroptim as fo
+from ferroptim.distributed import _collectives
 from ferroptim.optim.optimizer import Optimizer
 
 DTYPES = (np.float32, np.float64)
@@ -27,6 +31,18 @@ EXTRA = {
     "SGD": {"lr": 0.05, "momentum": 0.9},
     **{n: {"min_8bit_size": 0} for n in ("Adam8bit", "AdamW8bit", "Lion8bit")},
 }
+
+
+@contextmanager
+def collectives_of_at_most(count: int) -> Iterator[None]:
+    """Inside the block, every collective is split into pieces of at most ``count`` elements
+    (``_collectives.MAX_COUNT``, restored on exit)."""
+    saved = _collectives.MAX_COUNT
+    _collectives.MAX_COUNT = count
+    try:
+        yield
+    finally:
+        _collectives.MAX_COUNT = saved
 
 
 def options(cls: type) -> dict:

@@ -14,6 +14,7 @@ from _problems import (
     SHAPES,
     assert_close,
     assert_same_state,
+    collectives_of_at_most,
     comm_info,
     expect_value_error,
     mean_grads,
@@ -27,7 +28,6 @@ from _problems import (
 
 import ferroptim as fo
 from ferroptim import distributed as dist
-from ferroptim.distributed import _collectives
 
 
 def run_pair(make, dtype, batches, *, cap_mb=25, steps_hook=None):
@@ -177,9 +177,7 @@ def no_sync_accumulation() -> None:
 
 def small_buckets_and_split_collectives() -> None:
     """One bucket per parameter and no collective longer than 5 elements: same results."""
-    saved = _collectives.MAX_COUNT
-    _collectives.MAX_COUNT = 5
-    try:
+    with collectives_of_at_most(5):
         _, _, size = comm_info()
         for dtype in DTYPES:
             _, ddp = run_pair(
@@ -193,8 +191,6 @@ def small_buckets_and_split_collectives() -> None:
         ddp = dist.DistributedOptimizer(fo.optim.SGD(p, lr=0.1), bucket_cap_mb=1e-4)
         assert 1 < len(ddp.bucket_sizes) < len(SHAPES), ddp.bucket_sizes
         assert sum(ddp.bucket_sizes) == sum(a.nbytes for a in p)
-    finally:
-        _collectives.MAX_COUNT = saved
 
 
 def refusals() -> None:

@@ -16,6 +16,7 @@ from _problems import (
     SHAPES,
     assert_close,
     assert_same_state,
+    collectives_of_at_most,
     comm_info,
     expect_value_error,
     mean_grads,
@@ -29,7 +30,6 @@ from _problems import (
 
 import ferroptim as fo
 from ferroptim import distributed as dist
-from ferroptim.distributed import _collectives
 
 
 def assert_replicas_equal(arrays, what: str) -> None:
@@ -189,14 +189,10 @@ def nonfinite_and_none() -> None:
 
 
 def split_collectives() -> None:
-    saved = _collectives.MAX_COUNT
-    _collectives.MAX_COUNT = 5
-    try:
+    with collectives_of_at_most(5):
         _, _, size = comm_info()
         for dtype in DTYPES:
             run_pair(fo.optim.NAdam, dtype, [(2 * size + 1, True), (size, False)])
-    finally:
-        _collectives.MAX_COUNT = saved
 
 
 def refusals() -> None:
