@@ -40,16 +40,15 @@ __all__ = [
     "zeros_",
 ]
 
-_UNIT_GAIN = (
-    "linear",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "sigmoid",
-)
+#: torch's gains that do not depend on ``param`` (leaky_relu's does: see calculate_gain)
+_FIXED_GAINS: dict[str, float] = {
+    **dict.fromkeys(("linear", "sigmoid"), 1.0),
+    **dict.fromkeys((f"conv{d}d" for d in (1, 2, 3)), 1.0),
+    **dict.fromkeys((f"conv_transpose{d}d" for d in (1, 2, 3)), 1.0),
+    "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0),
+    "selu": 3.0 / 4.0,
+}
 
 
 def _check_tensor(tensor: Any, function: str) -> np.ndarray:
@@ -86,12 +85,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     ValueError
         An unknown ``nonlinearity`` (named in the message) or a ``param`` that is not a number.
     """
-    if nonlinearity in _UNIT_GAIN:
-        return 1.0
-    if nonlinearity == "tanh":
-        return 5.0 / 3.0
-    if nonlinearity == "relu":
-        return math.sqrt(2.0)
+    if isinstance(nonlinearity, str) and nonlinearity in _FIXED_GAINS:
+        return _FIXED_GAINS[nonlinearity]
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
@@ -102,8 +97,6 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
         else:
             slope = float(param)
         return math.sqrt(2.0 / (1.0 + slope**2))
-    if nonlinearity == "selu":
-        return 3.0 / 4.0
     raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
 
 

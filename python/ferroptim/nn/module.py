@@ -22,6 +22,11 @@ from ferroptim.nn._grad_mode import run_forward
 _RESERVED = ("_parameters", "_gradients", "_buffers", "_modules", "_frozen")
 
 
+def _key_error(has: str, keys: list, shape: str, listed: str) -> KeyError:
+    """``state_dict <has> key <first key> (<shape>; <listed>: <keys>)``."""
+    return KeyError(f"state_dict {has} key {keys[0]!r} ({shape}; {listed}: {keys})")
+
+
 def _shape_of(value: Any) -> Any:
     """``np.shape(value)``, or the type name of a value that has no array shape."""
     try:
@@ -357,18 +362,12 @@ class Module:
         if strict:
             missing = [key for key in targets if key not in state_dict]
             if missing:
-                key = missing[0]
-                raise KeyError(
-                    f"state_dict is missing key {key!r} (expected shape {targets[key].shape}; "
-                    f"missing: {missing})"
-                )
+                shape = f"expected shape {targets[missing[0]].shape}"
+                raise _key_error("is missing", missing, shape, "missing")
             extra = [key for key in state_dict if key not in targets]
             if extra:
-                key = extra[0]
-                raise KeyError(
-                    f"state_dict has unexpected key {key!r} (given shape "
-                    f"{_shape_of(state_dict[key])}; unexpected: {extra})"
-                )
+                shape = f"given shape {_shape_of(state_dict[extra[0]])}"
+                raise _key_error("has unexpected", extra, shape, "unexpected")
         staged = []
         for key, target in targets.items():
             if key not in state_dict:

@@ -78,12 +78,7 @@ class MultiplicativeLR(_FunctionScheduler):
 
     ``lr = lr * lr_lambda(last_epoch)``.
 
-    Parameters
-    ----------
-    optimizer : Optimizer
-    lr_lambda : callable or list of callables
-        ``f(step) -> factor``, or one such function per parameter group.
-    last_epoch : int, default -1
+    Parameters and saved state as :class:`LambdaLR`.
     """
 
     def get_lr(self) -> list[float]:
