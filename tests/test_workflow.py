@@ -357,15 +357,9 @@ def test_load_npz_non_strict_reports_and_skips(tmp_path):
     for key, value in model.state_dict().items():  # nothing written by the failed calls
         np.testing.assert_array_equal(value, before[key])
     report = train.load_npz_state_dict(model, path, strict=False, skip_mismatched=True)
-    assert report.loaded == [
-        "0.weight",
-        "0.bias",
-        "1.weight",
-        "1.bias",
-        "1.running_mean",
-        "1.running_var",
-        "1.num_batches_tracked",
-    ]
+    # every key of the Linear and the BatchNorm1d (names checked in test_nn_layers), in order
+    assert report.loaded == [key for key in before if key.startswith(("0.", "1."))]
+    assert len(report.loaded) == 7
     assert report.missing == ["4.weight", "4.bias"]
     assert report.unexpected == ["9.weight"]
     assert [(k, a, b) for k, a, b in report.mismatched] == [
