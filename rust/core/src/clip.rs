@@ -209,14 +209,32 @@ fn lanes_sum<T: Real>(
         fold_block(&mut lanes_a, block_a, step);
         fold_block(&mut lanes_b, block_b, step);
     }
-    [(lanes_a, &a[both..]), (lanes_b, &b[both..])].map(|(mut lanes, rest)| {
-        let (blocks, tail) = rest.as_chunks::<LANES>();
-        for block in blocks {
-            fold_block(&mut lanes, block, step);
-        }
-        fold_block(&mut lanes, tail, step);
-        lanes.into_iter().fold(0.0, merge)
-    })
+    [
+        finish_lanes(lanes_a, &a[both..], step, merge),
+        finish_lanes(lanes_b, &b[both..], step, merge),
+    ]
+}
+
+/// Fold the rest of a chunk into its lanes (element `k` of `rest` into lane `k % LANES`; `rest`
+/// starts at a multiple of [`LANES`]), then the lanes in order with `merge`.
+///
+/// A plain inlined function, not a closure passed to `<[_; 2]>::map`: through that closure, each
+/// chunk paired with a shorter one (a bias next to a weight matrix) cost about 10 µs instead of
+/// about 1 (measured: 0.25 ms per call on the transformer list, which has 24 such pairs), which
+/// made a list of many tensors 10% slower than the same bytes in one array.
+#[inline(always)]
+fn finish_lanes<T: Real>(
+    mut lanes: [f64; LANES],
+    rest: &[T],
+    step: impl Fn(f64, T) -> f64 + Copy,
+    merge: impl Fn(f64, f64) -> f64,
+) -> f64 {
+    let (blocks, tail) = rest.as_chunks::<LANES>();
+    for block in blocks {
+        fold_block(&mut lanes, block, step);
+    }
+    fold_block(&mut lanes, tail, step);
+    lanes.into_iter().fold(0.0, merge)
 }
 
 /// Ask for the cache lines of block `k` of `ahead` (if it has one) to be brought into L2.
