@@ -13,6 +13,7 @@
 
 use crate::clip::{clamp_value, GradClip};
 use crate::error::Error;
+use crate::optim::adam::AdamOp;
 use crate::pool::{for_each_piece, Splittable};
 use crate::real::Real;
 use crate::simd::{dispatch, Kernel};
@@ -25,6 +26,11 @@ pub trait Update<T: Real>: Clone + Sync + Send {
     const STATES: usize;
     /// Return the new parameter value.
     fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T;
+    /// This update as plain Adam's scalars, if it is plain Adam (no amsgrad): storages with an
+    /// explicit-vector Adam loop ([`Storage::adam_lead`]) run it from these.
+    fn as_adam(&self) -> Option<AdamOp<T, false>> {
+        None
+    }
 }
 
 /// Weight decay as the optimizer applies it.
@@ -73,8 +79,8 @@ impl GradPrep {
 /// `end - (end - start) * (1 - w)`; both written as `base + coeff * (end - start)`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lerp<T> {
-    coeff: T,
-    from_end: bool,
+    pub(crate) coeff: T,
+    pub(crate) from_end: bool,
 }
 
 impl<T: Real> Lerp<T> {
@@ -104,9 +110,9 @@ impl<T: Real> Lerp<T> {
 /// `g - m`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AdamMoments<T> {
-    lerp: Lerp<T>,
-    beta2: T,
-    one_minus_beta2: T,
+    pub(crate) lerp: Lerp<T>,
+    pub(crate) beta2: T,
+    pub(crate) one_minus_beta2: T,
 }
 
 impl<T: Real> AdamMoments<T> {
@@ -152,6 +158,23 @@ pub(crate) trait Storage<T: Real>: Copy + Send + Sync {
     fn load(self, x: Self::Elem) -> T;
     /// `value` stored as state `k` of the element whose index has low 32 bits `low`.
     fn store(self, k: usize, value: T, low: u32) -> Self::Elem;
+    /// Plain Adam's update (after the common gradient steps `CLAMP`, `SCALE`, `DECAY` with
+    /// `args`) on leading elements of `p`, `g` and states `m`, `v` (element `i` has index low
+    /// bits `low + i`), by an explicit-vector loop if this storage has one at the active SIMD
+    /// level, giving the same bits as the element loop; returns how many elements it did.
+    #[allow(clippy::too_many_arguments)]
+    fn adam_lead<const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
+        self,
+        _adam: &AdamOp<T, false>,
+        _args: &Args<T>,
+        _low: u32,
+        _p: &mut [T],
+        _g: &[T],
+        _m: &mut [Self::Elem],
+        _v: &mut [Self::Elem],
+    ) -> usize {
+        0
+    }
 }
 
 /// State stored in the parameter's type.
@@ -275,8 +298,8 @@ pub(crate) fn run_stored<T: Real, X: AsTensor<T>, U: Update<T>>(
 
 /// [`Block::element`]'s decay step: none, L2 into the gradient, or decoupled from the parameter.
 const NO_DECAY: u8 = 0;
-const L2_DECAY: u8 = 1;
-const DECOUPLED_DECAY: u8 = 2;
+pub(crate) const L2_DECAY: u8 = 1;
+pub(crate) const DECOUPLED_DECAY: u8 = 2;
 
 fn with_scale<T: Real, U: Update<T>, S: Storage<T>, const CLAMP: bool>(
     work: Vec<Piece<'_, T, U, S>>,
@@ -313,11 +336,11 @@ struct Piece<'a, T: Real, U, S: Storage<T>> {
 
 /// Scalars of the common gradient steps, in the element type.
 #[derive(Clone, Copy)]
-struct Args<T> {
-    scale: T,
+pub(crate) struct Args<T> {
+    pub(crate) scale: T,
     /// L2 coefficient, or the decoupled decay factor.
-    wd: T,
-    clip: T,
+    pub(crate) wd: T,
+    pub(crate) clip: T,
 }
 
 /// Run every piece with the common steps fixed at compile time: `CLAMP` (value clipping), `SCALE`
@@ -433,7 +456,13 @@ impl<
         let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
         let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
         let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
-        for i in 0..n {
+        let done = match self.op.as_adam() {
+            Some(adam) if U::STATES == 2 => {
+                storage.adam_lead::<CLAMP, SCALE, DECAY>(&adam, &self.args, low, p, g, s0, s1)
+            }
+            _ => 0,
+        };
+        for i in done..n {
             let mut s = [T::ZERO; MAX_STATE];
             if U::STATES > 0 {
                 s[0] = storage.load(s0[i]);

@@ -11,7 +11,8 @@
 //! infinite; magnitudes past the largest bfloat16 can round to infinity, as in any narrowing.
 
 use super::hash::{element_bits, lowbias32, stream_key};
-use crate::fused::Storage;
+use crate::fused::{Args, Storage};
+use crate::optim::adam::AdamOp;
 use crate::tensor::MAX_STATE;
 
 /// How float32 values are rounded to bfloat16.
@@ -122,6 +123,25 @@ impl Storage<f32> for Bf16Storage {
             0x7fff + ((x >> 16) & 1)
         };
         narrowed(x, add)
+    }
+
+    #[inline(always)]
+    fn adam_lead<const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
+        self,
+        adam: &AdamOp<f32, false>,
+        args: &Args<f32>,
+        low: u32,
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [u16],
+        v: &mut [u16],
+    ) -> usize {
+        let rounding = super::bf16_adam::Narrowing {
+            stochastic: self.stochastic,
+            key_low: self.key_low[0],
+            key_high: self.key_high[0],
+        };
+        super::bf16_adam::adam_lead::<CLAMP, SCALE, DECAY>(adam, args, rounding, low, p, g, m, v)
     }
 }
 

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod bf16;
+mod bf16_adam;
 pub mod hash;
 pub mod quant8;
 mod quant8_simd;

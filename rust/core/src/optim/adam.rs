@@ -51,12 +51,13 @@ impl Optimizer for AdamConfig {
     }
 }
 
+/// Adam's element update at one step (`fused::Update`); `AMSGRAD` adds the third state.
 #[derive(Clone, Copy)]
-struct AdamOp<T, const AMSGRAD: bool> {
-    moments: AdamMoments<T>,
-    inv_bias_correction2_sqrt: T,
-    eps: T,
-    step_size: T,
+pub struct AdamOp<T, const AMSGRAD: bool> {
+    pub(crate) moments: AdamMoments<T>,
+    pub(crate) inv_bias_correction2_sqrt: T,
+    pub(crate) eps: T,
+    pub(crate) step_size: T,
 }
 
 impl<T: Real, const AMSGRAD: bool> AdamOp<T, AMSGRAD> {
@@ -87,6 +88,15 @@ impl<T: Real, const AMSGRAD: bool> Update<T> for AdamOp<T, AMSGRAD> {
         };
         let denom = v.sqrt() * self.inv_bias_correction2_sqrt + self.eps;
         p - self.step_size * (m / denom)
+    }
+
+    fn as_adam(&self) -> Option<AdamOp<T, false>> {
+        (!AMSGRAD).then_some(AdamOp {
+            moments: self.moments,
+            inv_bias_correction2_sqrt: self.inv_bias_correction2_sqrt,
+            eps: self.eps,
+            step_size: self.step_size,
+        })
     }
 }
 
