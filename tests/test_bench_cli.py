@@ -67,11 +67,20 @@ def test_bench_quick_clipping_section() -> None:
     assert all(_number(row[1]) > 0 for row in _table_rows(proc.stdout) if row[0] == "native")
     # The norm against its limits: the same bytes in one array, one read of that array.
     variants = {row[0]: row for row in _table_rows(proc.stdout)}
-    for name in ("global_norm", "global_norm, one array", "one read, one array"):
+    for name in (
+        "global_norm",
+        "global_norm, one array",
+        "one read, one array",
+        "one read, same arrays",
+    ):
         assert _number(variants[name][1]) > 0
     assert _number(variants["one read, one array"][3]) == 100
+    assert _number(variants["one read, same arrays"][4]) == 100
     assert _number(variants["native, one array"][1]) > 0
     assert "in-step norm pass (clipped minus plain)" in proc.stdout
+    # The in-step limit: a read of the gradients in the norm pass's situation (after a step).
+    assert _number(variants["Adam, one read of grads first"][2]) > 0
+    assert "the read in the norm pass's situation" in proc.stdout
 
 
 def test_bench_quick_training_section_times_the_step_by_situation(tmp_path: Path) -> None:
