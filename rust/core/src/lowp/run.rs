@@ -103,6 +103,10 @@ impl<F: Format, U: Clone + Send> Splittable for Piece<'_, F, U> {
 impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
     #[inline(always)]
     fn run(self) {
+        // One set of block buffers for the whole piece (every element is written before it is
+        // read), not zeroed again per block.
+        let mut s = [[0f32; BLOCK]; MAX_STATE];
+        let mut gp = [0f32; BLOCK];
         let mut start = 0;
         while start < self.len {
             let n = BLOCK.min(self.len - start);
@@ -113,7 +117,6 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
                     std::slice::from_raw_parts(self.grad.add(start), n),
                 )
             };
-            let mut s = [[0f32; BLOCK]; MAX_STATE];
             for (k, block) in s.iter_mut().enumerate().take(U::STATES) {
                 // Safety: as above; state `k < U::STATES` was checked to exist.
                 unsafe {
@@ -121,7 +124,6 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
                         .load(k, F::offset(self.slots[k], start), &mut block[..n])
                 };
             }
-            let mut gp = [0f32; BLOCK];
             prepare(self.prep, p, g, &mut gp[..n]);
             let [s0, s1, s2] = &mut s;
             update_block(
