@@ -11,7 +11,8 @@ How closely the two backends agree:
   statistics of ``batch_norm_update_running`` for given ``mean``/``var``) are **bit-identical**:
   the same float64 operations in the same order, rounded once to the array dtype.
 - Reductions (``mean``, ``var``, ``dweight``, ``dbias``) are float64 sums in a different order
-  (NumPy's pairwise sums here; fixed-lane partials combined with Chan's formula natively): they
+  (NumPy's pairwise two-pass here; natively one read, per-chunk sums about a shift near the
+  chunk's mean combined with Chan's formula in a fixed order, see ``rust/core/src/batchnorm``): they
   agree to about 1e-15 relative, and within 1e-12 relative to the scale of the summed terms
   (``|mean| + std`` for the mean, ``var`` for the variance, ``sum(|dy|)`` and
   ``sum(|dy * xhat|)`` for the parameter gradients).

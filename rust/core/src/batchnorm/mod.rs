@@ -17,12 +17,14 @@
 //!   elementwise pass.
 //!
 //! Numerics. All arithmetic is in f64 whatever the element type; elementwise results are rounded
-//! once to the element type. Statistics are computed per fixed chunk of the input (a tile of at most
-//! 32,768 elements) by an exact two-pass in cache (sum, then sum of squared deviations from the
-//! chunk mean), and the chunks are combined with Chan's formula in a fixed order. Sums use
-//! explicit fixed-lane accumulators. So the results depend only on the shape and the data: the same
-//! bits at every SIMD level and thread count. A float32 input with mean 1e4 and unit variance gets
-//! its variance to about 1e-12 relative.
+//! once to the element type. Statistics read the input once: per fixed chunk (a block of at most
+//! 32,768 elements, per column, or a segment of one channel), the sums `s1 = sum(x - K)` and
+//! `s2 = sum((x - K)^2)` about a shift `K` near the chunk's mean give its mean `K + s1/nb` and
+//! `m2 = s2 - s1*(s1/nb)` (the shifts and the error bound are in `stats.rs`), and the chunks are
+//! combined with Chan's formula in a fixed order. Sums use explicit fixed-lane accumulators. So
+//! the results depend only on the shape and the data: the same bits at every SIMD level and thread
+//! count. A float32 input with mean 1e4 and unit variance gets its variance to about 1e-12
+//! relative.
 //!
 //! Errors ([`Error`]): an array length that does not fit the layout ([`Error::ElementCount`]), a
 //! per-channel array of the wrong length ([`Error::ChannelCount`]), training with `n*s <= 1`

@@ -6,9 +6,9 @@
 //!
 //! Two shapes of task:
 //! - [`Plan::Rows`] (`s < RUNS_MIN`): the input as an `(n, j = c*s)` matrix. Rows are cut into
-//!   blocks of `rows` rows and columns into tiles of at most `cols` columns; a block of one tile is
-//!   small enough to stay in cache (at most [`TASK_ELEMENTS`]), so a second sweep over it is
-//!   cheap. A task is `group` consecutive blocks of one tile; it has one slot per column
+//!   blocks of `rows` rows and columns into tiles of at most `cols` columns; a block of one tile has
+//!   at most [`TASK_ELEMENTS`] (it fits in L2, so the next block can be prefetched while one is
+//!   summed). A task is `group` consecutive blocks of one tile; it has one slot per column
 //!   (`groups * j` slots in all, group-major). Column `q` belongs to channel `q / s`.
 //! - [`Plan::Runs`] (`s >= RUNS_MIN`): each contiguous run of `s` elements (one sample, one
 //!   channel), cut into `pieces` segments of `seg` elements (the last one shorter); a task is

@@ -1,13 +1,23 @@
 //! Per-channel mean and biased variance, the running-statistics update, and `1/sqrt(var + eps)`.
 //!
-//! Each block (plan `Rows`) or segment (plan `Runs`) gets an exact two-pass while it is in cache:
-//! the sum gives its mean, then the sum of squared deviations from that mean (`m2`). The partials
-//! are combined with Chan's formula, in a fixed order: for partials `(na, ma, qa)` and
-//! `(nb, mb, qb)`, `d = mb - ma`, `mean = ma + d*(nb/n)`, `m2 = (qa + qb) + d*d*(na*nb/n)` with
-//! `n = na + nb`. In a [`Plan::Rows`] plan, each column is combined over the blocks of a task in
-//! order, then over the row groups in order, then each channel over its `s` columns in order; in a
-//! [`Plan::Runs`] plan, each channel is combined over its segments in memory order. Each sum uses
-//! explicit fixed-lane f64 accumulators, so no vector width can change its association.
+//! One read of the data. Each block (plan `Rows`: a block of rows, per column) or segment (plan
+//! `Runs`) of `nb` values is summed once about a shift `K`, `d = x - K`, `s1 = sum(d)`,
+//! `s2 = sum(d*d)`, which give its partial mean and sum of squared deviations from it:
+//! `mb = K + s1/nb`, `qb = s2 - s1*(s1/nb)` (`sum((x - K)^2) - nb*(mb - K)^2`; a negative
+//! rounding residue becomes 0). The shift keeps this exact to a few ulps of `s2`: the relative
+//! error of `qb` is that of `s2` times `s2/qb = 1 + (mb - K)^2/(qb/nb)`, near 1 when `K` is near
+//! the mean. A `Rows` task shifts its first block by the block's first row and each later block by
+//! the mean of the blocks before it; a `Runs` segment is shifted by the mean of its first
+//! [`LANES`] values. A shift that is not finite is replaced by 0, so an infinity in the data
+//! reaches the sums as in torch's `sum/n` (mean `+-inf`, or NaN for both signs; `m2` NaN).
+//!
+//! The partials are combined with Chan's formula, in a fixed order: for partials `(na, ma, qa)`
+//! and `(nb, mb, qb)`, `d = mb - ma`, `mean = ma + d*(nb/n)`, `m2 = (qa + qb) + d*d*(na*nb/n)`
+//! with `n = na + nb`. In a [`Plan::Rows`] plan, each column is combined over the blocks of a task
+//! in order, then over the row groups in order, then each channel over its `s` columns in order;
+//! in a [`Plan::Runs`] plan, each channel is combined over its segments in memory order. A `Rows`
+//! column adds its rows in a fixed order (vectors span columns, never rows), and a `Runs` segment
+//! uses explicit fixed-lane f64 accumulators, so no vector width can change an association.
 
 use super::plan::{run_tasks, Plan, TILE_COLUMNS};
 use super::{check_channels, Layout};
@@ -16,12 +26,13 @@ use crate::real::Real;
 use crate::simd::{dispatch, prefetch, Kernel};
 use core::ops::Range;
 
-/// Lanes of the fixed-lane accumulators: element `i` of a segment goes to lane `i % LANES`, and
-/// the lanes are added pairwise in a fixed tree ([`fold`]).
+/// Width of the rows a `Runs` segment is read as: each of its columns is one fixed accumulator
+/// (a lane), and the lanes are added pairwise in a fixed tree ([`fold`]).
 pub(crate) const LANES: usize = 32;
 
 /// Per-channel mean and biased variance of `x` (layout `(n, c, s)`), in f64:
-/// `mean[k] = sum(x[:, k, :]) / (n*s)`, `var[k] = sum((x[:, k, :] - mean[k])^2) / (n*s)`.
+/// `mean[k] = sum(x[:, k, :]) / (n*s)`, `var[k] = sum((x[:, k, :] - mean[k])^2) / (n*s)`, from one
+/// read of `x` (shifted sums per block, combined in a fixed order: see the module docs).
 ///
 /// `mean` and `var` have `c` entries. With `n*s == 0` they are NaN. The result depends only on
 /// the layout and the data, not on the SIMD level or the thread count.
@@ -95,7 +106,7 @@ impl<T: Real> Kernel for StatsTask<'_, '_, T> {
                     let slot = self.slot0 + i;
                     let (range, _) = self.plan.segment(slot);
                     let ahead = self.plan.next_segment(self.x, slot);
-                    (*m, *q) = run_two_pass(&self.x[range], ahead);
+                    (*m, *q) = run_partial(&self.x[range], ahead);
                 }
             }
         }
@@ -103,15 +114,8 @@ impl<T: Real> Kernel for StatsTask<'_, '_, T> {
 }
 
 /// Column means and `m2` of `x[all, cols]` (`x` has rows of `j` elements), into `mean_out` and
-/// `m2_out`: each block of `rows` rows by two sweeps (the column sums, then, with the block in
-/// cache, the squared deviations from the block's column means), the blocks merged in order.
-///
-/// A sweep walks the block's four quarters together (rows `i`, `i + h`, `i + 2h`, `i + 3h` with
-/// `h = len/4`, then the leftover rows one by one), so each accumulator is loaded and stored once
-/// per four rows, while memory sees four sequential streams (interleaving adjacent rows instead
-/// defeats the hardware prefetcher). Each column adds its rows in this fixed order. The second
-/// sweep, which reads the block from cache, prefetches the next block's rows, so memory keeps
-/// streaming while it computes (as the `Runs` plan's second pass does); no result changes.
+/// `m2_out`: each block of `rows` rows summed once about its shift (the block's first row for the
+/// first block, then the mean of the blocks before), the blocks merged in order.
 #[inline(always)]
 fn rows_task<T: Real>(
     x: &[T],
@@ -124,121 +128,137 @@ fn rows_task<T: Real>(
 ) {
     let (c0, w) = (cols.start, cols.len());
     let row = |r: usize| &x[r * j + c0..][..w];
-    // The same row of the next block (none past the data), prefetched during the second sweep.
+    // The same row of the next block (none past the data), prefetched while this block is read.
     let n = x.len().checked_div(j).unwrap_or(0);
     let ahead = |r: usize| if r + rows < n { row(r + rows) } else { &[] };
-    let mut buf = [[0.0f64; TILE_COLUMNS]; 2];
-    let [mean, m2] = &mut buf;
-    let (mean, m2) = (&mut mean[..w], &mut m2[..w]);
+    let mut buf = [[0.0f64; TILE_COLUMNS]; 3];
+    let [shift, s1, s2] = &mut buf;
+    let (shift, s1, s2) = (&mut shift[..w], &mut s1[..w], &mut s2[..w]);
+    let (mean_out, m2_out) = (&mut mean_out[..w], &mut m2_out[..w]);
     let mut na = 0.0;
     for r0 in all.clone().step_by(rows) {
         let block = r0..(r0 + rows).min(all.end);
         let count = block.len() as f64;
-        mean.fill(0.0);
-        sweep(&block, row, |_| &[], mean, &[], |v, _| v);
-        for m in mean.iter_mut() {
-            *m /= count;
-        }
-        m2.fill(0.0);
-        sweep(&block, row, ahead, m2, mean, |v, m| {
-            let d = v - m;
-            d * d
-        });
         if na == 0.0 {
-            mean_out[..w].copy_from_slice(mean);
-            m2_out[..w].copy_from_slice(m2);
+            for (k, &v) in shift.iter_mut().zip(row(r0)) {
+                *k = finite_or_zero(v.to_f64());
+            }
         } else {
-            let wts = weights(na, count);
-            let out = mean_out.iter_mut().zip(m2_out.iter_mut());
-            for ((m, q), (&mb, &qb)) in out.zip(mean.iter().zip(m2.iter())) {
-                chan(m, q, mb, qb, wts);
+            for (k, &m) in shift.iter_mut().zip(mean_out.iter()) {
+                *k = finite_or_zero(m);
+            }
+        }
+        s1.fill(0.0);
+        s2.fill(0.0);
+        shifted_sweep(&block, row, ahead, shift, s1, s2);
+        let wts = (na != 0.0).then(|| weights(na, count));
+        let out = mean_out.iter_mut().zip(m2_out.iter_mut());
+        for ((m, q), ((&k, &a), &b)) in out.zip(shift.iter().zip(s1.iter()).zip(s2.iter())) {
+            let (mb, qb) = partial(count, k, a, b);
+            match wts {
+                None => (*m, *q) = (mb, qb),
+                Some(wts) => chan(m, q, mb, qb, wts),
             }
         }
         na += count;
     }
 }
 
-/// `acc[q] += f(x[r][q], c[q])` over the rows `r` of `block` in quarter order (see [`rows_task`]);
-/// `c` may be empty (then `f` gets 0). `ahead(r)` is prefetched when row `r` is read (a sweep
-/// over data already in cache asks for the next block, so memory stays busy).
+/// `s1[q] += d` and `s2[q] += d*d` with `d = x[r][q] - shift[q]`, over the rows `r` of `block`.
+///
+/// The block's four quarters are walked together (rows `i`, `i + h`, `i + 2h`, `i + 3h` with
+/// `h = len/4`, then the leftover rows one by one), so each accumulator is loaded and stored once
+/// per four rows, while memory sees four sequential streams (interleaving adjacent rows instead
+/// defeats the hardware prefetcher). Each column adds its rows in this fixed order. `ahead(r)` is
+/// prefetched when row `r` is read, so the next block is on its way while this one is summed.
 #[inline(always)]
-pub(crate) fn sweep<'x, T: Real>(
+fn shifted_sweep<'x, T: Real>(
     block: &Range<usize>,
     row: impl Fn(usize) -> &'x [T],
     ahead: impl Fn(usize) -> &'x [T],
-    acc: &mut [f64],
-    c: &[f64],
-    f: impl Fn(f64, f64) -> f64,
+    shift: &[f64],
+    s1: &mut [f64],
+    s2: &mut [f64],
 ) {
-    let w = acc.len();
+    let w = s1.len();
+    let (shift, s2) = (&shift[..w], &mut s2[..w]);
     let h = block.len() / 4;
-    let zero = [0.0f64; TILE_COLUMNS];
-    let c = if c.is_empty() { &zero[..w] } else { &c[..w] };
     for r in block.start..block.start + h {
-        let (r0, r1, r2, r3) = (row(r), row(r + h), row(r + 2 * h), row(r + 3 * h));
         for q in 0..4 {
             prefetch(ahead(r + q * h));
         }
-        for (q, (((&k, &a), (&b, &d)), &e)) in acc
-            .iter_mut()
-            .zip(c.iter().zip(r0).zip(r1.iter().zip(r2)).zip(r3))
-        {
-            let (a, b, d, e) = (a.to_f64(), b.to_f64(), d.to_f64(), e.to_f64());
-            *q = (((*q + f(a, k)) + f(b, k)) + f(d, k)) + f(e, k);
+        let (x0, x1) = (&row(r)[..w], &row(r + h)[..w]);
+        let (x2, x3) = (&row(r + 2 * h)[..w], &row(r + 3 * h)[..w]);
+        for q in 0..w {
+            let k = shift[q];
+            let d = [x0[q], x1[q], x2[q], x3[q]].map(|v| v.to_f64() - k);
+            s1[q] = (((s1[q] + d[0]) + d[1]) + d[2]) + d[3];
+            s2[q] = (((s2[q] + d[0] * d[0]) + d[1] * d[1]) + d[2] * d[2]) + d[3] * d[3];
         }
     }
     for r in block.start + 4 * h..block.end {
         prefetch(ahead(r));
-        for ((q, &k), &a) in acc.iter_mut().zip(c).zip(row(r)) {
-            *q += f(a.to_f64(), k);
+        let x = &row(r)[..w];
+        for q in 0..w {
+            let d = x[q].to_f64() - shift[q];
+            s1[q] += d;
+            s2[q] += d * d;
         }
     }
 }
 
-/// Mean and `m2` of one contiguous segment; the second sweep prefetches `ahead`.
+/// Mean and `m2` of one contiguous segment, shifted by the mean of its first [`LANES`] values
+/// (added pairwise by [`fold`]). The segment is read as rows of [`LANES`] elements by
+/// [`shifted_sweep`] (element `i` of the leftover tail goes to lane `i`), and each sum's lanes are
+/// added by [`fold`]. The same rows of `ahead` are prefetched along the way.
 #[inline(always)]
-fn run_two_pass<T: Real>(xs: &[T], ahead: &[T]) -> (f64, f64) {
-    let mean = lane_sum(xs, &[], |v| v) / xs.len() as f64;
-    let m2 = lane_sum(xs, ahead, |v| {
-        let d = v - mean;
-        d * d
-    });
-    (mean, m2)
+fn run_partial<T: Real>(xs: &[T], ahead: &[T]) -> (f64, f64) {
+    let mut first = [0.0f64; LANES];
+    for (f, &v) in first.iter_mut().zip(xs) {
+        *f = v.to_f64();
+    }
+    let shift = finite_or_zero(fold(first) / xs.len().min(LANES) as f64);
+    let mut buf = [[0.0f64; LANES]; 2];
+    let [s1, s2] = &mut buf;
+    let rows = xs.len() / LANES;
+    let row = |r: usize| &xs[r * LANES..][..LANES];
+    let ahead = |r: usize| ahead.get(r * LANES..(r + 1) * LANES).unwrap_or(&[]);
+    shifted_sweep(&(0..rows), row, ahead, &[shift; LANES], s1, s2);
+    for (k, &v) in xs[rows * LANES..].iter().enumerate() {
+        let d = v.to_f64() - shift;
+        s1[k] += d;
+        s2[k] += d * d;
+    }
+    partial(xs.len() as f64, shift, fold(*s1), fold(*s2))
 }
 
-/// `sum(f(x))` with [`LANES`] fixed lanes: element `i` of `xs` goes to lane `i % LANES`, and the
-/// lanes are added by [`fold`]. (The lanes are kept as groups of 8, which LLVM vectorizes at every
-/// width without reordering them.) Prefetches `ahead` along the way.
+/// The partial `(mean, m2)` of `count` values from their sums about `shift`:
+/// `mean = shift + s1/count`, `m2 = s2 - s1*(s1/count)`. A negative rounding residue of `m2` is
+/// made 0. When `s1` is finite but `s2` overflowed (finite data whose squares overflow f64),
+/// `inf - inf` becomes `m2 = inf`, as the squared deviations of a two-pass give; data holding an
+/// infinity or NaN (`s1` not finite) keeps `m2` NaN.
 #[inline(always)]
-pub(crate) fn lane_sum<T: Real>(xs: &[T], ahead: &[T], f: impl Fn(f64) -> f64) -> f64 {
-    let mut acc = [[0.0f64; 8]; LANES / 8];
-    let mut chunks = xs.chunks_exact(LANES);
-    let mut next = ahead.chunks(LANES);
-    for chunk in &mut chunks {
-        if let Some(p) = next.next() {
-            prefetch(p);
-        }
-        for (a, c) in acc.iter_mut().zip(chunk.as_chunks::<8>().0) {
-            let mut t = [0.0f64; 8];
-            for k in 0..8 {
-                t[k] = f(c[k].to_f64());
-            }
-            for k in 0..8 {
-                a[k] += t[k];
-            }
-        }
+fn partial(count: f64, shift: f64, s1: f64, s2: f64) -> (f64, f64) {
+    let m2 = s2 - s1 * (s1 / count);
+    let m2 = if m2.is_nan() && s1.is_finite() {
+        s2
+    } else if m2 < 0.0 {
+        0.0
+    } else {
+        m2
+    };
+    (shift + s1 / count, m2)
+}
+
+/// `v`, or 0 if it is infinite or NaN (a shift must be finite: `inf - inf` would hide an
+/// infinity from the sums).
+#[inline(always)]
+fn finite_or_zero(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        0.0
     }
-    for p in next {
-        prefetch(p);
-    }
-    let mut flat = [0.0f64; LANES];
-    for (i, l) in flat.iter_mut().enumerate() {
-        *l = acc[i / 8][i % 8];
-    }
-    for (l, &v) in flat.iter_mut().zip(chunks.remainder()) {
-        *l += f(v.to_f64());
-    }
-    fold(flat)
 }
 
 /// Add the lanes pairwise: lane `i` gets lane `i + half`, halving until one is left.

@@ -406,3 +406,53 @@ fn running_stats_of_infinite_data_follow_torch() {
     assert!(rm[3].is_nan() && rv[..4].iter().all(|v| v.is_nan()));
     assert!(rm[4..].iter().chain(&rv[4..]).all(|v| v.is_finite()));
 }
+
+/// The shifted sums with a shift far from the mean: float32 data with mean 1e4 and unit variance
+/// whose first row (the shift of a row block) or first 32 values of each run (the shift of a
+/// segment) sit 50 standard deviations away. A naive `E[x^2] - E[x]^2` loses every digit here;
+/// the shifted sums keep the variance to 1e-9 of the exact two-pass.
+#[test]
+fn shift_far_from_the_mean_is_stable() {
+    for l in [
+        Layout::new(4096, 8, 1),
+        Layout::new(300, 7, 40),
+        Layout::new(16, 4, 1024),
+    ] {
+        let mut x: Vec<f32> = Rng::new(11).vec(l.len(), 1e4, 3f64.sqrt());
+        let far = (1e4 + 50.0) as f32;
+        x[..l.row()].fill(far);
+        for run in x.chunks_mut(l.s).filter(|_| l.s >= 512) {
+            run[..32].fill(far);
+        }
+        let (m, v) = stats(&x, l);
+        let (nm, nv) = naive_stats(&x, l);
+        for k in 0..l.c {
+            assert!((m[k] - nm[k]).abs() <= 1e-12 * nm[k], "{l:?} mean {k}");
+            assert!(
+                (v[k] - nv[k]).abs() <= 1e-9 * nv[k],
+                "{l:?} var {k}: {} vs {}",
+                v[k],
+                nv[k]
+            );
+        }
+    }
+}
+
+/// Finite float64 data whose squared deviations overflow: the variance is `inf` (as a two-pass
+/// gives), not the NaN of `inf - inf`; the mean stays finite.
+#[test]
+fn overflowing_squares_give_an_infinite_variance() {
+    for l in [Layout::new(300, 3, 1), Layout::new(2, 2, 700)] {
+        let x: Vec<f64> = (0..l.len())
+            .map(|i| if i % 2 == 0 { 1e200 } else { -1e200 })
+            .collect();
+        let (m, v) = stats(&x, l);
+        let (nm, nv) = naive_stats(&x, l);
+        assert!(m.iter().all(|m| m.is_finite()), "{l:?} mean {m:?}");
+        assert!(nv.iter().all(|&v| v == f64::INFINITY));
+        assert!(
+            v.iter().all(|&v| v == f64::INFINITY),
+            "{l:?} var {v:?} (naive {nm:?})"
+        );
+    }
+}
