@@ -1,7 +1,7 @@
 """Type stubs for the compiled module ``ferroptim._native`` (private; use ``ferroptim``)."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,6 +59,32 @@ def clip_grad_norm_per_tensor_(
 def clip_grad_value_(grads: _OptGrads, clip_value: float) -> None: ...
 def roofline_step(params: _Arrays, grads: _Arrays, *states: _Arrays) -> None: ...
 def roofline_read(arrays: _OptGrads) -> float: ...
+
+# A kernel call prepared once per parameter group (rust/python/src/prepared.rs): the arguments of
+# `<kernel>(params, grads, *lists, **hypers)` without the gradients; `watch` pairs group keys
+# with the objects the hyperparameters were read from; `bf16` is (stochastic_rounding, seed) for
+# bfloat16 state. `step` returns False, doing nothing, when the group no longer matches.
+
+@final
+class PreparedStep:
+    def step(
+        self,
+        group: dict[str, Any] | None,
+        grads: _OptGrads,
+        grad_scale: float,
+        clip_value: float | None,
+        stream_offset: int,
+    ) -> bool: ...
+
+def prepare_step(
+    kernel: str,
+    params: _Arrays,
+    lists: tuple[Any, ...],
+    hypers: dict[str, Any],
+    watch: Sequence[tuple[str, Any]],
+    bf16: tuple[bool, int] | None = None,
+    previous: PreparedStep | None = None,
+) -> PreparedStep: ...
 
 # Low-precision optimizer state (rust/python/src/lowp.rs; twins in ferroptim.reference.lowp_steps).
 # Params and grads float32; bfloat16 state: uint16 bit patterns shaped like the param; 8-bit state:

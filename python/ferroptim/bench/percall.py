@@ -27,6 +27,12 @@ def kernel_call(opt: Any, grads: list[np.ndarray]) -> Callable[[], None]:
     ValueError
         If the step makes more or less than one kernel call (several groups, 8-bit state).
     """
+    opt.step(grads)
+    states = opt._group_states
+    prepared = states[0].plan.prepared if len(states) == 1 and states[0].plan else None
+    if prepared is not None:  # the native backend's prepared call (optim/_call_plan.py)
+        clip_value = opt.clip_value
+        return lambda: prepared.step(None, grads, 1.0, clip_value, 0)
     kernel = opt._kernel
     calls: list[tuple[tuple, dict[str, Any]]] = []
 

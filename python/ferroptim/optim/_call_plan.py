@@ -6,6 +6,13 @@ the state lists and the keyword dict at every step would double the time of a sm
 :class:`CallPlan` keeps the result of that work for a group; :meth:`CallPlan.matches` decides in
 one pass of identity comparisons whether it still holds, so a change to ``param_groups[i][name]``
 (a scheduler's new ``lr``, a flag switched on) is validated at the next step, as before.
+
+With the native backend the kernel call itself is prepared once too
+(``ferroptim._native.prepare_step``): the hyperparameters are parsed once, and a step re-checks
+the group's arrays by comparing what the checks read last time (object, data address, dtype,
+flags, shape) and checks only the gradients in full; the prepared call also repeats this
+plan's identity checks natively, so an unchanged single-group step runs
+``Optimizer.step`` -> one native call.
 """
 
 from __future__ import annotations
@@ -49,9 +56,24 @@ class CallPlan:
     kwargs : dict
         The kernel's keyword arguments, set with ``lists``; ``grad_scale`` and ``clip_value``
         are written before each call.
+    prepared : ferroptim._native.PreparedStep or None
+        The native kernel call prepared from ``lists`` and ``kwargs`` (native backend only; set
+        with them).
+    previous : ferroptim._native.PreparedStep or None
+        The prepared call of the plan this one replaced, until this one's is prepared (it hands
+        over its array checks when the arrays are the same, e.g. after a scheduler's ``lr``).
     """
 
-    __slots__ = ("arrays", "hyper", "kwargs", "lists", "read_values", "values")
+    __slots__ = (
+        "arrays",
+        "hyper",
+        "kwargs",
+        "lists",
+        "prepared",
+        "previous",
+        "read_values",
+        "values",
+    )
 
     def __init__(
         self,
@@ -59,13 +81,21 @@ class CallPlan:
         values: tuple,
         hyper: dict[str, Any],
         arrays: dict[str, list[np.ndarray]],
+        previous: Any = None,
     ) -> None:
+        self.previous = previous
         self.read_values = read_values
         self.values = values
         self.hyper = hyper
         self.arrays = arrays
         self.lists: tuple | None = None
         self.kwargs: dict[str, Any] = {}
+        self.prepared: Any = None
+
+    def watched(self, names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+        """``(name, value)`` of every hyperparameter value the plan was built from (``names``:
+        the names ``read_values`` reads, in order), for the prepared call's identity checks."""
+        return tuple(zip(names, self.values, strict=True))
 
     def holds(self, group: Mapping[str, Any], arrays: dict[str, list[np.ndarray]]) -> bool:
         """Whether the plan still holds for ``group`` and its state's ``arrays``: the group's

@@ -8,6 +8,7 @@ its gradients; a frozen one gets ``None`` (the step skips it).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,6 +124,9 @@ def listed_gradients(optimizer: Any, grads: Gradients) -> list[Gradient]:
     """
     if len(grads) != len(grads.params):  # entries added or removed since: a plain list
         return list(grads)
+    groups = optimizer.param_groups
+    if len(groups) == 1 and _same_arrays(grads.params, groups[0]["params"]):
+        return grads  # listed for the very parameters, in their order: nothing to match
     listed = {id(param): grad for param, grad in zip(grads.params, grads, strict=True)}
     return _in_group_order(
         optimizer,
@@ -131,6 +135,11 @@ def listed_gradients(optimizer: Any, grads: Gradients) -> list[Gradient]:
         "holds it: opt.step(model)",
         prefix="grads: ",
     )
+
+
+def _same_arrays(a: Any, b: Any) -> bool:
+    """Whether two sequences hold the very same arrays in the same order."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def resolve_gradients(optimizer: Any, grads: Any) -> Any:

@@ -367,8 +367,23 @@ class Optimizer:
             if isinstance(grads, np.ndarray) or not isinstance(grads, Sequence):
                 grads = _as_list(grads)
         with self._lock:
+            # The usual case first: one group, nothing changed since the last step, no clipping
+            # norm to compute. One native call checks that (the identities of the group's
+            # params and options, see _call_plan) and steps; False: something changed.
+            states = self._group_states
+            if len(states) == 1 and self._max_grad_norm is None and not self._skip_nonfinite:
+                plan = states[0].plan
+                if (
+                    plan is not None
+                    and (prepared := plan.prepared) is not None
+                    and plan.arrays is states[0].arrays
+                    and len(self.param_groups) == 1
+                    and prepared.step(self.param_groups[0], grads, 1.0, self._clip_value, 0)
+                ):
+                    self.last_step_skipped = False
+                    return
             groups, states = self.param_groups, self._group_states
-            # The usual case first: one group, nothing changed since the last step.
+            # Otherwise: one group whose plan still holds (clipping, the reference backend).
             plan = states[0].plan if len(groups) == 1 else None
             if plan is None or not plan.holds(groups[0], states[0].arrays):
                 self._sync_params()
@@ -438,7 +453,8 @@ class Optimizer:
         hyper["params"] = state.params
         self._ensure_state(hyper, state)
         values = self._hyper_values(raw)
-        state.plan = CallPlan(self._hyper_values, values, hyper, state.arrays)
+        previous = None if plan is None else plan.prepared
+        state.plan = CallPlan(self._hyper_values, values, hyper, state.arrays, previous)
         return state.plan
 
     def _skip(self) -> None:
@@ -483,10 +499,33 @@ class Optimizer:
         if plan.lists is None:
             plan.lists = self._kernel_lists(group, state)
             plan.kwargs = self._kernel_keywords(group)
+            plan.prepared = self._prepare(plan)
+        if plan.prepared is not None:
+            plan.prepared.step(None, grads, self._grad_scale, self._clip_value, self._stream_offset)
+            return
         kwargs = plan.kwargs
         kwargs["grad_scale"] = self._grad_scale
         kwargs["clip_value"] = self._clip_value
         self._kernel(group["params"], grads, *plan.lists, **kwargs)
+
+    def _prepare(self, plan: CallPlan) -> Any:
+        """The native kernel call of ``plan`` prepared once (None with the reference backend,
+        which has no prepared calls)."""
+        prepare = getattr(backend_module(self.backend), "prepare_step", None)
+        if prepare is None:
+            return None
+        hypers = {k: v for k, v in plan.kwargs.items() if k not in ("grad_scale", "clip_value")}
+        fmt = self._state_format
+        previous, plan.previous = plan.previous, None
+        return prepare(
+            self.spec.kernel_name,
+            plan.hyper["params"],
+            plan.lists,
+            hypers,
+            plan.watched(self._hyper_names),
+            (fmt.stochastic_rounding, fmt.seed) if fmt.bf16 else None,
+            previous,
+        )
 
     def _kernel_lists(self, group: dict[str, Any], state: _GroupState) -> tuple:
         """The kernel's positional arguments after ``params`` and ``grads``: the state lists
@@ -729,7 +768,7 @@ class Optimizer:
         own). Pickle an optimizer while no other thread steps it: the arrays
         are serialized after this returns."""
         state = dict(self.__dict__)
-        del state["_lock"], state["_kernel"], state["_hyper_values"]
+        del state["_lock"], state["_kernel"], state["_hyper_values"], state["_hyper_names"]
         return state
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Optimizer:
@@ -753,7 +792,8 @@ class Optimizer:
         self._kernel = self._state_format.kernel(
             backend_module(self.backend), self.spec.kernel_name, lambda: self._stream_offset
         )
-        self._hyper_values = values_getter(tuple(h.name for h in self.spec.hypers))
+        self._hyper_names = tuple(h.name for h in self.spec.hypers)
+        self._hyper_values = values_getter(self._hyper_names)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} (backend={self.backend!r})"]

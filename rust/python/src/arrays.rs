@@ -47,6 +47,16 @@ pub enum Dtype {
     F64,
 }
 
+impl Dtype {
+    /// Bytes per element.
+    pub(crate) fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+}
+
 /// One checked array: where its data is and how many elements it has.
 #[derive(Clone, Copy)]
 pub struct RawArray {
@@ -62,6 +72,16 @@ unsafe impl Send for RawArray {}
 unsafe impl Sync for RawArray {}
 
 impl RawArray {
+    /// `len` elements of `bytes` bytes in all at `data` (checked by the caller).
+    pub(crate) fn new(data: *mut u8, len: usize, bytes: usize) -> Self {
+        RawArray { data, len, bytes }
+    }
+
+    /// The memory `(start, end)` it occupies.
+    pub(crate) fn span(&self) -> (usize, usize) {
+        (self.data as usize, self.data as usize + self.bytes)
+    }
+
     /// The data as a slice.
     ///
     /// Safety: the array was checked to hold `len` aligned elements of type `T` and outlives the
@@ -105,12 +125,23 @@ impl Span {
 }
 
 /// One tensor of the call: its parameter, gradient and state, all checked.
-struct Entry {
-    index: usize,
-    dtype: Dtype,
-    param: RawArray,
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) index: usize,
+    pub(crate) dtype: Dtype,
+    pub(crate) param: RawArray,
     grad: RawArray,
-    state: Vec<RawArray>,
+    pub(crate) state: Vec<RawArray>,
+}
+
+impl Entry {
+    /// The same tensor with another (checked) gradient.
+    pub(crate) fn with_grad(&self, grad: RawArray) -> Entry {
+        Entry {
+            grad,
+            ..self.clone()
+        }
+    }
 }
 
 /// Every tensor of one optimizer call, checked and ready to run.
@@ -240,11 +271,11 @@ impl<'py> Dtypes<'py> {
                 )));
             }
         }
-        let item = match dtype {
-            Dtype::F32 => 4,
-            Dtype::F64 => 8,
-        };
-        Ok((array, dtype, raw_array(array, label, written, item)?))
+        Ok((
+            array,
+            dtype,
+            raw_array(array, label, written, dtype.size())?,
+        ))
     }
 }
 
@@ -584,6 +615,34 @@ pub struct CallArgs<'a, 'py> {
 }
 
 impl Batch {
+    /// A batch of tensors checked elsewhere (`keep`: the arrays they point into that nothing
+    /// else keeps alive for the call).
+    pub(crate) fn new(
+        entries: Vec<Entry>,
+        keep: Vec<Py<PyAny>>,
+        steps: Option<*mut i64>,
+        scalars: Option<*mut f32>,
+    ) -> PyResult<Batch> {
+        let batch = Batch {
+            entries,
+            _keep: keep,
+            steps,
+            scalars,
+        };
+        batch.check_steps()?;
+        Ok(batch)
+    }
+
+    /// The checked tensors (those with a gradient), in order.
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The step counts and the per-tensor scalars, if the call has them.
+    pub(crate) fn counters(&self) -> (Option<*mut i64>, Option<*mut f32>) {
+        (self.steps, self.scalars)
+    }
+
     /// Check every array of the call. Tensors whose gradient is `None` are left out.
     pub fn gather(py: Python<'_>, args: CallArgs<'_, '_>) -> PyResult<Batch> {
         let params = items("params", args.params)?;
@@ -649,14 +708,7 @@ impl Batch {
             None => None,
         };
         checker.check_overlaps()?;
-        let batch = Batch {
-            entries,
-            _keep: checker.keep,
-            steps,
-            scalars,
-        };
-        batch.check_steps()?;
-        Ok(batch)
+        Batch::new(entries, checker.keep, steps, scalars)
     }
 
     fn check_steps(&self) -> PyResult<()> {
@@ -686,7 +738,7 @@ impl Batch {
 
     /// Run `kernel` on the float32 tensors and then the float64 ones, without the GIL. On success,
     /// every stepped tensor's count is incremented.
-    pub fn run<K: StepKernel>(self, py: Python<'_>, kernel: &K) -> PyResult<()> {
+    pub fn run<K: StepKernel>(&self, py: Python<'_>, kernel: &K) -> PyResult<()> {
         self.run_all(py, |batch| {
             batch.run_dtype(Dtype::F32, tensor_ref::<f32>, |t, s| kernel.step(t, s))?;
             batch.run_dtype(Dtype::F64, tensor_ref::<f64>, |t, s| kernel.step(t, s))
@@ -696,7 +748,7 @@ impl Batch {
     /// Run `kernel` on tensors with bfloat16 state (gathered with `bf16_state`), without the
     /// GIL; tensor `i`'s random stream is `rounding`'s stream plus `i`.
     pub fn run_bf16<K: Bf16Kernel>(
-        self,
+        &self,
         py: Python<'_>,
         kernel: &K,
         rounding: Rounding,

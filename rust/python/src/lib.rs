@@ -6,6 +6,7 @@ mod clip;
 mod error;
 mod lowp;
 mod optim;
+mod prepared;
 
 use ferroptim_core::simd::{self, SimdLevel};
 use pyo3::exceptions::PyValueError;
@@ -101,6 +102,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         batchnorm::batch_norm_forward,
         batchnorm::batch_norm_backward,
         optim::roofline_step,
+        prepared::prepare_step,
         lowp::adam_step_8bit,
         lowp::lion_step_8bit,
         lowp::dynamic_map,
@@ -114,6 +116,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(feature = "test-hooks")]
     add_functions!(m, _panic_for_tests);
     optim::register(m)?;
+    m.add_class::<prepared::PreparedStep>()?;
     for (name, value) in [
         ("GRAIN_ELEMENTS", ferroptim_core::GRAIN_ELEMENTS),
         (

@@ -23,7 +23,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 type Any<'py> = Bound<'py, PyAny>;
 
 /// A core configuration as a [`StepKernel`] and a [`Bf16Kernel`].
-pub(crate) struct Kernel<C>(C);
+pub(crate) struct Kernel<C>(pub(crate) C);
 
 impl<C: Optimizer> StepKernel for Kernel<C> {
     fn validate(&self) -> Result<(), core::Error> {
@@ -190,28 +190,68 @@ impl KernelCall<'_, '_> {
     ) -> PyResult<(Kernel<C>, Batch)> {
         let (kernel, lists) = (self.kernel, self.lists);
         let py = lists.py();
-        check_arity(kernel, &positional_names::<C>(), lists.len() + 2)?;
-        let cfg = Kernel(parse_config::<C>(py, kernel, self.hypers, extra)?);
-        // Hyperparameter errors come first, as in the reference.
-        cfg.validate().map_err(core_error)?;
-        let values: Vec<Any<'_>> = lists.iter().collect();
-        let mut states = Vec::with_capacity(C::STATES.len());
-        for (k, list) in C::STATES.iter().enumerate() {
-            let value = &values[k];
-            let used = cfg.0.uses_state(k);
-            check_slot(list, !value.is_none(), used)?;
-            states.push((list.name, used.then_some(value)));
-        }
-        let scalars = C::SCALARS.map(|name| (name, &values[C::STATES.len()]));
+        let cfg = checked_config::<C>(kernel, lists, self.hypers, extra)?;
+        let layout = Layout::of::<C>(&cfg.0, lists)?;
+        let states = layout.state_args();
         let args = CallArgs {
             params: self.params,
             grads: self.grads,
             states: &states,
-            steps: values.last(),
-            scalars,
+            steps: Some(&layout.steps),
+            scalars: layout.scalars.as_ref().map(|(name, obj)| (*name, obj)),
             bf16_state,
         };
         Ok((cfg, Batch::gather(py, args)?))
+    }
+}
+
+/// The config of a call whose positional arguments after `params` and `grads` are `lists`:
+/// their count checked, then the keywords parsed (`extra`: the caller's) and validated
+/// (hyperparameter errors come before array errors, as in the reference).
+pub(crate) fn checked_config<C: Optimizer>(
+    kernel: &str,
+    lists: &Bound<'_, PyTuple>,
+    hypers: Option<&Bound<'_, PyDict>>,
+    extra: &[&str],
+) -> PyResult<Kernel<C>> {
+    check_arity(kernel, &positional_names::<C>(), lists.len() + 2)?;
+    let cfg = Kernel(parse_config::<C>(lists.py(), kernel, hypers, extra)?);
+    cfg.validate().map_err(core_error)?;
+    Ok(cfg)
+}
+
+/// The positional arguments after `params` and `grads` of a call (count already checked): the
+/// state lists by name (None for one the options do not use, which must be given as None), the
+/// scalar array if the optimizer has one, and `steps`.
+pub(crate) struct Layout<'py> {
+    pub states: Vec<(&'static str, Option<Any<'py>>)>,
+    pub scalars: Option<(&'static str, Any<'py>)>,
+    pub steps: Any<'py>,
+}
+
+impl<'py> Layout<'py> {
+    /// Read `lists` for config `cfg`: every state list given exactly when its option is on.
+    pub(crate) fn of<C: Optimizer>(cfg: &C, lists: &Bound<'py, PyTuple>) -> PyResult<Self> {
+        let values: Vec<Any<'py>> = lists.iter().collect();
+        let mut states = Vec::with_capacity(C::STATES.len());
+        for (k, list) in C::STATES.iter().enumerate() {
+            let value = &values[k];
+            let used = cfg.uses_state(k);
+            check_slot(list, !value.is_none(), used)?;
+            states.push((list.name, used.then(|| value.clone())));
+        }
+        let scalars = C::SCALARS.map(|name| (name, values[C::STATES.len()].clone()));
+        let steps = values[values.len() - 1].clone();
+        Ok(Layout {
+            states,
+            scalars,
+            steps,
+        })
+    }
+
+    /// The state lists as [`CallArgs`] takes them.
+    pub(crate) fn state_args(&self) -> Vec<(&'static str, Option<&Any<'py>>)> {
+        self.states.iter().map(|(n, v)| (*n, v.as_ref())).collect()
     }
 }
 
@@ -232,6 +272,26 @@ macro_rules! kernels {
                 step::<core::$cfg>(py, stringify!($name), params, grads, lists, hypers)
             }
         )*
+
+        /// The configured kernel named `kernel` (a float kernel's name) for `lists` and `hypers`
+        /// as its generic call takes them, checked as that call checks them (None: no such
+        /// kernel).
+        pub(crate) fn prepared_kernel<'py>(
+            kernel: &str,
+            lists: &Bound<'py, PyTuple>,
+            hypers: Option<&Bound<'py, PyDict>>,
+        ) -> PyResult<Option<(&'static str, Box<dyn crate::prepared::PreparedKernel>, Layout<'py>)>> {
+            match kernel {
+                $(
+                    stringify!($name) => {
+                        let cfg = checked_config::<core::$cfg>(stringify!($name), lists, hypers, &[])?;
+                        let layout = Layout::of::<core::$cfg>(&cfg.0, lists)?;
+                        Ok(Some((stringify!($name), Box::new(cfg), layout)))
+                    }
+                )*
+                _ => Ok(None),
+            }
+        }
 
         /// Add every optimizer kernel to the module, and `KERNEL_SPECS`: for each kernel name,
         /// `(hyperparameters as (name, "real" | "flag"), state lists as (name, option or None),
