@@ -173,14 +173,27 @@ unsafe fn run_avx2<K: Kernel>(kernel: K) {
 /// while they compute on this one, so memory stays busy; other targets ignore it.
 #[inline(always)]
 pub(crate) fn prefetch<T>(data: &[T]) {
+    prefetch_to::<2, T>(data)
+}
+
+/// [`prefetch`] into L1 (and L2), for data needed a few KB ahead of the loop.
+#[inline(always)]
+pub(crate) fn prefetch_l1<T>(data: &[T]) {
+    prefetch_to::<3, T>(data)
+}
+
+/// Prefetch every cache line of `data` with x86's hint `HINT` (3: `_MM_HINT_T0`, into L1;
+/// 2: `_MM_HINT_T1`, into L2).
+#[inline(always)]
+fn prefetch_to<const HINT: i32, T>(data: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
-        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        use core::arch::x86_64::_mm_prefetch;
         let p = data.as_ptr().cast::<i8>();
         let mut offset = 0;
         while offset < core::mem::size_of_val(data) {
             // Safety: the address lies inside `data`; a prefetch never faults or changes state.
-            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.add(offset)) };
+            unsafe { _mm_prefetch::<HINT>(p.add(offset)) };
             offset += 64;
         }
     }

@@ -14,7 +14,7 @@ use crate::clip::clamp_value;
 use crate::error::Error;
 use crate::fused::{Decay, GradPrep, Target, Update};
 use crate::pool::{for_each_piece, Splittable};
-use crate::simd::{dispatch, Kernel};
+use crate::simd::{dispatch, prefetch_l1 as prefetch, Kernel};
 use crate::tensor::MAX_STATE;
 
 /// How state arrays are stored, and how one block is widened to and narrowed from float32.
@@ -31,6 +31,10 @@ trait Format: Sync {
     ///
     /// Safety: as [`Format::load`].
     unsafe fn store(&self, k: usize, slot: Self::Slot, first: u64, values: &[f32]);
+    /// Ask for the `elements` stored elements at `slot` to be brought into cache (a hint).
+    ///
+    /// Safety: `slot` points at `elements` elements of one state array.
+    unsafe fn prefetch(slot: Self::Slot, elements: usize);
 }
 
 /// 8-bit blockwise state; `quant[k]` is state `k`'s map.
@@ -57,7 +61,14 @@ impl Format for Quant8 {
         let codes = std::slice::from_raw_parts_mut(codes, values.len());
         *absmax = self.quant[k].quantize_block(values, codes);
     }
+    #[inline(always)]
+    unsafe fn prefetch((codes, _): Self::Slot, elements: usize) {
+        prefetch(std::slice::from_raw_parts(codes, elements));
+    }
 }
+
+/// Blocks ahead of the one being updated whose arrays the loop prefetches.
+const PREFETCH_BLOCKS: usize = 2;
 
 /// A contiguous run of whole blocks of one tensor (the last may be partial), with its update.
 ///
@@ -110,6 +121,19 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
         let mut start = 0;
         while start < self.len {
             let n = BLOCK.min(self.len - start);
+            let ahead = start + PREFETCH_BLOCKS * BLOCK;
+            if ahead < self.len {
+                let m = BLOCK.min(self.len - ahead);
+                // Safety: elements `ahead..ahead + m` of this piece's arrays belong to it, and no
+                // one writes them while these shared views live (only the prefetch reads them).
+                unsafe {
+                    prefetch(std::slice::from_raw_parts(self.param.add(ahead), m));
+                    prefetch(std::slice::from_raw_parts(self.grad.add(ahead), m));
+                    for slot in &self.slots[..U::STATES] {
+                        F::prefetch(F::offset(*slot, ahead), m);
+                    }
+                }
+            }
             // Safety: elements `start..start + n` of this piece's arrays belong to it alone.
             let (p, g) = unsafe {
                 (
