@@ -278,6 +278,19 @@ def test_one_optimizer_stepped_from_two_threads() -> None:
     assert_same(everything(shared), everything(alone))
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_a_wrappers_grad_scale_reaches_the_prepared_call(name: str) -> None:
+    """ZeRO clips by a global norm of every rank's shard and sets the inner optimizer's
+    ``_grad_scale`` before its step: an unchanged group's one-call step must apply it (a scale
+    of 0.5 is exact, so the twin stepping halved gradients gives the same bits)."""
+    opt, _, twin = stepped(name)
+    for t in range(3):
+        opt._grad_scale = 0.5
+        opt.step(arrays(20 + t))
+        twin.step([g * np.float32(0.5) for g in arrays(20 + t)])
+        assert_same(everything(opt), everything(twin))
+
+
 def test_copies_get_their_own_prepared_call() -> None:
     params = arrays(0)
     opt = fo.optim.RMSprop(params, momentum=0.5)

@@ -368,8 +368,9 @@ class Optimizer:
                 grads = _as_list(grads)
         with self._lock:
             # The usual case first: one group, nothing changed since the last step, no clipping
-            # norm to compute. One native call checks that (the identities of the group's
-            # params and options, see _call_plan) and steps; False: something changed.
+            # norm to compute (a wrapper may have set _grad_scale, as ZeRO does for its global
+            # norm). One native call checks that (the identities of the group's params and
+            # options, see _call_plan) and steps; False: something changed.
             states = self._group_states
             if len(states) == 1 and self._max_grad_norm is None and not self._skip_nonfinite:
                 plan = states[0].plan
@@ -378,7 +379,9 @@ class Optimizer:
                     and (prepared := plan.prepared) is not None
                     and plan.arrays is states[0].arrays
                     and len(self.param_groups) == 1
-                    and prepared.step(self.param_groups[0], grads, 1.0, self._clip_value, 0)
+                    and prepared.step(
+                        self.param_groups[0], grads, self._grad_scale, self._clip_value, 0
+                    )
                 ):
                     self.last_step_skipped = False
                     return
