@@ -159,22 +159,27 @@ pub(crate) trait Storage<T: Real>: Copy + Send + Sync {
     /// `value` stored as state `k` of the element whose index has low 32 bits `low`.
     fn store(self, k: usize, value: T, low: u32) -> Self::Elem;
     /// Plain Adam's update (after the common gradient steps `CLAMP`, `SCALE`, `DECAY` with
-    /// `args`) on leading elements of `p`, `g` and states `m`, `v` (element `i` has index low
-    /// bits `low + i`), by an explicit-vector loop if this storage has one at the active SIMD
-    /// level, giving the same bits as the element loop; returns how many elements it did.
-    #[allow(clippy::too_many_arguments)]
+    /// `args`) on leading elements of `run` (element `i` has index low bits `run.low + i`), by an
+    /// explicit-vector loop if this storage has one at the active SIMD level, giving the same bits
+    /// as the element loop; returns how many elements it did.
     fn adam_lead<const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
         self,
         _adam: &AdamOp<T, false>,
         _args: &Args<T>,
-        _low: u32,
-        _p: &mut [T],
-        _g: &[T],
-        _m: &mut [Self::Elem],
-        _v: &mut [Self::Elem],
+        _run: AdamRun<'_, T, Self::Elem>,
     ) -> usize {
         0
     }
+}
+
+/// The arrays of a run of elements for [`Storage::adam_lead`]: parameters, gradients and the two
+/// moments (state elements `E`), and the low 32 bits of the first element's index.
+pub(crate) struct AdamRun<'a, T, E> {
+    pub(crate) low: u32,
+    pub(crate) p: &'a mut [T],
+    pub(crate) g: &'a [T],
+    pub(crate) m: &'a mut [E],
+    pub(crate) v: &'a mut [E],
 }
 
 /// State stored in the parameter's type.
@@ -457,9 +462,17 @@ impl<
         let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
         let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
         let done = match self.op.as_adam() {
-            Some(adam) if U::STATES == 2 => {
-                storage.adam_lead::<CLAMP, SCALE, DECAY>(&adam, &self.args, low, p, g, s0, s1)
-            }
+            Some(adam) if U::STATES == 2 => storage.adam_lead::<CLAMP, SCALE, DECAY>(
+                &adam,
+                &self.args,
+                AdamRun {
+                    low,
+                    p,
+                    g,
+                    m: s0,
+                    v: s1,
+                },
+            ),
             _ => 0,
         };
         for i in done..n {

@@ -11,7 +11,7 @@
 //! infinite; magnitudes past the largest bfloat16 can round to infinity, as in any narrowing.
 
 use super::hash::{element_bits, lowbias32, stream_key};
-use crate::fused::{Args, Storage};
+use crate::fused::{AdamRun, Args, Storage};
 use crate::optim::adam::AdamOp;
 use crate::tensor::MAX_STATE;
 
@@ -130,18 +130,14 @@ impl Storage<f32> for Bf16Storage {
         self,
         adam: &AdamOp<f32, false>,
         args: &Args<f32>,
-        low: u32,
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [u16],
-        v: &mut [u16],
+        run: AdamRun<'_, f32, u16>,
     ) -> usize {
         let rounding = super::bf16_adam::Narrowing {
             stochastic: self.stochastic,
             key_low: self.key_low[0],
             key_high: self.key_high[0],
         };
-        super::bf16_adam::adam_lead::<CLAMP, SCALE, DECAY>(adam, args, rounding, low, p, g, m, v)
+        super::bf16_adam::adam_lead::<CLAMP, SCALE, DECAY>(adam, args, rounding, run)
     }
 }
 

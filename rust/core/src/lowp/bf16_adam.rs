@@ -17,7 +17,7 @@
 //! * software prefetch of all five streams [`PREFETCH`] elements ahead, so memory stays busy
 //!   while the divider works.
 
-use crate::fused::{Args, DECOUPLED_DECAY, L2_DECAY};
+use crate::fused::{AdamRun, Args, DECOUPLED_DECAY, L2_DECAY};
 use crate::optim::adam::AdamOp;
 
 /// How the loop narrows: the pair key of states 0 and 1 (see `Bf16Storage`), or nearest even.
@@ -33,17 +33,12 @@ const PREFETCH: usize = 1024;
 
 /// Run Adam over the leading multiple of 32 elements when the active level is AVX-512; returns how
 /// many elements were done (0 elsewhere: the element loop does them all).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn adam_lead<const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
     adam: &AdamOp<f32, false>,
     args: &Args<f32>,
     rounding: Narrowing,
-    low: u32,
-    p: &mut [f32],
-    g: &[f32],
-    m: &mut [u16],
-    v: &mut [u16],
+    run: AdamRun<'_, f32, u16>,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
@@ -52,14 +47,14 @@ pub(super) fn adam_lead<const CLAMP: bool, const SCALE: bool, const DECAY: u8>(
             // Safety: the AVX-512 level is only active on CPUs that support it.
             return unsafe {
                 if rounding.stochastic {
-                    x86::adam::<CLAMP, SCALE, DECAY, true>(adam, args, rounding, low, p, g, m, v)
+                    x86::adam::<CLAMP, SCALE, DECAY, true>(adam, args, rounding, run)
                 } else {
-                    x86::adam::<CLAMP, SCALE, DECAY, false>(adam, args, rounding, low, p, g, m, v)
+                    x86::adam::<CLAMP, SCALE, DECAY, false>(adam, args, rounding, run)
                 }
             };
         }
     }
-    let _ = (adam, args, rounding, low, p, g, m, v);
+    let _ = (adam, args, rounding, run);
     0
 }
 
@@ -103,11 +98,10 @@ mod x86 {
         _mm512_mask_mov_epi32(sum, nan, quiet)
     }
 
-    /// See the module docs. `p`, `g`, `m`, `v` have at least `p.len()` elements; does
-    /// `p.len() / 32 * 32` of them.
+    /// See the module docs. `run.g`, `run.m`, `run.v` have at least `run.p.len()` elements;
+    /// does `run.p.len() / 32 * 32` of them.
     ///
     /// Safety: the CPU supports AVX-512F/BW/VL/DQ.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
     pub(super) unsafe fn adam<
         const CLAMP: bool,
@@ -118,12 +112,9 @@ mod x86 {
         adam: &AdamOp<f32, false>,
         args: &Args<f32>,
         rounding: Narrowing,
-        low: u32,
-        p: &mut [f32],
-        g: &[f32],
-        m: &mut [u16],
-        v: &mut [u16],
+        run: AdamRun<'_, f32, u16>,
     ) -> usize {
+        let AdamRun { low, p, g, m, v } = run;
         let n = p.len() / 32 * 32;
         assert!(g.len() >= n && m.len() >= n && v.len() >= n);
         let (pp, gp, mp, vp) = (p.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr());
