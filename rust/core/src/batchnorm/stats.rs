@@ -4,12 +4,15 @@
 //! `Runs`) of `nb` values is summed once about a shift `K`, `d = x - K`, `s1 = sum(d)`,
 //! `s2 = sum(d*d)`, which give its partial mean and sum of squared deviations from it:
 //! `mb = K + s1/nb`, `qb = s2 - s1*(s1/nb)` (`sum((x - K)^2) - nb*(mb - K)^2`; a negative
-//! rounding residue becomes 0). The shift keeps this exact to a few ulps of `s2`: the relative
-//! error of `qb` is that of `s2` times `s2/qb = 1 + (mb - K)^2/(qb/nb)`, near 1 when `K` is near
-//! the mean. A `Rows` task shifts its first block by the block's first row and each later block by
-//! the mean of the blocks before it; a `Runs` segment is shifted by the mean of its first
-//! [`LANES`] values. A shift that is not finite is replaced by 0, so an infinity in the data
-//! reaches the sums as in torch's `sum/n` (mean `+-inf`, or NaN for both signs; `m2` NaN).
+//! rounding residue becomes 0). The relative error of `qb` is that of `s2` times
+//! `s2/qb = 1 + (mb - K)^2/(qb/nb)`, so `K` is chosen from an estimate `(e, v)` of the chunk's
+//! mean and variance: `K = 0` if `e*e <= v` (the factor stays near 2 at most), else `K = e`. The
+//! estimate of a `Rows` task's first block is its first 16 rows, of each later block the blocks
+//! before it (their merged mean and `m2/n`); of a `Runs` segment its first [`LANES`] values. A
+//! shift that is not finite is replaced by 0, so an infinity in the data reaches the sums as in
+//! torch's `sum/n` (mean `+-inf`, or NaN for both signs; `m2` NaN). Where a chunk's shifts are all
+//! 0 and the data is float32, `d*d` is exact in f64, so `s2 + d*d` may use a fused multiply-add
+//! (one rounding either way): the bits do not depend on the level.
 //!
 //! The partials are combined with Chan's formula, in a fixed order: for partials `(na, ma, qa)`
 //! and `(nb, mb, qb)`, `d = mb - ma`, `mean = ma + d*(nb/n)`, `m2 = (qa + qb) + d*d*(na*nb/n)`
@@ -29,6 +32,8 @@ use core::ops::Range;
 /// Width of the rows a `Runs` segment is read as: each of its columns is one fixed accumulator
 /// (a lane), and the lanes are added pairwise in a fixed tree ([`fold`]).
 pub(crate) const LANES: usize = 32;
+/// Rows of a task's first block that estimate its shift.
+const ESTIMATE_ROWS: usize = 16;
 
 /// Per-channel mean and biased variance of `x` (layout `(n, c, s)`), in f64:
 /// `mean[k] = sum(x[:, k, :]) / (n*s)`, `var[k] = sum((x[:, k, :] - mean[k])^2) / (n*s)`, from one
@@ -114,8 +119,8 @@ impl<T: Real> Kernel for StatsTask<'_, '_, T> {
 }
 
 /// Column means and `m2` of `x[all, cols]` (`x` has rows of `j` elements), into `mean_out` and
-/// `m2_out`: each block of `rows` rows summed once about its shift (the block's first row for the
-/// first block, then the mean of the blocks before), the blocks merged in order.
+/// `m2_out`: each block of `rows` rows summed once about its shift (estimated from the first
+/// block's first 16 rows, then from the blocks before), the blocks merged in order.
 #[inline(always)]
 fn rows_task<T: Real>(
     x: &[T],
@@ -140,17 +145,35 @@ fn rows_task<T: Real>(
         let block = r0..(r0 + rows).min(all.end);
         let count = block.len() as f64;
         if na == 0.0 {
-            for (k, &v) in shift.iter_mut().zip(row(r0)) {
-                *k = finite_or_zero(v.to_f64());
+            // Estimated from the block's first rows (up to 16), added in order, column by column.
+            let p = block.len().min(ESTIMATE_ROWS);
+            s1.fill(0.0);
+            s2.fill(0.0);
+            for r in r0..r0 + p {
+                for (e, &v) in s1.iter_mut().zip(row(r)) {
+                    *e += v.to_f64();
+                }
+            }
+            for e in s1.iter_mut() {
+                *e /= p as f64;
+            }
+            for r in r0..r0 + p {
+                for ((q, &v), &e) in s2.iter_mut().zip(row(r)).zip(s1.iter()) {
+                    *q += (v.to_f64() - e) * (v.to_f64() - e);
+                }
+            }
+            for ((k, &e), &q) in shift.iter_mut().zip(s1.iter()).zip(s2.iter()) {
+                *k = choose_shift(e, q / p as f64);
             }
         } else {
-            for (k, &m) in shift.iter_mut().zip(mean_out.iter()) {
-                *k = finite_or_zero(m);
+            // The blocks before: centred where their mean is within their standard deviation.
+            for ((k, &m), &q) in shift.iter_mut().zip(mean_out.iter()).zip(m2_out.iter()) {
+                *k = choose_shift(m, q / na);
             }
         }
         s1.fill(0.0);
         s2.fill(0.0);
-        shifted_sweep(&block, row, ahead, shift, s1, s2);
+        sweep_sums((&block, row, ahead), shift, [&mut *s1, &mut *s2]);
         let wts = (na != 0.0).then(|| weights(na, count));
         let out = mean_out.iter_mut().zip(m2_out.iter_mut());
         for ((m, q), ((&k, &a), &b)) in out.zip(shift.iter().zip(s1.iter()).zip(s2.iter())) {
@@ -164,7 +187,36 @@ fn rows_task<T: Real>(
     }
 }
 
-/// `s1[q] += d` and `s2[q] += d*d` with `d = x[r][q] - shift[q]`, over the rows `r` of `block`.
+/// `s1[q] += d` and `s2[q] += d*d` with `d = x[r][q] - shift[q]`, over the rows `r` of `block`
+/// (by [`sweep`]; `rows = (block, row, ahead)`, `sums = [s1, s2]`). Where every shift is 0, `d = x` exactly, so the sums need no subtraction, and
+/// for float32 data `d*d` (24 significant bits squared) is exact in f64: `s2 + d*d` rounds once,
+/// so a fused multiply-add gives the same bits with one instruction fewer, where the level has
+/// one.
+#[inline(always)]
+fn sweep_sums<'x, T: Real>(
+    rows: (
+        &Range<usize>,
+        impl Fn(usize) -> &'x [T],
+        impl Fn(usize) -> &'x [T],
+    ),
+    shift: &[f64],
+    sums: [&mut [f64]; 2],
+) {
+    if shift.iter().any(|&k| k != 0.0) {
+        let step = |(a, b): (f64, f64), v: f64, k: f64| {
+            let d = v - k;
+            (a + d, b + d * d)
+        };
+        sweep(rows, shift, sums, step);
+    } else if T::BYTES == 4 && crate::simd::level().has_fused_multiply_add() {
+        sweep(rows, shift, sums, |(a, b), v, _| (a + v, v.mul_add(v, b)));
+    } else {
+        sweep(rows, shift, sums, |(a, b), v, _| (a + v, b + v * v));
+    }
+}
+
+/// `(s1[q], s2[q]) = step((s1[q], s2[q]), x[r][q], shift[q])` over the rows `r` of `block`, with
+/// `rows = (block, row, ahead)` and `sums = [s1, s2]`.
 ///
 /// The block's four quarters are walked together (rows `i`, `i + h`, `i + 2h`, `i + 3h` with
 /// `h = len/4`, then the leftover rows one by one), so each accumulator is loaded and stored once
@@ -172,13 +224,15 @@ fn rows_task<T: Real>(
 /// defeats the hardware prefetcher). Each column adds its rows in this fixed order. `ahead(r)` is
 /// prefetched when row `r` is read, so the next block is on its way while this one is summed.
 #[inline(always)]
-fn shifted_sweep<'x, T: Real>(
-    block: &Range<usize>,
-    row: impl Fn(usize) -> &'x [T],
-    ahead: impl Fn(usize) -> &'x [T],
+fn sweep<'x, T: Real>(
+    (block, row, ahead): (
+        &Range<usize>,
+        impl Fn(usize) -> &'x [T],
+        impl Fn(usize) -> &'x [T],
+    ),
     shift: &[f64],
-    s1: &mut [f64],
-    s2: &mut [f64],
+    [s1, s2]: [&mut [f64]; 2],
+    step: impl Fn((f64, f64), f64, f64) -> (f64, f64),
 ) {
     let w = s1.len();
     let (shift, s2) = (&shift[..w], &mut s2[..w]);
@@ -191,25 +245,48 @@ fn shifted_sweep<'x, T: Real>(
         let (x2, x3) = (&row(r + 2 * h)[..w], &row(r + 3 * h)[..w]);
         for q in 0..w {
             let k = shift[q];
-            let d = [x0[q], x1[q], x2[q], x3[q]].map(|v| v.to_f64() - k);
-            s1[q] = (((s1[q] + d[0]) + d[1]) + d[2]) + d[3];
-            s2[q] = (((s2[q] + d[0] * d[0]) + d[1] * d[1]) + d[2] * d[2]) + d[3] * d[3];
+            let mut acc = (s1[q], s2[q]);
+            for v in [x0[q], x1[q], x2[q], x3[q]] {
+                acc = step(acc, v.to_f64(), k);
+            }
+            (s1[q], s2[q]) = acc;
         }
     }
     for r in block.start + 4 * h..block.end {
         prefetch(ahead(r));
         let x = &row(r)[..w];
         for q in 0..w {
-            let d = x[q].to_f64() - shift[q];
-            s1[q] += d;
-            s2[q] += d * d;
+            (s1[q], s2[q]) = step((s1[q], s2[q]), x[q].to_f64(), shift[q]);
         }
     }
 }
 
-/// Mean and `m2` of one contiguous segment, shifted by the mean of its first [`LANES`] values
-/// (added pairwise by [`fold`]). The segment is read as rows of [`LANES`] elements by
-/// [`shifted_sweep`] (element `i` of the leftover tail goes to lane `i`), and each sum's lanes are
+/// The shift of a chunk from an estimate over its first `n` values (`first[..n]`, the rest 0):
+/// their mean and biased variance, each added pairwise by [`fold`], given to [`choose_shift`].
+#[inline(always)]
+fn estimate_shift<const L: usize>(first: [f64; L], n: usize) -> f64 {
+    let e = fold(first) / n as f64;
+    let mut dev = [0.0f64; L];
+    for (d, &f) in dev.iter_mut().zip(&first[..n]) {
+        *d = (f - e) * (f - e);
+    }
+    choose_shift(e, fold(dev) / n as f64)
+}
+
+/// The shift for an estimated mean `e` and variance `v`: 0 if `e*e <= v` (the mean is within a
+/// standard deviation of 0, so sums about 0 lose at most about a factor 2 to cancellation), else
+/// `e` (0 if not finite).
+#[inline(always)]
+fn choose_shift(e: f64, v: f64) -> f64 {
+    if e * e <= v {
+        0.0
+    } else {
+        finite_or_zero(e)
+    }
+}
+
+/// Mean and `m2` of one contiguous segment, shifted by [`estimate_shift`] of its first [`LANES`]
+/// values. The segment is read as rows of [`LANES`] elements by [`sweep_sums`] (element `i` of the leftover tail goes to lane `i`), and each sum's lanes are
 /// added by [`fold`]. The same rows of `ahead` are prefetched along the way.
 #[inline(always)]
 fn run_partial<T: Real>(xs: &[T], ahead: &[T]) -> (f64, f64) {
@@ -217,13 +294,17 @@ fn run_partial<T: Real>(xs: &[T], ahead: &[T]) -> (f64, f64) {
     for (f, &v) in first.iter_mut().zip(xs) {
         *f = v.to_f64();
     }
-    let shift = finite_or_zero(fold(first) / xs.len().min(LANES) as f64);
+    let shift = estimate_shift(first, xs.len().min(LANES));
     let mut buf = [[0.0f64; LANES]; 2];
     let [s1, s2] = &mut buf;
     let rows = xs.len() / LANES;
     let row = |r: usize| &xs[r * LANES..][..LANES];
     let ahead = |r: usize| ahead.get(r * LANES..(r + 1) * LANES).unwrap_or(&[]);
-    shifted_sweep(&(0..rows), row, ahead, &[shift; LANES], s1, s2);
+    sweep_sums(
+        (&(0..rows), row, ahead),
+        &[shift; LANES],
+        [&mut *s1, &mut *s2],
+    );
     for (k, &v) in xs[rows * LANES..].iter().enumerate() {
         let d = v.to_f64() - shift;
         s1[k] += d;

@@ -408,9 +408,9 @@ fn running_stats_of_infinite_data_follow_torch() {
 }
 
 /// The shifted sums with a shift far from the mean: float32 data with mean 1e4 and unit variance
-/// whose first row (the shift of a row block) or first 32 values of each run (the shift of a
-/// segment) sit 50 standard deviations away. A naive `E[x^2] - E[x]^2` loses every digit here;
-/// the shifted sums keep the variance to 1e-9 of the exact two-pass.
+/// whose first 16 rows (the estimate of a task's first row block) or first 32 values of each run
+/// (the estimate of a segment) sit 50 standard deviations away. A naive `E[x^2] - E[x]^2` loses
+/// every digit here; the shifted sums keep the variance to 1e-9 of the exact two-pass.
 #[test]
 fn shift_far_from_the_mean_is_stable() {
     for l in [
@@ -420,7 +420,7 @@ fn shift_far_from_the_mean_is_stable() {
     ] {
         let mut x: Vec<f32> = Rng::new(11).vec(l.len(), 1e4, 3f64.sqrt());
         let far = (1e4 + 50.0) as f32;
-        x[..l.row()].fill(far);
+        x[..16 * l.row()].fill(far);
         for run in x.chunks_mut(l.s).filter(|_| l.s >= 512) {
             run[..32].fill(far);
         }
