@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// AdaBelief hyperparameters; `Default` gives optax.adabelief's defaults (lr 1e-3).
@@ -41,7 +41,17 @@ impl Optimizer for AdabeliefConfig {
     ];
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        adabelief_on(target, self)
+        let prep = self.checked_prep(self.decoupled_weight_decay)?;
+        target.apply(prep, |_, step| {
+            let t = step as f64;
+            AdabeliefOp {
+                moments: AdamMoments::new(self.beta1, self.beta2),
+                eps_root: T::from_f64(self.eps_root),
+                inv_bias_correction2_sqrt: T::from_f64(1.0 / (1.0 - self.beta2.powf(t)).sqrt()),
+                eps: T::from_f64(self.eps),
+                step_size: T::from_f64(self.lr / (1.0 - self.beta1.powf(t))),
+            }
+        })
     }
 }
 
@@ -68,25 +78,7 @@ impl<T: Real> Update<T> for AdabeliefOp<T> {
     }
 }
 
-/// One AdaBelief step on every tensor. Each tensor's step count `t` must already be incremented.
-pub fn adabelief_step<T: Real>(
-    tensors: &mut [TensorRef<'_, T>],
-    cfg: &AdabeliefConfig,
-) -> Result<(), Error> {
-    adabelief_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn adabelief_on<T: Real>(target: impl Target<T>, cfg: &AdabeliefConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    target.apply(prep, |_, step| {
-        let t = step as f64;
-        AdabeliefOp {
-            moments: AdamMoments::new(cfg.beta1, cfg.beta2),
-            eps_root: T::from_f64(cfg.eps_root),
-            inv_bias_correction2_sqrt: T::from_f64(1.0 / (1.0 - cfg.beta2.powf(t)).sqrt()),
-            eps: T::from_f64(cfg.eps),
-            step_size: T::from_f64(cfg.lr / (1.0 - cfg.beta1.powf(t))),
-        }
-    })
+crate::step_function! {
+    /// One AdaBelief step on every tensor. Each tensor's step count `t` must already be incremented.
+    adabelief_step: AdabeliefConfig
 }

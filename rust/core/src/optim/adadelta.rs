@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// Adadelta hyperparameters; `Default` gives torch.optim.Adadelta's defaults.
@@ -33,7 +33,14 @@ impl Optimizer for AdadeltaConfig {
     ];
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        adadelta_on(target, self)
+        let prep = self.checked_prep(false)?;
+        let op = AdadeltaOp {
+            lr: T::from_f64(self.lr),
+            rho: T::from_f64(self.rho),
+            one_minus_rho: T::from_f64(1.0 - self.rho),
+            eps: T::from_f64(self.eps),
+        };
+        target.apply(prep, |_, _| op)
     }
 }
 
@@ -58,22 +65,7 @@ impl<T: Real> Update<T> for AdadeltaOp<T> {
     }
 }
 
-/// One Adadelta step on every tensor.
-pub fn adadelta_step<T: Real>(
-    tensors: &mut [TensorRef<'_, T>],
-    cfg: &AdadeltaConfig,
-) -> Result<(), Error> {
-    adadelta_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn adadelta_on<T: Real>(target: impl Target<T>, cfg: &AdadeltaConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(false)?;
-    let op = AdadeltaOp {
-        lr: T::from_f64(cfg.lr),
-        rho: T::from_f64(cfg.rho),
-        one_minus_rho: T::from_f64(1.0 - cfg.rho),
-        eps: T::from_f64(cfg.eps),
-    };
-    target.apply(prep, |_, _| op)
+crate::step_function! {
+    /// One Adadelta step on every tensor.
+    adadelta_step: AdadeltaConfig
 }

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// Adagrad hyperparameters; `Default` gives torch.optim.Adagrad's defaults
@@ -30,7 +30,11 @@ impl Optimizer for AdagradConfig {
     const STATES: &'static [StateList] = &[StateList::always("state_sums")];
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        adagrad_on(target, self)
+        let prep = self.checked_prep(false)?;
+        target.apply(prep, |_, t| AdagradOp {
+            clr: T::from_f64(self.lr / (1.0 + (t as f64 - 1.0) * self.lr_decay)),
+            eps: T::from_f64(self.eps),
+        })
     }
 }
 
@@ -51,19 +55,7 @@ impl<T: Real> Update<T> for AdagradOp<T> {
     }
 }
 
-/// One Adagrad step on every tensor. Each tensor's step count `t` must already be incremented.
-pub fn adagrad_step<T: Real>(
-    tensors: &mut [TensorRef<'_, T>],
-    cfg: &AdagradConfig,
-) -> Result<(), Error> {
-    adagrad_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn adagrad_on<T: Real>(target: impl Target<T>, cfg: &AdagradConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(false)?;
-    target.apply(prep, |_, t| AdagradOp {
-        clr: T::from_f64(cfg.lr / (1.0 + (t as f64 - 1.0) * cfg.lr_decay)),
-        eps: T::from_f64(cfg.eps),
-    })
+crate::step_function! {
+    /// One Adagrad step on every tensor. Each tensor's step count `t` must already be incremented.
+    adagrad_step: AdagradConfig
 }

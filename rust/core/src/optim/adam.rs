@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// Adam hyperparameters; `Default` gives torch.optim.Adam's defaults.
@@ -47,7 +47,12 @@ impl Optimizer for AdamConfig {
     }
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        adam_on(target, self)
+        let prep = self.checked_prep(self.decoupled_weight_decay)?;
+        if self.amsgrad {
+            target.apply(prep, |_, t| AdamOp::<T, true>::new(self, t))
+        } else {
+            target.apply(prep, |_, t| AdamOp::<T, false>::new(self, t))
+        }
     }
 }
 
@@ -100,17 +105,7 @@ impl<T: Real, const AMSGRAD: bool> Update<T> for AdamOp<T, AMSGRAD> {
     }
 }
 
-/// One Adam step on every tensor. Each tensor's step count `t` must already be incremented.
-pub fn adam_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &AdamConfig) -> Result<(), Error> {
-    adam_on(tensors, cfg)
-}
-
-/// One Adam step on every tensor of `target` (float or low-precision state).
-pub(crate) fn adam_on<T: Real>(target: impl Target<T>, cfg: &AdamConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    if cfg.amsgrad {
-        target.apply(prep, |_, t| AdamOp::<T, true>::new(cfg, t))
-    } else {
-        target.apply(prep, |_, t| AdamOp::<T, false>::new(cfg, t))
-    }
+crate::step_function! {
+    /// One Adam step on every tensor. Each tensor's step count `t` must already be incremented.
+    adam_step: AdamConfig
 }

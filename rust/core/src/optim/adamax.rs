@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::fused::{Lerp, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// Adamax hyperparameters; `Default` gives torch.optim.Adamax's defaults.
@@ -31,7 +31,13 @@ impl Optimizer for AdamaxConfig {
         &[StateList::always("exp_avgs"), StateList::always("exp_infs")];
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        adamax_on(target, self)
+        let prep = self.checked_prep(false)?;
+        target.apply(prep, |_, t| AdamaxOp {
+            lerp: Lerp::new(1.0 - self.beta1),
+            beta2: T::from_f64(self.beta2),
+            eps: T::from_f64(self.eps),
+            clr: T::from_f64(self.lr / (1.0 - self.beta1.powf(t as f64))),
+        })
     }
 }
 
@@ -56,21 +62,7 @@ impl<T: Real> Update<T> for AdamaxOp<T> {
     }
 }
 
-/// One Adamax step on every tensor. Each tensor's step count `t` must already be incremented.
-pub fn adamax_step<T: Real>(
-    tensors: &mut [TensorRef<'_, T>],
-    cfg: &AdamaxConfig,
-) -> Result<(), Error> {
-    adamax_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn adamax_on<T: Real>(target: impl Target<T>, cfg: &AdamaxConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(false)?;
-    target.apply(prep, |_, t| AdamaxOp {
-        lerp: Lerp::new(1.0 - cfg.beta1),
-        beta2: T::from_f64(cfg.beta2),
-        eps: T::from_f64(cfg.eps),
-        clr: T::from_f64(cfg.lr / (1.0 - cfg.beta1.powf(t as f64))),
-    })
+crate::step_function! {
+    /// One Adamax step on every tensor. Each tensor's step count `t` must already be incremented.
+    adamax_step: AdamaxConfig
 }

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// Lion hyperparameters; `Default` gives optax.lion's defaults (lr 1e-4, betas (0.9, 0.99)).
@@ -30,7 +30,15 @@ impl Optimizer for LionConfig {
     const STATES: &'static [StateList] = &[StateList::always("exp_avgs")];
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        lion_on(target, self)
+        let prep = self.checked_prep(true)?;
+        let op = LionOp {
+            lr: T::from_f64(self.lr),
+            beta1: T::from_f64(self.beta1),
+            one_minus_beta1: T::from_f64(1.0 - self.beta1),
+            beta2: T::from_f64(self.beta2),
+            one_minus_beta2: T::from_f64(1.0 - self.beta2),
+        };
+        target.apply(prep, |_, _| op)
     }
 }
 
@@ -55,20 +63,7 @@ impl<T: Real> Update<T> for LionOp<T> {
     }
 }
 
-/// One Lion step on every tensor.
-pub fn lion_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &LionConfig) -> Result<(), Error> {
-    lion_on(tensors, cfg)
-}
-
-/// One Lion step on every tensor of `target` (float or low-precision state).
-pub(crate) fn lion_on<T: Real>(target: impl Target<T>, cfg: &LionConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(true)?;
-    let op = LionOp {
-        lr: T::from_f64(cfg.lr),
-        beta1: T::from_f64(cfg.beta1),
-        one_minus_beta1: T::from_f64(1.0 - cfg.beta1),
-        beta2: T::from_f64(cfg.beta2),
-        one_minus_beta2: T::from_f64(1.0 - cfg.beta2),
-    };
-    target.apply(prep, |_, _| op)
+crate::step_function! {
+    /// One Lion step on every tensor.
+    lion_step: LionConfig
 }

@@ -55,6 +55,22 @@ macro_rules! for_each_optimizer {
     };
 }
 
+/// `pub fn $kernel(tensors, cfg)`: the public one-call step of an optimizer on float state,
+/// [`Optimizer::step`] without a per-tensor scalar array. The doc comment given with it says
+/// what the caller must prepare.
+#[macro_export]
+macro_rules! step_function {
+    ($(#[$meta:meta])* $kernel:ident: $config:ident) => {
+        $(#[$meta])*
+        pub fn $kernel<T: $crate::Real>(
+            tensors: &mut [$crate::TensorRef<'_, T>],
+            cfg: &$config,
+        ) -> Result<(), $crate::Error> {
+            $crate::optim::Optimizer::step(cfg, tensors, &mut [])
+        }
+    };
+}
+
 /// A hyperparameter's type: a real number (`f64`) or a flag (`bool`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HyperKind {

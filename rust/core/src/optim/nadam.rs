@@ -39,8 +39,29 @@ impl Optimizer for NadamConfig {
     ];
     const SCALARS: Option<&'static str> = Some("mu_products");
 
-    fn step_on<T: Real>(&self, target: impl Target<T>, mu: &mut [f32]) -> Result<(), Error> {
-        nadam_on(target, mu, self)
+    fn step_on<T: Real>(
+        &self,
+        target: impl Target<T>,
+        mu_products: &mut [f32],
+    ) -> Result<(), Error> {
+        let prep = self.checked_prep(self.decoupled_weight_decay)?;
+        let steps = target.steps();
+        if mu_products.len() != steps.len() {
+            return Err(Error::LengthMismatch {
+                arg: "mu_products",
+                index: 0,
+                len: mu_products.len(),
+                expected: steps.len(),
+            });
+        }
+        let updated: Vec<f32> = steps
+            .iter()
+            .zip(mu_products.iter())
+            .map(|(&t, &mp)| self.next_mu_product(mp, t))
+            .collect();
+        target.apply(prep, |i, t| NadamOp::new(self, t, updated[i]))?;
+        mu_products.copy_from_slice(&updated);
+        Ok(())
     }
 }
 
@@ -102,31 +123,5 @@ pub fn nadam_step<T: Real>(
     mu_products: &mut [f32],
     cfg: &NadamConfig,
 ) -> Result<(), Error> {
-    nadam_on(tensors, mu_products, cfg)
-}
-
-/// One NAdam step on every tensor of `target` (float or bfloat16 state).
-fn nadam_on<T: Real>(
-    target: impl Target<T>,
-    mu_products: &mut [f32],
-    cfg: &NadamConfig,
-) -> Result<(), Error> {
-    let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    let steps = target.steps();
-    if mu_products.len() != steps.len() {
-        return Err(Error::LengthMismatch {
-            arg: "mu_products",
-            index: 0,
-            len: mu_products.len(),
-            expected: steps.len(),
-        });
-    }
-    let updated: Vec<f32> = steps
-        .iter()
-        .zip(mu_products.iter())
-        .map(|(&t, &mp)| cfg.next_mu_product(mp, t))
-        .collect();
-    target.apply(prep, |i, t| NadamOp::new(cfg, t, updated[i]))?;
-    mu_products.copy_from_slice(&updated);
-    Ok(())
+    cfg.step(tensors, mu_products)
 }

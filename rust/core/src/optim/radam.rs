@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::fused::{AdamMoments, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// RAdam hyperparameters; `Default` gives torch.optim.RAdam's defaults.
@@ -38,7 +38,8 @@ impl Optimizer for RadamConfig {
     ];
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        radam_on(target, self)
+        let prep = self.checked_prep(self.decoupled_weight_decay)?;
+        target.apply(prep, |_, t| RadamOp::new(self, t))
     }
 }
 
@@ -95,16 +96,7 @@ impl<T: Real> Update<T> for RadamOp<T> {
     }
 }
 
-/// One RAdam step on every tensor. Each tensor's step count `t` must already be incremented.
-pub fn radam_step<T: Real>(
-    tensors: &mut [TensorRef<'_, T>],
-    cfg: &RadamConfig,
-) -> Result<(), Error> {
-    radam_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn radam_on<T: Real>(target: impl Target<T>, cfg: &RadamConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(cfg.decoupled_weight_decay)?;
-    target.apply(prep, |_, t| RadamOp::new(cfg, t))
+crate::step_function! {
+    /// One RAdam step on every tensor. Each tensor's step count `t` must already be incremented.
+    radam_step: RadamConfig
 }

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::fused::{Lerp, Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// RMSprop hyperparameters; `Default` gives torch.optim.RMSprop's defaults.
@@ -41,7 +41,13 @@ impl Optimizer for RmspropConfig {
     }
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        rmsprop_on(target, self)
+        let prep = self.checked_prep(false)?;
+        match (self.centered, self.momentum > 0.0) {
+            (false, false) => target.apply(prep, |_, _| RmspropOp::<T, false, false>::new(self)),
+            (false, true) => target.apply(prep, |_, _| RmspropOp::<T, false, true>::new(self)),
+            (true, false) => target.apply(prep, |_, _| RmspropOp::<T, true, false>::new(self)),
+            (true, true) => target.apply(prep, |_, _| RmspropOp::<T, true, true>::new(self)),
+        }
     }
 }
 
@@ -95,21 +101,7 @@ impl<T: Real, const CENTERED: bool, const MOMENTUM: bool> Update<T>
     }
 }
 
-/// One RMSprop step on every tensor.
-pub fn rmsprop_step<T: Real>(
-    tensors: &mut [TensorRef<'_, T>],
-    cfg: &RmspropConfig,
-) -> Result<(), Error> {
-    rmsprop_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn rmsprop_on<T: Real>(target: impl Target<T>, cfg: &RmspropConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(false)?;
-    match (cfg.centered, cfg.momentum > 0.0) {
-        (false, false) => target.apply(prep, |_, _| RmspropOp::<T, false, false>::new(cfg)),
-        (false, true) => target.apply(prep, |_, _| RmspropOp::<T, false, true>::new(cfg)),
-        (true, false) => target.apply(prep, |_, _| RmspropOp::<T, true, false>::new(cfg)),
-        (true, true) => target.apply(prep, |_, _| RmspropOp::<T, true, true>::new(cfg)),
-    }
+crate::step_function! {
+    /// One RMSprop step on every tensor.
+    rmsprop_step: RmspropConfig
 }

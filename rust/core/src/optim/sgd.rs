@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::fused::{Target, Update};
 use crate::optim::{Optimizer, StateList};
 use crate::real::Real;
-use crate::tensor::{TensorRef, MAX_STATE};
+use crate::tensor::MAX_STATE;
 
 crate::optimizer_config! {
     /// SGD hyperparameters; `Default` gives torch.optim.SGD's defaults.
@@ -45,7 +45,12 @@ impl Optimizer for SgdConfig {
     }
 
     fn step_on<T: Real>(&self, target: impl Target<T>, _: &mut [f32]) -> Result<(), Error> {
-        sgd_on(target, self)
+        let prep = self.checked_prep(false)?;
+        if self.momentum != 0.0 {
+            target.apply(prep, |_, t| SgdOp::<T, true>::new(self, t))
+        } else {
+            target.apply(prep, |_, t| SgdOp::<T, false>::new(self, t))
+        }
     }
 }
 
@@ -94,18 +99,8 @@ impl<T: Real, const MOMENTUM: bool> Update<T> for SgdOp<T, MOMENTUM> {
     }
 }
 
-/// One SGD step on every tensor. With momentum, a tensor whose step is 1 starts its buffer from
-/// the gradient (torch's first step); the buffer's old contents are ignored then.
-pub fn sgd_step<T: Real>(tensors: &mut [TensorRef<'_, T>], cfg: &SgdConfig) -> Result<(), Error> {
-    sgd_on(tensors, cfg)
-}
-
-/// One step on every tensor of `target` (float or bfloat16 state).
-fn sgd_on<T: Real>(target: impl Target<T>, cfg: &SgdConfig) -> Result<(), Error> {
-    let prep = cfg.checked_prep(false)?;
-    if cfg.momentum != 0.0 {
-        target.apply(prep, |_, t| SgdOp::<T, true>::new(cfg, t))
-    } else {
-        target.apply(prep, |_, t| SgdOp::<T, false>::new(cfg, t))
-    }
+crate::step_function! {
+    /// One SGD step on every tensor. With momentum, a tensor whose step is 1 starts its buffer from
+    /// the gradient (torch's first step); the buffer's old contents are ignored then.
+    sgd_step: SgdConfig
 }
