@@ -845,3 +845,11 @@ def test_roofline_read_reads_every_element_once_and_writes_nothing(dtype):
     assert_unchanged(before)
     with pytest.raises(TypeError, match="arrays"):
         native.roofline_read([np.zeros(3, np.int32)])
+
+
+def test_every_public_clipping_function_has_both_backends():
+    """``ferroptim.clip``'s public functions each have a native kernel and a reference twin of
+    the same name (the backends are chosen by that name)."""
+    for name in fo.clip.__all__:
+        assert callable(getattr(native, name)), name
+        assert callable(getattr(refclip, name)), name

@@ -277,6 +277,53 @@ def run_clipping_bench(
         return rows
 
 
+#: One table column: its header and how a row's cell is written.
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+
+
+def _pct_cell(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda r: f"{r[key]:.0f}%"
+
+
+def _columns_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
+    """A markdown table of ``rows`` with one column per ``(header, cell)`` pair."""
+    return markdown_table(
+        [[cell(r) for _, cell in columns] for r in rows], [header for header, _ in columns]
+    )
+
+
+#: The leading columns of every table: the variant, its median time and bandwidth.
+_TIMING: list[Column] = [
+    ("variant", lambda r: r["variant"]),
+    ("ms", lambda r: fmt_time(r["median_ms"])),
+    ("GB/s", lambda r: f"{r['gbps']:.1f}"),
+]
+_MIN_MS: Column = ("min ms", lambda r: fmt_time(r["min_ms"]))
+_NORM_COLUMNS: list[Column] = [
+    *_TIMING,
+    ("one read / time", _pct_cell("pct_of_one_read")),
+    ("same-arrays read / time", _pct_cell("pct_of_same_read")),
+    _MIN_MS,
+    ("same-arrays read / time, minima", _pct_cell("pct_of_same_read_min")),
+]
+_CLIP_COLUMNS: list[Column] = [
+    *_TIMING,
+    ("time / native", lambda r: fmt_ratio(r["vs_native"])),
+    ("one array / time", _pct_cell("pct_of_one_array")),
+    ("% of roofline", _pct_cell("pct_of_roofline")),
+    _MIN_MS,
+    ("one array / time, minima", _pct_cell("pct_of_one_array_min")),
+]
+_ADAM_COLUMNS: list[Column] = [
+    _TIMING[0],
+    ("B/elem", lambda r: str(r["bytes_per_elem"])),
+    *_TIMING[1:],
+    ("time / plain", lambda r: f"{r['vs_plain']:.2f}x"),
+    _MIN_MS,
+    ("minima / plain", lambda r: f"{r['vs_plain_min']:.2f}x"),
+]
+
+
 def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of :func:`run_clipping_bench` as three markdown tables."""
     out = []
@@ -288,31 +335,7 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"{w['n_tensors']} tensors) and on the same bytes in one array, "
             f"{w['bytes_per_elem']} B/elem\n"
         )
-        out.append(
-            markdown_table(
-                [
-                    [
-                        r["variant"],
-                        fmt_time(r["median_ms"]),
-                        f"{r['gbps']:.1f}",
-                        f"{r['pct_of_one_read']:.0f}%",
-                        f"{r['pct_of_same_read']:.0f}%",
-                        fmt_time(r["min_ms"]),
-                        f"{r['pct_of_same_read_min']:.0f}%",
-                    ]
-                    for r in norm
-                ],
-                [
-                    "variant",
-                    "ms",
-                    "GB/s",
-                    "one read / time",
-                    "same-arrays read / time",
-                    "min ms",
-                    "same-arrays read / time, minima",
-                ],
-            )
-        )
+        out.append(_columns_table(norm, _NORM_COLUMNS))
     clip = [r for r in rows if r["section"] == "clip_grad_norm_"]
     if clip:
         out.append("")
@@ -321,55 +344,13 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"clip_grad_norm_ (L2, every call scales) on {w['workload']} "
             f"({w['n_params']:,} params, {w['n_tensors']} tensors), {w['bytes_per_elem']} B/elem\n"
         )
-        out.append(
-            markdown_table(
-                [
-                    [
-                        r["variant"],
-                        fmt_time(r["median_ms"]),
-                        f"{r['gbps']:.1f}",
-                        fmt_ratio(r["vs_native"]),
-                        f"{r['pct_of_one_array']:.0f}%",
-                        f"{r['pct_of_roofline']:.0f}%",
-                        fmt_time(r["min_ms"]),
-                        f"{r['pct_of_one_array_min']:.0f}%",
-                    ]
-                    for r in clip
-                ],
-                [
-                    "variant",
-                    "ms",
-                    "GB/s",
-                    "time / native",
-                    "one array / time",
-                    "% of roofline",
-                    "min ms",
-                    "one array / time, minima",
-                ],
-            )
-        )
+        out.append(_columns_table(clip, _CLIP_COLUMNS))
     adam = [r for r in rows if r["section"] == "Adam max_grad_norm"]
     if adam:
         ideal = adam[1].get("ideal_vs_plain")
         note = f" (memory-bound ideal {ideal:.2f}x)" if ideal else ""
         out.append(f"\nAdam with in-step norm clipping vs plain Adam{note}\n")
-        out.append(
-            markdown_table(
-                [
-                    [
-                        r["variant"],
-                        str(r["bytes_per_elem"]),
-                        fmt_time(r["median_ms"]),
-                        f"{r['gbps']:.1f}",
-                        f"{r['vs_plain']:.2f}x",
-                        fmt_time(r["min_ms"]),
-                        f"{r['vs_plain_min']:.2f}x",
-                    ]
-                    for r in adam
-                ],
-                ["variant", "B/elem", "ms", "GB/s", "time / plain", "min ms", "minima / plain"],
-            )
-        )
+        out.append(_columns_table(adam, _ADAM_COLUMNS))
         clipped = adam[1]
         if "norm_pass_ms" in clipped:
             out.append(

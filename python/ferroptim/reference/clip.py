@@ -32,14 +32,6 @@ from ferroptim.reference._checks import _items
 from ferroptim.reference._common import cast, clamp, ieee
 from ferroptim.reference._types import OptGrads
 
-__all__ = [
-    "clip_grad_norm_",
-    "clip_grad_norm_per_tensor_",
-    "clip_grad_value_",
-    "global_norm",
-    "tensor_norms",
-]
-
 #: elements per chunk and accumulators per chunk (``ferroptim_core::clip``)
 NORM_CHUNK = 4096
 LANES = 16
