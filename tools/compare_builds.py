@@ -6,7 +6,7 @@ the builds rotates each round), so load that comes and goes hits every build ali
 is the minimum over blocks of consecutive steps (a block that was preempted only adds to the
 others); the table gives the median of those minima over the rounds.
 
-    python tools/compare_builds.py old=/work/wt/old/.venv/bin/python now=.venv/bin/python
+    python tools/compare_builds.py old=../old-checkout/.venv/bin/python now=.venv/bin/python
     python tools/compare_builds.py --tiny --rounds 9 old=... now=...
 
 ``--tiny`` steps six one-element tensors (the call's fixed cost); otherwise the ``mlp``

@@ -2,7 +2,7 @@
 
 Run it with the fixture venv (torch, jax, optax), never from the tests::
 
-    /work/torchenv/bin/python tools/make_golden.py
+    path/to/fixture-venv/bin/python tools/make_golden.py
 
 For every case and for float32 and float64 it draws seeded initial params for three tensors of odd
 sizes and 25 seeded gradient steps, runs the reference optimizer and records the final params and

@@ -2,7 +2,7 @@
 
 Run it with the fixture venv (torch), never from the tests::
 
-    /work/torchenv/bin/python tools/make_golden_nn_functions.py
+    path/to/fixture-venv/bin/python tools/make_golden_nn_functions.py
 
 Activations: each case builds one ``torch.nn`` activation in float64, feeds a seeded input ``x``
 (normal values plus fixed extremes such as ±50, ±1e-8 and both sides of Softplus's threshold;

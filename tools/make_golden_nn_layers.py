@@ -2,7 +2,7 @@
 
 Run it with the fixture venv (torch), never from the tests::
 
-    /work/torchenv/bin/python tools/make_golden_nn_layers.py
+    path/to/fixture-venv/bin/python tools/make_golden_nn_layers.py
 
 Every case builds one ``torch.nn`` layer in float64, sets its parameters and buffers to seeded
 random values (batch-norm weights near 1, positive running variances), draws a random input

@@ -3,7 +3,7 @@ backward results that ferroptim.nn.Embedding / LSTM must match (float64).
 
 Run it with the fixture venv (torch), never from the tests::
 
-    /work/torchenv/bin/python tools/make_golden_nn_recurrent.py
+    path/to/fixture-venv/bin/python tools/make_golden_nn_recurrent.py
 
 Each case builds the torch module in float64 from a fixed seed, draws an input and upstream
 gradients, and computes ``loss = sum(y * dy) (+ sum(h_n * dh_n) + sum(c_n * dc_n))`` so that the

@@ -2,7 +2,7 @@
 
 Run it with the fixture venv (torch), never from the tests::
 
-    /work/torchenv/bin/python tools/make_golden_schedulers.py
+    path/to/fixture-venv/bin/python tools/make_golden_schedulers.py
 
 Every case builds a torch optimizer with two parameter groups of different learning rates, builds
 the scheduler(s) described by the case's spec, then takes ``steps`` steps (``optimizer.step()``

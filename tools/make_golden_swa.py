@@ -2,7 +2,7 @@
 
 Run it with the fixture venv (torch), never from the tests::
 
-    /work/torchvenv/bin/python tools/make_golden_swa.py
+    path/to/fixture-venv/bin/python tools/make_golden_swa.py
 
 Three groups of cases, each replayed by ``tests/test_swa_golden.py`` with ferroptim's classes (the
 case tables, :func:`build_model`, :func:`averaging_kwargs` and :func:`run_swalr` are shared; this

@@ -3,7 +3,7 @@ the usual way, plus an input and the model's eval-mode output, for the transfer-
 
 Run it with the fixture venv (torch), never from the tests::
 
-    /work/torchenv/bin/python tools/make_golden_train_transfer.py
+    path/to/fixture-venv/bin/python tools/make_golden_train_transfer.py
 
 The model is ``Sequential(Linear(4, 8), BatchNorm1d(8), ReLU(), Linear(8, 3))`` in float64 with
 seeded weights and running statistics (a few training-mode forwards). Layout of the npz:
