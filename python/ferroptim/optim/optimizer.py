@@ -379,6 +379,8 @@ class Optimizer:
                     and (prepared := plan.prepared) is not None
                     and plan.arrays is states[0].arrays
                     and len(self.param_groups) == 1
+                    # stream offset 0: a lone group's bfloat16 random streams start at 0,
+                    # as the path below sets it
                     and prepared.step(
                         self.param_groups[0], grads, self._grad_scale, self._clip_value, 0
                     )

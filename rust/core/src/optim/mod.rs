@@ -57,7 +57,9 @@ macro_rules! for_each_optimizer {
 
 /// `pub fn $kernel(tensors, cfg)`: the public one-call step of an optimizer on float state,
 /// [`Optimizer::step`] without a per-tensor scalar array. The doc comment given with it says
-/// what the caller must prepare.
+/// what the caller must prepare. Internal to the optimizer modules (exported only so that they
+/// can name it by path).
+#[doc(hidden)]
 #[macro_export]
 macro_rules! step_function {
     ($(#[$meta:meta])* $kernel:ident: $config:ident) => {
