@@ -7,7 +7,7 @@
 use core::ops::{Add, Div, Mul, Neg, Sub};
 
 /// A floating-point element type the kernels are instantiated for: `f32` and `f64` only (the
-/// trait is sealed by its supertrait [`bits::XorBits`], which the crate keeps to itself).
+/// trait is sealed by its supertrait `bits::XorBits`, which the crate keeps to itself).
 pub trait Real:
     bits::XorBits
     + Copy

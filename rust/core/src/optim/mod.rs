@@ -2,7 +2,7 @@
 //! [`optimizer_config!`](crate::optimizer_config) (a `*Config` struct with torch's defaults, its
 //! range checks, and the keyword names the Python binding parses), implements [`Optimizer`] (its
 //! state lists and how to run a step), and writes its element update as one short
-//! [`Update`](crate::fused) function.
+//! `Update` function (the crate-private `fused` module runs it over the arrays).
 //!
 //! [`for_each_optimizer!`](crate::for_each_optimizer) lists every optimizer once; the binding
 //! registers one Python kernel per entry from it.
