@@ -456,3 +456,55 @@ fn overflowing_squares_give_an_infinite_variance() {
         );
     }
 }
+
+/// `run_sums` (the backward pass's sums over a run segment) at every SIMD level, for lengths
+/// that leave every number of rows over a multiple of four and every tail length: the same bits
+/// as its documented order (element `i` to lane `i % 16`, each lane in order, lanes folded
+/// pairwise), computed one element at a time.
+#[test]
+fn run_sums_follow_their_lane_order_at_every_level() {
+    struct Sums<'a, T> {
+        dy: &'a [T],
+        x: &'a [T],
+        out: &'a mut (f64, f64),
+    }
+    impl<T: Real> simd::Kernel for Sums<'_, T> {
+        #[inline(always)]
+        fn run(self) {
+            *self.out = backward::run_sums(self.dy, self.x, 0.25);
+        }
+    }
+    fn check<T: Real>(seed: u64) {
+        let mut rng = Rng::new(seed);
+        for len in (0..=140).chain([700, 3136, 40_000]) {
+            let dy: Vec<T> = rng.vec(len, 0.1, 1.0);
+            let x: Vec<T> = rng.vec(len, -0.3, 2.0);
+            let (mut a, mut b) = ([0.0f64; 16], [0.0f64; 16]);
+            for (i, (&g, &v)) in dy.iter().zip(&x).enumerate() {
+                a[i % 16] += g.to_f64();
+                b[i % 16] += g.to_f64() * (v.to_f64() - 0.25);
+            }
+            let want = (stats::fold(a).to_bits(), stats::fold(b).to_bits());
+            for level in simd::supported_levels() {
+                assert!(simd::set_level(level));
+                let mut out = (0.0, 0.0);
+                simd::dispatch(Sums {
+                    dy: &dy,
+                    x: &x,
+                    out: &mut out,
+                });
+                assert_eq!(
+                    (out.0.to_bits(), out.1.to_bits()),
+                    want,
+                    "{} elements of {} at {level:?}",
+                    len,
+                    T::NAME
+                );
+            }
+        }
+    }
+    let _guard = lock();
+    check::<f32>(1);
+    check::<f64>(2);
+    simd::set_level(simd::detected_level());
+}
