@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ferroptim.bench.cells import PERCALL_COLUMNS
+from ferroptim.bench.clipping import HUGE_NORM, HUGE_READ
 
 EXPECTED_COLUMNS = [
     "optimizer",
@@ -75,6 +77,10 @@ def test_bench_quick_clipping_section() -> None:
     ):
         assert _number(variants[name][1]) > 0
     assert _number(variants["one read, one array"][3]) == 100
+    # Where Linux has huge pages: the same arrays' norm and read on them (page size vs count).
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        for name in (HUGE_NORM, HUGE_READ):
+            assert _number(variants[name][1]) > 0
     assert _number(variants["one read, same arrays"][4]) == 100
     assert _number(variants["native, one array"][1]) > 0
     assert "in-step norm pass (clipped minus plain)" in proc.stdout

@@ -254,6 +254,26 @@ _IN_PLACE = [
 ]
 
 
+def reference_norms(grads: list, norms: tuple[float, ...]) -> dict:
+    """The reference's global norms (plain and clamped to 0.5) and per-array norms of ``grads``
+    for each norm type, keyed as :func:`assert_reference_norms` reads them."""
+    want: dict = {}
+    for p in norms:
+        for clip_value in (None, 0.5):
+            want[("global", p, clip_value)] = refclip.global_norm(grads, p, clip_value)
+        want[("tensor", p)] = refclip.tensor_norms(grads, p)
+    return want
+
+
+def assert_reference_norms(grads: list, want: dict, norms: tuple[float, ...]) -> None:
+    """The native norms of ``grads`` equal :func:`reference_norms`'s (bits for p in 1, 2, inf)."""
+    for p in norms:
+        for clip_value in (None, 0.5):
+            got = native.global_norm(grads, p, clip_value)
+            assert_norm(got, want[("global", p, clip_value)], p, f"clip_value={clip_value}")
+        assert_norms(native.tensor_norms(grads, p), want[("tensor", p)], p)
+
+
 @pytest.fixture(scope="module")
 def level_case() -> tuple[list, dict]:
     """Work above the parallel threshold with a chunk tail in every array, mixed dtypes and a
@@ -265,11 +285,7 @@ def level_case() -> tuple[list, dict]:
         if k == 1:
             grads.append(None)
     assert sum(g.size for g in grads if g is not None) > native.PARALLEL_MIN_ELEMENTS
-    want: dict = {}
-    for p in ALL_NORMS:
-        for clip_value in (None, 0.5):
-            want[("global", p, clip_value)] = refclip.global_norm(grads, p, clip_value)
-        want[("tensor", p)] = refclip.tensor_norms(grads, p)
+    want = reference_norms(grads, ALL_NORMS)
     for name, args in _IN_PLACE:
         mine = copies(grads)
         want[(name, args)] = (getattr(refclip, name)(mine, *args), mine)
@@ -279,11 +295,7 @@ def level_case() -> tuple[list, dict]:
 def test_every_simd_level_and_thread_count(level_case, simd_level, num_threads):
     """The reference's bits at each level and thread count, norms and in-place results."""
     grads, want = level_case
-    for p in ALL_NORMS:
-        for clip_value in (None, 0.5):
-            got = native.global_norm(grads, p, clip_value)
-            assert_norm(got, want[("global", p, clip_value)], p, f"clip_value={clip_value}")
-        assert_norms(native.tensor_norms(grads, p), want[("tensor", p)], p)
+    assert_reference_norms(grads, want, ALL_NORMS)
     for name, args in _IN_PLACE:
         p = args[1] if len(args) > 1 else 2.0
         mine = copies(grads)
@@ -295,6 +307,30 @@ def test_every_simd_level_and_thread_count(level_case, simd_level, num_threads):
             assert_norms(result, ref_result, p, name)
         if p in EXACT_NORMS:
             assert_lists_same(mine, ref_grads, f"{name}{args}")
+
+
+@pytest.fixture(scope="module")
+def huge_and_tiny_case() -> tuple[list, dict]:
+    """One array of many chunks ending in a short chunk, then 150 tiny and empty arrays of both
+    dtypes, then another multi-chunk array: chunks are summed two at a time over the list, so
+    pairs straddle array boundaries at both parities, pair a full chunk with a tiny one, and
+    skip empty arrays; above the parallel threshold, so the threads split the pairs. The
+    reference results, computed once."""
+    rng = np.random.default_rng(11)
+    grads: list = [wide(rng, 21 * CHUNK + 5, np.float32)]
+    for k in range(150):
+        grads.append(wide(rng, (0, 1, 3, 16, 17, 384, 0, 4095)[k % 8], DTYPES[(k // 3) % 2]))
+    grads.append(wide(rng, (3, CHUNK + 1), np.float32))
+    assert sum(g.size for g in grads) > native.PARALLEL_MIN_ELEMENTS
+    return grads, reference_norms(grads, EXACT_NORMS)
+
+
+def test_one_huge_and_many_tiny_arrays_at_every_level_and_thread_count(
+    huge_and_tiny_case, simd_level, num_threads
+):
+    """The reference's bits for a list mixing one large array with many tiny and empty ones."""
+    grads, want = huge_and_tiny_case
+    assert_reference_norms(grads, want, EXACT_NORMS)
 
 
 # ----------------------------------------------------------------------------- in place

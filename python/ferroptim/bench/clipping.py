@@ -10,7 +10,12 @@ interleaved in the same run:
 * ``one read, same arrays``: the same read over the workload's list itself, the limit of a
   reduction over this memory (separately allocated arrays can read slower than one array, which
   no kernel can change);
-* ``numpy``: ``np.sqrt(sum(np.vdot(g, g)))`` over the list.
+* ``numpy``: ``np.sqrt(sum(np.vdot(g, g)))`` over the list;
+* ``global_norm, same arrays on 2 MB pages`` and ``one read, same arrays on 2 MB pages``: the
+  norm and the read of copies of the list, each array in its own mapping on huge pages (where
+  Linux gives them; the table's note says which share did), as the one array is (NumPy asks for
+  huge pages from 4 MB, and most of the list's arrays are smaller): they separate what the
+  page size costs from what the number of arrays costs.
 
 (a) ``clip_grad_norm_`` on one workload, four ways, timed interleaved in the same run:
 
@@ -51,6 +56,7 @@ import numpy as np
 import ferroptim as fo
 from ferroptim import _native
 from ferroptim.bench.configs import Roofline, bytes_per_element
+from ferroptim.bench.pages import anon_huge_kb, huge_page_copies
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
 from ferroptim.bench.timing import Budget, Timing, kernel_threads, measure
 from ferroptim.bench.workloads import WORKLOADS, Workload
@@ -65,6 +71,9 @@ __all__ = [
 ]
 
 MAX_NORM = 1.0
+#: the norm and the read of copies of the workload's arrays on 2 MB pages (``bench.pages``)
+HUGE_NORM = "global_norm, same arrays on 2 MB pages"
+HUGE_READ = "one read, same arrays on 2 MB pages"
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
 DECAY = 0.9995
 
@@ -140,6 +149,12 @@ def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         "one read, same arrays": lambda: _native.roofline_read(grads),
         "numpy": lambda: float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads))),
     }
+    huge_before = anon_huge_kb()
+    huge = huge_page_copies(grads)
+    huge_after = anon_huge_kb()
+    if huge is not None:
+        fns[HUGE_NORM] = lambda: _native.global_norm(huge)
+        fns[HUGE_READ] = lambda: _native.roofline_read(huge)
     timings = measure(fns, budget)
     one_read_ns = timings["one read, one array"].median_ns
     same_read = timings["one read, same arrays"]
@@ -150,6 +165,11 @@ def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         row["pct_of_same_read"] = same_read.median_ns / timing.median_ns * 100.0
         row["pct_of_same_read_min"] = same_read.min_ns / timing.min_ns * 100.0
         rows.append(row)
+    if huge_before is not None and huge_after is not None:
+        share = (huge_after - huge_before) * 1024 / one.nbytes
+        for row in rows:
+            if row["variant"] in (HUGE_NORM, HUGE_READ):
+                row["huge_page_share"] = min(share, 1.0)
     return rows
 
 
@@ -250,15 +270,16 @@ def run_clipping_bench(
     and ``gbps`` (bytes moved per second at the median). Section ``"global_norm"`` rows add
     ``pct_of_one_read`` (the one-array read's time over the row's), ``pct_of_same_read`` (the
     read of the workload's own arrays over the row's) and ``pct_of_same_read_min`` (the same
-    from the minima). Section ``"clip_grad_norm_"`` rows (variants ``native``, ``native, one
-    array``, ``numpy``, ``roofline``) add ``vs_native`` (time over native's),
-    ``pct_of_one_array`` (and ``pct_of_one_array_min``, from the minima) and
-    ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows (``Adam``, the clipped Adam,
-    ``Adam, one read of grads first``, ``one read of grads``) add ``vs_plain`` (time over plain
-    Adam's), ``vs_plain_min`` (the same from the minima) and, on the clipped row,
-    ``ideal_vs_plain`` (the bytes ratio), ``last_grad_norm``, ``norm_pass_ms`` (clipped minus
-    plain), ``read_in_step_ms`` (read first minus plain), ``norm_pass_pct_of_one_read`` and
-    ``norm_pass_pct_of_read_in_step``.
+    from the minima); the rows of the copies on 2 MB pages add ``huge_page_share`` (the share of
+    their bytes Linux put on huge pages) where Linux reports it. Section ``"clip_grad_norm_"``
+    rows (variants ``native``, ``native, one array``, ``numpy``, ``roofline``) add
+    ``vs_native`` (time over native's), ``pct_of_one_array`` (and ``pct_of_one_array_min``,
+    from the minima) and ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows
+    (``Adam``, the clipped Adam, ``Adam, one read of grads first``, ``one read of grads``) add
+    ``vs_plain`` (time over plain Adam's), ``vs_plain_min`` (the same from the minima) and, on
+    the clipped row, ``ideal_vs_plain`` (the bytes ratio), ``last_grad_norm``,
+    ``norm_pass_ms`` (clipped minus plain), ``read_in_step_ms`` (read first minus plain),
+    ``norm_pass_pct_of_one_read`` and ``norm_pass_pct_of_read_in_step``.
     The kernel thread count is set to ``threads`` for the run and restored afterwards.
     """
     if workload not in WORKLOADS:
@@ -336,6 +357,9 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
             f"{w['bytes_per_elem']} B/elem\n"
         )
         out.append(_columns_table(norm, _NORM_COLUMNS))
+        share = next((r["huge_page_share"] for r in norm if "huge_page_share" in r), None)
+        if share is not None:
+            out.append(f"\nshare of the 2 MB-page copies Linux put on huge pages: {share:.0%}")
     clip = [r for r in rows if r["section"] == "clip_grad_norm_"]
     if clip:
         out.append("")

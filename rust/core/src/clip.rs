@@ -450,6 +450,19 @@ mod tests {
         assert_eq!(clamped, 2.5);
     }
 
+    /// Arrays of the given sizes, with values over a few decades that differ between arrays.
+    fn test_arrays(sizes: &[usize]) -> Vec<Vec<f32>> {
+        let value = |t: usize, i: usize| ((i * 7919 + t * 104_729) % 1009) as f32 / 97.0 - 5.0;
+        let array = |(t, &n): (usize, &usize)| (0..n).map(|i| value(t, i)).collect();
+        sizes.iter().enumerate().map(array).collect()
+    }
+
+    /// The bits of each array's partial, each computed alone.
+    fn partials_alone(slices: &[&[f32]], norm: NormType, clamp: Option<f64>) -> Vec<u64> {
+        let alone = |a: &&[f32]| tensor_partials(&[*a], norm, clamp)[0].to_bits();
+        slices.iter().map(alone).collect()
+    }
+
     #[test]
     fn each_chunk_has_the_bits_it_has_alone() {
         // Chunks are summed two at a time, and a pair may straddle two arrays: an array's
@@ -462,22 +475,11 @@ mod tests {
             NORM_CHUNK - 3,
             70_000,
         ];
-        let arrays: Vec<Vec<f32>> = sizes
-            .iter()
-            .enumerate()
-            .map(|(t, &n)| {
-                (0..n)
-                    .map(|i| ((i * 7919 + t * 104_729) % 1009) as f32 / 97.0 - 5.0)
-                    .collect()
-            })
-            .collect();
+        let arrays = test_arrays(&sizes);
         let slices: Vec<&[f32]> = arrays.iter().map(Vec::as_slice).collect();
         for norm in [NormType::L1, NormType::L2, NormType::Inf, NormType::P(3.0)] {
             for clamp in [None, Some(2.0)] {
-                let alone: Vec<u64> = slices
-                    .iter()
-                    .map(|a| tensor_partials(&[*a], norm, clamp)[0].to_bits())
-                    .collect();
+                let alone = partials_alone(&slices, norm, clamp);
                 for level in crate::simd::supported_levels() {
                     assert!(crate::simd::set_level(level));
                     let got: Vec<u64> = tensor_partials(&slices, norm, clamp)
@@ -492,6 +494,34 @@ mod tests {
                 crate::simd::set_level(crate::simd::detected_level());
             }
         }
+    }
+
+    #[test]
+    fn partials_do_not_depend_on_the_thread_count() {
+        // One array of many chunks, many tiny and empty ones, another large one: pairs of chunks
+        // straddle arrays at both parities, pair full chunks with tiny or no ones, and the
+        // threads split the pairs (above the parallel threshold).
+        let mut sizes = vec![40 * NORM_CHUNK + 7];
+        sizes.extend((0..200).map(|k| [0, 1, 5, 16, 33, 384, 0][k % 7]));
+        sizes.push(3 * NORM_CHUNK + 1);
+        let arrays = test_arrays(&sizes);
+        let slices: Vec<&[f32]> = arrays.iter().map(Vec::as_slice).collect();
+        assert!(sizes.iter().sum::<usize>() > crate::pool::PARALLEL_MIN_ELEMENTS);
+        let bits = |norm, clamp| -> Vec<u64> {
+            let partials = tensor_partials(&slices, norm, clamp);
+            partials.into_iter().map(f64::to_bits).collect()
+        };
+        let before = crate::pool::num_threads();
+        for norm in [NormType::L1, NormType::L2, NormType::Inf] {
+            for clamp in [None, Some(2.0)] {
+                let alone = partials_alone(&slices, norm, clamp);
+                for threads in [1, 2, 3] {
+                    crate::set_num_threads(threads).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(bits(norm, clamp), alone, "{norm:?} {clamp:?} {threads}");
+                }
+            }
+        }
+        crate::set_num_threads(before).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
