@@ -59,6 +59,18 @@ fn time(f: &mut dyn FnMut(), cpu: bool) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
+/// Time of one call of `f`, from `reps` calls ([`time`]).
+fn per_call(reps: usize, cpu: bool, f: &mut dyn FnMut()) -> f64 {
+    time(
+        &mut || {
+            for _ in 0..reps {
+                f();
+            }
+        },
+        cpu,
+    ) / reps as f64
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
@@ -84,33 +96,28 @@ fn main() {
             let mut dx = vec![0.0f32; layout.len()];
             let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
             let reps = if n * c * s < 1 << 20 { 200 } else { 1 };
+            let cpu = threads == 1;
+            // Statistics and one read alternate on the same input (which stays in cache as far
+            // as it fits, as in the bench's blocks); the backward pass (three arrays) runs after.
             for _ in 0..rounds {
-                let mut stats = || {
-                    for _ in 0..reps {
-                        batch_stats(&x, layout, &mut mean, &mut var).unwrap();
-                    }
-                };
-                best[0] = best[0].min(time(&mut stats, threads == 1) / reps as f64);
-                let mut read = || {
-                    for _ in 0..reps {
-                        black_box(read_pass(&[&x[..]]));
-                    }
-                };
-                best[1] = best[1].min(time(&mut read, threads == 1) / reps as f64);
-                let norm = Normalization {
-                    mean: &mean,
-                    invstd: &invstd,
-                    weight: None,
-                    bias: None,
-                    training: true,
-                };
-                let mut backward = || {
-                    for _ in 0..reps {
-                        batch_norm_backward(&dy, &x, &mut dx, layout, &norm, &mut dw, &mut db)
-                            .unwrap();
-                    }
-                };
-                best[2] = best[2].min(time(&mut backward, threads == 1) / reps as f64);
+                best[0] = best[0].min(per_call(reps, cpu, &mut || {
+                    batch_stats(&x, layout, &mut mean, &mut var).unwrap();
+                }));
+                best[1] = best[1].min(per_call(reps, cpu, &mut || {
+                    black_box(read_pass(&[&x[..]]));
+                }));
+            }
+            let norm = Normalization {
+                mean: &mean,
+                invstd: &invstd,
+                weight: None,
+                bias: None,
+                training: true,
+            };
+            for _ in 0..rounds {
+                best[2] = best[2].min(per_call(reps, cpu, &mut || {
+                    batch_norm_backward(&dy, &x, &mut dx, layout, &norm, &mut dw, &mut db).unwrap();
+                }));
             }
             println!(
                 "({n}, {c}, {s}) {threads} thr: stats {:.4} ms, read {:.4} ms, read/stats {:.1}%  ({:.2} elem/ns/thread); backward {:.4} ms",

@@ -18,7 +18,7 @@
 //!
 //! Numerics. All arithmetic is in f64 whatever the element type; elementwise results are rounded
 //! once to the element type. Statistics read the input once: per fixed chunk (a block of at most
-//! 32,768 elements, per column, or a segment of one channel), the sums `s1 = sum(x - K)` and
+//! 131,072 elements, per column, or a segment of one channel), the sums `s1 = sum(x - K)` and
 //! `s2 = sum((x - K)^2)` about a shift `K` (0, or the chunk's estimated mean where that is more
 //! than an estimated standard deviation from 0) give its mean `K + s1/nb` and
 //! `m2 = s2 - s1*(s1/nb)` (the shifts and the error bound are in `stats.rs`), and the chunks are

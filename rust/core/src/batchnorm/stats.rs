@@ -34,6 +34,10 @@ use core::ops::Range;
 pub(crate) const LANES: usize = 32;
 /// Rows of a task's first block that estimate its shift.
 const ESTIMATE_ROWS: usize = 16;
+/// A `Rows` task is summed in blocks of this many of the plan's blocks (up to 4 * 32,768
+/// elements): each block's shift choice, partial mean and merge cost a few operations per column,
+/// spread over this many rows (4 * 128 for 256 columns).
+const SWEEP_BLOCKS: usize = 4;
 
 /// Per-channel mean and biased variance of `x` (layout `(n, c, s)`), in f64:
 /// `mean[k] = sum(x[:, k, :]) / (n*s)`, `var[k] = sum((x[:, k, :] - mean[k])^2) / (n*s)`, from one
@@ -104,7 +108,8 @@ impl<T: Real> Kernel for StatsTask<'_, '_, T> {
         match *self.plan {
             Plan::Rows { layout, rows, .. } => {
                 let (all, cols) = self.plan.tile(self.task);
-                rows_task(self.x, layout.row(), all, cols, rows, self.mean, self.m2);
+                let block = rows * SWEEP_BLOCKS;
+                rows_task(self.x, layout.row(), all, cols, block, self.mean, self.m2);
             }
             Plan::Runs { .. } => {
                 for (i, (m, q)) in self.mean.iter_mut().zip(self.m2.iter_mut()).enumerate() {
@@ -121,6 +126,10 @@ impl<T: Real> Kernel for StatsTask<'_, '_, T> {
 /// Column means and `m2` of `x[all, cols]` (`x` has rows of `j` elements), into `mean_out` and
 /// `m2_out`: each block of `rows` rows summed once about its shift (estimated from the first
 /// block's first 16 rows, then from the blocks before), the blocks merged in order.
+///
+/// No software prefetch: the block's four quarters are four sequential streams, which the
+/// hardware prefetcher follows; prefetching the next block's rows as well cost about 10% of
+/// the sweep's time in cache and was slower from memory too (`examples/batchnorm_timing`).
 #[inline(always)]
 fn rows_task<T: Real>(
     x: &[T],
@@ -133,9 +142,7 @@ fn rows_task<T: Real>(
 ) {
     let (c0, w) = (cols.start, cols.len());
     let row = |r: usize| &x[r * j + c0..][..w];
-    // The same row of the next block (none past the data), prefetched while this block is read.
-    let n = x.len().checked_div(j).unwrap_or(0);
-    let ahead = |r: usize| if r + rows < n { row(r + rows) } else { &[] };
+    let ahead = |_: usize| -> &[T] { &[] };
     let mut buf = [[0.0f64; TILE_COLUMNS]; 3];
     let [shift, s1, s2] = &mut buf;
     let (shift, s1, s2) = (&mut shift[..w], &mut s1[..w], &mut s2[..w]);
@@ -163,12 +170,12 @@ fn rows_task<T: Real>(
                 }
             }
             for ((k, &e), &q) in shift.iter_mut().zip(s1.iter()).zip(s2.iter()) {
-                *k = choose_shift(e, q / p as f64);
+                *k = choose_shift(e, q, p as f64);
             }
         } else {
             // The blocks before: centred where their mean is within their standard deviation.
             for ((k, &m), &q) in shift.iter_mut().zip(mean_out.iter()).zip(m2_out.iter()) {
-                *k = choose_shift(m, q / na);
+                *k = choose_shift(m, q, na);
             }
         }
         s1.fill(0.0);
@@ -270,15 +277,16 @@ fn estimate_shift<const L: usize>(first: [f64; L], n: usize) -> f64 {
     for (d, &f) in dev.iter_mut().zip(&first[..n]) {
         *d = (f - e) * (f - e);
     }
-    choose_shift(e, fold(dev) / n as f64)
+    choose_shift(e, fold(dev), n as f64)
 }
 
-/// The shift for an estimated mean `e` and variance `v`: 0 if `e*e <= v` (the mean is within a
-/// standard deviation of 0, so sums about 0 lose at most about a factor 2 to cancellation), else
-/// `e` (0 if not finite).
+/// The shift for an estimated mean `e` and sum of squared deviations `q` of `n` values: 0 if
+/// `e*e*n <= q`, i.e. `e*e <= v` with the variance `v = q/n` (the mean is within a standard
+/// deviation of 0, so sums about 0 lose at most about a factor 2 to cancellation), else `e` (0 if
+/// not finite). Written without the division, which cost a `vdivpd` per 8 columns and block.
 #[inline(always)]
-fn choose_shift(e: f64, v: f64) -> f64 {
-    if e * e <= v {
+fn choose_shift(e: f64, q: f64, n: f64) -> f64 {
+    if e * e * n <= q {
         0.0
     } else {
         finite_or_zero(e)
@@ -314,13 +322,14 @@ fn run_partial<T: Real>(xs: &[T], ahead: &[T]) -> (f64, f64) {
 }
 
 /// The partial `(mean, m2)` of `count` values from their sums about `shift`:
-/// `mean = shift + s1/count`, `m2 = s2 - s1*(s1/count)`. A negative rounding residue of `m2` is
+/// `mean = shift + s1/count`, `m2 = s2 - s1*(s1/count)` (`s1/count` by [`quotient`]). A negative rounding residue of `m2` is
 /// made 0. When `s1` is finite but `s2` overflowed (finite data whose squares overflow f64),
 /// `inf - inf` becomes `m2 = inf`, as the squared deviations of a two-pass give; data holding an
 /// infinity or NaN (`s1` not finite) keeps `m2` NaN.
 #[inline(always)]
 fn partial(count: f64, shift: f64, s1: f64, s2: f64) -> (f64, f64) {
-    let m2 = s2 - s1 * (s1 / count);
+    let q = quotient(s1, count);
+    let m2 = s2 - s1 * q;
     let m2 = if m2.is_nan() && s1.is_finite() {
         s2
     } else if m2 < 0.0 {
@@ -328,7 +337,19 @@ fn partial(count: f64, shift: f64, s1: f64, s2: f64) -> (f64, f64) {
     } else {
         m2
     };
-    (shift + s1 / count, m2)
+    (shift + q, m2)
+}
+
+/// `v / count` for a count `>= 1`: where `count` is a power of two (a full block's row count),
+/// as `v * (1/count)`, which is the same number (`1/count` is exact) without a division.
+#[inline(always)]
+fn quotient(v: f64, count: f64) -> f64 {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    if count.to_bits() & MANTISSA == 0 {
+        v * (1.0 / count)
+    } else {
+        v / count
+    }
 }
 
 /// `v`, or 0 if it is infinite or NaN (a shift must be finite: `inf - inf` would hide an

@@ -36,8 +36,10 @@ impl Rng {
 
 /// Layouts covering both plans (rows: s < 512, runs: s >= 512), one channel, tiles wider than 256
 /// columns, several row blocks and row groups (with a short last block), runs cut into segments,
-/// and sizes above the pool threshold.
-const LAYOUTS: [(usize, usize, usize); 15] = [
+/// and sizes above the pool threshold. The last one has tasks of five 128-row blocks (so a sweep
+/// block of 512 rows, a power of two, then one of 128) and a last task of 421 rows (one short
+/// sweep block), with an odd channel count.
+const LAYOUTS: [(usize, usize, usize); 16] = [
     (2, 1, 1),
     (2, 3, 1),
     (7, 5, 1),
@@ -53,6 +55,7 @@ const LAYOUTS: [(usize, usize, usize); 15] = [
     (2, 2, 40_000),
     (70_000, 1, 1),
     (33 * 128 + 5, 256, 1),
+    (88 * 128 + 37, 255, 1),
 ];
 
 fn naive_stats<T: Real>(x: &[T], l: Layout) -> (Vec<f64>, Vec<f64>) {
@@ -417,6 +420,7 @@ fn shift_far_from_the_mean_is_stable() {
         Layout::new(4096, 8, 1),
         Layout::new(300, 7, 40),
         Layout::new(16, 4, 1024),
+        Layout::new(88 * 128 + 37, 255, 1),
     ] {
         let mut x: Vec<f32> = Rng::new(11).vec(l.len(), 1e4, 3f64.sqrt());
         let far = (1e4 + 50.0) as f32;
