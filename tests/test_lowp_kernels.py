@@ -20,12 +20,16 @@ from ferroptim.reference import lowp_formats as fmt
 SIZES = [1, 7, 255, 256, 257, 1000, native.GRAIN_ELEMENTS + 300, 3 * native.GRAIN_ELEMENTS + 17]
 ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, maximize=False,
             decoupled_weight_decay=True, grad_scale=0.8, clip_value=2.5)  # fmt: skip
+ADAM_LERP_END = dict(ADAM, amsgrad=False, beta1=0.3, decoupled_weight_decay=False)
 LION = dict(lr=0.01, beta1=0.9, beta2=0.99, weight_decay=0.1, maximize=True)
 
 # kernel name -> (optimizer, format, extra hyperparameters, number of states)
 CASES = {
     "adam_bf16_sr": ("adam", "bf16", dict(ADAM, amsgrad=False, stochastic_rounding=True), 2),
     "adam_bf16_rne": ("adam", "bf16", dict(ADAM, amsgrad=False, stochastic_rounding=False), 2),
+    # beta1 < 0.5: the lerp from the gradient's end; L2 decay (the explicit AVX-512 Adam loop's
+    # other compile-time forms).
+    "adam_bf16_sr_lerp_end": ("adam", "bf16", dict(ADAM_LERP_END, stochastic_rounding=True), 2),
     "amsgrad_bf16_sr": ("adam", "bf16", dict(ADAM, amsgrad=True, stochastic_rounding=True), 3),
     "lion_bf16_sr": ("lion", "bf16", dict(LION, stochastic_rounding=True), 1),
     "adam_8bit": ("adam", "8bit", dict(ADAM, amsgrad=False), 2),

@@ -96,6 +96,17 @@ impl Bf16Storage {
     }
 }
 
+impl Bf16Storage {
+    /// How the explicit Adam loop narrows states 0 and 1 (one pair, one key).
+    pub(super) fn narrowing(self) -> super::bf16_adam::Narrowing {
+        super::bf16_adam::Narrowing {
+            stochastic: self.stochastic,
+            key_low: self.key_low[0],
+            key_high: self.key_high[0],
+        }
+    }
+}
+
 impl Storage<f32> for Bf16Storage {
     type Elem = u16;
     #[inline(always)]
@@ -132,12 +143,7 @@ impl Storage<f32> for Bf16Storage {
         args: &Args<f32>,
         run: AdamRun<'_, f32, u16>,
     ) -> usize {
-        let rounding = super::bf16_adam::Narrowing {
-            stochastic: self.stochastic,
-            key_low: self.key_low[0],
-            key_high: self.key_high[0],
-        };
-        super::bf16_adam::adam_lead::<CLAMP, SCALE, DECAY>(adam, args, rounding, run)
+        super::bf16_adam::adam_lead::<CLAMP, SCALE, DECAY>(adam, args, self.narrowing(), run)
     }
 }
 
