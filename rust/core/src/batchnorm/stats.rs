@@ -128,8 +128,9 @@ impl<T: Real> Kernel for StatsTask<'_, '_, T> {
 /// block's first 16 rows, then from the blocks before), the blocks merged in order.
 ///
 /// No software prefetch: the block's four quarters are four sequential streams, which the
-/// hardware prefetcher follows; prefetching the next block's rows as well cost about 10% of
-/// the sweep's time in cache and was slower from memory too (`examples/batchnorm_timing`).
+/// hardware prefetcher follows; prefetching the next block's rows as well cost about 10% of a
+/// task's time in cache, and without it (with the larger blocks) a task reads memory at about
+/// the pace of a bare read on one core (README, issue 15; `examples/batchnorm_timing`).
 #[inline(always)]
 fn rows_task<T: Real>(
     x: &[T],
