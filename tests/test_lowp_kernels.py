@@ -239,6 +239,57 @@ def test_quantize_is_nearest_by_brute_force(signed):
         np.testing.assert_array_equal(native_absmax, absmax)
 
 
+def _native_signed_codes(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and absmax of ``blocks`` on the signed map from the native kernel: a Lion step with
+    beta1 = beta2 = 0 stores m = g."""
+    codes = np.zeros(blocks.size, np.uint8)
+    absmax = np.zeros(-(-blocks.size // 256), np.float32)
+    param = np.zeros(blocks.size, np.float32)
+    native.lion_step_8bit([param], [blocks], [codes], [absmax], np.zeros(1, np.int64), lr=0.0,
+                          beta1=0.0, beta2=0.0, weight_decay=0.0, maximize=False)  # fmt: skip
+    return codes, absmax
+
+
+def test_normalized_value_is_times_the_reciprocal(simd_level):
+    """Values are normalized as ``x * (1 / absmax)`` for a normal absmax (bitsandbytes' kernels),
+    which picks another code than ``x / absmax`` next to thresholds; natively too at every level;
+    a subnormal absmax divides."""
+    rng = np.random.default_rng(5)
+    t = fmt._thresholds(True)[:255]
+    rows = []
+    for a in rng.uniform(0.5, 4.0, 400).astype(np.float32):
+        x = (t * a).astype(np.float32)
+        near = np.concatenate(
+            [x, np.nextafter(x, np.float32(np.inf)), np.nextafter(x, np.float32(-np.inf))]
+        )
+        near = np.clip(near, -a, a)
+        with np.errstate(all="ignore"):
+            by_div = np.searchsorted(t, near / a, side="right")
+            by_mul = np.searchsorted(t, near * (np.float32(1) / a), side="right")
+        differ = near[by_div != by_mul][:255]
+        if differ.size:
+            rows.append(np.concatenate([[a], differ, np.zeros(255 - differ.size, np.float32)]))
+    assert len(rows) > 100
+    blocks = np.concatenate(rows).astype(np.float32)
+    codes, absmax = fmt.quantize(blocks, True)
+    b = blocks.reshape(-1, 256)
+    expected = np.searchsorted(t, b * (np.float32(1) / absmax[:, None]), side="right")
+    np.testing.assert_array_equal(codes.reshape(-1, 256), expected)
+    with np.errstate(all="ignore"):
+        divided = np.searchsorted(t, b / absmax[:, None], side="right")
+    assert (divided != expected).sum() >= len(rows)
+    native_codes, native_absmax = _native_signed_codes(blocks)
+    np.testing.assert_array_equal(native_codes, codes)
+    np.testing.assert_array_equal(native_absmax, absmax)
+    tiny = (rng.uniform(-1, 1, 256) * 1e-39).astype(np.float32)
+    codes, absmax = fmt.quantize(tiny, True)
+    assert 0 < absmax[0] < np.finfo(np.float32).tiny
+    np.testing.assert_array_equal(codes, np.searchsorted(t, tiny / absmax[0], side="right"))
+    native_codes, native_absmax = _native_signed_codes(tiny)
+    np.testing.assert_array_equal(native_codes, codes)
+    np.testing.assert_array_equal(native_absmax, absmax)
+
+
 def test_absmax_zero_block_and_nan():
     codes, absmax = fmt.quantize(np.zeros(300, np.float32), True)
     assert (absmax == 0).all() and (codes == 127).all()

@@ -15,9 +15,11 @@ bfloat16 is the top half of a float32's bits. Narrowing adds 16 random bits (sto
 quiet NaN (``(x >> 16) | 0x40``).
 
 8-bit state: per block of 256 values, ``absmax = max |x|`` (float32) and per value the code of the
-nearest entry of a 256-value dynamic map to ``x / absmax`` (``x / 1`` if absmax is 0): the number of
-thresholds ``t_j <= x / absmax``, ``t_j`` the smallest float32 at or above the exact midpoint of
-``map[j]`` and ``map[j + 1]``; a NaN gets code 255. The value of a code is ``map[code] * absmax``.
+nearest entry of a 256-value dynamic map to the normalized value ``y``: ``y = x * (1 / absmax)``
+(float32 operations, as bitsandbytes' kernels) when absmax is a normal float, ``y = x / absmax``
+when it is subnormal, infinite or NaN, ``y = x`` when it is 0. The code is the number of
+thresholds ``t_j <= y``, ``t_j`` the smallest float32 at or above the exact midpoint of ``map[j]``
+and ``map[j + 1]``; a NaN gets code 255. The value of a code is ``map[code] * absmax``.
 """
 
 from __future__ import annotations
@@ -145,9 +147,11 @@ def quantize(x: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     blocks = _blocks(x)
     mags = blocks.view(np.uint32) & np.uint32(0x7FFFFFFF)
     absmax = mags.max(axis=1).view(np.float32)
+    normal = np.isfinite(absmax) & (absmax >= np.finfo(np.float32).tiny)
     divisor = np.where(absmax == 0, np.float32(1), absmax)[:, None]
     with np.errstate(all="ignore"):
-        normalized = blocks / divisor
+        scale = (np.float32(1) / np.where(normal, absmax, np.float32(1)))[:, None]
+        normalized = np.where(normal[:, None], blocks * scale, blocks / divisor)
     codes = np.searchsorted(_thresholds(signed), normalized, side="right")
     codes = np.where(np.isnan(normalized), 255, codes).astype(np.uint8)
     return codes.reshape(-1)[: np.size(x)].reshape(np.shape(x)), absmax

@@ -8,15 +8,18 @@
 //! `(b_j + b_{j+1}) / 2 / 10^(6 - i)`) and rounded once to float32.
 //!
 //! A block of [`BLOCK`] values `x` is stored as `absmax = max |x|` (float32) and one code per value:
-//! the index of the map value nearest to `x / absmax` (`x / 1` when `absmax` is 0). Its value is
-//! `map[code] * absmax`. Nearest is exact: code = the number of thresholds `t_j <= x / absmax`,
-//! where `t_j` is the smallest float32 at or above the exact midpoint of `map[j]` and `map[j+1]`
-//! (ties go to the larger value); a NaN quantizes to code 255. Codes are found without a search:
-//! one entry of a table indexed by the top 16 bits of the normalized value (its sign, exponent
-//! and 7 mantissa bits, clamped to |x| in [2^-24, 2]) gives the code at the bucket's start and
-//! the low 16 bits of the bucket's threshold, if any (each bucket holds at most one; checked when
-//! the table is built). The threshold is the value's top 16 bits joined to those low 16 bits, so
-//! one float comparison finishes.
+//! the index of the map value nearest to the normalized value `y`, which is, as in bitsandbytes'
+//! kernels, `y = x * s` with `s = 1 / absmax` (both float32 operations) when absmax is a normal
+//! float; `y = x / absmax` when absmax is subnormal, infinite or NaN (where `1 / absmax` may
+//! overflow), and `y = x` when absmax is 0. Its value is `map[code] * absmax`. Nearest is exact:
+//! code = the number of thresholds `t_j <= y`, where `t_j` is the smallest float32 at or above the
+//! exact midpoint of `map[j]` and `map[j+1]` (ties go to the larger value); a NaN quantizes to
+//! code 255. Codes are found without a search: one entry of a table indexed by the top 16 bits of
+//! `y` (its sign, exponent and 7 mantissa bits, clamped to |y| in [2^-24, 2]) gives the code at
+//! the bucket's start and the low 16 bits of the bucket's threshold, if any (each bucket holds at
+//! most one; checked when the table is built). The threshold is the value's top 16 bits joined to
+//! those low 16 bits, so one float comparison finishes.
+//!
 //! [`super::quant8_simd`] runs the same lookup 16 (AVX-512) or 8 (AVX2) values at a time with
 //! gathers, so every SIMD level gives the same codes.
 
@@ -50,6 +53,17 @@ pub struct Quantizer {
     /// bucket's start and, if the bucket holds a threshold, [`HAS_THRESHOLD`] and the low 16 bits
     /// of the threshold's pattern.
     table: Box<[u32; BUCKETS]>,
+}
+
+/// Byte `b` of every value's pattern, for byte-table lookups (`planes[b][index]`).
+fn byte_planes(values: &[f32; 256]) -> BytePlanes {
+    let mut planes = BytePlanes([[0; 256]; 4]);
+    for (index, value) in values.iter().enumerate() {
+        for (b, byte) in value.to_bits().to_le_bytes().into_iter().enumerate() {
+            planes.0[b][index] = byte;
+        }
+    }
+    planes
 }
 
 /// Top 16 bits of |x| below this (|x| < 2^-24, below every threshold) share the lowest bucket.
@@ -141,15 +155,9 @@ impl Quantizer {
             };
             *entry = (code as u32) << START_SHIFT | low;
         }
-        let mut planes = BytePlanes([[0; 256]; 4]);
-        for (code, value) in map.iter().enumerate() {
-            for (b, byte) in value.to_bits().to_le_bytes().into_iter().enumerate() {
-                planes.0[b][code] = byte;
-            }
-        }
         let q = Quantizer {
             map,
-            planes,
+            planes: byte_planes(&map),
             thresholds,
             table,
         };
@@ -222,7 +230,7 @@ impl Quantizer {
     }
 
     /// Quantize one block (at most [`BLOCK`] values): returns its absmax and writes one code per
-    /// value, the code of `value / absmax` (`value / 1` when absmax is 0).
+    /// value, the code of its normalized value ([`normalized`]).
     #[inline(always)]
     pub fn quantize_block(&self, values: &[f32], codes: &mut [u8]) -> f32 {
         assert!(
@@ -231,18 +239,33 @@ impl Quantizer {
         );
         let codes = &mut codes[..values.len()];
         let absmax = absmax(values);
-        let divisor = if absmax == 0.0 { 1.0 } else { absmax };
-        // With a finite absmax every `value / divisor` is in [-1, 1] (never NaN), as the vector
-        // code requires.
-        let done = if absmax.is_finite() {
-            quant8_simd::quantize(self, values, divisor, codes)
+        if let Some(scale) = Self::block_scale(absmax) {
+            self.quantize_scaled(values, scale, codes);
         } else {
-            0
-        };
-        for (c, &v) in codes[done..].iter_mut().zip(&values[done..]) {
-            *c = self.code32(v / divisor) as u8;
+            for (c, &v) in codes.iter_mut().zip(values) {
+                *c = self.code32(normalized(v, absmax)) as u8;
+            }
         }
         absmax
+    }
+
+    /// `1 / absmax` when a block's values are normalized by multiplying with it (a normal
+    /// absmax), `None` otherwise (see [`normalized`]).
+    #[inline(always)]
+    pub fn block_scale(absmax: f32) -> Option<f32> {
+        absmax.is_normal().then(|| 1.0 / absmax)
+    }
+
+    /// Write the code of `value * scale` for each of `values` (some values of a block whose
+    /// [`Quantizer::block_scale`] is `scale`: every product is in [-1 - 2^-23, 1 + 2^-23], never
+    /// NaN, as the vector code requires).
+    #[inline(always)]
+    pub fn quantize_scaled(&self, values: &[f32], scale: f32, codes: &mut [u8]) {
+        let codes = &mut codes[..values.len()];
+        let done = quant8_simd::quantize(self, values, scale, codes);
+        for (c, &v) in codes[done..].iter_mut().zip(&values[done..]) {
+            *c = self.code32(v * scale) as u8;
+        }
     }
 
     /// Dequantize one block: `out[i] = map[codes[i]] * absmax`.
@@ -254,6 +277,19 @@ impl Quantizer {
         for (o, &c) in out[done..].iter_mut().zip(&codes[done..]) {
             *o = self.map[usize::from(c)] * absmax;
         }
+    }
+}
+
+/// The normalized value of `value` in a block whose absmax is `absmax` (see the module docs):
+/// `value * (1 / absmax)` for a normal absmax, `value / absmax` for a subnormal, infinite or NaN
+/// one, `value` for 0.
+pub fn normalized(value: f32, absmax: f32) -> f32 {
+    if absmax.is_normal() {
+        value * (1.0 / absmax)
+    } else if absmax == 0.0 {
+        value
+    } else {
+        value / absmax
     }
 }
 

@@ -1,10 +1,11 @@
-//! The 8-bit block pass with explicit vectors: the same bucket-table lookup as
-//! [`super::quant8`]'s scalar code, 16 (AVX-512) or 8 (AVX2) values at a time.
+//! The 8-bit block pass with explicit vectors: the same codes as [`super::quant8`]'s scalar
+//! code, 16 (AVX-512) or 8 (AVX2) values at a time.
 //!
-//! Quantizing `x` (already divided by the block's divisor, exactly as the scalar code does; the
-//! caller uses these only for blocks with a finite absmax, where every `x` is in [-1, 1]):
+//! Quantizing `x = value * scale` (`scale = 1 / absmax`, exactly as the scalar code does; the
+//! caller uses these only for blocks with a normal absmax, where every `x` is in
+//! [-1 - 2^-23, 1 + 2^-23]), with one gather from the bucket table per 16 or 8 values:
 //! ```text
-//! m         = max(top16(|x|), LOW) - LOW                  (|x| <= 1 < 2: no upper clamp)
+//! m         = max(top16(|x|), LOW) - LOW                  (|x| < 2: no upper clamp)
 //! bucket    = x < 0 ? SPAN - 1 - m : SPAN + m             (monotone in x)
 //! entry     = table[bucket]                               (one gather)
 //! threshold = float(top16(x) << 16 | low16(entry))
@@ -21,24 +22,25 @@ use super::quant8::Quantizer;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{level, SimdLevel};
 
-/// Write the codes of `values[i] / divisor` for the first whole vectors of `values`; returns how
+/// Write the codes of `values[i] * scale` for the first whole vectors of `values`; returns how
 /// many values were done (0 at levels without a vector version).
 #[inline(always)]
-pub(super) fn quantize(q: &Quantizer, values: &[f32], divisor: f32, codes: &mut [u8]) -> usize {
+pub(super) fn quantize(q: &Quantizer, values: &[f32], scale: f32, codes: &mut [u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         let n = values.len().min(codes.len());
+        let values = &values[..n];
         match level() {
             // Safety: `level()` returns only levels this CPU supports.
-            SimdLevel::Avx512 => unsafe { x86::quantize_avx512(q, &values[..n], divisor, codes) },
+            SimdLevel::Avx512 => unsafe { x86::quantize_avx512(q, values, scale, codes) },
             // Safety: as above.
-            SimdLevel::Avx2 => unsafe { x86::quantize_avx2(q, &values[..n], divisor, codes) },
+            SimdLevel::Avx2 => unsafe { x86::quantize_avx2(q, values, scale, codes) },
             _ => 0,
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (q, values, divisor, codes);
+        let _ = (q, values, scale, codes);
         0
     }
 }
@@ -87,73 +89,95 @@ mod x86 {
     use std::arch::x86_64::*;
 
     /// AVX-512 quantization of `values.len() / 16 * 16` values (`codes` at least as long); every
-    /// `value / divisor` must be in [-1, 1].
+    /// `value * scale` must be in (-2, 2). 64 values per iteration, their codes packed into one
+    /// store, then 16 at a time.
     ///
-    /// Safety: the CPU supports AVX-512F/DQ.
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma")]
+    /// Safety: the CPU supports AVX-512F/BW/DQ.
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
     pub(super) unsafe fn quantize_avx512(
         q: &Quantizer,
         values: &[f32],
-        divisor: f32,
+        scale: f32,
         codes: &mut [u8],
     ) -> usize {
         let n = values.len() / 16 * 16;
         assert!(codes.len() >= n);
-        let table = q.table().as_ptr().cast::<i32>();
-        let d = _mm512_set1_ps(divisor);
+        // Indexed from (the address of) bucket SPAN - LOW < 0, a positive value's index is its
+        // clamped top 16 bits `m` and a negative one's `2 LOW - 1 - m` (bucket
+        // SPAN - 1 - (m - LOW)), so only addresses of buckets are read.
+        let table = q
+            .table()
+            .as_ptr()
+            .cast::<i32>()
+            .wrapping_sub((LOW - SPAN) as usize);
+        let s = _mm512_set1_ps(scale);
         let magnitude = _mm512_set1_epi32(0x7fff_ffff);
         let low = _mm512_set1_epi32(LOW as i32);
-        let positive_base = _mm512_set1_epi32(SPAN as i32 - LOW as i32);
-        let negative_base = _mm512_set1_epi32((SPAN - 1 + LOW) as i32);
+        let negative_base = _mm512_set1_epi32(2 * LOW as i32 - 1);
         let (top, has, one) = (
             _mm512_set1_epi32(0xffff_0000_u32 as i32),
             _mm512_set1_epi32(HAS_THRESHOLD as i32),
             _mm512_set1_epi32(1),
         );
-        for i in (0..n).step_by(16) {
-            let x = _mm512_div_ps(_mm512_loadu_ps(values.as_ptr().add(i)), d);
+        // The codes of `values[i..i + 16]`, one per 32-bit lane.
+        let codes16 = |i: usize| {
+            let x = _mm512_mul_ps(_mm512_loadu_ps(values.as_ptr().add(i)), s);
             let bits = _mm512_castps_si512(x);
-            // |x| <= 1: only the low clamp can apply.
+            // |x| < 2: only the low clamp can apply.
             let m = _mm512_max_epu32(
                 _mm512_srli_epi32::<16>(_mm512_and_si512(bits, magnitude)),
                 low,
             );
-            let negative = _mm512_movepi32_mask(bits);
-            let bucket = _mm512_mask_sub_epi32(
-                _mm512_add_epi32(m, positive_base),
-                negative,
-                negative_base,
-                m,
-            );
-            // Safety: `bucket` is below 2 * SPAN = BUCKETS.
-            let entry = _mm512_i32gather_epi32::<4>(bucket, table);
+            let index = _mm512_mask_sub_epi32(m, _mm512_movepi32_mask(bits), negative_base, m);
+            // Safety: `table + index` is a bucket, below 2 * SPAN = BUCKETS.
+            let entry = _mm512_i32gather_epi32::<4>(index, table);
             // (bits & top) | (entry & !top): the bucket's threshold.
             let threshold =
                 _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xe4>(bits, entry, top));
             let flagged = _mm512_test_epi32_mask(entry, has);
             let up = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(flagged, x, threshold);
             let code = _mm512_srli_epi32::<START_SHIFT>(entry);
-            let code = _mm512_mask_add_epi32(code, up, code, one);
-            _mm_storeu_si128(codes.as_mut_ptr().add(i).cast(), _mm512_cvtepi32_epi8(code));
+            _mm512_mask_add_epi32(code, up, code, one)
+        };
+        // The packs leave 32-bit group 4 lane + r holding codes 16 r + 4 lane .. + 3.
+        let natural = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        let wide = n / 64 * 64;
+        for i in (0..wide).step_by(64) {
+            let [c0, c1, c2, c3] = [
+                codes16(i),
+                codes16(i + 16),
+                codes16(i + 32),
+                codes16(i + 48),
+            ];
+            let packed =
+                _mm512_packus_epi16(_mm512_packus_epi32(c0, c1), _mm512_packus_epi32(c2, c3));
+            let packed = _mm512_permutexvar_epi32(natural, packed);
+            _mm512_storeu_si512(codes.as_mut_ptr().add(i).cast(), packed);
+        }
+        for i in (wide..n).step_by(16) {
+            _mm_storeu_si128(
+                codes.as_mut_ptr().add(i).cast(),
+                _mm512_cvtepi32_epi8(codes16(i)),
+            );
         }
         n
     }
 
     /// AVX2 quantization of `values.len() / 8 * 8` values (`codes` at least as long); every
-    /// `value / divisor` must be in [-1, 1].
+    /// `value * scale` must be in (-2, 2).
     ///
     /// Safety: the CPU supports AVX2.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn quantize_avx2(
         q: &Quantizer,
         values: &[f32],
-        divisor: f32,
+        scale: f32,
         codes: &mut [u8],
     ) -> usize {
         let n = values.len() / 8 * 8;
         assert!(codes.len() >= n);
         let table = q.table().as_ptr().cast::<i32>();
-        let d = _mm256_set1_ps(divisor);
+        let s = _mm256_set1_ps(scale);
         let magnitude = _mm256_set1_epi32(0x7fff_ffff);
         let low = _mm256_set1_epi32(LOW as i32);
         let positive_base = _mm256_set1_epi32(SPAN as i32 - LOW as i32);
@@ -166,7 +190,7 @@ mod x86 {
         // Dwords 0 and 4 (each holding 4 packed codes) to the low 8 bytes.
         let gather_low = _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4);
         for i in (0..n).step_by(8) {
-            let x = _mm256_div_ps(_mm256_loadu_ps(values.as_ptr().add(i)), d);
+            let x = _mm256_mul_ps(_mm256_loadu_ps(values.as_ptr().add(i)), s);
             let bits = _mm256_castps_si256(x);
             let m = _mm256_max_epu32(
                 _mm256_srli_epi32::<16>(_mm256_and_si256(bits, magnitude)),
@@ -274,7 +298,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::super::hash::splitmix64;
-    use super::super::quant8::{absmax, QuantMap, Quantizer, BLOCK};
+    use super::super::quant8::{absmax, normalized, QuantMap, Quantizer, BLOCK};
     use crate::simd::{set_level, supported_levels};
 
     /// Blocks of every kind: random magnitudes over 40 binades, exact thresholds and their
@@ -327,8 +351,7 @@ mod tests {
             let q = Quantizer::get(kind);
             for block in blocks() {
                 let a = absmax(&block);
-                let divisor = if a == 0.0 { 1.0 } else { a };
-                let expected: Vec<u8> = block.iter().map(|&v| q.code(v / divisor)).collect();
+                let expected: Vec<u8> = block.iter().map(|&v| q.code(normalized(v, a))).collect();
                 let back: Vec<u32> = expected
                     .iter()
                     .map(|&c| (q.map()[usize::from(c)] * a).to_bits())
@@ -344,6 +367,100 @@ mod tests {
                     assert_eq!(got, back, "{kind:?} {level:?}");
                 }
                 assert!(set_level(crate::simd::detected_level()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::super::hash::splitmix64;
+    use super::super::quant8::{QuantMap, Quantizer, BLOCK};
+    use crate::simd::{detected_level, set_level, supported_levels, SimdLevel};
+
+    /// Quantizes `xs` (all in [-1, 1]) in blocks of 255 values and 1.0, so that absmax is 1 and
+    /// each value is its own normalized value, at each of `levels`; panics where a code differs
+    /// from the scalar table lookup's (itself checked against a brute-force search).
+    fn check(q: &Quantizer, xs: &[f32], levels: &[SimdLevel]) {
+        for &level in levels {
+            assert!(set_level(level));
+            for chunk in xs.chunks(BLOCK - 1) {
+                let mut block = chunk.to_vec();
+                block.push(1.0);
+                let mut codes = vec![0u8; block.len()];
+                assert_eq!(q.quantize_block(&block, &mut codes), 1.0);
+                for (&x, &c) in block.iter().zip(&codes) {
+                    assert_eq!(c, q.code(x), "{level:?} x={x:e} ({:#x})", x.to_bits());
+                }
+            }
+        }
+        assert!(set_level(detected_level()));
+    }
+
+    /// Every threshold and its 4 neighbours on each side, both signs, the decade boundaries'
+    /// neighbourhoods, 0, -0, +-1, tiny and subnormal values, and random values over 40 binades.
+    #[test]
+    fn vector_codes_equal_the_table_lookup_at_thresholds_and_edges() {
+        for kind in [QuantMap::Signed, QuantMap::Unsigned] {
+            let q = Quantizer::get(kind);
+            let mut xs: Vec<f32> = vec![
+                0.0,
+                -0.0,
+                1.0,
+                -1.0,
+                f32::from_bits(0x3f7f_ffff),
+                -f32::from_bits(0x3f7f_ffff),
+                1e-40,
+                -1e-40,
+                f32::from_bits(1),
+                -f32::from_bits(1),
+                f32::MIN_POSITIVE,
+                1e-30,
+                -1e-30,
+                2f32.powi(-30),
+                2f32.powi(-31),
+            ];
+            for (j, &m) in q.map().iter().enumerate() {
+                let t = if j < 255 {
+                    0.5 * (f64::from(m) + f64::from(q.map()[j + 1]))
+                } else {
+                    1.0
+                };
+                for v in [m, t as f32] {
+                    for ulps in -4i32..=4 {
+                        let x = f32::from_bits((v.abs().to_bits() as i32 + ulps).max(0) as u32);
+                        if x <= 1.0 {
+                            xs.extend([x, -x]);
+                        }
+                    }
+                }
+            }
+            let mut state = 99u64;
+            for _ in 0..50_000 {
+                state = splitmix64(state);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                xs.push((u * 2.0 - 1.0) * 2f32.powi(-(((state >> 8) % 40) as i32)));
+            }
+            check(q, &xs, &supported_levels());
+        }
+    }
+
+    /// Every float32 in [-1, 1] at the best level (about 2.1e9 values per map; run in release mode:
+    /// `cargo test --release -p ferroptim-core every_float -- --ignored`).
+    #[test]
+    #[ignore]
+    fn every_float_in_the_unit_interval_quantizes_as_the_table_lookup() {
+        for kind in [QuantMap::Signed, QuantMap::Unsigned] {
+            let q = Quantizer::get(kind);
+            let top = 1f32.to_bits();
+            let mut xs = Vec::with_capacity(1 << 20);
+            for bits in 0..=top {
+                let x = f32::from_bits(bits);
+                xs.extend([x, -x]);
+                if xs.len() >= 1 << 20 || bits == top {
+                    check(q, &xs, &[detected_level()]);
+                    xs.clear();
+                }
             }
         }
     }

@@ -148,16 +148,9 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
                         .load(k, F::offset(self.slots[k], start), &mut block[..n])
                 };
             }
-            prepare(self.prep, p, g, &mut gp[..n]);
+            let g = prepare(self.prep, p, g, &mut gp[..n]);
             let [s0, s1, s2] = &mut s;
-            update_block(
-                &self.op,
-                p,
-                &gp[..n],
-                &mut s0[..n],
-                &mut s1[..n],
-                &mut s2[..n],
-            );
+            update_block(&self.op, p, g, &mut s0[..n], &mut s1[..n], &mut s2[..n]);
             for (k, block) in s.iter().enumerate().take(U::STATES) {
                 let first = self.first + start as u64;
                 // Safety: as for `load`.
@@ -172,9 +165,21 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
 }
 
 /// The shared gradient steps of `fused.rs`, in its order: clamp, scale, then L2 decay into `out`
-/// or decoupled decay of `p`. `out` receives the prepared gradient.
+/// or decoupled decay of `p`. Returns the prepared gradient: `g` itself when no step changes it
+/// (no copy), otherwise `out`.
 #[inline(always)]
-fn prepare(prep: &GradPrep, p: &mut [f32], g: &[f32], out: &mut [f32]) {
+fn prepare<'a>(prep: &GradPrep, p: &mut [f32], g: &'a [f32], out: &'a mut [f32]) -> &'a [f32] {
+    if let Decay::Decoupled(factor) = prep.decay {
+        let factor = factor as f32;
+        p.iter_mut().for_each(|pv| *pv *= factor);
+    }
+    let l2 = match prep.decay {
+        Decay::L2(wd) => Some(wd as f32),
+        _ => None,
+    };
+    if prep.clip_value.is_none() && prep.grad_scale == 1.0 && l2.is_none() {
+        return g;
+    }
     out.copy_from_slice(g);
     if let Some(c) = prep.clip_value {
         let c = c as f32;
@@ -184,19 +189,12 @@ fn prepare(prep: &GradPrep, p: &mut [f32], g: &[f32], out: &mut [f32]) {
         let scale = prep.grad_scale as f32;
         out.iter_mut().for_each(|x| *x *= scale);
     }
-    match prep.decay {
-        Decay::None => {}
-        Decay::L2(wd) => {
-            let wd = wd as f32;
-            for (x, &pv) in out.iter_mut().zip(p.iter()) {
-                *x += wd * pv;
-            }
-        }
-        Decay::Decoupled(factor) => {
-            let factor = factor as f32;
-            p.iter_mut().for_each(|pv| *pv *= factor);
+    if let Some(wd) = l2 {
+        for (x, &pv) in out.iter_mut().zip(p.iter()) {
+            *x += wd * pv;
         }
     }
+    out
 }
 
 /// The optimizer's element update over one block of float32 registers.
