@@ -35,6 +35,13 @@ CASES = {
     "adam_8bit": ("adam", "8bit", dict(ADAM, amsgrad=False), 2),
     "amsgrad_8bit": ("adam", "8bit", dict(ADAM, amsgrad=True, decoupled_weight_decay=False), 3),
     "lion_8bit": ("lion", "8bit", dict(LION), 1),
+    # No gradient option: the 8-bit loop uses the gradient in place (no prepared copy).
+    "adam_8bit_plain": (
+        "adam",
+        "8bit",
+        dict(ADAM, amsgrad=False, weight_decay=0.0, grad_scale=1.0, clip_value=None),
+        2,
+    ),
 }
 
 
@@ -288,6 +295,26 @@ def test_normalized_value_is_times_the_reciprocal(simd_level):
     native_codes, native_absmax = _native_signed_codes(tiny)
     np.testing.assert_array_equal(native_codes, codes)
     np.testing.assert_array_equal(native_absmax, absmax)
+
+
+@pytest.mark.parametrize("case", ["adam_8bit", "adam_8bit_plain", "lion_8bit"])
+def test_8bit_blocks_with_zero_tiny_and_nonfinite_state(case, simd_level, num_threads):
+    """Blocks whose absmax is 0, subnormal, infinite or NaN (quantized by division or left to the
+    scalar code) among normal blocks, whose codes are written while the next block is updated:
+    native == reference at every level and thread count."""
+    sizes = [256 * 9 + 100]
+    nat = make_problem(case, sizes)
+    ref = copy.deepcopy(nat)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        g = rng.standard_normal(sizes[0]).astype(np.float32)
+        g[256:512] = 0.0
+        g[768:1024] *= np.float32(1e-41)
+        g[1300] = np.inf
+        g[1800] = np.nan
+        call(native, case, nat, [g])
+        call(reference, case, ref, [g])
+        assert_same_arrays(flat(nat), flat(ref))
 
 
 def test_absmax_zero_block_and_nan():
