@@ -28,6 +28,8 @@ rust-test:
 lint: $(STAMP)
 	cargo fmt --all --check
 	PYO3_PYTHON=$(abspath $(PY)) cargo clippy --workspace --all-targets --quiet -- -D warnings
+	# the core crate's API docs build without warnings (no broken or private intra-doc links)
+	RUSTDOCFLAGS="-D warnings" cargo doc -p ferroptim-core --no-deps --quiet
 	$(VENV)/bin/ruff check python tests benches tools
 	$(VENV)/bin/ruff format --check python tests benches tools
 

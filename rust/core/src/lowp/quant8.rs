@@ -20,8 +20,8 @@
 //! most one; checked when the table is built). The threshold is the value's top 16 bits joined to
 //! those low 16 bits, so one float comparison finishes.
 //!
-//! [`super::quant8_simd`] runs the same lookup 16 (AVX-512) or 8 (AVX2) values at a time with
-//! gathers, so every SIMD level gives the same codes.
+//! The crate-private `quant8_simd` module runs the same lookup 16 (AVX-512) or 8 (AVX2) values
+//! at a time with gathers, so every SIMD level gives the same codes.
 
 use super::quant8_simd;
 use std::sync::OnceLock;
