@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -26,8 +27,31 @@ def test_quick_run_and_table():
     blocks = sum(-(-math.prod(s) // 256) for s in shapes if math.prod(s) >= 4096)
     expected = (2 * big + 2 * 4 * blocks + 8 * small) / (big + small)
     assert per_param["8bit"] == expected
+    assert set(row["ms_call_by_call"]) == timed  # torch never in the call-by-call rounds
+    assert all(ms > 0 for ms in row["ms_call_by_call"].values())
     text = state_formats_markdown(rows)
     assert "bfloat16" in text and "bfloat16 AdamW" in text and "roofline 20 B" in text
+    # The bfloat16 row's call-by-call share is roofline20 / bfloat16 of that timing.
+    alt = row["ms_call_by_call"]
+    cells = [[c.strip() for c in line.split("|")] for line in text.splitlines() if "|" in line]
+    assert cells[0][7] == "% of roofline, call by call"
+    (bf16_row,) = [c for c in cells if c[2] == "bfloat16"]
+    assert bf16_row[7] == f"{alt['roofline20'] / alt['bfloat16'] * 100:.1f}%"
+
+
+def test_call_by_call_rotates_so_no_call_follows_its_own():
+    from ferroptim.bench.timing import measure_call_by_call
+
+    calls: list[str] = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    timings = measure_call_by_call(fns, rounds=4, warmup=1)
+    assert {k: t.n for k, t in timings.items()} == {"a": 4, "b": 4, "c": 4}
+    timed = calls[3:]  # after one warm-up call each
+    assert timed == list("abcbcacababc")
+    assert all(x != y for x, y in itertools.pairwise(timed))
+    pair: list[str] = []
+    measure_call_by_call({k: (lambda k=k: pair.append(k)) for k in "ab"}, rounds=3, warmup=0)
+    assert pair == list("ababab")
 
 
 def test_8bit_state_of_a_large_tensor_is_about_2_03_bytes():

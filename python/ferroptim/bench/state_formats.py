@@ -13,6 +13,17 @@ On each workload, timed interleaved in the same run (medians of per-call samples
   float32 state on copies of the same arrays, as an anchor.
 
 State bytes per parameter are measured from the arrays each format allocates.
+
+Two timings: :func:`~ferroptim.bench.timing.measure`'s interleaved blocks (several calls of one
+function back to back), and one step of each ferroptim function in turn
+(:func:`~ferroptim.bench.timing.measure_call_by_call`), where no step follows itself. They differ
+where the last-level cache holds much of a workload (this machine kind has a 260 MB L3 against the
+transformer's 165 MB of bfloat16-step arrays): back to back, a kernel finds part of its arrays
+still cached, and the roofline kernels, with no arithmetic, gain the most from that; call by call,
+every step starts as in training, after other work. Every timed function has its own copies of
+the parameters and gradients, so no call finds arrays another function just touched. torch is
+left out of the call-by-call rounds: its OpenMP threads keep spinning after its step and would
+slow whichever call comes next.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import numpy as np
 from ferroptim import _native
 from ferroptim.bench.configs import Roofline
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
-from ferroptim.bench.timing import Budget, kernel_threads, measure
+from ferroptim.bench.timing import Budget, kernel_threads, measure, measure_call_by_call
 from ferroptim.bench.workloads import WORKLOADS
 
 __all__ = ["FORMATS", "make_adam", "run_state_formats_bench", "state_formats_markdown"]
@@ -41,6 +52,15 @@ HYPER: dict[str, Any] = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_d
 
 FULL_BUDGET = Budget(seconds=0.5, min_n=5, max_n=2000, warmup=3, warmup_s=0.1, blocks=10)
 QUICK_BUDGET = Budget(seconds=0.02, min_n=2, max_n=10, warmup=1, warmup_s=0.0, blocks=2)
+#: Rounds of the call-by-call timing (one call of each function per round).
+FULL_ROUNDS, QUICK_ROUNDS = 30, 2
+
+
+def _own_copies(
+    params: Sequence[np.ndarray], grads: Sequence[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Fresh copies of the parameters and gradients for one timed function."""
+    return [p.copy() for p in params], [g.copy() for g in grads]
 
 
 def make_adam(
@@ -124,21 +144,24 @@ def run_state_formats_bench(
             grads = [g * np.float32(0.01) for g in grads]
             fns, state_bytes = {}, {}
             for fmt in FORMATS:
-                fns[fmt], state_bytes[fmt] = make_adam(fmt, [p.copy() for p in params], grads)
-            fns["bfloat16_adamw"] = _adamw_bf16([p.copy() for p in params], grads)
-            fns["roofline20"] = Roofline(params, grads).step_fn(1)
-            fns["roofline28"] = Roofline(params, grads).step_fn(2)
+                fns[fmt], state_bytes[fmt] = make_adam(fmt, *_own_copies(params, grads))
+            fns["bfloat16_adamw"] = _adamw_bf16(*_own_copies(params, grads))
+            fns["roofline20"] = Roofline(*_own_copies(params, grads)).step_fn(1)
+            fns["roofline28"] = Roofline(*_own_copies(params, grads)).step_fn(2)
+            ours = dict(fns)
             torch_step = _torch_fused_adam(params, grads, threads)
             if torch_step is not None:
                 fns["torch_fused"] = torch_step
             timings = measure(fns, budget)
             ms = {k: t.median_ns / 1e6 for k, t in timings.items()}
+            alternated = measure_call_by_call(ours, QUICK_ROUNDS if quick else FULL_ROUNDS)
             rows.append(
                 {
                     "workload": name,
                     "n_params": workload.n_params,
                     "threads": threads,
                     "ms": ms,
+                    "ms_call_by_call": {k: t.median_ns / 1e6 for k, t in alternated.items()},
                     "state_bytes_per_param": {
                         f: state_bytes[f] / workload.n_params for f in FORMATS
                     },
@@ -149,9 +172,15 @@ def run_state_formats_bench(
     return rows
 
 
+def _pct(ms: dict[str, float], roof: str | None, key: str) -> str:
+    """``key``'s time as a share of the roofline kernel ``roof`` in ``ms``, or "-"."""
+    return f"{ms[roof] / ms[key] * 100:.1f}%" if roof and key in ms else "-"
+
+
 def state_formats_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The section's table: time per step, speed-up over float32 state, share of the roofline
-    of the same traffic, and state bytes per parameter."""
+    of the same traffic (from the blocked and from the call-by-call timing), and state bytes per
+    parameter."""
     header = [
         "workload",
         "state",
@@ -159,40 +188,40 @@ def state_formats_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "ms/step",
         "vs float32",
         "% of roofline",
+        "% of roofline, call by call",
         "state B/param",
     ]
     traffic = {"float32": (28, "roofline28"), "bfloat16": (20, "roofline20"), "8bit": (16, None)}
+    entries = [(fmt, fmt, traffic[fmt][0], traffic[fmt][1], fmt) for fmt in FORMATS]
+    entries += [
+        ("bfloat16_adamw", "bfloat16 AdamW", 20, "roofline20", "bfloat16"),
+        ("torch_fused", "torch fused Adam (float32)", 28, "roofline28", "float32"),
+    ]
     out = []
     for r in rows:
-        ms = r["ms"]
-        for fmt in FORMATS:
-            nbytes, roof = traffic[fmt]
-            pct = f"{ms[roof] / ms[fmt] * 100:.1f}%" if roof else "-"
+        ms, alt = r["ms"], r["ms_call_by_call"]
+        for key, label, nbytes, roof, state in entries:
+            if key not in ms:
+                continue  # torch only when it is importable
             out.append(
                 [
                     r["workload"],
-                    fmt,
-                    f"~{nbytes}" if fmt == "8bit" else str(nbytes),
-                    fmt_time(ms[fmt]),
-                    fmt_ratio(ms["float32"] / ms[fmt]),
-                    pct,
-                    f"{r['state_bytes_per_param'][fmt]:.3f}",
+                    label,
+                    f"~{nbytes}" if key == "8bit" else str(nbytes),
+                    fmt_time(ms[key]),
+                    fmt_ratio(ms["float32"] / ms[key]),
+                    _pct(ms, roof, key),
+                    _pct(alt, roof, key),
+                    f"{r['state_bytes_per_param'][state]:.3f}",
                 ]
             )
-        out.append([r["workload"], "bfloat16 AdamW", "20", fmt_time(ms["bfloat16_adamw"]),
-                    fmt_ratio(ms["float32"] / ms["bfloat16_adamw"]),
-                    f"{ms['roofline20'] / ms['bfloat16_adamw'] * 100:.1f}%",
-                    f"{r['state_bytes_per_param']['bfloat16']:.3f}"])  # fmt: skip
-        if "torch_fused" in ms:
-            out.append([r["workload"], "torch fused Adam (float32)", "28",
-                        fmt_time(ms["torch_fused"]), fmt_ratio(ms["float32"] / ms["torch_fused"]),
-                        f"{ms['roofline28'] / ms['torch_fused'] * 100:.1f}%", "8.000"])  # fmt: skip
         for roof, nbytes in (("roofline20", 20), ("roofline28", 28)):
             out.append([r["workload"], f"roofline {nbytes} B", str(nbytes), fmt_time(ms[roof]),
-                        fmt_ratio(ms["float32"] / ms[roof]), "-", "-"])  # fmt: skip
+                        fmt_ratio(ms["float32"] / ms[roof]), "-", "-", "-"])  # fmt: skip
     threads = rows[0]["threads"] if rows else 0
     title = (
         f"Adam with float32, bfloat16 and 8-bit state ({threads} threads, medians of interleaved "
-        "steps in one run)\n\n"
+        "steps in one run; call by call: one step of each ferroptim function in turn, so no step "
+        "follows itself)\n\n"
     )
     return title + markdown_table(out, header) + "\n"

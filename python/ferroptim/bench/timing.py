@@ -132,6 +132,27 @@ def measure(fns: Mapping[str, Step], budget: Budget) -> dict[str, Timing]:
     return {k: Timing(tuple(v)) for k, v in samples.items()}
 
 
+def measure_call_by_call(
+    fns: Mapping[str, Step], rounds: int, warmup: int = 2
+) -> dict[str, Timing]:
+    """Time one call of each function of ``fns`` per round, ``rounds`` rounds, the order rotating
+    by one each round (A B C, B C A, C A B, ...; two functions simply alternate): no call follows
+    a call of the same function, so none finds its own arrays left in the cache by the previous
+    one (on a CPU whose last-level cache holds much of a workload, :func:`measure`'s back-to-back
+    blocks let the lightest kernels reuse it), and every function takes every position."""
+    names = list(fns)
+    samples: dict[str, list[int]] = {k: [] for k in names}
+    with gc_paused():
+        for k in names:
+            for _ in range(warmup):
+                fns[k]()
+        for r in range(rounds):
+            shift = r % len(names) if len(names) > 2 else 0
+            for k in names[shift:] + names[:shift]:
+                time_calls(fns[k], 1, samples[k])
+    return {k: Timing(tuple(v)) for k, v in samples.items()}
+
+
 @contextmanager
 def kernel_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` kernel threads; the previous count is restored afterwards."""
