@@ -56,11 +56,9 @@ QUICK_BUDGET = Budget(seconds=0.02, min_n=2, max_n=10, warmup=1, warmup_s=0.0, b
 FULL_ROUNDS, QUICK_ROUNDS = 30, 2
 
 
-def _own_copies(
-    params: Sequence[np.ndarray], grads: Sequence[np.ndarray]
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Fresh copies of the parameters and gradients for one timed function."""
-    return [p.copy() for p in params], [g.copy() for g in grads]
+def _copies(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Fresh copies of ``arrays``, so each timed function has arrays of its own."""
+    return [a.copy() for a in arrays]
 
 
 def make_adam(
@@ -144,10 +142,11 @@ def run_state_formats_bench(
             grads = [g * np.float32(0.01) for g in grads]
             fns, state_bytes = {}, {}
             for fmt in FORMATS:
-                fns[fmt], state_bytes[fmt] = make_adam(fmt, *_own_copies(params, grads))
-            fns["bfloat16_adamw"] = _adamw_bf16(*_own_copies(params, grads))
-            fns["roofline20"] = Roofline(*_own_copies(params, grads)).step_fn(1)
-            fns["roofline28"] = Roofline(*_own_copies(params, grads)).step_fn(2)
+                fns[fmt], state_bytes[fmt] = make_adam(fmt, _copies(params), _copies(grads))
+            fns["bfloat16_adamw"] = _adamw_bf16(_copies(params), _copies(grads))
+            # Roofline copies the parameters itself.
+            fns["roofline20"] = Roofline(params, _copies(grads)).step_fn(1)
+            fns["roofline28"] = Roofline(params, _copies(grads)).step_fn(2)
             ours = dict(fns)
             torch_step = _torch_fused_adam(params, grads, threads)
             if torch_step is not None:

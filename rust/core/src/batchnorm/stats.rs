@@ -196,10 +196,10 @@ fn rows_task<T: Real>(
 }
 
 /// `s1[q] += d` and `s2[q] += d*d` with `d = x[r][q] - shift[q]`, over the rows `r` of `block`
-/// (by [`sweep`]; `rows = (block, row, ahead)`, `sums = [s1, s2]`). Where every shift is 0, `d = x` exactly, so the sums need no subtraction, and
-/// for float32 data `d*d` (24 significant bits squared) is exact in f64: `s2 + d*d` rounds once,
-/// so a fused multiply-add gives the same bits with one instruction fewer, where the level has
-/// one.
+/// (by [`sweep`]; `rows = (block, row, ahead)`, `sums = [s1, s2]`). Where every shift is 0,
+/// `d = x` exactly, so the sums need no subtraction, and for float32 data `d*d` (24 significant
+/// bits squared) is exact in f64: `s2 + d*d` rounds once, so a fused multiply-add gives the same
+/// bits with one instruction fewer, where the level has one.
 #[inline(always)]
 fn sweep_sums<'x, T: Real>(
     rows: (
@@ -323,8 +323,8 @@ fn run_partial<T: Real>(xs: &[T], ahead: &[T]) -> (f64, f64) {
 }
 
 /// The partial `(mean, m2)` of `count` values from their sums about `shift`:
-/// `mean = shift + s1/count`, `m2 = s2 - s1*(s1/count)` (`s1/count` by [`quotient`]). A negative rounding residue of `m2` is
-/// made 0. When `s1` is finite but `s2` overflowed (finite data whose squares overflow f64),
+/// `mean = shift + s1/count`, `m2 = s2 - s1*(s1/count)` (`s1/count` by [`quotient`]). A
+/// negative rounding residue of `m2` is made 0. When `s1` is finite but `s2` overflowed (finite data whose squares overflow f64),
 /// `inf - inf` becomes `m2 = inf`, as the squared deviations of a two-pass give; data holding an
 /// infinity or NaN (`s1` not finite) keeps `m2` NaN.
 #[inline(always)]

@@ -284,12 +284,10 @@ impl Quantizer {
 /// `value * (1 / absmax)` for a normal absmax, `value / absmax` for a subnormal, infinite or NaN
 /// one, `value` for 0.
 pub fn normalized(value: f32, absmax: f32) -> f32 {
-    if absmax.is_normal() {
-        value * (1.0 / absmax)
-    } else if absmax == 0.0 {
-        value
-    } else {
-        value / absmax
+    match Quantizer::block_scale(absmax) {
+        Some(scale) => value * scale,
+        None if absmax == 0.0 => value,
+        None => value / absmax,
     }
 }
 

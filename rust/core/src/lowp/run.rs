@@ -147,6 +147,13 @@ impl<F: Format, U: Clone + Send> Splittable for Piece<'_, F, U> {
 /// 32 gives 1.50, against 1.53-1.57 for quantizing each block right after its update.
 const PART: usize = 128;
 
+/// Which of a piece's two sets of block buffers holds the block starting at element `start`
+/// (blocks alternate, so a block is narrowed from one set while the next is updated in the other).
+#[inline(always)]
+fn buffer_of(start: usize) -> usize {
+    start / BLOCK % 2
+}
+
 /// A block whose state is updated but not yet narrowed: its first element in the piece, its
 /// length and each state's scale (`None`: already stored).
 type Pending = (usize, usize, [Option<f32>; MAX_STATE]);
@@ -209,11 +216,11 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
                     std::slice::from_raw_parts(self.grad.add(start), n),
                 )
             };
-            let [first, second] = &mut buffers;
-            let (s, previous) = if (start / BLOCK).is_multiple_of(2) {
-                (first, &*second)
+            let [even, odd] = &mut buffers;
+            let (s, previous) = if buffer_of(start) == 0 {
+                (even, &*odd)
             } else {
-                (second, &*first)
+                (odd, &*even)
             };
             for (k, block) in s.iter_mut().enumerate().take(U::STATES) {
                 // Safety: as above; state `k < U::STATES` was checked to exist.
@@ -260,7 +267,7 @@ impl<F: Format, U: Update<f32>> Kernel for Piece<'_, F, U> {
             start += n;
         }
         if let Some(last) = pending {
-            let state = &buffers[last.0 / BLOCK % 2];
+            let state = &buffers[buffer_of(last.0)];
             self.store_parts(&last, state, 0..last.1);
         }
     }
