@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ferroptim.bench.cells import PERCALL_COLUMNS
-from ferroptim.bench.clipping import HUGE_NORM, HUGE_READ
+from ferroptim.bench.clipping import FLAT, FLAT_ADAM, FLAT_NORM, FLAT_READ, HUGE_NORM, HUGE_READ
 
 EXPECTED_COLUMNS = [
     "optimizer",
@@ -87,6 +87,11 @@ def test_bench_quick_clipping_section() -> None:
     # The in-step limit: a read of the gradients in the norm pass's situation (after a step).
     assert _number(variants["Adam, one read of grads first"][2]) > 0
     assert "the read in the norm pass's situation" in proc.stdout
+    # The layout of Module.flatten_parameters: the same arrays as views of one buffer.
+    for name in (FLAT_NORM, FLAT_READ):
+        assert _number(variants[name][1]) > 0
+    assert _number(variants[FLAT_ADAM][4]) == 1  # time / plain on the same layout
+    assert _number(variants[f"Adam max_grad_norm=1{FLAT}"][5]) > 0  # over plain, separate
 
 
 def test_bench_quick_training_section_times_the_step_by_situation(tmp_path: Path) -> None:

@@ -10,6 +10,9 @@ interleaved in the same run:
 * ``one read, same arrays``: the same read over the workload's list itself, the limit of a
   reduction over this memory (separately allocated arrays can read slower than one array, which
   no kernel can change);
+* ``global_norm, same arrays in one buffer`` and ``one read, same arrays in one buffer``: the
+  norm and the read of a copy of the list laid out as ``Module.flatten_parameters`` lays out a
+  model's gradients (64-byte-aligned views of one buffer): the same arrays, one allocation;
 * ``numpy``: ``np.sqrt(sum(np.vdot(g, g)))`` over the list;
 * ``global_norm, same arrays on 2 MB pages`` and ``one read, same arrays on 2 MB pages``: the
   norm and the read of copies of the list, each array in its own mapping on huge pages (where
@@ -37,6 +40,11 @@ blocks of reads finds the gradients in cache; the norm pass runs after a step th
 parameters, gradients and state and evicted them. ``Adam, one read of grads first`` (a read, then
 the plain step) times that read in the norm pass's situation: minus the plain step, it is the
 in-step limit of the norm pass, and over the plain step, the best ratio any norm pass can reach.
+``Adam, same arrays in one buffer`` and the clipped Adam ``..., same arrays in one buffer`` step
+copies of the parameters and gradients laid out as ``Module.flatten_parameters`` lays out a
+model's (the optimizer's state is allocated by the optimizer, as always): their ``time / plain``
+is over the plain step on that layout, and ``time / plain on separate arrays`` over the plain
+step on the separately allocated arrays.
 
 Each function is warmed up, then timed per call, in blocks of consecutive calls interleaved with
 the other functions' blocks; numbers are medians. The same gradients are clipped again at every
@@ -59,7 +67,7 @@ from ferroptim.bench.configs import Roofline, bytes_per_element
 from ferroptim.bench.pages import anon_huge_kb, huge_page_copies
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
 from ferroptim.bench.timing import Budget, Timing, kernel_threads, measure
-from ferroptim.bench.workloads import WORKLOADS, Workload
+from ferroptim.bench.workloads import WORKLOADS, Workload, flat_copy
 
 __all__ = [
     "adam_bytes_per_element",
@@ -74,6 +82,13 @@ MAX_NORM = 1.0
 #: the norm and the read of copies of the workload's arrays on 2 MB pages (``bench.pages``)
 HUGE_NORM = "global_norm, same arrays on 2 MB pages"
 HUGE_READ = "one read, same arrays on 2 MB pages"
+#: the norm and the read of the workload's arrays laid out as ``Module.flatten_parameters``
+#: lays out a model's (64-byte-aligned views of one buffer, ``workloads.flat_copy``)
+FLAT_NORM = "global_norm, same arrays in one buffer"
+FLAT_READ = "one read, same arrays in one buffer"
+#: the Adam variants on that layout (params, grads; the optimizer's state is its own)
+FLAT = ", same arrays in one buffer"
+FLAT_ADAM = f"Adam{FLAT}"
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
 DECAY = 0.9995
 
@@ -140,6 +155,7 @@ def _row(section: str, variant: str, workload: Workload, bpe: int, timing: Timin
 
 def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
     _, grads = workload.make_arrays(seed)
+    flat = flat_copy(grads)
     one = np.concatenate([g.ravel() for g in grads])
     bpe = one.itemsize  # a norm reads g once
     fns: dict[str, Callable[[], object]] = {
@@ -147,6 +163,8 @@ def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         "global_norm, one array": lambda: _native.global_norm([one]),
         "one read, one array": lambda: _native.roofline_read([one]),
         "one read, same arrays": lambda: _native.roofline_read(grads),
+        FLAT_NORM: lambda: _native.global_norm(flat),
+        FLAT_READ: lambda: _native.roofline_read(flat),
         "numpy": lambda: float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads))),
     }
     huge_before = anon_huge_kb()
@@ -210,6 +228,9 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
     itemsize = params[0].itemsize
     plain = fo.optim.Adam([p.copy() for p in params], backend="native")
     clipped = fo.optim.Adam([p.copy() for p in params], max_grad_norm=MAX_NORM, backend="native")
+    flat_grads = flat_copy(grads)
+    flat_plain = fo.optim.Adam(flat_copy(params), backend="native")
+    flat_clipped = fo.optim.Adam(flat_copy(params), max_grad_norm=MAX_NORM, backend="native")
     del params
     clipped_name = f"Adam max_grad_norm={MAX_NORM:g}"
 
@@ -222,6 +243,8 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         clipped_name: lambda: clipped.step(grads),
         "Adam, one read of grads first": read_then_step,
         "one read of grads": lambda: _native.roofline_read(grads),
+        FLAT_ADAM: lambda: flat_plain.step(flat_grads),
+        f"{clipped_name}{FLAT}": lambda: flat_clipped.step(flat_grads),
     }
     timings = measure(fns, budget)
     plain_t = timings["Adam"]
@@ -231,11 +254,15 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         adam_bytes_per_element(itemsize, clipped=True),
         adam_bytes_per_element(itemsize, clipped=True),
         itemsize,  # the read
+        adam_bytes_per_element(itemsize, clipped=False),
+        adam_bytes_per_element(itemsize, clipped=True),
     )
     for (variant, timing), bpe in zip(timings.items(), moved, strict=True):
+        plain_here = timings[FLAT_ADAM] if variant.endswith(FLAT) else plain_t
         row = _row("Adam max_grad_norm", variant, workload, bpe, timing)
-        row["vs_plain"] = timing.median_ns / plain_t.median_ns
-        row["vs_plain_min"] = timing.min_ns / plain_t.min_ns
+        row["vs_plain"] = timing.median_ns / plain_here.median_ns
+        row["vs_plain_min"] = timing.min_ns / plain_here.min_ns
+        row["vs_separate_plain"] = timing.median_ns / plain_t.median_ns
         rows.append(row)
     rows[1]["ideal_vs_plain"] = rows[1]["bytes_per_elem"] / rows[0]["bytes_per_elem"]
     rows[1]["last_grad_norm"] = clipped.last_grad_norm
@@ -275,8 +302,10 @@ def run_clipping_bench(
     rows (variants ``native``, ``native, one array``, ``numpy``, ``roofline``) add
     ``vs_native`` (time over native's), ``pct_of_one_array`` (and ``pct_of_one_array_min``,
     from the minima) and ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows
-    (``Adam``, the clipped Adam, ``Adam, one read of grads first``, ``one read of grads``) add
-    ``vs_plain`` (time over plain Adam's), ``vs_plain_min`` (the same from the minima) and, on
+    (``Adam``, the clipped Adam, ``Adam, one read of grads first``, ``one read of grads``, then
+    the plain and the clipped Adam on arrays in one buffer) add ``vs_plain`` (time over plain
+    Adam's on the same layout), ``vs_plain_min`` (the same from the minima),
+    ``vs_separate_plain`` (time over plain Adam's on separate arrays) and, on
     the clipped row, ``ideal_vs_plain`` (the bytes ratio), ``last_grad_norm``,
     ``norm_pass_ms`` (clipped minus plain), ``read_in_step_ms`` (read first minus plain),
     ``norm_pass_pct_of_one_read`` and ``norm_pass_pct_of_read_in_step``.
@@ -340,6 +369,7 @@ _ADAM_COLUMNS: list[Column] = [
     ("B/elem", lambda r: str(r["bytes_per_elem"])),
     *_TIMING[1:],
     ("time / plain", lambda r: f"{r['vs_plain']:.2f}x"),
+    ("time / plain on separate arrays", lambda r: f"{r['vs_separate_plain']:.2f}x"),
     _MIN_MS,
     ("minima / plain", lambda r: f"{r['vs_plain_min']:.2f}x"),
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim._checkpoint_hint import refuse_checkpoint
-from ferroptim.nn import _live
+from ferroptim.nn import _flatten, _live
 from ferroptim.nn._checks import resolve_dtype
 from ferroptim.nn._grad_mode import run_forward
 
@@ -266,6 +266,36 @@ class Module:
             for _, m, n in self._unique_parameters()
             if not (trainable_only and n in m._frozen)
         )
+
+    def flatten_parameters(self) -> Module:
+        """Put every parameter of this module tree into one contiguous buffer per dtype, and
+        every gradient into another (torch's ``RNN.flatten_parameters``, for any model); returns
+        this module.
+
+        Separately allocated arrays read about 10% slower than the same bytes in one
+        allocation, so a step, a norm or a clip over a flat model moves its bytes faster.
+        After the call each parameter (and gradient) is a C-contiguous view of its dtype's
+        buffer, in ``named_parameters()`` order, starting on a 64-byte boundary, holding the
+        same values; every module attribute, ``_parameters`` / ``_gradients`` entry and the
+        live registry point at the views. Tied weights stay one array with one gradient,
+        frozen parameters are moved too and stay frozen, buffers are left alone. Values,
+        dtypes, shapes, names, ``state_dict`` and forward/backward results do not change (bit
+        for bit). Calling it on a flat model is a no-op that keeps the same arrays.
+
+        Call it before building the optimizer (and ``DistributedDataParallel``, ``fit``'s
+        callbacks, anything holding parameter arrays): the old arrays are made read-only, so
+        an optimizer built on them raises ``ValueError`` at its next step instead of
+        training arrays the model no longer uses. ``copy.deepcopy`` and unpickling give a
+        model with separately allocated arrays (the same values): flatten the copy again.
+
+        Raises
+        ------
+        ValueError
+            A parameter is also a parameter of a module outside this tree (flattening would
+            untie it); nothing is changed.
+        """
+        _flatten.flatten_parameters(self)
+        return self
 
     # --- modes, gradients, freezing ---------------------------------------------------
     def train(self, mode: bool = True) -> Module:
