@@ -14,7 +14,14 @@ import ferroptim as fo
 from ferroptim import nn
 from ferroptim.demo.digits import demo_cnn
 from ferroptim.nn import _live
-from ferroptim.nn._flatten import ALIGN_BYTES, aligned_offsets, flat_views, is_flat
+from ferroptim.nn._flatten import (
+    ALIGN_BYTES,
+    RECORD,
+    aligned_offsets,
+    flat_views,
+    is_flat,
+    zero_flat_gradients,
+)
 
 VOCAB, DIM = 11, 6
 
@@ -299,6 +306,10 @@ def test_a_copy_has_the_same_values_in_separate_arrays(clone: Callable) -> None:
     assert _bits(_grads(twin)) == _bits(_grads(model))
     assert twin[0].weight is twin[2].weight  # still tied
     assert all(p.flags.writeable for p in twin.parameters() + _grads(twin))
+    assert RECORD not in twin.__dict__  # not carried over: zero_grad clears each array
+    _nonzero_gradients(twin)
+    twin.zero_grad()
+    assert _all_zero(twin) and not _all_zero(model)
     assert is_flat(twin.flatten_parameters()) and is_flat(model)
     assert _train(twin, "tied", OPTIMIZERS["adam"]) == _train(model, "tied", OPTIMIZERS["adam"])
 
@@ -306,14 +317,59 @@ def test_a_copy_has_the_same_values_in_separate_arrays(clone: Callable) -> None:
 def test_flat_views_layout() -> None:
     shapes = [(3, 5), (), (7,), (0,), (2, 2, 2)]
     for dtype in (np.float32, np.float64):
-        buffer, views = flat_views(shapes, np.dtype(dtype))
-        offsets, total = aligned_offsets(shapes, np.dtype(dtype).itemsize)
-        assert buffer.dtype == dtype and buffer.size == total and not buffer.any()
-        assert _address(buffer) % ALIGN_BYTES == 0
+        raw, views = flat_views(shapes, np.dtype(dtype))
+        itemsize = np.dtype(dtype).itemsize
+        offsets, total = aligned_offsets(shapes, itemsize)
+        assert raw.dtype == np.uint8 and raw.nbytes >= total * itemsize and not raw.any()
+        origin = _address(views[0])
+        assert origin % ALIGN_BYTES == 0 and offsets[0] == 0
         for view, shape, start in zip(views, shapes, offsets, strict=True):
-            assert view.shape == shape and view.flags.c_contiguous and view.base is not None
-            assert view.size == 0 or _address(view) == _address(buffer) + start * buffer.itemsize
-            assert start * buffer.itemsize % ALIGN_BYTES == 0
+            assert view.shape == shape and view.dtype == dtype and view.flags.c_contiguous
+            assert view.base is raw
+            assert view.size == 0 or _address(view) == origin + start * itemsize
+            assert start * itemsize % ALIGN_BYTES == 0
+        assert _address(views[-1]) + views[-1].nbytes <= _address(raw) + raw.nbytes
+
+
+def _nonzero_gradients(model: nn.Module) -> None:
+    for g in _grads(model):
+        g[...] = 1.0
+
+
+def _all_zero(model: nn.Module) -> bool:
+    return all(not g.any() for g in _grads(model))
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_zero_grad_of_a_flat_model_clears_every_gradient_in_one_fill_per_buffer(
+    model_name: str,
+) -> None:
+    model = _with_gradients(model_name).flatten_parameters()
+    assert zero_flat_gradients(model)  # the one-fill path applies
+    _nonzero_gradients(model)
+    model.zero_grad()
+    assert _all_zero(model) and is_flat(model)
+
+
+def test_zero_grad_after_the_tree_changed_clears_each_gradient() -> None:
+    model = _mlp().flatten_parameters()
+    model[2].weight = model[2].weight.copy()  # a new array (and a new gradient)
+    model.append(nn.Linear(5, 3))  # a module whose gradients are in no buffer
+    _nonzero_gradients(model)
+    assert not zero_flat_gradients(model) and not _all_zero(model)  # nothing written
+    model.zero_grad()
+    assert _all_zero(model)
+
+
+def test_zero_grad_of_a_part_of_a_flat_tree_clears_only_its_gradients() -> None:
+    child = _mlp().flatten_parameters()
+    parent = nn.Sequential(nn.Linear(4, 13), child).flatten_parameters()
+    assert RECORD not in child.__dict__  # its old buffers are gone
+    _nonzero_gradients(parent)
+    child.zero_grad()
+    assert _all_zero(child) and parent[0].grad("weight").all() and parent[0].grad("bias").all()
+    parent.zero_grad()
+    assert _all_zero(parent)
 
 
 def test_an_empty_parameter_is_flattened_and_kept_on_a_second_call() -> None:

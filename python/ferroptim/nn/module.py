@@ -168,6 +168,13 @@ class Module:
         :mod:`ferroptim.nn._grad_mode`)."""
         return run_forward(self, self.forward, x)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling and ``copy.deepcopy``: everything but the record of :meth:`flatten_parameters`
+        (the copy's arrays are separately allocated, so it is not flat)."""
+        state = self.__dict__.copy()
+        state.pop(_flatten.RECORD, None)
+        return state
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickling and ``copy.deepcopy``: register the copied parameters as live."""
         self.__dict__.update(state)
@@ -310,7 +317,11 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Set every gradient to zero in place. ``set_to_none`` is accepted for torch code and
-        ignored: gradient arrays are preallocated and reused, never set to None."""
+        ignored: gradient arrays are preallocated and reused, never set to None. On a module
+        flattened by :meth:`flatten_parameters` (while its gradients are still those views) it
+        is one fill of each gradient buffer, about twice as fast on large models."""
+        if _flatten.zero_flat_gradients(self):
+            return
         for module in self.modules():
             for grad in module._gradients.values():
                 grad.fill(0)
