@@ -12,16 +12,10 @@ import pytest
 
 import ferroptim as fo
 from ferroptim import nn
+from ferroptim._flat_layout import ALIGN_BYTES, aligned_offsets, flat_views
 from ferroptim.demo.digits import demo_cnn
 from ferroptim.nn import _live
-from ferroptim.nn._flatten import (
-    ALIGN_BYTES,
-    RECORD,
-    aligned_offsets,
-    flat_views,
-    is_flat,
-    zero_flat_gradients,
-)
+from ferroptim.nn._flatten import RECORD, is_flat, zero_flat_gradients
 
 VOCAB, DIM = 11, 6
 

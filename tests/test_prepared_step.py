@@ -156,15 +156,34 @@ def test_parameter_changed_behind_the_optimizer_is_refused(name: str, change: st
     )
 
 
-@pytest.mark.parametrize("change", ["read-only", "dtype", "resized"])
+def _handed_out_state(opt: fo.optim.Optimizer) -> np.ndarray:
+    """A state array of params[1], as ``state_dict()`` hands it out."""
+    key = next(iter(opt.state_dict()["state"][1].keys() - {"step", "mu_product"}))
+    return opt.state_dict()["state"][1][key]
+
+
+@pytest.mark.parametrize("change", ["read-only", "dtype"])
 @pytest.mark.parametrize("name", [s.name for s in _registry.OPTIMIZERS if s.states])
 def test_state_array_changed_behind_the_optimizer_is_refused(name: str, change: str) -> None:
     """State arrays are the optimizer's own, but ``state_dict()`` hands them out."""
     opt, _, twin = stepped(name)
     make, error, message = CHANGES[change]
-    key = next(iter(opt.state_dict()["state"][1].keys() - {"step", "mu_product"}))
-    target = opt.state_dict()["state"][1][key]
+    target = _handed_out_state(opt)
     assert_refused_then_resumes(opt, twin, lambda: make(target), error, rf"\[1\].*{message}")
+
+
+@pytest.mark.parametrize("name", [s.name for s in _registry.OPTIMIZERS if s.states])
+def test_state_arrays_cannot_be_resized_behind_the_optimizer(name: str) -> None:
+    """The state arrays of one name are views of one allocation (``_flat_layout``), which NumPy
+    refuses to reallocate in place; the optimizer steps on unchanged."""
+    opt, _, twin = stepped(name)
+    before = everything(opt)
+    with pytest.raises(ValueError, match="does not own its data"):
+        _resized(_handed_out_state(opt))
+    assert_same(everything(opt), before)
+    opt.step(arrays(12))
+    twin.step(arrays(12))
+    assert_same(everything(opt), everything(twin))
 
 
 def _overlapping(params: list[np.ndarray]) -> list[Any]:

@@ -42,9 +42,9 @@ the plain step) times that read in the norm pass's situation: minus the plain st
 in-step limit of the norm pass, and over the plain step, the best ratio any norm pass can reach.
 ``Adam, same arrays in one buffer`` and the clipped Adam ``..., same arrays in one buffer`` step
 copies of the parameters and gradients laid out as ``Module.flatten_parameters`` lays out a
-model's (the optimizer's state is allocated by the optimizer, as always): their ``time / plain``
-is over the plain step on that layout, and ``time / plain on separate arrays`` over the plain
-step on the separately allocated arrays.
+model's (the state is the optimizer's own, one allocation per state name in every row): their
+``time / plain`` is over the plain step on that layout, and ``time / plain on separate arrays``
+over the plain step on the separately allocated arrays.
 
 Each function is warmed up, then timed per call, in blocks of consecutive calls interleaved with
 the other functions' blocks; numbers are medians. The same gradients are clipped again at every
@@ -63,11 +63,12 @@ import numpy as np
 
 import ferroptim as fo
 from ferroptim import _native
+from ferroptim._flat_layout import packed_copies
 from ferroptim.bench.configs import Roofline, bytes_per_element
 from ferroptim.bench.pages import anon_huge_kb, huge_page_copies
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
 from ferroptim.bench.timing import Budget, Timing, kernel_threads, measure
-from ferroptim.bench.workloads import WORKLOADS, Workload, flat_copy
+from ferroptim.bench.workloads import WORKLOADS, Workload
 
 __all__ = [
     "adam_bytes_per_element",
@@ -83,10 +84,10 @@ MAX_NORM = 1.0
 HUGE_NORM = "global_norm, same arrays on 2 MB pages"
 HUGE_READ = "one read, same arrays on 2 MB pages"
 #: the norm and the read of the workload's arrays laid out as ``Module.flatten_parameters``
-#: lays out a model's (64-byte-aligned views of one buffer, ``workloads.flat_copy``)
+#: lays out a model's (64-byte-aligned views of one buffer, ``_flat_layout.packed_copies``)
 FLAT_NORM = "global_norm, same arrays in one buffer"
 FLAT_READ = "one read, same arrays in one buffer"
-#: the Adam variants on that layout (params, grads; the optimizer's state is its own)
+#: the Adam variants on that layout (params and grads; the state is the optimizer's own)
 FLAT = ", same arrays in one buffer"
 FLAT_ADAM = f"Adam{FLAT}"
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
@@ -155,7 +156,7 @@ def _row(section: str, variant: str, workload: Workload, bpe: int, timing: Timin
 
 def _norm_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, Any]]:
     _, grads = workload.make_arrays(seed)
-    flat = flat_copy(grads)
+    flat = packed_copies(grads)
     one = np.concatenate([g.ravel() for g in grads])
     bpe = one.itemsize  # a norm reads g once
     fns: dict[str, Callable[[], object]] = {
@@ -228,9 +229,9 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
     itemsize = params[0].itemsize
     plain = fo.optim.Adam([p.copy() for p in params], backend="native")
     clipped = fo.optim.Adam([p.copy() for p in params], max_grad_norm=MAX_NORM, backend="native")
-    flat_grads = flat_copy(grads)
-    flat_plain = fo.optim.Adam(flat_copy(params), backend="native")
-    flat_clipped = fo.optim.Adam(flat_copy(params), max_grad_norm=MAX_NORM, backend="native")
+    flat_grads = packed_copies(grads)
+    flat_plain = fo.optim.Adam(packed_copies(params), backend="native")
+    flat_clipped = fo.optim.Adam(packed_copies(params), max_grad_norm=MAX_NORM, backend="native")
     del params
     clipped_name = f"Adam max_grad_norm={MAX_NORM:g}"
 

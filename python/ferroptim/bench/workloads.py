@@ -55,17 +55,6 @@ class Workload:
         return model, params, grads
 
 
-def flat_copy(arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Copies of ``arrays`` (one dtype) as 64-byte-aligned views of one new buffer, in order
-    (the layout of ``Module.flatten_parameters``)."""
-    from ferroptim.nn._flatten import flat_views
-
-    _, views = flat_views([a.shape for a in arrays], arrays[0].dtype)
-    for view, array in zip(views, arrays, strict=True):
-        np.copyto(view, array)
-    return views
-
-
 def _mlp() -> Any:
     """The 784-64-64-10 MLP of the ``mlp`` workload as a ``ferroptim.nn`` model."""
     from ferroptim import nn

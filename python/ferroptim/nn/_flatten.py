@@ -1,11 +1,10 @@
 """Contiguous storage for a module tree's parameters and gradients (``Module.flatten_parameters``).
 
-Separately allocated arrays (what every layer's ``register_parameter`` gives) read about 10%
-slower than the same bytes in one allocation, whatever the kernel: the cost is where the
-allocator puts them, not the number of arrays. Flattening moves every parameter of a tree into
-one buffer per dtype and every gradient into another, as C-contiguous views in
-``named_parameters()`` order, each starting on a :data:`ALIGN_BYTES` boundary (the gaps are
-zeros), so a norm, a clip or an optimizer step over them reads one allocation.
+Flattening moves every parameter of a tree into one buffer per dtype and every gradient into
+another, as C-contiguous views in ``named_parameters()`` order, each starting on an
+``ALIGN_BYTES`` boundary (the gaps are zeros; :mod:`ferroptim._flat_layout`), so a norm, a clip
+or an optimizer step over them reads one allocation instead of many separately allocated arrays
+(which read about 10% slower, whatever the kernel).
 
 The module flattened keeps a record of its gradient buffers (:data:`RECORD`): while its tree's
 gradients are still exactly the views of those buffers, ``zero_grad`` clears each buffer with one
@@ -20,60 +19,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ferroptim._flat_layout import ALIGN_BYTES, aligned_offsets, flat_views
 from ferroptim.nn import _live
 
 if TYPE_CHECKING:
     from ferroptim.nn.module import Module
 
 __all__ = [
-    "ALIGN_BYTES",
     "RECORD",
-    "aligned_offsets",
-    "flat_views",
     "flatten_parameters",
     "is_flat",
     "zero_flat_gradients",
 ]
 
-#: every view starts on a multiple of this many bytes (a cache line; an AVX-512 vector)
-ALIGN_BYTES = 64
-
 #: the attribute of the flattened module holding ``(gradient buffers, number of gradients)``
 RECORD = "_flat_gradients"
 
-Shape = tuple[int, ...]
 #: a parameter's uses: ``[(module, name), ...]`` (several for tied weights), first use first
 Uses = list[tuple["Module", str]]
-
-
-def aligned_offsets(shapes: Sequence[Shape], itemsize: int) -> tuple[list[int], int]:
-    """Element offsets of arrays of ``shapes`` laid out one after another, each rounded up to a
-    multiple of ``ALIGN_BYTES // itemsize`` elements, and the total element count (the end of
-    the last array)."""
-    step = max(ALIGN_BYTES // itemsize, 1)
-    offsets = []
-    end = 0
-    for shape in shapes:
-        start = -(-end // step) * step
-        offsets.append(start)
-        end = start + int(np.prod(shape, dtype=np.int64))
-    return offsets, end
-
-
-def flat_views(shapes: Sequence[Shape], dtype: np.dtype) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One zeroed allocation (a uint8 array, returned) and a C-contiguous view of it of
-    ``dtype`` for each shape at :func:`aligned_offsets` from an ``ALIGN_BYTES``-aligned origin
-    (every view's ``base`` is the allocation)."""
-    dtype = np.dtype(dtype)
-    offsets, total = aligned_offsets(shapes, dtype.itemsize)
-    raw = np.zeros(total * dtype.itemsize + ALIGN_BYTES, np.uint8)
-    shift = -raw.__array_interface__["data"][0] % ALIGN_BYTES
-    buffer = raw[shift : shift + total * dtype.itemsize].view(dtype)
-    views = [
-        buffer[start : start + int(np.prod(shape, dtype=np.int64))].reshape(shape)
-        for start, shape in zip(offsets, shapes, strict=True)
-    ]
-    return raw, views
 
 
 def _address(array: np.ndarray) -> int:

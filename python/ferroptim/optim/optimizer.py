@@ -19,6 +19,7 @@ from ferroptim._array_checks import ArrayChecker
 from ferroptim._backends import backend_module
 from ferroptim._checkpoint_hint import refuse_checkpoint
 from ferroptim._checks import NON_NEGATIVE, Range, check_flag, check_real
+from ferroptim._flat_layout import packed_copies
 from ferroptim._interrupts import deferred_interrupts
 from ferroptim._registry import OptimizerSpec
 from ferroptim.nn.module import Module
@@ -315,13 +316,18 @@ class Optimizer:
         return np.zeros_like(param) if fill is None else np.full_like(param, group[fill])
 
     def _ensure_state(self, group: dict[str, Any], state: _GroupState) -> None:
+        """Allocate the group's missing state arrays: those of one name (and dtype) as views of
+        one allocation (``_flat_layout.packed_copies``), which a step reads faster than
+        separately allocated arrays."""
         for name in self.active_states(group):
             if name not in state.arrays:
                 state.plan = None  # its lists do not hold the new state
-                state.arrays[name] = [
-                    self._state_format.stored(self.init_state(name, p, group))
-                    for p in group["params"]
-                ]
+                state.arrays[name] = packed_copies(
+                    [
+                        self._state_format.stored(self.init_state(name, p, group))
+                        for p in group["params"]
+                    ]
+                )
 
     @property
     def state_arrays_per_param(self) -> int:
