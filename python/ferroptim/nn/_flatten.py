@@ -165,14 +165,14 @@ def zero_flat_gradients(model: Module) -> bool:
     if record is None:
         return False
     buffers, count = record
+    owners = {id(buffer) for buffer in buffers}
     seen = set()
     stack = [model]
     while stack:
         module = stack.pop()
         stack.extend(module._modules.values())
         for grad in module._gradients.values():
-            base = grad.base
-            if not any(base is buffer for buffer in buffers):
+            if id(grad.base) not in owners:
                 return False
             seen.add(id(grad))
     if len(seen) != count:
