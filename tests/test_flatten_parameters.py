@@ -376,3 +376,16 @@ def test_an_empty_parameter_is_flattened_and_kept_on_a_second_call() -> None:
     params = model.parameters()
     model.flatten_parameters()
     assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
+
+
+def test_a_gradients_list_taken_before_flattening_is_refused() -> None:
+    model = _with_gradients("mlp")
+    stale = model.gradients()
+    model.flatten_parameters()
+    opt = fo.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.copy() for p in model.parameters()]
+    with pytest.raises(ValueError, match="not one of the parameters"):
+        opt.step(stale)
+    assert _bits(model.parameters()) == _bits(before)
+    opt.step(model.gradients())  # taken again: steps
+    assert _bits(model.parameters()) != _bits(before)

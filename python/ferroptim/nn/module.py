@@ -289,11 +289,15 @@ class Module:
         dtypes, shapes, names, ``state_dict`` and forward/backward results do not change (bit
         for bit). Calling it on a flat model is a no-op that keeps the same arrays.
 
-        Call it before building the optimizer (and ``DistributedDataParallel``, ``fit``'s
+        Call it before building the optimizer (and ``DistributedOptimizer``, ``fit``'s
         callbacks, anything holding parameter arrays): the old arrays are made read-only, so
         an optimizer built on them raises ``ValueError`` at its next step instead of
-        training arrays the model no longer uses. ``copy.deepcopy`` and unpickling give a
-        model with separately allocated arrays (the same values): flatten the copy again.
+        training arrays the model no longer uses. Take ``parameters()`` / ``gradients()``
+        lists again after the call: a plain list of the old gradients (``list(gradients())``)
+        would still be read, and hold what they held at the call (a ``gradients()`` list
+        itself is matched to its parameters, and then raises). ``copy.deepcopy`` and
+        unpickling give a model with separately allocated arrays (the same values): flatten
+        the copy again. ``zero_grad`` on a flat model is one fill per gradient buffer.
 
         Raises
         ------
