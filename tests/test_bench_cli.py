@@ -92,6 +92,7 @@ def test_bench_quick_clipping_section() -> None:
         assert _number(variants[name][1]) > 0
     assert _number(variants[FLAT_ADAM][4]) == 1  # time / plain on the same layout
     assert _number(variants[f"Adam max_grad_norm=1{FLAT}"][5]) > 0  # over plain, separate
+    assert _number(variants[f"native{FLAT}"][1]) > 0  # clip_grad_norm_
 
 
 def test_bench_quick_training_section_times_the_step_by_situation(tmp_path: Path) -> None:

@@ -389,3 +389,21 @@ def test_a_gradients_list_taken_before_flattening_is_refused() -> None:
     assert _bits(model.parameters()) == _bits(before)
     opt.step(model.gradients())  # taken again: steps
     assert _bits(model.parameters()) != _bits(before)
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_a_forward_before_the_call_and_its_backward_after_give_the_same_bits(
+    model_name: str,
+) -> None:
+    plain, flat = MODELS[model_name](), MODELS[model_name]()
+    x, y = _batch(model_name, 0)
+    loss_fn = nn.CrossEntropyLoss()
+    grads = []
+    for model in (plain, flat):
+        out = model(x)
+        if model is flat:
+            model.flatten_parameters()  # between the forward and its backward
+        loss_fn(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        model.backward(loss_fn.backward().reshape(out.shape))
+        grads.append(_bits(list(model.gradients())))
+    assert grads[0] == grads[1]

@@ -29,7 +29,9 @@ interleaved in the same run:
   per array;
 * ``roofline``: :func:`ferroptim._native.roofline_step` with no state arrays on a separate list of
   arrays (read p, read g, write p), which moves the same 12 bytes per float32 element as the
-  clip (read g; read g, write g) and does no arithmetic.
+  clip (read g; read g, write g) and does no arithmetic;
+* ``native, same arrays in one buffer``: ``native`` on a copy of the list laid out as
+  ``Module.flatten_parameters`` lays out a model's gradients.
 
 (b) ``Adam(max_grad_norm=1.0)`` against plain ``Adam`` (native, same workload and gradients): the
 cost of clipping inside the step, one extra read of the gradients (32 instead of 28 bytes per
@@ -83,12 +85,12 @@ MAX_NORM = 1.0
 #: the norm and the read of copies of the workload's arrays on 2 MB pages (``bench.pages``)
 HUGE_NORM = "global_norm, same arrays on 2 MB pages"
 HUGE_READ = "one read, same arrays on 2 MB pages"
-#: the norm and the read of the workload's arrays laid out as ``Module.flatten_parameters``
-#: lays out a model's (64-byte-aligned views of one buffer, ``_flat_layout.packed_copies``)
-FLAT_NORM = "global_norm, same arrays in one buffer"
-FLAT_READ = "one read, same arrays in one buffer"
-#: the Adam variants on that layout (params and grads; the state is the optimizer's own)
+#: the suffix of the variants on the workload's arrays laid out as ``Module.flatten_parameters``
+#: lays out a model's (64-byte-aligned views of one buffer, ``_flat_layout.packed_copies``):
+#: the norm, the read, the clip and Adam (params and grads; the state is the optimizer's own)
 FLAT = ", same arrays in one buffer"
+FLAT_NORM = f"global_norm{FLAT}"
+FLAT_READ = f"one read{FLAT}"
 FLAT_ADAM = f"Adam{FLAT}"
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
 DECAY = 0.9995
@@ -206,6 +208,9 @@ def _clip_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         "native, one array": shrinking_clip(_native.clip_grad_norm_, one_grads, native_total),
         "numpy": shrinking_clip(numpy_clip_grad_norm_, numpy_grads, numpy_total),
         "roofline": Roofline(pristine, pristine).step_fn(0),  # writes copies; reads pristine
+        f"native{FLAT}": shrinking_clip(
+            _native.clip_grad_norm_, packed_copies(pristine), native_total
+        ),
     }
     timings = measure(fns, budget)
     native_ns = timings["native"].median_ns
@@ -300,7 +305,8 @@ def run_clipping_bench(
     read of the workload's own arrays over the row's) and ``pct_of_same_read_min`` (the same
     from the minima); the rows of the copies on 2 MB pages add ``huge_page_share`` (the share of
     their bytes Linux put on huge pages) where Linux reports it. Section ``"clip_grad_norm_"``
-    rows (variants ``native``, ``native, one array``, ``numpy``, ``roofline``) add
+    rows (variants ``native``, ``native, one array``, ``numpy``, ``roofline``, ``native, same
+    arrays in one buffer``) add
     ``vs_native`` (time over native's), ``pct_of_one_array`` (and ``pct_of_one_array_min``,
     from the minima) and ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows
     (``Adam``, the clipped Adam, ``Adam, one read of grads first``, ``one read of grads``, then
