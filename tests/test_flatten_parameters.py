@@ -407,3 +407,24 @@ def test_a_forward_before_the_call_and_its_backward_after_give_the_same_bits(
         model.backward(loss_fn.backward().reshape(out.shape))
         grads.append(_bits(list(model.gradients())))
     assert grads[0] == grads[1]
+
+
+def test_a_failed_allocation_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferroptim.nn import _flatten
+
+    model = _Mixed()  # two dtypes: four buffers
+    params, grads = model.parameters(), _grads(model)
+    calls = []
+
+    def failing(shapes, dtype):  # the last buffer cannot be allocated
+        calls.append(dtype)
+        if len(calls) == 4:
+            raise MemoryError("no room")
+        return flat_views(shapes, dtype)
+
+    monkeypatch.setattr(_flatten, "flat_views", failing)
+    with pytest.raises(MemoryError):
+        model.flatten_parameters()
+    assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
+    assert all(a is b for a, b in zip(grads, _grads(model), strict=True))
+    assert all(a.flags.writeable for a in params + grads) and RECORD not in model.__dict__

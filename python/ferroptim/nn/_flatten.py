@@ -134,14 +134,15 @@ def flatten_parameters(model: Module) -> None:
         return
     groups = _groups(model)
     _check_no_outside_owner(model, groups)
+    # Every buffer is allocated before anything moves: a MemoryError changes nothing.
+    layouts = []
+    for dtype, group in groups.items():
+        shapes = [p.shape for p in _params(group)]
+        layouts.append((group, flat_views(shapes, dtype)[1], flat_views(shapes, dtype)))
     old: list[np.ndarray] = []
     buffers = []
-    for dtype, group in groups.items():
+    for group, new_params, (grad_buffer, new_grads) in layouts:
         params, grads = _params(group), _grads(group)
-        shapes = [p.shape for p in params]
-        _, new_params = flat_views(shapes, dtype)
-        grad_buffer, new_grads = flat_views(shapes, dtype)
-        buffers.append(grad_buffer)
         for uses, param, grad, new_param, new_grad in zip(
             group, params, grads, new_params, new_grads, strict=True
         ):
@@ -149,6 +150,7 @@ def flatten_parameters(model: Module) -> None:
             np.copyto(new_grad, grad)
             _move(uses, new_param, new_grad)
         old += params + grads
+        buffers.append(grad_buffer)
     for array in old:
         array.setflags(write=False)
     for module in model.modules():  # records of flattened parts: their buffers are gone
