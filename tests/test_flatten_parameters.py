@@ -428,3 +428,22 @@ def test_a_failed_allocation_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     assert all(a is b for a, b in zip(params, model.parameters(), strict=True))
     assert all(a is b for a, b in zip(grads, _grads(model), strict=True))
     assert all(a.flags.writeable for a in params + grads) and RECORD not in model.__dict__
+
+
+@pytest.mark.parametrize("kind", ["zero", "distributed"])
+def test_a_distributed_optimizer_built_before_flattening_raises(kind: str) -> None:
+    """ZeRO's shard optimizer writes through views of the arrays taken at construction (which
+    stay writeable): the step refuses read-only parameters before it writes anything."""
+    from ferroptim import distributed as dist
+
+    model = _with_gradients("mlp")
+    if kind == "zero":
+        opt: object = dist.ZeroRedundancyOptimizer(model.parameters(), lr=0.1)
+    else:
+        opt = dist.DistributedOptimizer(fo.optim.AdamW(model.parameters(), lr=0.1))
+    old = model.parameters()
+    model.flatten_parameters()
+    values = [p.copy() for p in old + model.parameters()]
+    with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
+        opt.step(list(model.gradients()))  # type: ignore[attr-defined]
+    assert _bits(old + model.parameters()) == _bits(values)

@@ -92,7 +92,9 @@ def check_grads(owner: Any, params: Sequence[np.ndarray], grads: Any) -> tuple[l
 
     ``grads`` may be a model (each parameter of ``owner.param_groups`` gets the gradient the model
     holds for that very array) or None (the live modules holding the parameters), as for
-    ``Optimizer.step``; a failure to find them is a complaint too, so that every rank raises."""
+    ``Optimizer.step``; a failure to find them is a complaint too, so that every rank raises. A
+    read-only parameter is a complaint: ZeRO's shard optimizer writes through views taken at
+    construction, which stay writeable when the array itself is made read-only later."""
     from ferroptim.optim._model_grads import resolve_gradients
 
     try:
@@ -109,6 +111,9 @@ def check_grads(owner: Any, params: Sequence[np.ndarray], grads: Any) -> tuple[l
     grads = list(grads)
     if len(grads) != len(params):
         return grads, f"got {len(grads)} gradients for {len(params)} params"
+    for i, p in enumerate(params):  # e.g. the old arrays of a flattened model
+        if not p.flags.writeable:
+            return grads, f"params[{i}] is read-only; it must be writeable to be updated in place"
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
         if g is None:
             continue
