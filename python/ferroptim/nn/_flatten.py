@@ -106,8 +106,9 @@ def _check_no_outside_owner(model: Module, groups: dict[np.dtype, list[Uses]]) -
                 if id(owner) not in inside:
                     raise ValueError(
                         f"flatten_parameters: parameter {names[id(array)]!r} is also parameter "
-                        f"{name!r} of a {type(owner).__name__} outside this module tree; "
-                        "flatten a module that contains both"
+                        f"{name!r} of a {type(owner).__name__} outside this module tree (weights "
+                        "shared with another model, or a replaced module still referenced); "
+                        "flatten a module that contains both, or drop the other reference"
                     )
 
 
