@@ -8,8 +8,8 @@ or an optimizer step over them reads one allocation instead of many separately a
 
 The module flattened keeps a record of its gradient buffers (:data:`RECORD`): while its tree's
 gradients are still exactly the views of those buffers, ``zero_grad`` clears each buffer with one
-fill, which writes 55 MB of transformer gradients in about half the time of one fill per array
-(a large fill streams past the caches; many smaller ones read every line before writing it).
+fill, not one per array (measured under load on the transformer workload's 55 MB: 2.05 ms
+against 2.18 ms for one fill per view and 2.50 ms for separately allocated arrays).
 """
 
 from __future__ import annotations
