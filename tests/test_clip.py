@@ -312,9 +312,9 @@ def test_every_simd_level_and_thread_count(level_case, simd_level, num_threads):
 @pytest.fixture(scope="module")
 def huge_and_tiny_case() -> tuple[list, dict]:
     """One array of many chunks ending in a short chunk, then 150 tiny and empty arrays of both
-    dtypes, then another multi-chunk array: chunks are summed two at a time over the list, so
-    pairs straddle array boundaries at both parities, pair a full chunk with a tiny one, and
-    skip empty arrays; above the parallel threshold, so the threads split the pairs. The
+    dtypes, then another multi-chunk array: chunks are summed four at a time over the list, so
+    groups straddle array boundaries at every offset, group a full chunk with tiny ones, and
+    skip empty arrays; above the parallel threshold, so the threads split the groups. The
     reference results, computed once."""
     rng = np.random.default_rng(11)
     grads: list = [wide(rng, 21 * CHUNK + 5, np.float32)]

@@ -13,63 +13,9 @@ use ferroptim_core::batchnorm::{batch_norm_backward, batch_stats, inv_std, Layou
 use ferroptim_core::roofline::read_pass;
 use ferroptim_core::set_num_threads;
 use std::hint::black_box;
-use std::time::Instant;
+use timing::{data, per_call};
 
-/// Uniform in `[offset - 1, offset + 1)`.
-fn data(len: usize, offset: f32) -> Vec<f32> {
-    let mut s = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u32 << 24) as f32;
-            offset - 1.0 + 2.0 * u
-        })
-        .collect()
-}
-
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-extern "C" {
-    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-}
-
-/// CPU time of the calling thread, in ms (Linux `CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu_ms() -> f64 {
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // Safety: `ts` is a valid out-pointer.
-    unsafe { clock_gettime(3, &mut ts) };
-    ts.sec as f64 * 1e3 + ts.nsec as f64 * 1e-6
-}
-
-/// Wall time with 2 threads (the pool's), CPU time of this thread with 1 (the work runs here).
-fn time(f: &mut dyn FnMut(), cpu: bool) -> f64 {
-    if cpu {
-        let t = thread_cpu_ms();
-        f();
-        return thread_cpu_ms() - t;
-    }
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64() * 1e3
-}
-
-/// Time of one call of `f`, from `reps` calls ([`time`]).
-fn per_call(reps: usize, cpu: bool, f: &mut dyn FnMut()) -> f64 {
-    time(
-        &mut || {
-            for _ in 0..reps {
-                f();
-            }
-        },
-        cpu,
-    ) / reps as f64
-}
+mod timing;
 
 fn main() {
     let rounds: usize = std::env::args()

@@ -7,12 +7,12 @@
 //! code, so the result has the same bits at every SIMD level and for any number of threads.
 //!
 //! Speed (none of it changes a bit): all tensors' chunks form one list, split over the threads
-//! in one parallel pass (no per-tensor fork or join); chunks are summed two at a time, each with
-//! its own lanes, so twice as many addition chains hide the adder's latency; a float32 square
-//! goes into a fused multiply-add where the level has one (the square is exact in f64, so it
-//! rounds once either way); with a clamp, each 16-element block is clamped whole before it is
-//! folded (so both loops vectorize whole); and each pair prefetches the next pair into L2, so a
-//! list of many small arrays streams like one array.
+//! in one parallel pass (no per-tensor fork or join); chunks are summed [`GROUP`] at a time, each
+//! with its own lanes, and each chunk's lines are asked into L1 a few hundred bytes ahead of the
+//! fold (see [`GROUP`] for why, with the measured figures); a float32 square goes into a fused
+//! multiply-add where the level has one (the square is exact in f64, so it rounds once either
+//! way); with a clamp, each 16-element block is clamped whole before it is folded (so both loops
+//! vectorize whole).
 //!
 //! `clip_coef(max_norm, total) = min(max_norm / (total + 1e-6), 1)`, NaN if `total` is NaN.
 
@@ -114,27 +114,44 @@ impl NormType {
     }
 }
 
-/// The partial results of two chunks (the second may be empty; its result is then 0).
+/// Chunks summed side by side, each keeping its own lanes and order (so the same bits), each
+/// asking for its own cache lines into L1 `L1_AHEAD_BYTES` (512) ahead of the fold, with no
+/// prefetch of the next group.
+///
+/// Measured (float32 L2 norm against `roofline::read_pass` of the same bytes, Rust harness
+/// `examples/norm_timing.rs`, interleaved rounds, minima, under load; 13.7M elements as one
+/// array, as the transformer's 75 views of it, or as 75 separate arrays, 1 and 2 threads): two
+/// chunks at a time, each pair prefetching the next pair into L2 (the read's own scheme), the
+/// norm ran at 88-93% of the read. It is not short of arithmetic (from L1, convert-and-square
+/// runs at 16.7 elements/ns on one core, 2.5 times the read's 6.5 from memory; measured in C):
+/// it issues its loads later, presumably because each 16 elements are four vector instructions
+/// (six micro-ops) waiting on their loads where the read has one. With the lines asked into L1
+/// 512 bytes ahead and four chunks side by side, it runs at 98-103% of the read on all three
+/// layouts (1 KB ahead: 97-104%; 2 KB: 94-100%; two chunks side by side: 96-97%; four with the
+/// L2 prefetch kept: 88-98%; eight: 96-101%), and at 88-94% on an array that fits in L2 (82-85%
+/// before).
+pub const GROUP: usize = 4;
+
+/// Bytes ahead of the fold at which each chunk's cache lines are asked into L1 (see [`GROUP`]).
+const L1_AHEAD_BYTES: usize = 512;
+
+/// The partial results of [`GROUP`] chunks (some may be empty; their result is then 0).
 ///
 /// The chunks are summed together: each keeps its own [`LANES`] accumulators and element order,
-/// so each result has the bits it would have alone, while the two chunks' accumulator chains
-/// interleave. One chunk's lanes are too few independent chains to hide the latency of the
-/// additions (16 f64 lanes are two AVX-512 registers, each waiting on its previous addition);
-/// two chunks' lanes are twice as many, and the sum keeps up with memory.
+/// so each result has the bits it would have alone, while the chunks' accumulator chains
+/// interleave.
 struct ChunkNorms<'a, T> {
-    chunks: [&'a [T]; 2],
-    /// The next pair's chunks, prefetched along the way.
-    ahead: [&'a [T]; 2],
+    chunks: [&'a [T]; GROUP],
     norm: NormType,
     clamp: Option<T>,
-    out: &'a mut [f64; 2],
+    out: &'a mut [f64; GROUP],
 }
 
 impl<T: Real> Kernel for ChunkNorms<'_, T> {
     #[inline(always)]
     fn run(self) {
         // One loop per (norm, clamp) pair, so no branch stays inside the loop.
-        let x = (self.chunks, self.ahead);
+        let x = self.chunks;
         // A float32 value widened to f64 has 24 significant bits, so its square (48 bits) is
         // exact in f64 and `acc + v * v` rounds once: a fused multiply-add gives the same bits
         // with one instruction fewer, where the level has one (elsewhere `mul_add` would be a
@@ -155,10 +172,10 @@ impl NormType {
     #[inline(always)]
     fn sum<T: Real>(
         self,
-        x: ([&[T]; 2], [&[T]; 2]),
+        x: [&[T]; GROUP],
         pre: impl Fn(T) -> T + Copy,
         fused: bool,
-    ) -> [f64; 2] {
+    ) -> [f64; GROUP] {
         let add = |a: f64, b: f64| a + b;
         match self {
             NormType::L2 if fused => lanes_sum(x, pre, |acc, v| square_add(acc, v), add),
@@ -186,33 +203,53 @@ fn square_add<T: Real>(acc: f64, v: T) -> f64 {
     v.mul_add(v, acc)
 }
 
-/// For each of the two chunks: fold it into [`LANES`] accumulators (element `i`, mapped by
-/// `pre`, into lane `i % LANES` by `step`, in order), then fold the lanes in order with `merge`.
-/// The blocks both chunks have are processed side by side, then each chunk's rest alone; no
-/// lane's order changes.
+/// For each of the chunks: fold it into [`LANES`] accumulators (element `i`, mapped by `pre`,
+/// into lane `i % LANES` by `step`, in order), then fold the lanes in order with `merge`. The
+/// blocks all chunks have are processed side by side, then each chunk's rest alone; no lane's
+/// order changes, so each chunk's result does not depend on the others.
+///
+/// The shape (groups of [`GROUP`], lines into L1 ahead, no L2 prefetch) is explained at
+/// [`GROUP`].
 #[inline(always)]
 fn lanes_sum<T: Real>(
-    (chunks, ahead): ([&[T]; 2], [&[T]; 2]),
+    chunks: [&[T]; GROUP],
     pre: impl Fn(T) -> T + Copy,
     step: impl Fn(f64, T) -> f64 + Copy,
     merge: impl Fn(f64, f64) -> f64 + Copy,
-) -> [f64; 2] {
-    let [a, b] = chunks;
-    let both = a.len().min(b.len()) / LANES * LANES;
-    let (mut lanes_a, mut lanes_b) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let blocks_a = a[..both].as_chunks::<LANES>().0;
-    let blocks_b = b[..both].as_chunks::<LANES>().0;
-    let [ahead_a, ahead_b] = ahead;
-    for (k, (block_a, block_b)) in blocks_a.iter().zip(blocks_b).enumerate() {
-        prefetch_block(ahead_a, k);
-        prefetch_block(ahead_b, k);
-        fold_block(&mut lanes_a, block_a, pre, step);
-        fold_block(&mut lanes_b, block_b, pre, step);
+) -> [f64; GROUP] {
+    let all = chunks.iter().map(|c| c.len()).min().unwrap_or(0) / LANES;
+    let blocks: [&[[T; LANES]]; GROUP] = chunks.map(|c| c[..all * LANES].as_chunks().0);
+    let mut lanes = [[0.0f64; LANES]; GROUP];
+    let near = L1_AHEAD_BYTES.div_ceil(LANES * T::BYTES);
+    let steady = all.saturating_sub(near);
+    for k in 0..steady {
+        for chunk in &blocks {
+            crate::simd::prefetch_l1(&chunk[k + near]);
+        }
+        fold_blocks(&mut lanes, &blocks, k, pre, step);
     }
-    [
-        finish_lanes(lanes_a, &a[both..], pre, step, merge),
-        finish_lanes(lanes_b, &b[both..], pre, step, merge),
-    ]
+    for k in steady..all {
+        fold_blocks(&mut lanes, &blocks, k, pre, step);
+    }
+    let mut out = [0.0; GROUP];
+    for ((out, lanes), chunk) in out.iter_mut().zip(lanes).zip(chunks) {
+        *out = finish_lanes(lanes, &chunk[all * LANES..], pre, step, merge);
+    }
+    out
+}
+
+/// Block `k` of each chunk into that chunk's lanes ([`fold_block`]).
+#[inline(always)]
+fn fold_blocks<T: Real>(
+    lanes: &mut [[f64; LANES]; GROUP],
+    blocks: &[&[[T; LANES]]; GROUP],
+    k: usize,
+    pre: impl Fn(T) -> T + Copy,
+    step: impl Fn(f64, T) -> f64 + Copy,
+) {
+    for (lanes, chunk) in lanes.iter_mut().zip(blocks) {
+        fold_block(lanes, &chunk[k], pre, step);
+    }
 }
 
 /// Fold the rest of a chunk into its lanes (element `k` of `rest` into lane `k % LANES`; `rest`
@@ -236,14 +273,6 @@ fn finish_lanes<T: Real>(
     }
     fold_block(&mut lanes, tail, pre, step);
     lanes.into_iter().fold(0.0, merge)
-}
-
-/// Ask for the cache lines of block `k` of `ahead` (if it has one) to be brought into L2.
-#[inline(always)]
-fn prefetch_block<T>(ahead: &[T], k: usize) {
-    if let Some(block) = ahead.get(k * LANES..(k + 1) * LANES) {
-        crate::simd::prefetch(block);
-    }
 }
 
 /// `lanes[k] = step(lanes[k], pre(x[k]))` for each element `k` of `x` (at most [`LANES`]):
@@ -282,11 +311,10 @@ pub(crate) fn clamp_value<T: Real>(v: T, c: T) -> T {
 /// a fixed order. With `clamp`, of the clamped values (value clipping before norm clipping).
 pub fn tensor_partials<T: Real>(grads: &[&[T]], norm: NormType, clamp: Option<f64>) -> Vec<f64> {
     let clamp = clamp.map(T::from_f64);
-    let (chunks, partials) = chunk_partials(grads, |chunks, ahead| {
-        let mut out = [0.0; 2];
+    let (chunks, partials) = chunk_partials(grads, |chunks, _next| {
+        let mut out = [0.0; GROUP];
         dispatch(ChunkNorms {
             chunks,
-            ahead,
             norm,
             clamp,
             out: &mut out,
@@ -302,12 +330,13 @@ pub fn tensor_partials<T: Real>(grads: &[&[T]], norm: NormType, clamp: Option<f6
 
 /// The result of every [`NORM_CHUNK`]-element chunk of every array (the last chunk of an array
 /// may be shorter), in one parallel pass over all arrays' chunks together (no per-array fork or
-/// join). `f` gets two consecutive chunks of the list (they may belong to different arrays; the
-/// second is empty after an odd last chunk) and returns their results. Returns each chunk's
-/// `(array, chunk index)` and its result, in array-then-chunk order whatever the thread count.
-pub(crate) fn chunk_partials<T: Real>(
+/// join). `f` gets `N` consecutive chunks of the list (they may belong to different arrays; the
+/// last group is padded with empty chunks) and the next `N` (to prefetch, if it wants), and
+/// returns the results of the first `N`. Returns each chunk's `(array, chunk index)` and its
+/// result, in array-then-chunk order whatever the thread count.
+pub(crate) fn chunk_partials<T: Real, const N: usize>(
     arrays: &[&[T]],
-    f: impl Fn([&[T]; 2], [&[T]; 2]) -> [f64; 2] + Sync,
+    f: impl Fn([&[T]; N], [&[T]; N]) -> [f64; N] + Sync,
 ) -> (Vec<(usize, usize)>, Vec<f64>) {
     let chunks: Vec<(usize, usize)> = arrays
         .iter()
@@ -320,13 +349,13 @@ pub(crate) fn chunk_partials<T: Real>(
         })
     };
     let elements = arrays.iter().map(|a| a.len()).sum();
-    let pairs = map_indexed(chunks.len().div_ceil(2), elements, |i| {
+    let groups = map_indexed(chunks.len().div_ceil(N), elements, |i| {
         f(
-            [chunk(2 * i), chunk(2 * i + 1)],
-            [chunk(2 * i + 2), chunk(2 * i + 3)],
+            std::array::from_fn(|j| chunk(N * i + j)),
+            std::array::from_fn(|j| chunk(N * (i + 1) + j)),
         )
     });
-    let mut partials: Vec<f64> = pairs.into_iter().flatten().collect();
+    let mut partials: Vec<f64> = groups.into_iter().flatten().collect();
     partials.truncate(chunks.len());
     (chunks, partials)
 }
@@ -451,45 +480,61 @@ mod tests {
     }
 
     /// Arrays of the given sizes, with values over a few decades that differ between arrays.
-    fn test_arrays(sizes: &[usize]) -> Vec<Vec<f32>> {
-        let value = |t: usize, i: usize| ((i * 7919 + t * 104_729) % 1009) as f32 / 97.0 - 5.0;
-        let array = |(t, &n): (usize, &usize)| (0..n).map(|i| value(t, i)).collect();
+    fn test_arrays<T: Real>(sizes: &[usize]) -> Vec<Vec<T>> {
+        let value = |t: usize, i: usize| ((i * 7919 + t * 104_729) % 1009) as f64 / 97.0 - 5.0;
+        let array = |(t, &n): (usize, &usize)| (0..n).map(|i| T::from_f64(value(t, i))).collect();
         sizes.iter().enumerate().map(array).collect()
     }
 
-    /// The bits of each array's partial, each computed alone.
-    fn partials_alone(slices: &[&[f32]], norm: NormType, clamp: Option<f64>) -> Vec<u64> {
-        let alone = |a: &&[f32]| tensor_partials(&[*a], norm, clamp)[0].to_bits();
-        slices.iter().map(alone).collect()
+    /// The summation contract written out element by element: each [`NORM_CHUNK`]-element chunk
+    /// into [`LANES`] lanes (element `i` into lane `i % LANES`), the lanes in order, the chunks
+    /// in order; `clamp` first if given.
+    fn contract_partial<T: Real>(x: &[T], norm: NormType, clamp: Option<f64>) -> f64 {
+        let term = |v: T| {
+            let v = clamp.map_or(v, |c| clamp_value(v, T::from_f64(c))).to_f64();
+            match norm {
+                NormType::L2 => v * v,
+                NormType::L1 | NormType::Inf => v.abs(),
+                NormType::P(p) => v.abs().powf(p),
+            }
+        };
+        let chunk_partial = |chunk: &[T]| {
+            let mut lanes = [0.0f64; LANES];
+            for (i, &v) in chunk.iter().enumerate() {
+                lanes[i % LANES] = norm.merge(lanes[i % LANES], term(v));
+            }
+            lanes.into_iter().fold(0.0, |acc, l| norm.merge(acc, l))
+        };
+        let chunks = x.chunks(NORM_CHUNK).map(chunk_partial);
+        chunks.fold(0.0, |acc, c| norm.merge(acc, c))
     }
 
-    #[test]
-    fn each_chunk_has_the_bits_it_has_alone() {
-        // Chunks are summed two at a time, and a pair may straddle two arrays: an array's
-        // partial must not depend on its neighbours, its position in the list or the level.
-        let sizes = [
-            3 * NORM_CHUNK + 5,
-            17,
-            2 * NORM_CHUNK,
-            1,
-            NORM_CHUNK - 3,
-            70_000,
-        ];
-        let arrays = test_arrays(&sizes);
-        let slices: Vec<&[f32]> = arrays.iter().map(Vec::as_slice).collect();
+    /// The bits of each array's partial by [`contract_partial`].
+    fn contract_bits<T: Real>(slices: &[&[T]], norm: NormType, clamp: Option<f64>) -> Vec<u64> {
+        let bits = |a: &&[T]| contract_partial(a, norm, clamp).to_bits();
+        slices.iter().map(bits).collect()
+    }
+
+    fn partial_bits<T: Real>(slices: &[&[T]], norm: NormType, clamp: Option<f64>) -> Vec<u64> {
+        let partials = tensor_partials(slices, norm, clamp);
+        partials.into_iter().map(f64::to_bits).collect()
+    }
+
+    /// Every array's partial has the contract's bits at every SIMD level, wherever the array
+    /// starts in a group of [`GROUP`] chunks summed side by side.
+    fn check_every_offset_and_level<T: Real>(sizes: &[usize]) {
+        let arrays = test_arrays::<T>(sizes);
+        let slices: Vec<&[T]> = arrays.iter().map(Vec::as_slice).collect();
         for norm in [NormType::L1, NormType::L2, NormType::Inf, NormType::P(3.0)] {
             for clamp in [None, Some(2.0)] {
-                let alone = partials_alone(&slices, norm, clamp);
+                let want = contract_bits(&slices, norm, clamp);
                 for level in crate::simd::supported_levels() {
                     assert!(crate::simd::set_level(level));
-                    let got: Vec<u64> = tensor_partials(&slices, norm, clamp)
-                        .into_iter()
-                        .map(f64::to_bits)
-                        .collect();
-                    assert_eq!(got, alone, "{norm:?} {clamp:?} {level:?}");
-                    let shifted = tensor_partials(&slices[1..], norm, clamp);
-                    let shifted: Vec<u64> = shifted.into_iter().map(f64::to_bits).collect();
-                    assert_eq!(shifted, alone[1..], "{norm:?} {clamp:?} {level:?}");
+                    for skip in 0..=GROUP {
+                        let got = partial_bits(&slices[skip..], norm, clamp);
+                        let at = format!("{norm:?} {clamp:?} {level:?} from array {skip}");
+                        assert_eq!(got, want[skip..], "{at}");
+                    }
                 }
                 crate::simd::set_level(crate::simd::detected_level());
             }
@@ -497,27 +542,47 @@ mod tests {
     }
 
     #[test]
+    fn each_chunk_has_the_bits_of_the_contract() {
+        // Chunks are summed four at a time, and a group may straddle several arrays: an array's
+        // partial must not depend on its neighbours, its position in the list or the level.
+        // Sizes: odd and even chunk counts, chunks shorter than a block, than the prefetch
+        // distance or than a chunk, empty arrays, and arrays ending at a group boundary.
+        let sizes = [
+            3 * NORM_CHUNK + 5,
+            17,
+            2 * NORM_CHUNK,
+            0,
+            1,
+            NORM_CHUNK - 3,
+            5 * NORM_CHUNK + 200,
+            LANES,
+            127,
+            4 * NORM_CHUNK,
+            NORM_CHUNK + 1,
+        ];
+        check_every_offset_and_level::<f32>(&sizes);
+        check_every_offset_and_level::<f64>(&sizes);
+    }
+
+    #[test]
     fn partials_do_not_depend_on_the_thread_count() {
-        // One array of many chunks, many tiny and empty ones, another large one: pairs of chunks
-        // straddle arrays at both parities, pair full chunks with tiny or no ones, and the
-        // threads split the pairs (above the parallel threshold).
+        // One array of many chunks, many tiny and empty ones, another large one: groups of chunks
+        // straddle arrays at every offset, group full chunks with tiny or no ones, and the
+        // threads split the groups (above the parallel threshold).
         let mut sizes = vec![40 * NORM_CHUNK + 7];
         sizes.extend((0..200).map(|k| [0, 1, 5, 16, 33, 384, 0][k % 7]));
         sizes.push(3 * NORM_CHUNK + 1);
-        let arrays = test_arrays(&sizes);
+        let arrays = test_arrays::<f32>(&sizes);
         let slices: Vec<&[f32]> = arrays.iter().map(Vec::as_slice).collect();
         assert!(sizes.iter().sum::<usize>() > crate::pool::PARALLEL_MIN_ELEMENTS);
-        let bits = |norm, clamp| -> Vec<u64> {
-            let partials = tensor_partials(&slices, norm, clamp);
-            partials.into_iter().map(f64::to_bits).collect()
-        };
         let before = crate::pool::num_threads();
         for norm in [NormType::L1, NormType::L2, NormType::Inf] {
             for clamp in [None, Some(2.0)] {
-                let alone = partials_alone(&slices, norm, clamp);
+                let want = contract_bits(&slices, norm, clamp);
                 for threads in [1, 2, 3] {
                     crate::set_num_threads(threads).unwrap_or_else(|e| panic!("{e}"));
-                    assert_eq!(bits(norm, clamp), alone, "{norm:?} {clamp:?} {threads}");
+                    let got = partial_bits(&slices, norm, clamp);
+                    assert_eq!(got, want, "{norm:?} {clamp:?} {threads}");
                 }
             }
         }

@@ -7,9 +7,9 @@
 //! same `n_state`.
 //!
 //! [`read_pass`] is the limit of a reduction: it reads every element of a list of arrays once,
-//! through the same chunks, parallel pass and prefetching as the gradient norms, and folds the
-//! bits with XOR on 64-bit words (no floating-point work), so it runs at the read bandwidth of the
-//! memory the arrays live in.
+//! through the same chunks and parallel pass as the gradient norms (with the prefetching that
+//! reads such a list fastest), and folds the bits with XOR on 64-bit words (no floating-point
+//! work), so it runs at the read bandwidth of the memory the arrays live in.
 
 use crate::clip::{chunk_partials, GradClip};
 use crate::error::Error;
@@ -62,7 +62,10 @@ pub fn roofline_step<T: Real>(
 /// per chunk, then over the chunks (as an `f64` whose bits are meaningless; returned only so the
 /// reads cannot be optimized away).
 pub fn read_pass<T: Real>(arrays: &[&[T]]) -> f64 {
-    let (_, partials) = chunk_partials(arrays, |chunks, ahead| {
+    // Two chunks at a time, each prefetching the matching chunk of the next pair into L2: of the
+    // shapes tried (four chunks at a time, lines asked into L1 ahead of the fold, no prefetch),
+    // the fastest read of a list too large for L2 (see `clip::lanes_sum`).
+    let (_, partials) = chunk_partials::<T, 2>(arrays, |chunks, ahead| {
         let mut out = [0; 2];
         for ((x, ahead), out) in chunks.into_iter().zip(ahead).zip(&mut out) {
             dispatch(XorFold { x, ahead, out });
@@ -74,7 +77,7 @@ pub fn read_pass<T: Real>(arrays: &[&[T]]) -> f64 {
 
 /// The XOR of the bits of one chunk, as 64-bit words (an unaligned element at either end is
 /// widened to f64 first), one cache line at a time, each line also asking for the matching line
-/// of `ahead` (the chunk read after the next), as the norms prefetch.
+/// of `ahead` (the chunk read after the next) into L2.
 struct XorFold<'a, T> {
     x: &'a [T],
     ahead: &'a [T],
