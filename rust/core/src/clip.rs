@@ -114,9 +114,10 @@ impl NormType {
     }
 }
 
-/// Chunks summed side by side, each keeping its own lanes and order (so the same bits), each
-/// asking for its own cache lines into L1 `L1_AHEAD_BYTES` (512) ahead of the fold, with no
-/// prefetch of the next group.
+/// Chunks handed to one kernel call, summed side by side at AVX-512 (two at a time at the levels
+/// with 16 vector registers, whose 16 lanes per chunk would otherwise spill), each keeping its
+/// own lanes and order (so the same bits), each asking for its own cache lines into L1
+/// `L1_AHEAD_BYTES` (512) ahead of the fold, with no prefetch of the next group.
 ///
 /// Measured (float32 L2 norm against `roofline::read_pass` of the same bytes, Rust harness
 /// `examples/norm_timing.rs`, interleaved rounds, minima, under load; 13.7M elements as one
@@ -129,7 +130,9 @@ impl NormType {
 /// 512 bytes ahead and four chunks side by side, it runs at 98-103% of the read on all three
 /// layouts (1 KB ahead: 97-104%; 2 KB: 94-100%; two chunks side by side: 96-97%; four with the
 /// L2 prefetch kept: 88-98%; eight: 96-101%), and at 88-94% on an array that fits in L2 (82-85%
-/// before).
+/// before). At AVX2, two at a time with the same L1 prefetch: 103-109% of the read (98-101%
+/// before), clamped 79-82% (80-83%); at SSE2 74-77% (64-69%), clamped 42-44% (44-48%): both are
+/// compute-bound there.
 pub const GROUP: usize = 4;
 
 /// Bytes ahead of the fold at which each chunk's cache lines are asked into L1 (see [`GROUP`]).
@@ -150,32 +153,49 @@ struct ChunkNorms<'a, T> {
 impl<T: Real> Kernel for ChunkNorms<'_, T> {
     #[inline(always)]
     fn run(self) {
-        // One loop per (norm, clamp) pair, so no branch stays inside the loop.
-        let x = self.chunks;
+        let level = crate::simd::level();
         // A float32 value widened to f64 has 24 significant bits, so its square (48 bits) is
         // exact in f64 and `acc + v * v` rounds once: a fused multiply-add gives the same bits
         // with one instruction fewer, where the level has one (elsewhere `mul_add` would be a
         // slow library call; the bits are the same either way).
-        let fused = T::BYTES == 4 && crate::simd::level().has_fused_multiply_add();
-        *self.out = match self.clamp {
+        let fused = T::BYTES == 4 && level.has_fused_multiply_add();
+        // Four chunks' lanes are 16 vector registers at AVX-512 (of 32), but all 16 at AVX2 and
+        // 32 (of 16) at SSE2: there, four side by side spilled lanes to the stack every block
+        // (float32 norm at 55% of a read at AVX2, one thread), so two at a time (104-109%).
+        *self.out = if level == crate::simd::SimdLevel::Avx512 {
+            self.sums(self.chunks, fused)
+        } else {
+            let [a, b, c, d] = self.chunks;
+            let ([ra, rb], [rc, rd]) = (self.sums([a, b], fused), self.sums([c, d], fused));
+            [ra, rb, rc, rd]
+        };
+    }
+}
+
+impl<T: Real> ChunkNorms<'_, T> {
+    /// The results of `N` chunks summed side by side.
+    #[inline(always)]
+    fn sums<const N: usize>(&self, x: [&[T]; N], fused: bool) -> [f64; N] {
+        // One loop per (norm, clamp) pair, so no branch stays inside the loop.
+        match self.clamp {
             None => self.norm.sum(x, |v| v, fused),
             // The clamp is applied to a whole block before the block is folded: clamped
             // element by element inside the fold, the block vectorized in odd pieces (4 + 2 +
             // 2 + 8 elements) and the clamped float32 norm ran at 58% of a read.
             Some(c) => self.norm.sum(x, move |v| clamp_value(v, c), fused),
-        };
+        }
     }
 }
 
 impl NormType {
     /// [`lanes_sum`] of this norm's terms of `pre(v)` (`fused`: a float32 L2 by multiply-add).
     #[inline(always)]
-    fn sum<T: Real>(
+    fn sum<T: Real, const N: usize>(
         self,
-        x: [&[T]; GROUP],
+        x: [&[T]; N],
         pre: impl Fn(T) -> T + Copy,
         fused: bool,
-    ) -> [f64; GROUP] {
+    ) -> [f64; N] {
         let add = |a: f64, b: f64| a + b;
         match self {
             NormType::L2 if fused => lanes_sum(x, pre, |acc, v| square_add(acc, v), add),
@@ -210,18 +230,21 @@ fn square_add<T: Real>(acc: f64, v: T) -> f64 {
 /// blocks all chunks have are processed side by side, then each chunk's rest alone; no lane's
 /// order changes, so each chunk's result does not depend on the others.
 ///
-/// The shape (groups of [`GROUP`], lines into L1 ahead, no L2 prefetch) is explained at
+/// The shape (`N` chunks side by side, lines into L1 ahead, no L2 prefetch) is explained at
 /// [`GROUP`].
 #[inline(always)]
-fn lanes_sum<T: Real, A: Real>(
-    chunks: [&[T]; GROUP],
+fn lanes_sum<T: Real, A: Real, const N: usize>(
+    chunks: [&[T]; N],
     pre: impl Fn(T) -> T + Copy,
     step: impl Fn(A, T) -> A + Copy,
     merge: impl Fn(f64, f64) -> f64 + Copy,
-) -> [f64; GROUP] {
+) -> [f64; N] {
     let all = chunks.iter().map(|c| c.len()).min().unwrap_or(0) / LANES;
-    let blocks: [&[[T; LANES]]; GROUP] = chunks.map(|c| c[..all * LANES].as_chunks().0);
-    let mut lanes = [[A::ZERO; LANES]; GROUP];
+    let blocks: [&[[T; LANES]]; N] = chunks.map(|c| c[..all * LANES].as_chunks().0);
+    // Cut to `all` again so that the compiler sees every `block[k]` below is in bounds (a check
+    // per block cost the clamped norm about 3% at AVX2, where it is compute-bound).
+    let blocks: [&[[T; LANES]]; N] = blocks.map(|b| &b[..all]);
+    let mut lanes = [[A::ZERO; LANES]; N];
     let near = L1_AHEAD_BYTES.div_ceil(LANES * T::BYTES);
     let steady = all.saturating_sub(near);
     for k in 0..steady {
@@ -233,7 +256,7 @@ fn lanes_sum<T: Real, A: Real>(
     for k in steady..all {
         fold_blocks(&mut lanes, &blocks, k, pre, step);
     }
-    let mut out = [0.0; GROUP];
+    let mut out = [0.0; N];
     for ((out, lanes), chunk) in out.iter_mut().zip(lanes).zip(chunks) {
         *out = finish_lanes(lanes, &chunk[all * LANES..], pre, step, merge);
     }
@@ -242,9 +265,9 @@ fn lanes_sum<T: Real, A: Real>(
 
 /// Block `k` of each chunk into that chunk's lanes ([`fold_block`]).
 #[inline(always)]
-fn fold_blocks<T: Real, A: Real>(
-    lanes: &mut [[A; LANES]; GROUP],
-    blocks: &[&[[T; LANES]]; GROUP],
+fn fold_blocks<T: Real, A: Real, const N: usize>(
+    lanes: &mut [[A; LANES]; N],
+    blocks: &[&[[T; LANES]]; N],
     k: usize,
     pre: impl Fn(T) -> T + Copy,
     step: impl Fn(A, T) -> A + Copy,
