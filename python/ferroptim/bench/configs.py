@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim import _native, _registry
+from ferroptim._flat_layout import packed_copies
 
 Backend = str  # "native" or "reference"
 #: the most state arrays :func:`ferroptim._native.roofline_step` rotates
@@ -49,7 +50,8 @@ def optimizer_step(opt: Any, grads: Sequence[np.ndarray]) -> tuple[Callable[[], 
 
 class Roofline:
     """Arrays for roofline steps on one workload: copies of the params, shared grads, and up to
-    three state lists (allocated on first use)."""
+    three state lists (allocated on first use, each laid out as an optimizer lays out one state
+    name: views of one allocation, ``_flat_layout.packed_copies``)."""
 
     def __init__(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         self.params = [p.copy() for p in params]
@@ -62,7 +64,7 @@ class Roofline:
                 f"roofline supports 0 to {MAX_ROOFLINE_STATE} state arrays, got {n_state}"
             )
         while len(self.states) < n_state:
-            self.states.append([np.zeros_like(p) for p in self.params])
+            self.states.append(packed_copies([np.zeros_like(p) for p in self.params]))
         params, grads, states = self.params, self.grads, self.states[:n_state]
         step = _native.roofline_step
         return lambda: step(params, grads, *states)

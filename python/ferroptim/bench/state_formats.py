@@ -12,7 +12,9 @@ On each workload, timed interleaved in the same run (medians of per-call samples
 * if PyTorch happens to be importable (never a dependency), ``torch.optim.Adam(fused=True)`` with
   float32 state on copies of the same arrays, as an anchor.
 
-State bytes per parameter are measured from the arrays each format allocates.
+State bytes per parameter are measured from the arrays each format allocates. Every state list
+(the roofline kernels' too) is laid out as the optimizer classes lay out one state name: views of
+one allocation (``_flat_layout.packed_copies``); parameters and gradients are separate arrays.
 
 Two timings: :func:`~ferroptim.bench.timing.measure`'s interleaved blocks (several calls of one
 function back to back), and one step of each ferroptim function in turn
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ferroptim import _native
+from ferroptim._flat_layout import packed_copies
 from ferroptim.bench.configs import Roofline
 from ferroptim.bench.table import fmt_ratio, fmt_time, markdown_table
 from ferroptim.bench.timing import Budget, kernel_threads, measure, measure_call_by_call
@@ -67,13 +70,11 @@ def make_adam(
     """A closure doing one Adam step with ``fmt`` state on ``params``, and its state bytes."""
     steps = np.zeros(len(params), np.int64)
     if fmt == "float32":
-        m = [np.zeros_like(p) for p in params]
-        v = [np.zeros_like(p) for p in params]
+        m, v = (packed_copies([np.zeros_like(p) for p in params]) for _ in range(2))
         nbytes = sum(a.nbytes for a in m + v)
         return lambda: _native.adam_step(params, grads, m, v, None, steps, **HYPER), nbytes
     if fmt == "bfloat16":
-        m16 = [np.zeros(p.shape, np.uint16) for p in params]
-        v16 = [np.zeros(p.shape, np.uint16) for p in params]
+        m16, v16 = (packed_copies([np.zeros(p.shape, np.uint16) for p in params]) for _ in range(2))
         nbytes = sum(a.nbytes for a in m16 + v16)
         kw = dict(HYPER, stochastic_rounding=True, seed=0, stream_offset=0)
         return lambda: _native.adam_step_bf16(params, grads, m16, v16, None, steps, **kw), nbytes
@@ -85,8 +86,10 @@ def make_adam(
         "float32", [params[i] for i in small], [grads[i] for i in small]
     )
     bp, bg = [params[i] for i in big], [grads[i] for i in big]
-    codes = [[np.zeros(p.shape, np.uint8) for p in bp] for _ in range(2)]
-    absmax = [[np.zeros(-(-p.size // BLOCK), np.float32) for p in bp] for _ in range(2)]
+    codes = [packed_copies([np.zeros(p.shape, np.uint8) for p in bp]) for _ in range(2)]
+    absmax = [
+        packed_copies([np.zeros(-(-p.size // BLOCK), np.float32) for p in bp]) for _ in range(2)
+    ]
     big_steps = np.zeros(len(bp), np.int64)
     nbytes = small_bytes + sum(a.nbytes for lst in codes + absmax for a in lst)
 
@@ -102,7 +105,7 @@ def make_adam(
 def _adamw_bf16(params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> Callable[[], None]:
     """AdamW (weight decay 0.01) with bfloat16 state and stochastic rounding."""
     steps = np.zeros(len(params), np.int64)
-    m16, v16 = ([np.zeros(p.shape, np.uint16) for p in params] for _ in range(2))
+    m16, v16 = (packed_copies([np.zeros(p.shape, np.uint16) for p in params]) for _ in range(2))
     kw = dict(HYPER, weight_decay=0.01, decoupled_weight_decay=True, stochastic_rounding=True,
               seed=0, stream_offset=0)  # fmt: skip
     return lambda: _native.adam_step_bf16(params, grads, m16, v16, None, steps, **kw)
