@@ -16,34 +16,9 @@ use ferroptim_core::clip::{clip_coef, tensor_partials, total_norm, NormType};
 use ferroptim_core::roofline::read_pass;
 use ferroptim_core::{adam_step, set_num_threads, AdamConfig, GradClip, TensorRef};
 use std::hint::black_box;
-use timing::{data, per_call};
+use timing::{data, per_call, transformer_sizes};
 
 mod timing;
-
-/// The transformer workload's shapes, flattened (python/ferroptim/bench/workloads.py).
-fn transformer_sizes() -> Vec<usize> {
-    let d = 384;
-    let block = [
-        3 * d * d,
-        3 * d,
-        d * d,
-        d,
-        d,
-        d,
-        4 * d * d,
-        4 * d,
-        4 * d * d,
-        d,
-        d,
-        d,
-    ];
-    let mut sizes = vec![8000 * d];
-    for _ in 0..6 {
-        sizes.extend(block);
-    }
-    sizes.extend([d, d]);
-    sizes
-}
 
 /// Consecutive views of `buffer` with the given lengths.
 fn views<'a>(buffer: &'a [f32], sizes: &[usize]) -> Vec<&'a [f32]> {

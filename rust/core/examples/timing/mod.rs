@@ -58,3 +58,30 @@ pub fn per_call(reps: usize, cpu: bool, f: &mut dyn FnMut()) -> f64 {
         cpu,
     ) / reps as f64
 }
+
+/// The transformer workload's shapes, flattened (python/ferroptim/bench/workloads.py).
+// Not every example that includes this module uses it.
+#[allow(dead_code)]
+pub fn transformer_sizes() -> Vec<usize> {
+    let d = 384;
+    let block = [
+        3 * d * d,
+        3 * d,
+        d * d,
+        d,
+        d,
+        d,
+        4 * d * d,
+        4 * d,
+        4 * d * d,
+        d,
+        d,
+        d,
+    ];
+    let mut sizes = vec![8000 * d];
+    for _ in 0..6 {
+        sizes.extend(block);
+    }
+    sizes.extend([d, d]);
+    sizes
+}
