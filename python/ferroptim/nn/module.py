@@ -280,7 +280,8 @@ class Module:
         this module.
 
         Separately allocated arrays read about 10% slower than the same bytes in one
-        allocation, so a step, a norm or a clip over a flat model moves its bytes faster.
+        allocation, so a norm or a clip over a flat model moves its bytes faster (a plain
+        optimizer step showed no consistent gain or loss: see the README).
         After the call each parameter (and gradient) is a C-contiguous view of its dtype's
         buffer, in ``named_parameters()`` order, starting on a 64-byte boundary, holding the
         same values; every module attribute, ``_parameters`` / ``_gradients`` entry and the
