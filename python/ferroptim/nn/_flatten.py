@@ -21,6 +21,7 @@ import numpy as np
 
 from ferroptim._flat_layout import ALIGN_BYTES, aligned_offsets, flat_views
 from ferroptim.nn import _live
+from ferroptim.nn._tree import subtree
 
 if TYPE_CHECKING:
     from ferroptim.nn.module import Module
@@ -139,7 +140,8 @@ def flatten_parameters(model: Module) -> None:
     layouts = []
     for dtype, group in groups.items():
         shapes = [p.shape for p in _params(group)]
-        layouts.append((group, flat_views(shapes, dtype)[1], flat_views(shapes, dtype)))
+        _, new_params = flat_views(shapes, dtype)
+        layouts.append((group, new_params, flat_views(shapes, dtype)))
     old: list[np.ndarray] = []
     buffers = []
     for group, new_params, (grad_buffer, new_grads) in layouts:
@@ -170,10 +172,7 @@ def zero_flat_gradients(model: Module) -> bool:
     buffers, count = record
     owners = {id(buffer) for buffer in buffers}
     seen = set()
-    stack = [model]
-    while stack:
-        module = stack.pop()
-        stack.extend(module._modules.values())
+    for module in subtree(model)[0]:
         for grad in module._gradients.values():
             if id(grad.base) not in owners:
                 return False

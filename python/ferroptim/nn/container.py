@@ -11,6 +11,7 @@ import numpy as np
 
 from ferroptim.nn._checks import require_cache
 from ferroptim.nn._grad_mode import check_gradient_origin
+from ferroptim.nn._tree import subtree
 from ferroptim.nn.module import Module
 
 _DEPTH = threading.local()  # .value: Sequential calls in progress on this thread
@@ -58,23 +59,6 @@ class _Snapshot:
             bit_generator.state = state
 
 
-def _subtree(module: Module) -> tuple[list[Module], bool]:
-    """``module`` and its descendants, each instance once (any order), and whether some
-    instance is reachable twice: a flat loop, cheaper than the recursive ``modules()``
-    generator on the per-call path, and safe against cycles."""
-    found = [module]
-    seen = {id(module)}
-    repeated = False
-    for node in found:  # the list grows while it is walked
-        for child in node._modules.values():
-            if id(child) in seen:
-                repeated = True
-            else:
-                seen.add(id(child))
-                found.append(child)
-    return found, repeated
-
-
 def atomic_call(root: Module, run: Any, value: Any, *, backward: bool) -> Any:
     """``run(value)`` for a container ``root`` (Sequential, Residual), all-or-nothing.
 
@@ -85,7 +69,7 @@ def atomic_call(root: Module, run: Any, value: Any, *, backward: bool) -> Any:
     """
     if getattr(_DEPTH, "value", 0):
         return run(value)
-    modules, repeated = _subtree(root)
+    modules, repeated = subtree(root)
     if repeated:
         raise ValueError(
             f"{type(root).__name__}: the same module instance appears twice in this model; "
@@ -155,7 +139,7 @@ class Sequential(Module):
     def _check_unshared(self, name: str, module: Module) -> None:
         """``ValueError`` unless ``module``'s subtree is disjoint from the rest of this one (the
         child being replaced under ``name`` excluded) and has no repeated instance itself."""
-        incoming, repeated = _subtree(module)
+        incoming, repeated = subtree(module)
         if repeated:
             raise ValueError(
                 f"Sequential: module {name!r} ({type(module).__name__}) contains the same module "
@@ -164,7 +148,7 @@ class Sequential(Module):
         present = {id(self)}
         for child_name, child in self._modules.items():
             if child_name != name:
-                present.update(id(m) for m in _subtree(child)[0])
+                present.update(id(m) for m in subtree(child)[0])
         shared = present.intersection(id(m) for m in incoming)
         if shared:
             raise ValueError(
