@@ -38,9 +38,21 @@ def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
     return bf16_widen(np.asarray(bits, dtype=np.uint16))
 
 
+#: elements narrowed at a time by :func:`float32_to_bf16`
+_NARROW_BLOCK = 1 << 18
+
+
 def float32_to_bf16(values: np.ndarray) -> np.ndarray:
-    """bfloat16 bit patterns (uint16) of float32 values, rounded to nearest even."""
-    return bf16_narrow(np.asarray(values, dtype=np.float32), None)
+    """bfloat16 bit patterns (uint16) of float32 values, rounded to nearest even.
+
+    Converted ``_NARROW_BLOCK`` elements at a time, so the temporaries are that size whatever
+    the array's (whole, they were several times the result)."""
+    flat = np.asarray(values).reshape(-1)
+    out = np.empty(flat.shape, np.uint16)
+    for start in range(0, flat.size, _NARROW_BLOCK):
+        block = flat[start : start + _NARROW_BLOCK]
+        out[start : start + _NARROW_BLOCK] = bf16_narrow(block.astype(np.float32, copy=False), None)
+    return out.reshape(np.shape(values))
 
 
 def _dtype_name(state_dtype: object) -> str | None:
@@ -100,6 +112,10 @@ class StateFormat:
                     f"state_dtype={self.dtype!r} but params[{i}] is {p.dtype}; state is kept in "
                     "the parameter's dtype (or bfloat16 for float32 parameters)"
                 )
+
+    def stored_dtype(self, dtype: np.dtype) -> np.dtype:
+        """The dtype :meth:`stored` gives for float values of ``dtype``."""
+        return np.dtype(np.uint16) if self.bf16 else np.dtype(dtype)
 
     def stored(self, values: np.ndarray) -> np.ndarray:
         """A new state array holding ``values`` (the float array an optimizer would start from)."""

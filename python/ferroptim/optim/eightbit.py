@@ -81,6 +81,12 @@ class _Blockwise8bit:
                 return ((256,) if big else (0,)), np.float32
         raise KeyError(name)
 
+    def state_layout(
+        self, name: str, param: np.ndarray, group: dict[str, Any]
+    ) -> tuple[tuple[int, ...], np.dtype]:
+        shape, dtype = self._layout(name, param)
+        return shape, np.dtype(dtype)
+
     def init_state(self, name: str, param: np.ndarray, group: dict[str, Any]) -> np.ndarray:
         shape, dtype = self._layout(name, param)
         for _, _, qmap, signed in self.quantized:

@@ -19,7 +19,7 @@ from ferroptim._array_checks import ArrayChecker
 from ferroptim._backends import backend_module
 from ferroptim._checkpoint_hint import refuse_checkpoint
 from ferroptim._checks import NON_NEGATIVE, Range, check_flag, check_real
-from ferroptim._flat_layout import packed_copies
+from ferroptim._flat_layout import packed_arrays
 from ferroptim._interrupts import deferred_interrupts
 from ferroptim._registry import OptimizerSpec
 from ferroptim.nn.module import Module
@@ -315,18 +315,27 @@ class Optimizer:
         fill = self.spec.state_fill
         return np.zeros_like(param) if fill is None else np.full_like(param, group[fill])
 
+    def state_layout(
+        self, name: str, param: np.ndarray, group: dict[str, Any]
+    ) -> tuple[tuple[int, ...], np.dtype]:
+        """The shape and dtype of state array ``name`` of ``param`` as stored (what
+        :meth:`init_state` gives, after the state format): the parameter's shape, and its dtype
+        or bfloat16's bits (uint16)."""
+        return param.shape, self._state_format.stored_dtype(param.dtype)
+
     def _ensure_state(self, group: dict[str, Any], state: _GroupState) -> None:
         """Allocate the group's missing state arrays: those of one name (and dtype) as views of
-        one allocation (``_flat_layout.packed_copies``), which a step reads faster than
-        separately allocated arrays."""
+        one allocation, which a step reads faster than separately allocated arrays. The views
+        are allocated first, then given their start values (:meth:`init_state`) one parameter
+        at a time (``_flat_layout.packed_arrays``): allocating holds the state plus one
+        parameter's start values, not the state twice."""
+        params = group["params"]
         for name in self.active_states(group):
             if name not in state.arrays:
                 state.plan = None  # its lists do not hold the new state
-                state.arrays[name] = packed_copies(
-                    [
-                        self._state_format.stored(self.init_state(name, p, group))
-                        for p in group["params"]
-                    ]
+                state.arrays[name] = packed_arrays(
+                    [self.state_layout(name, p, group) for p in params],
+                    (self._state_format.stored(self.init_state(name, p, group)) for p in params),
                 )
 
     @property
