@@ -87,6 +87,10 @@ def test_bench_quick_clipping_section() -> None:
     # The in-step limit: a read of the gradients in the norm pass's situation (after a step).
     assert _number(variants["Adam, one read of grads first"][2]) > 0
     assert "the read in the norm pass's situation" in proc.stdout
+    # The machine's own price of that read with no arithmetic: the roofline step after a read.
+    assert _number(variants["roofline step"][4]) == 1  # time / plain: over the roofline step
+    assert _number(variants["roofline step, one read of grads first"][4]) > 0
+    assert "one read of the gradients then the roofline step takes" in proc.stdout
     # The layout of Module.flatten_parameters: the same arrays as views of one buffer.
     for name in (FLAT_NORM, FLAT_READ):
         assert _number(variants[name][1]) > 0

@@ -46,7 +46,11 @@ in-step limit of the norm pass, and over the plain step, the best ratio any norm
 copies of the parameters and gradients laid out as ``Module.flatten_parameters`` lays out a
 model's (the state is the optimizer's own, one allocation per state name in every row): their
 ``time / plain`` is over the plain step on that layout, and ``time / plain on separate arrays``
-over the plain step on the separately allocated arrays.
+over the plain step on the separately allocated arrays. ``roofline step`` (Adam's bytes with no
+arithmetic, :func:`ferroptim._native.roofline_step` with two state arrays, on the same gradients)
+and ``roofline step, one read of grads first`` give the price of that extra read on this machine
+with nothing to hide it behind: their ratio is the clipped-over-plain ratio of a step that is
+pure data movement. The bytes' 1.14x assumes a byte written costs what a byte read does.
 
 Each function is warmed up, then timed per call, in blocks of consecutive calls interleaved with
 the other functions' blocks; numbers are medians. The same gradients are clipped again at every
@@ -92,6 +96,11 @@ FLAT = ", same arrays in one buffer"
 FLAT_NORM = f"global_norm{FLAT}"
 FLAT_READ = f"one read{FLAT}"
 FLAT_ADAM = f"Adam{FLAT}"
+#: the roofline step with Adam's two state arrays (its bytes, no arithmetic) on the same
+#: gradients, alone and after one read of them: the ratio a step of no arithmetic pays here
+#: for the norm pass's extra read
+ROOFLINE_ADAM = "roofline step"
+ROOFLINE_READ_FIRST = f"{ROOFLINE_ADAM}, one read of grads first"
 #: each timed clip call bounds the norm to this fraction of the previous call's bound
 DECAY = 0.9995
 
@@ -237,12 +246,17 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
     flat_grads = packed_copies(grads)
     flat_plain = fo.optim.Adam(packed_copies(params), backend="native")
     flat_clipped = fo.optim.Adam(packed_copies(params), max_grad_norm=MAX_NORM, backend="native")
+    roofline = Roofline(params, grads).step_fn(2)  # Adam's bytes, no arithmetic
     del params
     clipped_name = f"Adam max_grad_norm={MAX_NORM:g}"
 
     def read_then_step() -> None:
         _native.roofline_read(grads)
         plain.step(grads)
+
+    def read_then_roofline() -> None:
+        _native.roofline_read(grads)
+        roofline()
 
     fns = {
         "Adam": lambda: plain.step(grads),
@@ -251,6 +265,8 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         "one read of grads": lambda: _native.roofline_read(grads),
         FLAT_ADAM: lambda: flat_plain.step(flat_grads),
         f"{clipped_name}{FLAT}": lambda: flat_clipped.step(flat_grads),
+        ROOFLINE_ADAM: roofline,
+        ROOFLINE_READ_FIRST: read_then_roofline,
     }
     timings = measure(fns, budget)
     plain_t = timings["Adam"]
@@ -262,9 +278,17 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
         itemsize,  # the read
         adam_bytes_per_element(itemsize, clipped=False),
         adam_bytes_per_element(itemsize, clipped=True),
+        adam_bytes_per_element(itemsize, clipped=False),
+        adam_bytes_per_element(itemsize, clipped=True),
     )
     for (variant, timing), bpe in zip(timings.items(), moved, strict=True):
-        plain_here = timings[FLAT_ADAM] if variant.endswith(FLAT) else plain_t
+        plain_here = (
+            timings[FLAT_ADAM]
+            if variant.endswith(FLAT)
+            else timings[ROOFLINE_ADAM]
+            if variant.startswith(ROOFLINE_ADAM)
+            else plain_t
+        )
         row = _row("Adam max_grad_norm", variant, workload, bpe, timing)
         row["vs_plain"] = timing.median_ns / plain_here.median_ns
         row["vs_plain_min"] = timing.min_ns / plain_here.min_ns
@@ -279,6 +303,9 @@ def _adam_rows(workload: Workload, seed: int, budget: Budget) -> list[dict[str, 
     one_read_ns = timings["one read of grads"].median_ns
     rows[1]["norm_pass_pct_of_one_read"] = _pct(one_read_ns, norm_pass_ns)
     rows[1]["norm_pass_pct_of_read_in_step"] = _pct(read_in_step_ns, norm_pass_ns)
+    rows[1]["roofline_read_first_vs_roofline"] = (
+        timings[ROOFLINE_READ_FIRST].median_ns / timings[ROOFLINE_ADAM].median_ns
+    )
     return rows
 
 
@@ -309,13 +336,15 @@ def run_clipping_bench(
     arrays in one buffer``) add
     ``vs_native`` (time over native's), ``pct_of_one_array`` (and ``pct_of_one_array_min``,
     from the minima) and ``pct_of_roofline``; section ``"Adam max_grad_norm"`` rows
-    (``Adam``, the clipped Adam, ``Adam, one read of grads first``, ``one read of grads``, then
-    the plain and the clipped Adam on arrays in one buffer) add ``vs_plain`` (time over plain
-    Adam's on the same layout), ``vs_plain_min`` (the same from the minima),
+    (``Adam``, the clipped Adam, ``Adam, one read of grads first``, ``one read of grads``, the
+    plain and the clipped Adam on arrays in one buffer, then the roofline step alone and after
+    one read of the gradients) add ``vs_plain`` (time over plain Adam's on the same layout, the
+    roofline rows over the roofline step), ``vs_plain_min`` (the same from the minima),
     ``vs_separate_plain`` (time over plain Adam's on separate arrays) and, on
     the clipped row, ``ideal_vs_plain`` (the bytes ratio), ``last_grad_norm``,
     ``norm_pass_ms`` (clipped minus plain), ``read_in_step_ms`` (read first minus plain),
-    ``norm_pass_pct_of_one_read`` and ``norm_pass_pct_of_read_in_step``.
+    ``norm_pass_pct_of_one_read``, ``norm_pass_pct_of_read_in_step`` and
+    ``roofline_read_first_vs_roofline``.
     The kernel thread count is set to ``threads`` for the run and restored afterwards.
     """
     if workload not in WORKLOADS:
@@ -420,5 +449,11 @@ def clipping_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 f"{clipped['norm_pass_pct_of_one_read']:.0f}%; the read in the norm pass's "
                 f"situation (read first minus plain): {fmt_time(clipped['read_in_step_ms'])} ms, "
                 f"{clipped['norm_pass_pct_of_read_in_step']:.0f}% of the norm pass\n"
+            )
+        if "roofline_read_first_vs_roofline" in clipped:
+            out.append(
+                "the machine's own ratio, with no arithmetic: one read of the gradients then "
+                f"the roofline step takes {clipped['roofline_read_first_vs_roofline']:.2f}x the "
+                "roofline step alone\n"
             )
     return "\n".join(out) + "\n"
