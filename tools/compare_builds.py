@@ -9,9 +9,12 @@ others); the table gives the median of those minima over the rounds.
     python tools/compare_builds.py old=../old-checkout/.venv/bin/python now=.venv/bin/python
     python tools/compare_builds.py --tiny --rounds 9 old=... now=...
 
-``--tiny`` steps six one-element tensors (the call's fixed cost); otherwise the ``mlp``
-workload's six tensors (55,050 float32). Set ``FERROPTIM_NUM_THREADS`` to compare at one kernel
-thread. The workers use only the optimizer classes, so any build since the first can be compared.
+``--workload`` picks the tensors: ``mlp`` (default, the six tensors of a 784-64-64-10 MLP,
+55,050 float32), ``tiny`` (six one-element tensors: the call's fixed cost; also ``--tiny``),
+``transformer`` (the bench's GPT-style 13,719,552 float32 in 75 tensors) or ``single`` (one
+tensor of 2**24). For the large ones, use few steps per block, e.g. ``--blocks 3 --inner 2``.
+Set ``FERROPTIM_NUM_THREADS`` to compare at one kernel thread. The workers use only the
+optimizer classes, so any build since the first can be compared.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ from typing import Any
 
 #: the mlp workload's tensors (784-64-64-10)
 MLP_SHAPES = ((64, 784), (64,), (64, 64), (64,), (10, 64), (10,))
+_D = 384  # the transformer's width: embedding, 6 pre-norm blocks, final LayerNorm
+_BLOCK = (
+    (3 * _D, _D), (3 * _D,), (_D, _D), (_D,), (_D,), (_D,),
+    (4 * _D, _D), (4 * _D,), (_D, 4 * _D), (_D,), (_D,), (_D,),
+)  # fmt: skip
+#: each workload's tensor shapes (``ferroptim.bench.workloads``'s, written out for old builds)
+WORKLOADS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "mlp": MLP_SHAPES,
+    "tiny": ((1,),) * 6,
+    "transformer": ((8000, _D), *(_BLOCK * 6), (_D,), (_D,)),
+    "single": ((2**24,),),
+}
 #: benchmark rows: (class, options)
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "SGD": ("SGD", {"lr": 0.01}),
@@ -45,25 +60,27 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def worker() -> None:
-    """Answer ``name blocks inner tiny`` lines with the minimum µs per step over the blocks."""
+    """Answer ``name blocks inner workload`` lines with the minimum µs per step over the
+    blocks."""
     import numpy as np
 
     import ferroptim.optim as optim
 
     rng = np.random.default_rng(0)
-    built: dict[tuple[str, bool], Any] = {}
+    built: dict[tuple[str, str], Any] = {}
     for line in sys.stdin:
-        name, blocks, inner, tiny = line.split()
-        key = (name, tiny == "1")
+        name, blocks, inner, workload = line.split()
+        key = (name, workload)
         if key not in built:
+            built.clear()  # one optimizer's arrays at a time (the large workloads are 220 MB)
             cls, options = CONFIGS[name]
-            shapes = [(1,)] * 6 if key[1] else MLP_SHAPES
+            shapes = WORKLOADS[workload]
             params = [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in shapes]
             grads = [(rng.standard_normal(s) * 1e-3).astype(np.float32) for s in shapes]
             opt = getattr(optim, cls)(params, **options)
             built[key] = (opt, grads)
         opt, grads = built[key]
-        for _ in range(20):
+        for _ in range(20 if workload in ("mlp", "tiny") else 2):
             opt.step(grads)
         best = float("inf")
         for _ in range(int(blocks)):
@@ -81,6 +98,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=60)
     parser.add_argument("--inner", type=int, default=20)
     parser.add_argument("--tiny", action="store_true", help="six one-element tensors")
+    parser.add_argument("--workload", choices=list(WORKLOADS), default="mlp")
     parser.add_argument("--optimizers", help="comma-separated rows (default: all)")
     args = parser.parse_args()
     builds = dict(b.split("=", 1) for b in args.builds)
@@ -99,7 +117,8 @@ def main() -> None:
             for label in order:
                 w = workers[label]
                 assert w.stdin is not None and w.stdout is not None
-                w.stdin.write(f"{name} {args.blocks} {args.inner} {int(args.tiny)}\n")
+                workload = "tiny" if args.tiny else args.workload
+                w.stdin.write(f"{name} {args.blocks} {args.inner} {workload}\n")
                 w.stdin.flush()
                 times[name][label].append(json.loads(w.stdout.readline()))
     for w in workers.values():

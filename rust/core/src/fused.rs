@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::optim::adam::AdamOp;
 use crate::pool::{for_each_piece, Splittable};
 use crate::real::Real;
-use crate::simd::{dispatch, Kernel};
+use crate::simd::{dispatch, prefetch_l1, Kernel};
 use crate::tensor::{Lanes, TensorRef, MAX_STATE};
 
 /// The element update of one optimizer. `p` and `g` arrive after the common gradient steps; the
@@ -283,6 +283,14 @@ pub(crate) fn run_stored<T: Real, X: AsTensor<T>, U: Update<T>>(
             lanes: t.lanes(),
         })
         .collect();
+    // Bytes the step reads: parameters, gradients and state.
+    let read_bytes: usize = work
+        .iter()
+        .map(|piece| {
+            let state = U::STATES * std::mem::size_of::<<X::Storage as Storage<T>>::Elem>();
+            piece.lanes.len() * (2 * T::BYTES + state)
+        })
+        .sum();
     let args = Args {
         scale: T::from_f64(prep.grad_scale),
         wd: match prep.decay {
@@ -291,6 +299,7 @@ pub(crate) fn run_stored<T: Real, X: AsTensor<T>, U: Update<T>>(
             Decay::Decoupled(factor) => T::from_f64(factor),
         },
         clip: T::from_f64(prep.clip_value.unwrap_or(0.0)),
+        prefetch: prefetches(read_bytes),
     };
     // One monomorphization per combination of the common steps, so the loop carries no branch.
     if prep.clip_value.is_some() {
@@ -346,7 +355,43 @@ pub(crate) struct Args<T> {
     /// L2 coefficient, or the decoupled decay factor.
     pub(crate) wd: T,
     pub(crate) clip: T,
+    /// Whether the loop prefetches ahead: the step reads at least [`PREFETCH_MIN_BYTES`].
+    pub(crate) prefetch: bool,
 }
+
+/// Software prefetch in the fused loop. Runs of elements are taken [`PREFETCH_BLOCK_BYTES`] of
+/// parameters at a time, and before each block, every array's elements [`PREFETCH_AHEAD_BYTES`]
+/// of parameters further on are asked into L1: while the square roots and divisions of one
+/// block keep the core busy, the memory system is already fetching later ones, which the
+/// hardware prefetcher alone did not keep up (the update is too slow for its pace to be the
+/// read's). Only for steps that read at least [`PREFETCH_MIN_BYTES`]: arrays that stay in L2
+/// gain nothing, and the blocks and prefetches cost the lightest updates there.
+///
+/// Measured (2026-12-07, Rust harness, 2 threads, configurations interleaved in one process,
+/// medians of 21 rounds, ns per element; float32): Adam on the transformer's 75 arrays 0.439 ->
+/// 0.391 (momentum SGD 0.280 -> 0.266), on 2**24 elements 0.620 -> 0.579, on 262144 elements
+/// 0.326 -> 0.322; on 16384 elements momentum SGD went 0.226 -> 0.290 (hence the minimum).
+/// Float64 Adam on the transformer 2.377 -> 2.276 with the same distances in bytes. Farther
+/// (4 KB ahead, 2 KB blocks) was slower than none; 64-element blocks cost momentum SGD 26% on
+/// 65536 elements.
+const PREFETCH_AHEAD_BYTES: usize = 2048;
+/// See [`PREFETCH_AHEAD_BYTES`].
+const PREFETCH_BLOCK_BYTES: usize = 1024;
+/// See [`PREFETCH_AHEAD_BYTES`]: four times a core's 2 MB L2.
+const PREFETCH_MIN_BYTES: usize = 8 << 20;
+
+/// Whether a step that reads `read_bytes` prefetches (tests may force either way).
+fn prefetches(read_bytes: usize) -> bool {
+    #[cfg(test)]
+    if let Some(forced) = prefetch_tests::forced() {
+        return forced;
+    }
+    read_bytes >= PREFETCH_MIN_BYTES
+}
+
+#[cfg(test)]
+#[path = "fused_prefetch_tests.rs"]
+mod prefetch_tests;
 
 /// Run every piece with the common steps fixed at compile time: `CLAMP` (value clipping), `SCALE`
 /// (a gradient factor other than 1) and `DECAY` (`NO_DECAY`, `L2_DECAY` or `DECOUPLED_DECAY`).
@@ -443,7 +488,9 @@ impl<
 
     /// The loop proper: widen each state element, update, store it back. Taking the slices as
     /// arguments tells the compiler they do not alias, so it vectorizes without run-time overlap
-    /// checks. Element `i` has index low bits `low + i` (for the storage's rounding).
+    /// checks. Element `i` has index low bits `low + i` (for the storage's rounding). With
+    /// `args.prefetch`, in blocks that each ask for later elements first
+    /// ([`PREFETCH_AHEAD_BYTES`]).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn fused_loop(
@@ -475,7 +522,62 @@ impl<
             ),
             _ => 0,
         };
-        for i in done..n {
+        if !self.args.prefetch {
+            self.elements(storage, low, done, p, g, s0, s1, s2);
+            return;
+        }
+        let ahead = PREFETCH_AHEAD_BYTES / T::BYTES;
+        let block = PREFETCH_BLOCK_BYTES / T::BYTES;
+        let mut start = done;
+        while start < n {
+            let end = n.min(start + block);
+            // The elements `ahead` past this block's, into L1 (none past the end of the run).
+            let (from, to) = (n.min(start + ahead), n.min(end + ahead));
+            prefetch_l1(&p[from..to]);
+            prefetch_l1(&g[from..to]);
+            if U::STATES > 0 {
+                prefetch_l1(&s0[from..to]);
+            }
+            if U::STATES > 1 {
+                prefetch_l1(&s1[from..to]);
+            }
+            if U::STATES > 2 {
+                prefetch_l1(&s2[from..to]);
+            }
+            self.elements(
+                storage,
+                low,
+                start,
+                &mut p[..end],
+                &g[..end],
+                window(s0, 0, end),
+                window(s1, 0, end),
+                window(s2, 0, end),
+            );
+            start = end;
+        }
+    }
+
+    /// Elements `from..p.len()` of the slices, one by one.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn elements(
+        &self,
+        storage: S,
+        low: u32,
+        from: usize,
+        p: &mut [T],
+        g: &[T],
+        s0: &mut [S::Elem],
+        s1: &mut [S::Elem],
+        s2: &mut [S::Elem],
+    ) {
+        let n = p.len();
+        let g = &g[..n];
+        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
+        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
+        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
+        for i in from..n {
             let mut s = [T::ZERO; MAX_STATE];
             if U::STATES > 0 {
                 s[0] = storage.load(s0[i]);

@@ -455,6 +455,7 @@ mod tests {
             scale: 1.0,
             wd: 0.0,
             clip: 0.0,
+            prefetch: false,
         };
         let n = 32 * 9;
         let mut checked = 0;
