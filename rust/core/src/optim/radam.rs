@@ -83,16 +83,19 @@ impl<T: Real> RadamOp<T> {
 impl<T: Real> Update<T> for RadamOp<T> {
     const STATES: usize = 2;
 
+    /// Both steps are computed and one is selected: with the square root and division inside
+    /// `if self.rectified`, LLVM left the loop scalar at AVX2 (it will not speculate them without
+    /// AVX-512's masked operations, and the flag, read through a reference, was not unswitched).
+    /// The bits are those of the branch either way. Measured (one thread, 2^18 elements, before
+    /// and after builds in one process, under load): float32 at AVX2 0.63 -> 0.17 ms per step,
+    /// float64 0.91 -> 0.46 ms; AVX-512 unchanged (0.159 -> 0.161 ms).
     #[inline(always)]
     fn update(&self, p: T, g: T, s: &mut [T; MAX_STATE]) -> T {
         let (m, v) = self.moments.update(g, s);
         let corrected = (m * self.inv_bias_correction1) * self.lr;
-        if self.rectified {
-            let adaptive = self.bias_correction2_sqrt / (v.sqrt() + self.eps);
-            p - (corrected * adaptive) * self.rect
-        } else {
-            p - corrected
-        }
+        let adaptive = self.bias_correction2_sqrt / (v.sqrt() + self.eps);
+        let rectified = (corrected * adaptive) * self.rect;
+        p - if self.rectified { rectified } else { corrected }
     }
 }
 
