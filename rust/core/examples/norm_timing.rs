@@ -14,9 +14,9 @@
 
 use ferroptim_core::clip::{clip_coef, tensor_partials, total_norm, NormType};
 use ferroptim_core::roofline::read_pass;
-use ferroptim_core::{adam_step, set_num_threads, AdamConfig, GradClip, TensorRef};
+use ferroptim_core::{adam_step, set_num_threads, AdamConfig, GradClip};
 use std::hint::black_box;
-use timing::{data, per_call, transformer_sizes};
+use timing::{data, minima_and_medians, per_call, transformer_sizes, AdamArrays};
 
 mod timing;
 
@@ -31,18 +31,6 @@ fn views<'a>(buffer: &'a [f32], sizes: &[usize]) -> Vec<&'a [f32]> {
             head
         })
         .collect()
-}
-
-/// The minimum and the median of each list of times.
-fn minima_and_medians<const K: usize>(times: [Vec<f64>; K]) -> ([f64; K], [f64; K]) {
-    let min = times
-        .clone()
-        .map(|v| v.into_iter().fold(f64::INFINITY, f64::min));
-    let med = times.map(|mut v| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    });
-    (min, med)
 }
 
 fn main() {
@@ -100,11 +88,7 @@ fn main() {
 /// the gradients, on arrays of `sizes`.
 fn adam(rounds: usize, sizes: &[usize]) {
     let grads: Vec<Vec<f32>> = sizes.iter().map(|&n| data(n, 0.0)).collect();
-    let mut params: Vec<Vec<f32>> = sizes.iter().map(|&n| data(n, 0.5)).collect();
-    let mut state: Vec<[Vec<f32>; 2]> = sizes
-        .iter()
-        .map(|&n| [vec![0.0; n], vec![0.0; n]])
-        .collect();
+    let mut arrays = AdamArrays::new(sizes);
     let g: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
     for threads in [1, 2] {
         set_num_threads(threads).unwrap();
@@ -120,13 +104,7 @@ fn adam(rounds: usize, sizes: &[usize]) {
                         clip_value: None,
                     };
                 }
-                let mut tensors: Vec<TensorRef<'_, f32>> = params
-                    .iter_mut()
-                    .zip(&mut state)
-                    .zip(&g)
-                    .map(|((p, [m, v]), g)| TensorRef::new(p, g, step).with_state(m).with_state(v))
-                    .collect();
-                adam_step(&mut tensors, &cfg).unwrap();
+                adam_step(&mut arrays.tensors(&g, step), &cfg).unwrap();
             };
             t[0].push(per_call(1, cpu, &mut || run(false)));
             t[1].push(per_call(1, cpu, &mut || run(true)));

@@ -13,17 +13,11 @@
 //!    last minus the step alone, the price of the extra read of `max_grad_norm` in its place.
 
 use ferroptim_core::roofline::{read_pass, roofline_step};
-use ferroptim_core::{set_num_threads, TensorRef};
+use ferroptim_core::set_num_threads;
 use std::hint::black_box;
-use timing::{data, per_call, transformer_sizes};
+use timing::{data, minima_and_medians, per_call, transformer_sizes, AdamArrays};
 
 mod timing;
-
-/// Median and minimum of a list of times.
-fn median_and_min(mut times: Vec<f64>) -> (f64, f64) {
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[0])
-}
 
 fn main() {
     let rounds: usize = std::env::args()
@@ -42,7 +36,7 @@ fn main() {
                 })
             })
             .collect();
-        let (median, min) = median_and_min(times);
+        let ([min], [median]) = minima_and_medians([times]);
         println!(
             "read of {mb:>3} MB: {:.1} GB/s median, {:.1} GB/s best",
             mb as f64 / median,
@@ -57,21 +51,9 @@ fn main() {
 fn step_then_read(rounds: usize) {
     let sizes = transformer_sizes();
     let grads: Vec<Vec<f32>> = sizes.iter().map(|&n| data(n, 0.0)).collect();
-    let mut params: Vec<Vec<f32>> = sizes.iter().map(|&n| data(n, 0.5)).collect();
-    let mut state: Vec<[Vec<f32>; 2]> = sizes
-        .iter()
-        .map(|&n| [vec![0.0; n], vec![0.0; n]])
-        .collect();
+    let mut arrays = AdamArrays::new(&sizes);
     let g: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
-    let mut step = || {
-        let mut tensors: Vec<TensorRef<'_, f32>> = params
-            .iter_mut()
-            .zip(&mut state)
-            .zip(&g)
-            .map(|((p, [m, v]), g)| TensorRef::new(p, g, 1).with_state(m).with_state(v))
-            .collect();
-        roofline_step(&mut tensors, 2).unwrap();
-    };
+    let mut step = || roofline_step(&mut arrays.tensors(&g, 1), 2).unwrap();
     // Each timed call after two untimed ones of the same kind, so the caches hold what that
     // kind of call leaves behind.
     let mut t: [Vec<f64>; 3] = Default::default();
@@ -95,7 +77,7 @@ fn step_then_read(rounds: usize) {
         }
         t[2].push(per_call(1, false, &mut read_then_step));
     }
-    let [(step_ms, _), (read_ms, _), (both_ms, _)] = t.map(median_and_min);
+    let (_, [step_ms, read_ms, both_ms]) = minima_and_medians(t);
     let gradient_mb = sizes.iter().sum::<usize>() as f64 * 4.0 / 1e6;
     println!(
         "transformer, 75 arrays (medians): roofline step {step_ms:.3} ms; read of the gradients \

@@ -504,10 +504,7 @@ impl<
         s2: &mut [S::Elem],
     ) {
         let n = p.len();
-        let g = &g[..n];
-        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
-        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
-        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
+        let (g, s0, s1, s2) = Self::cut(n, g, s0, s1, s2);
         let done = match self.op.as_adam() {
             Some(adam) if U::STATES == 2 => storage.adam_lead::<CLAMP, SCALE, DECAY>(
                 &adam,
@@ -558,6 +555,29 @@ impl<
         }
     }
 
+    /// The gradients and state arrays of a run cut to the parameters' length `n`, so that the
+    /// compiler sees every index below `n` is in bounds (a state array the update does not use
+    /// stays empty).
+    #[inline(always)]
+    #[allow(clippy::type_complexity)]
+    fn cut<'s>(
+        n: usize,
+        g: &'s [T],
+        s0: &'s mut [S::Elem],
+        s1: &'s mut [S::Elem],
+        s2: &'s mut [S::Elem],
+    ) -> (
+        &'s [T],
+        &'s mut [S::Elem],
+        &'s mut [S::Elem],
+        &'s mut [S::Elem],
+    ) {
+        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
+        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
+        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
+        (&g[..n], s0, s1, s2)
+    }
+
     /// Elements `from..p.len()` of the slices, one by one.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
@@ -573,10 +593,7 @@ impl<
         s2: &mut [S::Elem],
     ) {
         let n = p.len();
-        let g = &g[..n];
-        let s0 = if U::STATES > 0 { &mut s0[..n] } else { s0 };
-        let s1 = if U::STATES > 1 { &mut s1[..n] } else { s1 };
-        let s2 = if U::STATES > 2 { &mut s2[..n] } else { s2 };
+        let (g, s0, s1, s2) = Self::cut(n, g, s0, s1, s2);
         for i in from..n {
             let mut s = [T::ZERO; MAX_STATE];
             if U::STATES > 0 {

@@ -1,6 +1,7 @@
 //! Timing helpers shared by the examples that compare a kernel with one read of its bytes:
 //! test data, and per-call timings as this thread's CPU time (1 thread) or wall time.
 
+use ferroptim_core::TensorRef;
 use std::time::Instant;
 
 /// Uniform in `[offset - 1, offset + 1)`.
@@ -57,6 +58,52 @@ pub fn per_call(reps: usize, cpu: bool, f: &mut dyn FnMut()) -> f64 {
         },
         cpu,
     ) / reps as f64
+}
+
+/// Adam's arrays for tensors of the given sizes, each allocated separately: parameters (uniform
+/// about 0.5) and two zeroed state arrays.
+// Not every example that includes this module uses it.
+#[allow(dead_code)]
+pub struct AdamArrays {
+    params: Vec<Vec<f32>>,
+    state: Vec<[Vec<f32>; 2]>,
+}
+
+#[allow(dead_code)]
+impl AdamArrays {
+    pub fn new(sizes: &[usize]) -> Self {
+        AdamArrays {
+            params: sizes.iter().map(|&n| data(n, 0.5)).collect(),
+            state: sizes
+                .iter()
+                .map(|&n| [vec![0.0; n], vec![0.0; n]])
+                .collect(),
+        }
+    }
+
+    /// The tensors of step `step`, with gradients `grads`.
+    pub fn tensors<'a>(&'a mut self, grads: &[&'a [f32]], step: u64) -> Vec<TensorRef<'a, f32>> {
+        self.params
+            .iter_mut()
+            .zip(&mut self.state)
+            .zip(grads)
+            .map(|((p, [m, v]), g)| TensorRef::new(p, g, step).with_state(m).with_state(v))
+            .collect()
+    }
+}
+
+/// The minimum and the median of each list of times.
+// Not every example that includes this module uses it.
+#[allow(dead_code)]
+pub fn minima_and_medians<const K: usize>(times: [Vec<f64>; K]) -> ([f64; K], [f64; K]) {
+    let min = times
+        .clone()
+        .map(|v| v.into_iter().fold(f64::INFINITY, f64::min));
+    let med = times.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    (min, med)
 }
 
 /// The transformer workload's shapes, flattened (python/ferroptim/bench/workloads.py).
