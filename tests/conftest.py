@@ -397,6 +397,18 @@ def restore_simd_level() -> Iterator[None]:
 
 
 @pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """SIGINT raises ``KeyboardInterrupt`` during the test, as in an interactive session, even
+    when the test run was started with SIGINT ignored (a shell's background job: Python then
+    leaves it ignored); the handler found is put back afterwards."""
+    original = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, original)
+
+
+@pytest.fixture
 def restore_num_threads() -> Iterator[None]:
     """Restore the native thread count after the test."""
     yield from _restoring(native.get_num_threads, native.set_num_threads)

@@ -268,6 +268,7 @@ def test_keyboard_interrupt_inside_a_load_rolls_everything_back(tmp_path, monkey
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_at_random_moments_of_a_load_is_all_or_nothing(tmp_path):
     path = tmp_path / "c.ckpt"
     saved = _objects(3)

@@ -70,6 +70,7 @@ def test_clipping_holds_while_another_thread_sets_max_grad_norm():
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+@pytest.mark.usefixtures("sigint_raises")
 def test_ctrl_c_never_half_applies_a_multi_group_step():
     """SIGINT fired at random moments while a 40-group Adam steps: after each KeyboardInterrupt
     every group has taken the same number of steps, and the parameters equal that many steps
