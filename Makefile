@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.deps-installed
 
-.PHONY: demo test build lint typecheck rust-test py-test bench clean wheel wheel-check
+.PHONY: demo test build lint typecheck simd-audit rust-test py-test bench clean wheel wheel-check
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -57,7 +57,12 @@ wheel: $(STAMP)
 wheel-check: wheel
 	$(PY) tools/wheel_check.py dist
 
-test: build lint typecheck rust-test py-test
+# every kernel trampoline of the built extension holds registers of its level's width (a kernel
+# that compiled to scalar code at AVX-512 or AVX2 fails here; tools/simd_audit.py says which)
+simd-audit: build
+	$(PY) tools/simd_audit.py
+
+test: build lint typecheck simd-audit rust-test py-test
 
 bench: build
 	$(PY) -m pytest benches --benchmark-enable --benchmark-only -p no:cacheprovider
