@@ -41,6 +41,8 @@ WORKLOADS: dict[str, tuple[tuple[int, ...], ...]] = {
     "transformer": ((8000, _D), *(_BLOCK * 6), (_D,), (_D,)),
     "single": ((2**24,),),
 }
+#: workloads whose optimizers are not kept between requests (220 MB and more of arrays each)
+LARGE = ("transformer", "single")
 #: benchmark rows: (class, options)
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "SGD": ("SGD", {"lr": 0.01}),
@@ -72,7 +74,8 @@ def worker() -> None:
         name, blocks, inner, workload = line.split()
         key = (name, workload)
         if key not in built:
-            built.clear()  # one optimizer's arrays at a time (the large workloads are 220 MB)
+            if workload in LARGE:
+                built.clear()  # one large optimizer's arrays at a time
             cls, options = CONFIGS[name]
             shapes = WORKLOADS[workload]
             params = [(rng.standard_normal(s) * 0.1).astype(np.float32) for s in shapes]
@@ -80,7 +83,7 @@ def worker() -> None:
             opt = getattr(optim, cls)(params, **options)
             built[key] = (opt, grads)
         opt, grads = built[key]
-        for _ in range(20 if workload in ("mlp", "tiny") else 2):
+        for _ in range(2 if workload in LARGE else 20):
             opt.step(grads)
         best = float("inf")
         for _ in range(int(blocks)):
